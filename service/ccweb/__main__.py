@@ -1,0 +1,5 @@
+import sys
+
+from ccweb.cli import main
+
+sys.exit(main())
