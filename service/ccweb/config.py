@@ -1,0 +1,322 @@
+"""The policy file: pydantic models, validated once at start-up and by ``ccweb check-config``.
+
+Every error names the offending key (``rules[1].claims.email.pattern: …``). Unknown keys are errors.
+Patterns are compiled here with whole-value (full-match) semantics, so a bad file never starts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ccweb_helper.hosts import is_loopback, split_host
+
+ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:iam::(?P<account>[0-9]{12}):role/[\w+=,.@/-]{1,512}")
+REGION = re.compile(r"[a-z]{2}(?:-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?")
+REPOSITORY_GLOB = re.compile(r"(?:(?P<region>[a-z0-9*?-]+)/)?(?P<name>[A-Za-z0-9._*?-]{1,100})")
+CLAIM_NAME = re.compile(r"[A-Za-z0-9_:.\-/]{1,128}")
+MIN_SESSION, MAX_SESSION = 900, 43200
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``messages`` are ``key: problem`` lines."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_issuer_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an https URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("must be https (http is allowed only on loopback: 127.0.0.1, localhost, [::1])")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry a query, fragment or user name")
+    return value
+
+
+class Issuer(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    issuer: str
+    audiences: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    jwks_uri: str | None = None
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_issuer_url(value)
+
+
+class Pattern(_Model):
+    pattern: str
+    _compiled: re.Pattern[str] = PrivateAttr()
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._compiled = re.compile(value_pattern(self.pattern))
+
+    def matches(self, value: str) -> bool:
+        return self._compiled.fullmatch(value) is not None
+
+
+def value_pattern(pattern: str) -> str:
+    return f"(?:{pattern})"
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict | Pattern):
+        return "<pattern>"
+    if isinstance(value, bool):
+        return "<boolean>"
+    if isinstance(value, int):
+        return "<integer>"
+    if isinstance(value, str):
+        return "<string>"
+    return None
+
+
+ClaimCondition = Annotated[
+    Annotated[StrictStr, Tag("<string>")]
+    | Annotated[StrictBool, Tag("<boolean>")]
+    | Annotated[StrictInt, Tag("<integer>")]
+    | Annotated[Pattern, Tag("<pattern>")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="claim_condition",
+        custom_error_message="must be a string, a boolean, an integer or {pattern: <regular expression>}",
+    ),
+]
+
+
+def _repository_glob(glob: str) -> str:
+    match = REPOSITORY_GLOB.fullmatch(glob)
+    if not match:
+        raise ValueError(
+            f"{glob!r} is not a repository glob: [region/]name with letters, digits, '.', '_', '-' "
+            "and the wildcards '*' and '?'"
+        )
+    region = match.group("region")
+    if region and "*" not in region and "?" not in region and not REGION.fullmatch(region):
+        raise ValueError(f"{glob!r}: {region!r} is not an AWS region")
+    return glob
+
+
+RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
+
+
+class Rule(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    issuer: str
+    claims: dict[str, ClaimCondition] = Field(default_factory=dict)
+    role_arn: str
+    repositories: Annotated[list[RepositoryGlob], Field(min_length=1)]
+    access: Literal["read", "write"] = "read"
+    source_identity: str | None = None
+    session_duration: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] | None = None
+
+    @field_validator("claims")
+    @classmethod
+    def _claim_names(cls, value: dict[str, ClaimCondition]) -> dict[str, ClaimCondition]:
+        for name in value:
+            if not CLAIM_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a claim name")
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not ROLE_ARN.fullmatch(value):
+            raise ValueError("not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)")
+        return value
+
+    @field_validator("source_identity")
+    @classmethod
+    def _claim(cls, value: str | None) -> str | None:
+        if value is not None and not CLAIM_NAME.fullmatch(value):
+            raise ValueError("not a claim name")
+        return value
+
+    @model_validator(mode="after")
+    def _policy_size(self) -> Rule:
+        from ccweb.policy import MAX_SESSION_POLICY, session_policy  # noqa: PLC0415 (cycle)
+
+        size = len(session_policy(self))
+        if size > MAX_SESSION_POLICY:
+            raise ValueError(
+                f"repositories: the session policy would be {size} characters, over STS's limit of "
+                f"{MAX_SESSION_POLICY}; use fewer or broader globs"
+            )
+        return self
+
+    @property
+    def account(self) -> str:
+        match = ROLE_ARN.fullmatch(self.role_arn)
+        if match is None:  # pragma: no cover - validated when the model was built
+            raise ValueError(self.role_arn)
+        return match.group("account")
+
+    def repository_matches(self, repository: str, region: str) -> bool:
+        for glob in self.repositories:
+            glob_region, _, glob_name = glob.rpartition("/")
+            if glob_region and not fnmatch.fnmatchcase(region, glob_region):
+                continue
+            if fnmatch.fnmatchcase(repository, glob_name):
+                return True
+        return False
+
+
+class GitEndpoint(_Model):
+    host: str
+    region: Annotated[str, Field(pattern=REGION.pattern.join("^$"))]
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            name, port = split_host(value)
+        except ValueError as exc:
+            raise ValueError(f"not host[:port]: {exc}") from None
+        return name if port is None else f"{name}:{port}"
+
+
+class AwsSettings(_Model):
+    session_duration: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] = 3600
+    region: Annotated[str, Field(pattern=REGION.pattern.join("^$"))] | None = None
+    """Region of the STS endpoint; default from the AWS environment, else us-east-1."""
+
+
+class Config(_Model):
+    issuers: Annotated[list[Issuer], Field(min_length=1)]
+    rules: list[Rule] = Field(default_factory=list)
+    git_endpoints: list[GitEndpoint] = Field(default_factory=list)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        names = [i.name for i in self.issuers]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                problems.append(f"issuers[{index}].name: {name!r} is used twice")
+        urls = [i.issuer for i in self.issuers]
+        for index, url in enumerate(urls):
+            if urls.index(url) != index:
+                problems.append(f"issuers[{index}].issuer: {url!r} is listed twice")
+        rule_names = [r.name for r in self.rules]
+        for index, rule in enumerate(self.rules):
+            if rule.issuer not in names:
+                problems.append(f"rules[{index}].issuer: no issuer is named {rule.issuer!r}")
+            if rule_names.index(rule.name) != index:
+                problems.append(f"rules[{index}].name: {rule.name!r} is used twice")
+        hosts = [e.host for e in self.git_endpoints]
+        for index, host in enumerate(hosts):
+            if hosts.index(host) != index:
+                problems.append(f"git_endpoints[{index}].host: {host!r} is listed twice")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def issuer_named(self, name: str) -> Issuer:
+        return next(i for i in self.issuers if i.name == name)
+
+    def session_duration(self, rule: Rule) -> int:
+        return rule.session_duration or self.aws.session_duration
+
+    def git_endpoint(self, host: str) -> GitEndpoint | None:
+        try:
+            name, port = split_host(host)
+        except ValueError:
+            return None
+        key = name if port is None else f"{name}:{port}"
+        return next((e for e in self.git_endpoints if e.host == key), None)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part.startswith("<"):  # "<string>" etc. are union tags, not keys
+            text += f".{part}" if text else part
+    return text
+
+
+def _messages(error: ValidationError) -> list[str]:
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        key = _location(item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        for line in message.splitlines():
+            # Checks across fields name their keys: whole-file ones fully, per-rule ones by field.
+            if not key:
+                text = line
+            elif re.match(r"[a-z_]+: ", line):
+                text = f"{key}.{line}"
+            else:
+                text = f"{key}: {line}"
+            if text not in lines:
+                lines.append(text)
+    return lines
+
+
+def parse_config(data: Any) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): the configuration must be a mapping with an 'issuers' key"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_messages(exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``; raise ConfigError with ``key: problem`` lines."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{path}{where}: {problem}"]) from None
+    return parse_config(data)
