@@ -1,0 +1,293 @@
+"""OIDC token verification: discovery and key sets per issuer (I/O), then a strict JWT check.
+
+Secure defaults, in the order they are applied:
+- a size cap on the token; compact JWS only (three parts), never JWE;
+- an algorithm allowlist (RS*, PS*, ES*) — never ``none`` or HS*;
+- ``jku``, ``x5u``, ``jwk``, ``x5c`` and ``crit`` headers are refused, never followed;
+- the issuer must be configured (exact ``iss``); keys come only from that issuer's key set;
+- ``aud`` must contain one of the issuer's audiences; ``exp`` and ``sub`` are required; ``nbf``/``iat``
+  are checked with a small leeway.
+An unknown ``kid`` refetches the key set at most once per issuer per ``refetch_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from joserfc import jws
+from joserfc.errors import (
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwt import JWTClaimsRegistry
+
+from ccweb.config import Config, Issuer
+from ccweb.errors import InvalidToken, UpstreamUnavailable
+from ccweb_helper.hosts import is_loopback
+
+log = logging.getLogger("ccweb.tokens")
+
+ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
+FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
+MAX_TOKEN_BYTES = 16 * 1024
+MAX_DOCUMENT_BYTES = 256 * 1024
+LEEWAY_SECONDS = 60
+
+Key = RSAKey | ECKey
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token whose signature and claims have been checked; ``sha256`` identifies it in logs."""
+
+    issuer: Issuer
+    claims: dict[str, Any]
+    sha256: str
+    expires_at: float
+
+    @property
+    def subject(self) -> str:
+        return str(self.claims["sub"])
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def _b64json(segment: str) -> dict[str, Any]:
+    padded = segment + "=" * (-len(segment) % 4)
+    value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    if not isinstance(value, dict):
+        raise TypeError("not a JSON object")
+    return value
+
+
+def _refuse(reason: str, detail: str) -> InvalidToken:
+    return InvalidToken(f"The OIDC token was refused: {detail}.", reason=reason)
+
+
+class DocumentError(Exception):
+    """A discovery document or key set could not be fetched or understood."""
+
+
+async def fetch_json(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    """GET a JSON object, refusing bodies larger than MAX_DOCUMENT_BYTES and any redirect."""
+    try:
+        async with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise DocumentError(f"{url} answered HTTP {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise DocumentError(f"{url} is larger than {MAX_DOCUMENT_BYTES} bytes")
+    except httpx.HTTPError as exc:
+        raise DocumentError(f"{url}: {type(exc).__name__}") from None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise DocumentError(f"{url} is not JSON") from None
+    if not isinstance(value, dict):
+        raise DocumentError(f"{url} is not a JSON object")
+    return value
+
+
+def _import_keys(document: dict[str, Any]) -> dict[str | None, list[Key]]:
+    """Signing keys by ``kid``; keys that are not RSA/EC signature keys are skipped."""
+    keys: dict[str | None, list[Key]] = {}
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        raise DocumentError("the key set has no 'keys' list")
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        if entry.get("kty") not in ("RSA", "EC") or "d" in entry:
+            continue
+        try:
+            key: Key = RSAKey.import_key(entry) if entry["kty"] == "RSA" else ECKey.import_key(entry)
+        except (JoseError, ValueError, TypeError):
+            continue
+        kid = entry.get("kid")
+        keys.setdefault(kid if isinstance(kid, str) else None, []).append(key)
+    return keys
+
+
+@dataclass
+class IssuerKeys:
+    """The cached key set of one issuer, refetched on expiry or (bounded) on an unknown ``kid``."""
+
+    issuer: Issuer
+    http: httpx.AsyncClient
+    clock: Callable[[], float]
+    max_age: float = 3600.0
+    refetch_interval: float = 60.0
+    keys: dict[str | None, list[Key]] | None = None
+    fetched_at: float = 0.0
+    attempted_at: float = -1e18
+    last_error: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def _jwks_uri(self) -> str:
+        if self.issuer.jwks_uri:
+            return self.issuer.jwks_uri
+        url = self.issuer.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        discovery = await fetch_json(self.http, url)
+        if discovery.get("issuer") != self.issuer.issuer:
+            raise DocumentError(f"{url} names a different issuer")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise DocumentError(f"{url} has no jwks_uri")
+        parts = urlsplit(jwks_uri)
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+            raise DocumentError(f"{url} names a jwks_uri that is not https")
+        return jwks_uri
+
+    async def refresh(self) -> None:
+        async with self.lock:
+            now = self.clock()
+            if now - self.attempted_at < self.refetch_interval:
+                return  # someone else just tried; do not hammer the identity provider
+            self.attempted_at = now
+            try:
+                self.keys = _import_keys(await fetch_json(self.http, await self._jwks_uri()))
+            except DocumentError as exc:
+                self.last_error = str(exc)
+                log.warning("issuer %s: key set not refreshed: %s", self.issuer.name, exc)
+                return
+            self.fetched_at = now
+            self.last_error = None
+            log.info("issuer %s: key set fetched (%d keys)", self.issuer.name, sum(map(len, self.keys.values())))
+
+    async def candidates(self, kid: str | None) -> list[Key]:
+        if self.keys is None or self.clock() - self.fetched_at > self.max_age:
+            await self.refresh()
+        if self.keys is None:
+            raise UpstreamUnavailable(
+                f"ccweb cannot fetch the signing keys of the identity provider {self.issuer.issuer}; "
+                "try again shortly, and tell the ccweb operators if it persists.",
+                reason="jwks_unavailable",
+            )
+        found = self._lookup(kid)
+        if not found:
+            await self.refresh()
+            found = self._lookup(kid)
+        return found
+
+    def _lookup(self, kid: str | None) -> list[Key]:
+        if self.keys is None:
+            return []
+        if kid is None:
+            return [key for keys in self.keys.values() for key in keys]
+        return list(self.keys.get(kid, ()))
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        config: Config,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        refetch_interval: float = 60.0,
+        key_max_age: float = 3600.0,
+    ) -> None:
+        self._clock = clock
+        self._issuers = {
+            issuer.issuer: IssuerKeys(
+                issuer, http, clock, max_age=key_max_age, refetch_interval=refetch_interval
+            )
+            for issuer in config.issuers
+        }
+
+    def issuer_keys(self) -> list[IssuerKeys]:
+        return list(self._issuers.values())
+
+    async def verify(self, token: str) -> VerifiedToken:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise _refuse("too_large", f"it is larger than {MAX_TOKEN_BYTES} bytes")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise _refuse("malformed", "it is not a signed JWT")
+        try:
+            header, payload = _b64json(parts[0]), _b64json(parts[1])
+        except (ValueError, TypeError):  # bad base64, bad UTF-8, bad JSON, not an object
+            raise _refuse("malformed", "it is not a signed JWT") from None
+        alg = header.get("alg")
+        if alg not in ALGORITHMS:
+            raise _refuse("algorithm", f"the signing algorithm {str(alg)[:16]!r} is not accepted")
+        if FORBIDDEN_HEADERS & header.keys():
+            raise _refuse("forbidden_header", "its header names keys by URL or embeds a key")
+        if not parts[2]:
+            raise _refuse("malformed", "it is not a signed JWT")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise _refuse("malformed", "its key id is not a string")
+        iss = payload.get("iss")
+        keys = self._issuers.get(iss) if isinstance(iss, str) else None
+        if keys is None:
+            raise _refuse("unknown_issuer", "its issuer is not one this service trusts")
+        claims = await self._check_signature(token, alg, kid, keys)
+        self._check_claims(claims, keys.issuer)
+        return VerifiedToken(keys.issuer, claims, token_sha256(token), float(claims["exp"]))
+
+    async def _check_signature(self, token: str, alg: str, kid: str | None, keys: IssuerKeys) -> dict[str, Any]:
+        candidates = await keys.candidates(kid)
+        if not candidates:
+            raise _refuse("unknown_key", "it is signed with a key its issuer does not publish")
+        for key in candidates:
+            try:
+                signed = jws.deserialize_compact(token, key, algorithms=[alg])
+            except JoseError:  # wrong key type for the algorithm, bad signature, …: try the next key
+                continue
+            try:
+                claims = json.loads(signed.payload)
+            except ValueError:
+                break
+            if isinstance(claims, dict):
+                return claims
+            break
+        raise _refuse("bad_signature", "its signature does not verify")
+
+    def _check_claims(self, claims: dict[str, Any], issuer: Issuer) -> None:
+        registry = JWTClaimsRegistry(
+            now=int(self._clock()),
+            leeway=LEEWAY_SECONDS,
+            iss={"essential": True, "value": issuer.issuer},
+            aud={"essential": True, "values": issuer.audiences},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except ExpiredTokenError:
+            raise _refuse("expired", "it has expired; get a new token and try again") from None
+        except MissingClaimError as exc:
+            names = ", ".join(repr(n) for n in exc.claim.split(","))
+            raise _refuse("missing_claim", f"it lacks the required claim {names}") from None
+        except InvalidClaimError as exc:
+            claim = exc.claim
+            if claim == "aud":
+                raise _refuse(
+                    "audience",
+                    "it is not meant for this service (its 'aud' has none of: "
+                    + ", ".join(issuer.audiences) + ")",
+                ) from None
+            if claim in ("nbf", "iat"):
+                raise _refuse("not_yet_valid", "it is not valid yet; check this machine's clock") from None
+            raise _refuse("invalid_claim", f"its {claim or 'claims'} claim is invalid") from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise _refuse("missing_claim", "it has no subject ('sub')")

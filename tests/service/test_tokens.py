@@ -1,0 +1,245 @@
+"""Token verification against a real issuer on loopback (discovery + JWKS over HTTP), real crypto."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from joserfc import jwt
+from joserfc.jwk import ECKey, OctKey, RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ccweb.config import parse_config
+from ccweb.errors import InvalidToken, UpstreamUnavailable
+from ccweb.tokens import TokenVerifier, VerifiedToken
+from support import serve
+
+NOW = int(time.time())
+
+
+@dataclass
+class Issuer:
+    """A loopback OIDC issuer whose key set and availability a test can change."""
+
+    rsa: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "rsa-1"}))
+    ec: ECKey = field(default_factory=lambda: ECKey.generate_key("P-256", parameters={"kid": "ec-1"}))
+    url: str = ""
+    jwks_hits: int = 0
+    fail: bool = False
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.rsa.as_dict(private=False), self.ec.as_dict(private=False)]}
+
+    def app(self) -> Starlette:
+        async def configuration(_: Request) -> JSONResponse:
+            return JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
+
+        async def keys(_: Request) -> JSONResponse:
+            self.jwks_hits += 1
+            if self.fail:
+                return JSONResponse({"error": "down"}, 503)
+            return JSONResponse(self.jwks())
+
+        return Starlette(routes=[Route("/.well-known/openid-configuration", configuration), Route("/jwks", keys)])
+
+    def claims(self, **extra: Any) -> dict[str, Any]:
+        base = {"iss": self.url, "aud": "ccweb", "sub": "user-1", "email": "a@example.com",
+                "iat": NOW, "exp": NOW + 600}
+        base.update(extra)
+        return {k: v for k, v in base.items() if v is not None}
+
+    def token(self, key: Any = None, alg: str = "RS256", header: dict[str, Any] | None = None,
+              **claims: Any) -> str:
+        key = key or self.rsa
+        head = {"alg": alg, "kid": key.kid, **(header or {})}
+        head = {k: v for k, v in head.items() if v is not None}
+        return jwt.encode(head, self.claims(**claims), key, algorithms=[alg])
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    state = Issuer()
+    with serve(state.app()) as url:
+        state.url = url
+        yield state
+
+
+def verifier_for(issuer: Issuer, **kwargs: Any) -> Callable[[str], VerifiedToken]:
+    config = parse_config({"issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb", "other"]}]})
+
+    def verify(token: str) -> VerifiedToken:
+        async def run() -> VerifiedToken:
+            async with httpx.AsyncClient() as http:
+                return await TokenVerifier(config, http, **kwargs).verify(token)
+
+        return asyncio.run(run())
+
+    return verify
+
+
+def b64(data: bytes | dict[str, Any]) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: str = "") -> str:
+    return f"{b64(header)}.{b64(claims)}.{signature}"
+
+
+def hs256_with(issuer: Issuer, secret: bytes) -> str:
+    """The classic key-confusion attack: HMAC keyed with the issuer's *public* key material."""
+    signing_input = f"{b64({'alg': 'HS256', 'kid': 'rsa-1'})}.{b64(issuer.claims())}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+
+def foreign_key_token(issuer: Issuer, extra_header: dict[str, Any] | None = None) -> str:
+    attacker = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})
+    header = {"alg": "RS256", "kid": "rsa-1", **(extra_header or {})}
+    return jwt.encode(header, issuer.claims(), attacker)
+
+
+def tamper_payload(issuer: Issuer) -> str:
+    head, _, sig = issuer.token().split(".")
+    return f"{head}.{b64(issuer.claims(sub='admin'))}.{sig}"
+
+
+def swap_header(issuer: Issuer, header: dict[str, Any]) -> str:
+    """The issuer's genuine token with its header replaced (signature left as it was)."""
+    _, body, sig = issuer.token().split(".")
+    return f"{b64(header)}.{body}.{sig}"
+
+
+def tamper_header(issuer: Issuer) -> str:
+    return swap_header(issuer, {"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt"})
+
+
+def signed_rs256(issuer: Issuer, header: dict[str, Any], payload: bytes) -> str:
+    """RS256 by hand with the issuer's own key, for headers a JOSE library would refuse to write."""
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    signature = issuer.rsa.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
+
+
+def resign_header(issuer: Issuer, header: dict[str, Any]) -> str:
+    """A token correctly signed by the issuer's own key but carrying ``header``."""
+    return signed_rs256(issuer, {"alg": "RS256", "kid": "rsa-1", **header}, json.dumps(issuer.claims()).encode())
+
+
+REJECTED: list[tuple[str, Callable[[Issuer], str], str]] = [
+    ("alg-none", lambda i: unsigned({"alg": "none"}, i.claims()), "algorithm"),
+    ("alg-none-with-kid", lambda i: unsigned({"alg": "none", "kid": "rsa-1"}, i.claims(), "sig"), "algorithm"),
+    ("alg-None-mixed-case", lambda i: unsigned({"alg": "None"}, i.claims()), "algorithm"),
+    ("hs256-keyed-with-public-pem", lambda i: hs256_with(i, i.rsa.as_pem(private=False)), "algorithm"),
+    ("hs256-keyed-with-modulus", lambda i: hs256_with(i, i.rsa.as_dict()["n"].encode()), "algorithm"),
+    ("hs512", lambda i: jwt.encode({"alg": "HS512"}, i.claims(), OctKey.generate_key(512),
+                                   algorithms=["HS512"]), "algorithm"),
+    ("foreign-key-same-kid", foreign_key_token, "bad_signature"),
+    ("foreign-ec-key-same-kid", lambda i: i.token(ECKey.generate_key("P-256", parameters={"kid": "ec-1"}),
+                                                   alg="ES256"), "bad_signature"),
+    ("jku-header", lambda i: foreign_key_token(i, {"jku": "http://127.0.0.1:1/attacker.json"}), "forbidden_header"),
+    ("jwk-header", lambda i: foreign_key_token(i, {"jwk": i.rsa.as_dict(private=False)}), "forbidden_header"),
+    ("x5u-header", lambda i: resign_header(i, {"x5u": "https://attacker.example/cert.pem"}), "forbidden_header"),
+    ("x5c-header", lambda i: resign_header(i, {"x5c": ["MIIB"]}), "forbidden_header"),
+    ("crit-header", lambda i: resign_header(i, {"crit": ["exp"]}), "forbidden_header"),
+    ("tampered-payload", tamper_payload, "bad_signature"),
+    ("tampered-header", tamper_header, "bad_signature"),
+    ("truncated-signature", lambda i: i.token()[:-10], "bad_signature"),
+    ("empty-signature", lambda i: i.token().rsplit(".", 1)[0] + ".", "malformed"),
+    ("alg-swapped-to-ps256", lambda i: swap_header(i, {"alg": "PS256", "kid": "rsa-1"}), "bad_signature"),
+    ("es256-header-on-rsa-key", lambda i: resign_header(i, {"alg": "RS256", "kid": "ec-1"}), "bad_signature"),
+    ("unknown-kid", lambda i: i.token(RSAKey.generate_key(2048, parameters={"kid": "nobody"})), "unknown_key"),
+    ("kid-not-a-string", lambda i: resign_header(i, {"kid": 7}), "malformed"),
+    ("wrong-iss", lambda i: i.token(iss="https://login.attacker.example"), "unknown_issuer"),
+    ("iss-trailing-slash", lambda i: i.token(iss=i.url + "/"), "unknown_issuer"),
+    ("iss-missing", lambda i: i.token(iss=None), "unknown_issuer"),
+    ("wrong-aud", lambda i: i.token(aud="someone-else"), "audience"),
+    ("aud-list-without-ours", lambda i: i.token(aud=["a", "b"]), "audience"),
+    ("aud-missing", lambda i: i.token(aud=None), "missing_claim"),
+    ("expired", lambda i: i.token(exp=NOW - 3600, iat=NOW - 7200), "expired"),
+    ("expired-beyond-leeway", lambda i: i.token(exp=NOW - 120), "expired"),
+    ("exp-missing", lambda i: i.token(exp=None), "missing_claim"),
+    ("exp-not-a-number", lambda i: i.token(exp="tomorrow"), "invalid_claim"),
+    ("nbf-in-future", lambda i: i.token(nbf=NOW + 3600), "not_yet_valid"),
+    ("iat-in-future", lambda i: i.token(iat=NOW + 3600), "not_yet_valid"),
+    ("sub-missing", lambda i: i.token(sub=None), "missing_claim"),
+    ("sub-empty", lambda i: i.token(sub=""), "invalid_claim"),
+    ("oversized", lambda i: i.token(padding="x" * 20000), "too_large"),
+    ("garbage", lambda i: "not-a-token", "malformed"),
+    ("two-parts", lambda i: ".".join(i.token().split(".")[:2]), "malformed"),
+    ("jwe-five-parts", lambda i: "a.b.c.d.e", "malformed"),
+    ("header-not-json", lambda i: "bm90IGpzb24." + i.token().split(".", 1)[1], "malformed"),
+    ("payload-json-array", lambda i: signed_rs256(i, {"alg": "RS256", "kid": "rsa-1"}, b"[1,2]"), "malformed"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "reason"), REJECTED, ids=[case[0] for case in REJECTED])
+def test_rejected_tokens(issuer: Issuer, name: str, make: Callable[[Issuer], str], reason: str) -> None:
+    token = make(issuer)
+    with pytest.raises(InvalidToken) as caught:
+        verifier_for(issuer)(token)
+    assert caught.value.reason == reason
+    assert caught.value.status == 401
+    assert caught.value.headers() == {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    assert token not in caught.value.detail
+
+
+ACCEPTED: list[tuple[str, Callable[[Issuer], str]]] = [
+    ("rs256", lambda i: i.token()),
+    ("es256", lambda i: i.token(i.ec, alg="ES256")),
+    ("ps256", lambda i: i.token(alg="PS256")),
+    ("aud-list-with-ours", lambda i: i.token(aud=["x", "ccweb"])),
+    ("second-audience", lambda i: i.token(aud="other")),
+    ("expired-within-leeway", lambda i: i.token(exp=NOW - 10)),
+    ("no-kid-tries-published-keys", lambda i: i.token(header={"kid": None})),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), ACCEPTED, ids=[case[0] for case in ACCEPTED])
+def test_accepted_tokens(issuer: Issuer, name: str, make: Callable[[Issuer], str]) -> None:
+    verified = verifier_for(issuer)(make(issuer))
+    assert verified.subject == "user-1"
+    assert verified.issuer.name == "corp"
+    assert len(verified.sha256) == 64
+
+
+def test_unknown_kid_flood_refetches_once_per_interval(issuer: Issuer) -> None:
+    config = parse_config({"issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb"]}]})
+    strangers = [issuer.token(RSAKey.generate_key(2048, parameters={"kid": f"k{n}"})) for n in range(20)]
+
+    async def run() -> int:
+        async with httpx.AsyncClient() as http:
+            verifier = TokenVerifier(config, http, refetch_interval=300)
+            before = issuer.jwks_hits
+            await verifier.verify(issuer.token())
+            for token in strangers:
+                with pytest.raises(InvalidToken):
+                    await verifier.verify(token)
+            return issuer.jwks_hits - before
+
+    assert asyncio.run(run()) == 1  # the first fetch; the flood causes no more inside the interval
+
+
+def test_identity_provider_down_with_no_keys_is_503(issuer: Issuer) -> None:
+    issuer.fail = True
+    try:
+        with pytest.raises(UpstreamUnavailable) as caught:
+            verifier_for(issuer)(issuer.token())
+    finally:
+        issuer.fail = False
+    assert caught.value.status == 503
+    assert caught.value.retry_after is not None
