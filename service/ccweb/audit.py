@@ -1,0 +1,25 @@
+"""The audit trail: one JSON line per credential decision, on the ``ccweb.audit`` logger.
+
+Fields: event, outcome, reason, issuer, subject, identity, repository, region, rule, role_arn,
+token_sha256. Never the token, a session token, a secret key, a signature or a password.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("ccweb.audit")
+
+FIELDS = ("outcome", "reason", "issuer", "subject", "identity", "repository", "region", "rule", "role_arn",
+          "token_sha256")
+
+
+def decision(outcome: str, **fields: Any) -> None:
+    """Log one decision: ``issued``, ``denied``, ``invalid_token``, ``invalid_request`` or ``upstream_unavailable``."""
+    record: dict[str, Any] = {"event": "credential_decision", "outcome": outcome}
+    for name in FIELDS[1:]:
+        value = fields.get(name)
+        if value is not None:
+            record[name] = value
+    log.info("credential %s", outcome, extra={"fields": record})
