@@ -1,0 +1,346 @@
+"""create_app(config, sts=…): the HTTP API of the contract, its error handlers and its lifespan."""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at run time.
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ccweb import __version__, audit
+from ccweb.config import Config
+from ccweb.errors import AccessDenied, InvalidRequest, InvalidToken, ServiceError, UpstreamUnavailable
+from ccweb.metrics import Metrics
+from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name
+from ccweb.sessions import AssumeRoleRequest, SessionCache, STSClient
+from ccweb.signing import PASSWORD_LIFETIME_SECONDS, git_password, git_username
+from ccweb.targets import resolve
+from ccweb.tokens import TokenVerifier, VerifiedToken, token_sha256
+
+log = logging.getLogger("ccweb.app")
+
+
+class CredentialRequest(BaseModel):
+    """The attributes git gave the helper."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "examples": [{"protocol": "https", "host": "git-codecommit.us-east-2.amazonaws.com",
+                      "path": "v1/repos/MyDemoRepo"}]
+    })
+    protocol: Annotated[str, Field(strict=True, max_length=16)]
+    host: Annotated[str, Field(strict=True, min_length=1, max_length=300)]
+    path: Annotated[str | None, Field(strict=True, max_length=1024)] = None
+
+
+class CredentialResponse(BaseModel):
+    username: str
+    password: str
+    expires_at: str
+    password_expiry_utc: int
+    region: str
+    repository: str
+    rule: str
+    role_arn: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class RuleSummary(BaseModel):
+    rule: str
+    role_arn: str
+    repositories: list[str]
+    access: str
+
+
+class WhoAmI(BaseModel):
+    issuer: str
+    issuer_url: str
+    subject: str
+    identity: str
+    expires_at: str
+    rules: list[RuleSummary]
+
+
+class GitEndpointInfo(BaseModel):
+    host: str
+    region: str
+
+
+class Discovery(BaseModel):
+    service: str = "ccweb"
+    version: str
+    audience: str
+    git_endpoints: list[GitEndpointInfo]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "invalid_request: not a CodeCommit host or configured git endpoint, or a bad path or body"),
+        (401, "invalid_token: the bearer token is missing or was refused"),
+        (403, "access_denied: no rule grants this repository"),
+        (429, "rate_limited: too many requests from one identity"),
+        (503, "upstream_unavailable: STS or the identity provider is failing"),
+    )
+}
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create_app(
+    config: Config,
+    *,
+    sts: STSClient,
+    http: httpx.AsyncClient | None = None,
+    clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    metrics = metrics or Metrics()
+    own_http = http is None
+    client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
+    verifier = TokenVerifier(config, client, clock=clock)
+    sessions = SessionCache(sts, clock=clock, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if own_http:
+                await client.aclose()
+
+    app = FastAPI(
+        title="ccweb",
+        version=__version__,
+        description="OIDC token in, CodeCommit git credential scoped by policy out.",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.sessions = sessions
+    app.state.verifier = verifier
+
+    bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
+
+    async def authenticate(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> VerifiedToken:
+        if credentials is None:
+            raise InvalidToken(
+                "No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing"
+            )
+        try:
+            return await verifier.verify(credentials.credentials)
+        except InvalidToken as exc:
+            metrics.decisions.labels(rule="", outcome="invalid_token").inc()
+            audit.decision("invalid_token", reason=exc.reason, token_sha256=token_sha256(credentials.credentials))
+            raise
+
+    Caller = Annotated[VerifiedToken, Depends(authenticate)]  # noqa: N806 (a type alias)
+
+    @app.post(
+        "/v1/credentials",
+        response_model=CredentialResponse,
+        responses=ERROR_RESPONSES,
+        summary="A CodeCommit git username and password for one repository",
+        openapi_extra={"requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CredentialRequest.model_json_schema()}},
+        }},
+    )
+    async def credentials(request: Request, caller: Caller) -> CredentialResponse:
+        # The body is read after the token is verified, so an unauthenticated caller learns nothing.
+        body = _credential_request(await request.body())
+        claims = caller.claims
+        who: dict[str, Any] = {
+            "issuer": caller.issuer.name, "subject": caller.subject, "token_sha256": caller.sha256,
+        }
+        try:
+            target = resolve(config, body.protocol, body.host, body.path)
+        except InvalidRequest as exc:
+            audit.decision("invalid_request", reason=exc.reason, identity=identity_for(None, claims), **who)
+            metrics.decisions.labels(rule="", outcome="invalid_request").inc()
+            raise
+        where = {"repository": target.repository, "region": target.region}
+        grant = decide(config, caller.issuer.name, claims, target.repository, target.region)
+        if grant is None:
+            identity = identity_for(None, claims)
+            audit.decision("denied", identity=identity, **who, **where)
+            metrics.decisions.labels(rule="", outcome="denied").inc()
+            raise AccessDenied(
+                f"No ccweb rule grants {identity} (subject {caller.subject!r} of issuer "
+                f"{caller.issuer.name!r}) access to repository {target.repository!r} in {target.region}; "
+                "ask the owners of the ccweb policy for access, or check the repository name."
+            )
+        rule = grant.rule
+        decided = {"rule": rule.name, "role_arn": rule.role_arn, "identity": grant.identity}
+        name = sts_name(grant.identity)
+        assume = AssumeRoleRequest(
+            role_arn=rule.role_arn,
+            session_name=name,
+            source_identity=name,
+            policy=session_policy(rule),
+            duration_seconds=config.session_duration(rule),
+        )
+        try:
+            session = await sessions.get((rule.name, caller.issuer.name, grant.identity), assume)
+        except UpstreamUnavailable as exc:
+            audit.decision("upstream_unavailable", reason=exc.reason, **who, **where, **decided)
+            metrics.decisions.labels(rule=rule.name, outcome="upstream_unavailable").inc()
+            raise
+        now = int(clock())
+        password = git_password(
+            session.secret_access_key,
+            hostname=target.hostname,
+            path=target.path,
+            region=target.region,
+            now=datetime.fromtimestamp(now, UTC),
+        )
+        expiry = now + PASSWORD_LIFETIME_SECONDS
+        if session.expiration is not None:
+            expiry = min(expiry, int(session.expiration.timestamp()))
+        audit.decision("issued", **who, **where, **decided)
+        metrics.decisions.labels(rule=rule.name, outcome="issued").inc()
+        return CredentialResponse(
+            username=git_username(session),
+            password=password,
+            expires_at=_iso(expiry),
+            password_expiry_utc=expiry,
+            region=target.region,
+            repository=target.repository,
+            rule=rule.name,
+            role_arn=rule.role_arn,
+        )
+
+    @app.get("/v1/whoami", response_model=WhoAmI, responses={401: ERROR_RESPONSES[401]},
+             summary="The verified identity and the rules it matches")
+    async def whoami(caller: Caller) -> WhoAmI:
+        rules = matching_rules(config, caller.issuer.name, caller.claims)
+        return WhoAmI(
+            issuer=caller.issuer.name,
+            issuer_url=caller.issuer.issuer,
+            subject=caller.subject,
+            identity=identity_for(rules[0] if rules else None, caller.claims),
+            expires_at=_iso(caller.expires_at),
+            rules=[RuleSummary(**item) for item in describe(rules)],
+        )
+
+    @app.get("/.well-known/ccweb", response_model=Discovery, summary="What the helper needs to know")
+    async def discovery() -> Discovery:
+        return Discovery(
+            version=__version__,
+            audience=config.issuers[0].audiences[0],
+            git_endpoints=[GitEndpointInfo(host=e.host, region=e.region) for e in config.git_endpoints],
+        )
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness, with the state of each issuer's key set")
+    async def readyz() -> dict[str, Any]:
+        issuers = {
+            keys.issuer.name: {"keys_loaded": keys.keys is not None, "last_error": keys.last_error}
+            for keys in verifier.issuer_keys()
+        }
+        return {"status": "ok", "issuers": issuers, "cached_sessions": len(sessions)}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    _install_error_handlers(app)
+    _install_openapi(app)
+    return app
+
+
+def _credential_request(raw: bytes) -> CredentialRequest:
+    try:
+        return CredentialRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = []
+        for item in exc.errors(include_url=False)[:3]:
+            where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        raise InvalidRequest(
+            "The request body must be a JSON object with string fields protocol, host and path ("
+            + "; ".join(problems) + ").",
+            reason="bad_body",
+        ) from None
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def service_error(_: Request, exc: Exception) -> Response:
+        if not isinstance(exc, ServiceError):
+            raise exc
+        return _error(exc.status, exc.error, exc.detail, exc.headers())
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        if not isinstance(exc, RequestValidationError):
+            raise exc
+        problems = []
+        for item in exc.errors()[:3]:
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        return _error(
+            400, "invalid_request",
+            "The request body must be a JSON object with string fields protocol, host and path ("
+            + "; ".join(problems) + ").",
+        )
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        if not isinstance(exc, StarletteHTTPException):
+            raise exc
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        detail = {404: "No such endpoint.", 405: "Method not allowed on this endpoint."}
+        return _error(
+            exc.status_code, codes.get(exc.status_code, "http_error"),
+            detail.get(exc.status_code, str(exc.detail)), dict(exc.headers or {}),
+        )
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+        return _error(500, "internal_error", "ccweb failed unexpectedly; the operators can find why in its log.")
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The generated document, minus FastAPI's 422 (this service answers 400 for a bad body)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            components = schema.get("components", {}).get("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
