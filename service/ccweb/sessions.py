@@ -67,6 +67,11 @@ class BotoSTS:
         import boto3  # noqa: PLC0415 (heavy; only the service needs it)
         from botocore.config import Config as BotoConfig  # noqa: PLC0415
 
+        # botocore logs whole STS response bodies (secret keys, session tokens) at DEBUG: never let it.
+        for name in ("botocore", "boto3"):
+            logger = logging.getLogger(name)
+            if logger.level < logging.INFO:
+                logger.setLevel(logging.INFO)
         session = session or boto3.session.Session()
         self._client = session.client(
             "sts",
