@@ -8,12 +8,12 @@ of the anchored forms below; anything else (``git-codecommit.us-east-1.amazonaws
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 _REGION = r"(?P<region>[a-z]{2}(?:-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?)"
 _PORT = r"(?::(?P<port>[0-9]{1,5}))?"
 
-_HOST_FORMS: Tuple[Tuple[str, "re.Pattern[str]"], ...] = (
+_HOST_FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("standard", re.compile(r"git-codecommit\." + _REGION + r"\.amazonaws\.com" + _PORT)),
     ("fips", re.compile(r"git-codecommit-fips\." + _REGION + r"\.amazonaws\.com" + _PORT)),
     ("china", re.compile(r"git-codecommit\.(?P<region>cn-[a-z]+-[1-9])\.amazonaws\.com\.cn" + _PORT)),
@@ -33,12 +33,12 @@ class CodeCommitHost(NamedTuple):
     """A recognised CodeCommit endpoint: the host name without port (what is signed) and its region."""
 
     hostname: str
-    port: Optional[int]
+    port: int | None
     region: str
     form: str
 
 
-def split_host(host: str) -> Tuple[str, Optional[int]]:
+def split_host(host: str) -> tuple[str, int | None]:
     """Split ``host[:port]`` (IPv6 in brackets) into a lower-case name and a port.
 
     Raises ValueError for anything that is not a plain host name with an optional numeric port.
@@ -64,7 +64,7 @@ def split_host(host: str) -> Tuple[str, Optional[int]]:
     return name, port
 
 
-def parse_codecommit_host(host: str) -> Optional[CodeCommitHost]:
+def parse_codecommit_host(host: str) -> CodeCommitHost | None:
     """Return the CodeCommit endpoint named by ``host`` (``name[:port]``), or None if it is not one."""
     text = host.strip().lower()
     for form, pattern in _HOST_FORMS:
@@ -79,7 +79,7 @@ def parse_codecommit_host(host: str) -> Optional[CodeCommitHost]:
     return None
 
 
-def parse_repository_path(path: str) -> Optional[str]:
+def parse_repository_path(path: str) -> str | None:
     """Return the repository name of a ``v1/repos/<name>`` path (leading/trailing slash allowed), or None."""
     match = _REPO_PATH.fullmatch(path.strip())
     if match is None:

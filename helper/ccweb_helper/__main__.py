@@ -1,0 +1,5 @@
+import sys
+
+from ccweb_helper.cli import main
+
+sys.exit(main())

@@ -1,0 +1,141 @@
+"""HTTP to the ccweb service with ``http.client``: bounded timeouts, size-capped answers, one-line errors.
+
+Every failure becomes a ``HelperError`` whose message is a sentence for the person at the terminal. No
+message ever contains the token: it travels only in the ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from ccweb_helper.hosts import is_loopback
+
+MAX_RESPONSE_BYTES = 1 << 20
+USER_AGENT = "ccweb-helper"
+
+
+class HelperError(Exception):
+    """A failure to explain on stderr: ``message`` is a sentence the user can act on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Response(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class ServiceURL(NamedTuple):
+    url: str
+    scheme: str
+    host: str
+    port: int | None
+    prefix: str
+
+
+def parse_service_url(url: str, source: str) -> ServiceURL:
+    """Check a configured service URL: https, or http to a loopback address only."""
+    text = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise HelperError(
+            f"{source} is not a URL: {text!r}; set it to the ccweb service, e.g. https://ccweb.example.com."
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
+        raise HelperError(f"{source} must be an https:// URL of the ccweb service, not {text!r}.")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise HelperError(
+            f"{source} is {text}: ccweb-helper sends your token only over https (plain http is allowed to "
+            "loopback addresses only); use the service's https:// URL."
+        )
+    return ServiceURL(text, parts.scheme, parts.hostname, port, parts.path)
+
+
+def request(
+    service: ServiceURL, method: str, path: str, *, timeout: float, token: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> Response:
+    connection: http.client.HTTPConnection
+    if service.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            service.host, service.port, timeout=timeout, context=ssl.create_default_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(service.host, service.port, timeout=timeout)
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    payload = None
+    if token is not None:
+        headers["Authorization"] = "Bearer " + token
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        connection.request(method, service.prefix + path, body=payload, headers=headers)
+        answer = connection.getresponse()
+        raw = answer.read(MAX_RESPONSE_BYTES + 1)
+        status = answer.status
+        answer_headers = {k.lower(): v for k, v in answer.getheaders()}
+    except ssl.SSLCertVerificationError as exc:
+        raise HelperError(
+            f"the TLS certificate of the ccweb service at {service.url} could not be verified "
+            f"({exc.verify_message}); if your company uses its own certificate authority, point SSL_CERT_FILE "
+            "at its bundle."
+        ) from None
+    except (socket.timeout, TimeoutError):
+        raise HelperError(
+            f"the ccweb service at {service.url} did not answer within {timeout:g} seconds; try again, or raise "
+            "CCWEB_TIMEOUT."
+        ) from None
+    except socket.gaierror:
+        raise HelperError(
+            f"cannot resolve the ccweb service's host name {service.host!r} ({service.url}); check CCWEB_URL or "
+            "git config ccweb.url, and your network or VPN."
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise HelperError(
+            f"cannot reach the ccweb service at {service.url} ({reason}); check CCWEB_URL or git config "
+            "ccweb.url, and that the service is running."
+        ) from None
+    finally:
+        connection.close()
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise HelperError(f"the answer of {service.url} is too large to be ccweb's; is CCWEB_URL the ccweb service?")
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise HelperError(
+            f"{service.url} answered HTTP {status} with something that is not ccweb's JSON; check that CCWEB_URL "
+            "(or git config ccweb.url) names the ccweb service."
+        )
+    return Response(status, answer_headers, parsed)
+
+
+def error_sentence(response: Response) -> str:
+    """The service's own explanation of an error response, made safe for one line of a terminal."""
+    detail = response.body.get("detail")
+    code = response.body.get("error")
+    text = detail if isinstance(detail, str) and detail else (
+        f"the service refused the request (HTTP {response.status}, {code})"
+    )
+    retry = response.headers.get("retry-after")
+    if response.status in (429, 503) and retry and retry.isdigit():
+        text = f"{text.rstrip('.')} (retry after {retry} s)."
+    return one_line(text)
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    cleaned = "".join(c if c.isprintable() else " " for c in text).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
