@@ -66,8 +66,8 @@ def _dev(args: argparse.Namespace) -> int:
 
     if not is_loopback(args.host):
         print(
-            f"ccweb dev: refusing to listen on {args.host}: the sandbox is for this machine only "
-            "(use 127.0.0.1, localhost or ::1).",
+            f"ccweb dev: refusing to listen on {args.host}: the sandbox listens on loopback only "
+            "(127.0.0.1, localhost or ::1), because it is for this machine alone.",
             file=sys.stderr,
         )
         return 2

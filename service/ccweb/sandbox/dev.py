@@ -1,0 +1,269 @@
+"""``ccweb dev``: the API, a development issuer, an STS stand-in and a CodeCommit-compatible git server.
+
+Everything listens on loopback in one process and one event loop. The API talks to the STS stand-in
+through boto3 (``endpoint_url``), exactly as it talks to AWS; the git server checks the SigV4 password
+and the session policy the way CodeCommit does. The same ``Sandbox`` serves the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ccweb.app import create_app
+from ccweb.config import Config, parse_config
+from ccweb.sandbox.gitserver import create_demo_repository, create_git_app
+from ccweb.sandbox.issuer import DEMO_USERS, DevIssuer
+from ccweb.sandbox.sts import DevSTSStore, create_sts_app
+from ccweb.sessions import BotoSTS
+from ccweb_helper.hosts import is_loopback
+
+ACCOUNT = "111122223333"
+REGION = "us-east-1"
+TOKEN_TTL = 3600
+TOKEN_REFRESH = 600
+
+
+def sandbox_policy(issuer_url: str, git_host: str) -> dict[str, Any]:
+    """The demo policy: engineering may push anywhere, contractors may read ``demo``, others nothing."""
+    return {
+        "issuers": [{"name": "dev", "issuer": issuer_url, "audiences": ["ccweb"]}],
+        "rules": [
+            {
+                "name": "developers", "issuer": "dev", "claims": {"groups": "engineering"},
+                "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ccweb-developers", "repositories": ["*"],
+                "access": "write",
+            },
+            {
+                "name": "contractors", "issuer": "dev",
+                "claims": {"groups": "contractors", "email": {"pattern": r".+@example\.com"}},
+                "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ccweb-readers", "repositories": ["demo"],
+                "access": "read",
+            },
+        ],
+        "git_endpoints": [{"host": git_host, "region": REGION}],
+        "aws": {"session_duration": 3600},
+    }
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the sandbox (several servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def helper_command() -> str:
+    """How git should run ccweb-helper from this installation, as a ``credential.helper`` value."""
+    script = Path(sys.executable).parent / "ccweb-helper"
+    if script.exists():
+        return "!" + shlex.quote(str(script))
+    found = shutil.which("ccweb-helper")
+    if found:
+        return "!" + shlex.quote(found)
+    return "!" + shlex.quote(sys.executable) + " -m ccweb_helper"
+
+
+class Sandbox:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8700, workdir: Path | None = None,
+                 log_level: str = "warning") -> None:
+        if not is_loopback(host):
+            raise ValueError(f"ccweb dev listens on loopback only (127.0.0.1, localhost, ::1), not {host!r}")
+        self.host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="ccweb-dev-")) if workdir is None else workdir
+        self._log_level = log_level
+        self._sockets = {
+            name: _listen(self.host, port if name == "api" else 0) for name in ("api", "issuer", "sts", "git")
+        }
+        self.api_url = _url(self.host, self._sockets["api"])
+        self.issuer_url = _url(self.host, self._sockets["issuer"])
+        self.sts_url = _url(self.host, self._sockets["sts"])
+        self.git_url = _url(self.host, self._sockets["git"])
+        self.git_host = self.git_url.removeprefix("http://")
+        self.issuer = DevIssuer(self.issuer_url)
+        self.sts = DevSTSStore()
+        self.config: Config = parse_config(sandbox_policy(self.issuer_url, self.git_host))
+        self.repos = self.workdir / "repos"
+        self.tokens = self.workdir / "tokens"
+        self._servers: list[tuple[_Server, socket.socket]] = []
+        self._refresher: asyncio.Task[None] | None = None
+        self.app: Any = None
+
+    def repo_url(self, name: str = "demo") -> str:
+        return f"{self.git_url}/v1/repos/{name}"
+
+    def token_file(self, user: str) -> Path:
+        return self.tokens / f"{user}.jwt"
+
+    def write_tokens(self) -> None:
+        self.tokens.mkdir(mode=0o700, exist_ok=True)
+        for user in DEMO_USERS:
+            path = self.token_file(user)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.issuer.mint_user(user, ttl=TOKEN_TTL) + "\n")
+            os.replace(tmp, path)
+
+    async def _refresh_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(TOKEN_REFRESH)
+            self.write_tokens()
+
+    def _prepare(self) -> None:
+        self.repos.mkdir(parents=True, exist_ok=True)
+        if not (self.repos / "demo.git").exists():
+            create_demo_repository(self.repos, "demo")
+        self.write_tokens()
+        sts = BotoSTS(session=_dev_boto_session(), region=REGION, endpoint_url=self.sts_url)
+        self.app = create_app(self.config, sts=sts, http=None)
+        apps: dict[str, Any] = {
+            "api": self.app,
+            "issuer": self.issuer.app(),
+            "sts": create_sts_app(self.sts),
+            "git": create_git_app(self.sts, self.repos, region=REGION),
+        }
+        for name, app in apps.items():
+            config = uvicorn.Config(app, log_level=self._log_level, access_log=False, lifespan="on")
+            self._servers.append((_Server(config), self._sockets[name]))
+
+    async def serve(self, on_started: Callable[[], None] | None = None) -> None:
+        """Run until ``stop()`` (from ``run()``: Ctrl-C or SIGTERM); ``on_started`` once all listen."""
+        self._prepare()
+        tasks = [asyncio.ensure_future(server.serve(sockets=[sock])) for server, sock in self._servers]
+        self._refresher = asyncio.ensure_future(self._refresh_tokens())
+        while not all(server.started for server, _ in self._servers):
+            if any(task.done() for task in tasks):
+                break
+            await asyncio.sleep(0.02)
+        if on_started is not None and not any(task.done() for task in tasks):
+            on_started()
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+
+    def stop(self) -> None:
+        for server, _ in self._servers:
+            server.should_exit = True
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Sandbox]:
+        """Serve in a background thread (tests); stop and clean up on exit."""
+        started = threading.Event()
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_until_complete, args=(self.serve(started.set),), daemon=True)
+        thread.start()
+        if not started.wait(30):
+            raise RuntimeError("the sandbox did not start")
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(self.stop)
+            thread.join(30)
+            loop.close()
+            self.close()
+
+    def banner(self) -> str:
+        helper = helper_command()
+        clone = " ".join([
+            "git clone",
+            "--config credential.helper=",
+            "--config " + shlex.quote(f"credential.helper={helper}"),
+            "--config credential.useHttpPath=true",
+            self.repo_url("demo"),
+            "ccweb-demo",
+        ])
+        users = ", ".join(
+            f"{user} ({'write' if 'engineering' in info['groups'] else 'read' if info['groups'] else 'no access'})"
+            for user, info in DEMO_USERS.items()
+        )
+        return "\n".join([
+            "ccweb dev: a sandbox on loopback, nothing from AWS, no real identity provider. Ctrl-C stops it.",
+            f"  API           {self.api_url}   (OpenAPI: {self.api_url}/docs)",
+            f"  OIDC issuer   {self.issuer_url}   demo users: {users}",
+            f"  STS stand-in  {self.sts_url}",
+            f"  git server    {self.repo_url('demo')}   (checks CodeCommit signatures)",
+            f"  token files   {self.tokens}/<user>.jwt   (renewed every {TOKEN_REFRESH // 60} minutes)",
+            "",
+            "In another terminal, paste:",
+            f"  export CCWEB_URL={self.api_url}",
+            f"  export CCWEB_TOKEN_FILE={shlex.quote(str(self.token_file('alice')))}",
+            f"  {clone}",
+            "",
+            "Then try: cd ccweb-demo && git commit --allow-empty -m hello && git push",
+            f"Other users: export CCWEB_TOKEN_FILE={shlex.quote(str(self.tokens))}/bob.jwt (read-only) "
+            "or mallory.jwt (denied).",
+        ])
+
+
+def _dev_boto_session() -> Any:
+    """A boto3 session with throwaway keys: the sandbox never uses, or needs, real AWS credentials."""
+    import boto3  # noqa: PLC0415
+
+    return boto3.session.Session(
+        aws_access_key_id="AKIASANDBOXEXAMPLE00", aws_secret_access_key="sandbox-not-a-secret",
+        region_name=REGION,
+    )
+
+
+def run(host: str = "127.0.0.1", port: int = 8700) -> int:
+    """The ``ccweb dev`` command: serve until Ctrl-C or SIGTERM."""
+    try:
+        sandbox = Sandbox(host, port, log_level="warning")
+    except OSError as exc:
+        print(f"ccweb dev: cannot listen on {host}:{port}: {exc.strerror}; pick another --port.", file=sys.stderr)
+        return 1
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, sandbox.stop)
+        await sandbox.serve(lambda: print(sandbox.banner(), flush=True))
+
+    try:
+        asyncio.run(main())
+    finally:
+        sandbox.close()
+    print("ccweb dev: stopped.", file=sys.stderr)
+    return 0
+
+

@@ -1,0 +1,185 @@
+"""An in-memory STS stand-in: ``AssumeRole`` and ``GetCallerIdentity`` over the Query protocol boto3 speaks.
+
+It validates what real STS validates for ccweb's calls (session name, source identity, packed policy size,
+duration), keeps every issued session so the sandbox git server can check signatures and session policies
+the way CodeCommit does, and never talks to AWS. Credentials it mints carry the markers ``DEVSECRET`` and
+``DEVSESSIONTOKEN`` so tests can prove they never reach a log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ccweb.signing import AwsCredentials
+
+NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})")
+NAME = re.compile(r"[\w+=,.@-]{2,64}")
+MAX_POLICY_CHARS = 2048
+CALLER_ACCOUNT = "000000000000"
+
+
+class StsFault(Exception):
+    """An error STS answers with: HTTP status, AWS error code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class DevSession:
+    role_arn: str
+    account: str
+    role_name: str
+    role_session_name: str
+    source_identity: str
+    policy: str | None
+    credentials: AwsCredentials
+
+    @property
+    def access_key_id(self) -> str:
+        return self.credentials.access_key_id
+
+    @property
+    def assumed_role_arn(self) -> str:
+        return f"arn:aws:sts::{self.account}:assumed-role/{self.role_name}/{self.role_session_name}"
+
+
+class DevSTSStore:
+    """Issued sessions, by access key id; thread-safe (the API's boto3 calls arrive from worker threads)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, DevSession] = {}
+        self.calls: list[DevSession] = []
+        self.fault: Callable[[dict[str, str]], None] | None = None
+        """Called with the request parameters before each AssumeRole; may raise StsFault (tests)."""
+
+    def assume_role(
+        self, role_arn: str, session_name: str, source_identity: str | None, policy: str | None, duration: int
+    ) -> DevSession:
+        match = ROLE_ARN.fullmatch(role_arn)
+        if match is None:
+            raise StsFault(400, "ValidationError", f"{role_arn!r} is not a valid role ARN")
+        if not NAME.fullmatch(session_name):
+            raise StsFault(400, "ValidationError", "RoleSessionName must match [\\w+=,.@-]{2,64}")
+        if source_identity is not None and not NAME.fullmatch(source_identity):
+            raise StsFault(400, "ValidationError", "SourceIdentity must match [\\w+=,.@-]{2,64}")
+        if source_identity is not None and source_identity.lower().startswith("aws:"):
+            raise StsFault(400, "ValidationError", "SourceIdentity cannot start with 'aws:'")
+        if policy is not None:
+            if len(policy) > MAX_POLICY_CHARS:
+                raise StsFault(400, "PackedPolicyTooLarge", "the session policy is too large")
+            try:
+                json.loads(policy)
+            except ValueError:
+                raise StsFault(400, "MalformedPolicyDocument", "the session policy is not JSON") from None
+        if not 900 <= duration <= 43200:
+            raise StsFault(400, "ValidationError", "DurationSeconds must be between 900 and 43200")
+        expiration = datetime.fromtimestamp(int(self._clock()) + duration, UTC)
+        credentials = AwsCredentials(
+            "ASIA" + secrets.token_hex(8).upper(),
+            "DEVSECRET" + secrets.token_urlsafe(24),
+            "DEVSESSIONTOKEN" + secrets.token_urlsafe(96),
+            expiration,
+        )
+        session = DevSession(role_arn, match[1], match[2], session_name, source_identity or "", policy, credentials)
+        with self._lock:
+            self._sessions[credentials.access_key_id] = session
+            self.calls.append(session)
+        return session
+
+    def lookup(self, access_key_id: str) -> DevSession | None:
+        with self._lock:
+            return self._sessions.get(access_key_id)
+
+
+def _xml_response(action: str, result: str) -> Response:
+    body = (
+        f'<{action}Response xmlns="{NAMESPACE}"><{action}Result>{result}</{action}Result>'
+        f"<ResponseMetadata><RequestId>{secrets.token_hex(16)}</RequestId></ResponseMetadata></{action}Response>"
+    )
+    return Response(body, media_type="text/xml")
+
+
+def _xml_error(fault: StsFault) -> Response:
+    kind = "Sender" if fault.status < 500 else "Receiver"
+    body = (
+        f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type><Code>{escape(fault.code)}</Code>'
+        f"<Message>{escape(fault.message)}</Message></Error><RequestId>{secrets.token_hex(16)}</RequestId>"
+        "</ErrorResponse>"
+    )
+    return Response(body, status_code=fault.status, media_type="text/xml")
+
+
+def _assume_role_result(session: DevSession) -> str:
+    creds = session.credentials
+    expiration = creds.expiration.strftime("%Y-%m-%dT%H:%M:%SZ") if creds.expiration else ""
+    source = f"<SourceIdentity>{escape(session.source_identity)}</SourceIdentity>" if session.source_identity else ""
+    return (
+        f"{source}<AssumedRoleUser><Arn>{escape(session.assumed_role_arn)}</Arn>"
+        f"<AssumedRoleId>AROA{session.account}:{escape(session.role_session_name)}</AssumedRoleId></AssumedRoleUser>"
+        f"<Credentials><AccessKeyId>{creds.access_key_id}</AccessKeyId>"
+        f"<SecretAccessKey>{creds.secret_access_key}</SecretAccessKey>"
+        f"<SessionToken>{creds.session_token}</SessionToken><Expiration>{expiration}</Expiration></Credentials>"
+        f"<PackedPolicySize>{len(session.policy or '') * 100 // MAX_POLICY_CHARS}</PackedPolicySize>"
+    )
+
+
+def _handle(store: DevSTSStore, params: dict[str, str], authorized: bool) -> Response:
+    if not authorized:
+        raise StsFault(403, "MissingAuthenticationToken", "Request is missing Authentication Token")
+    action = params.get("Action", "")
+    if action == "GetCallerIdentity":
+        arn = f"arn:aws:iam::{CALLER_ACCOUNT}:user/ccweb-sandbox"
+        return _xml_response(
+            action, f"<Arn>{arn}</Arn><UserId>AIDASANDBOX</UserId><Account>{CALLER_ACCOUNT}</Account>"
+        )
+    if action != "AssumeRole":
+        raise StsFault(400, "InvalidAction", f"Could not find operation {action or '(none)'}")
+    if store.fault is not None:
+        store.fault(params)
+    try:
+        duration = int(params.get("DurationSeconds", "3600"))
+    except ValueError:
+        raise StsFault(400, "ValidationError", "DurationSeconds must be a number") from None
+    session = store.assume_role(
+        params.get("RoleArn", ""), params.get("RoleSessionName", ""), params.get("SourceIdentity"),
+        params.get("Policy"), duration,
+    )
+    return _xml_response(action, _assume_role_result(session))
+
+
+def create_sts_app(store: DevSTSStore) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        raw = (await request.body()).decode("utf-8", "replace") if request.method == "POST" else ""
+        query: dict[str, Any] = parse_qs(raw or request.url.query, keep_blank_values=True)
+        params = {key: values[-1] for key, values in query.items()}
+        authorized = request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 ")
+        try:
+            return _handle(store, params, authorized)
+        except StsFault as fault:
+            return _xml_error(fault)
+
+    return Starlette(routes=[Route("/", endpoint, methods=["GET", "POST"])])
+
+

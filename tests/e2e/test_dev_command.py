@@ -1,0 +1,60 @@
+"""The README's first command as a new user meets it: run `ccweb dev`, paste what it prints, stop it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ccweb_dev_prints_commands_that_clone_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "CCWEB_", "AWS_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "service"), str(ROOT / "helper")])
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "ccweb", "dev", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        banner: list[str] = []
+        assert dev.stdout is not None
+        for line in dev.stdout:
+            banner.append(line)
+            if line.strip().startswith("git clone"):
+                break
+        pasted = [line.strip() for line in banner if line.strip().startswith(("export ", "git clone"))]
+        assert len(pasted) == 3, "".join(banner)
+        home = tmp_path / "home"
+        home.mkdir()
+        user_env = {**env, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+        result = subprocess.run(["bash", "-c", " && ".join(pasted)], cwd=tmp_path, env=user_env,
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "ccweb-demo" / "README.md").exists()
+        # The clone keeps the helper configuration, so the suggested push works too.
+        push = subprocess.run(
+            ["bash", "-c", "git commit -q --allow-empty -m hello && git push -q"],
+            cwd=tmp_path / "ccweb-demo", env={**user_env, **_exports(pasted), "GIT_AUTHOR_NAME": "T",
+                                              "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T",
+                                              "GIT_COMMITTER_EMAIL": "t@example.com"},
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert push.returncode == 0, push.stderr
+    finally:
+        dev.send_signal(signal.SIGINT)
+        try:
+            _, stderr = dev.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+            raise
+    assert dev.returncode == 0
+    assert "stopped" in stderr
+    assert "Traceback" not in stderr
+
+
+def _exports(lines: list[str]) -> dict[str, str]:
+    pairs = [line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export ")]
+    return {key: value.strip("'") for key, value in pairs}

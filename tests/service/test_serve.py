@@ -1,0 +1,80 @@
+"""`ccweb serve` as an operator runs it: refuses a bad file at start-up, serves a good one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "service"), str(ROOT / "helper")]),
+       "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example", "AWS_REGION": "us-east-1"}
+
+GOOD = """
+issuers:
+  - name: corp
+    issuer: http://127.0.0.1:9/
+    audiences: [ccweb]
+rules:
+  - name: everyone
+    issuer: corp
+    role_arn: arn:aws:iam::111122223333:role/ccweb
+    repositories: ['*']
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_refuses_an_invalid_file_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_text(GOOD.replace("arn:aws:iam::111122223333:role/ccweb", "arn:aws:iam::1:role/x"))
+    result = subprocess.run([sys.executable, "-m", "ccweb", "serve", "--config", str(config), "--port", "0"],
+                            env=ENV, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "rules[0].role_arn: not an IAM role ARN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_a_config_says_how_to_name_one() -> None:
+    env = {k: v for k, v in ENV.items() if k != "CCWEB_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "ccweb", "serve"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    assert "--config" in result.stderr and "CCWEB_CONFIG" in result.stderr
+
+
+def test_serve_runs_two_workers_from_the_environment_config(tmp_path: Path) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_text(GOOD)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ccweb", "serve", "--port", str(port), "--workers", "2"],
+        env={**ENV, "CCWEB_CONFIG": str(config)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the service did not start"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok"}
+        denied = httpx.post(f"http://127.0.0.1:{port}/v1/credentials", json={})
+        assert denied.status_code == 401
+        assert denied.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert "Traceback" not in stderr
