@@ -26,10 +26,13 @@ class Capture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
+        self.warnings: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", None)
         self.lines.append(f"{record.name} {record.getMessage()} {fields or ''} {record.exc_text or ''}")
+        if record.levelno >= logging.WARNING:
+            self.warnings.append(f"{record.name}: {record.getMessage()}")
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +208,11 @@ def test_no_secret_reaches_logs_or_output(sandbox: Sandbox, logs: Capture, outpu
         assert secret and secret not in text
     for marker in ("DEVSESSIONTOKEN", "DEVSECRET"):
         assert marker not in text
+
+
+def test_the_run_logged_no_warnings(logs: Capture) -> None:
+    """Every git process the server ran was reaped cleanly, no request failed inside the service."""
+    assert logs.warnings == []
 
 
 def test_sandbox_refuses_non_loopback() -> None:

@@ -218,7 +218,7 @@ class Sandbox:
         )
         return "\n".join([
             "ccweb dev: a sandbox on loopback, nothing from AWS, no real identity provider. Ctrl-C stops it.",
-            f"  API           {self.api_url}   (OpenAPI: {self.api_url}/docs)",
+            f"  API           {self.api_url}   (OpenAPI: {self.api_url}/openapi.json)",
             f"  OIDC issuer   {self.issuer_url}   demo users: {users}",
             f"  STS stand-in  {self.sts_url}",
             f"  git server    {self.repo_url('demo')}   (checks CodeCommit signatures)",

@@ -229,6 +229,7 @@ async def _run_backend(git: str, env: dict[str, str], receive: Receive, send: Se
 
     feeder = asyncio.ensure_future(feed())
     stderr_task = asyncio.ensure_future(stderr.read())
+    finished = False
     try:
         status, headers = 200, []
         while True:
@@ -244,13 +245,16 @@ async def _run_backend(git: str, env: dict[str, str], receive: Receive, send: Se
         while chunk := await stdout.read(65536):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+        finished = True
     finally:
+        if not finished and process.returncode is None:
+            # The client went away mid-answer. (Never kill a finished process: Popen.kill() would reap it
+            # behind the event loop's child watcher.)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
         with contextlib.suppress(Exception):
             await feeder
         await stderr_task
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
         await process.wait()
 
 
