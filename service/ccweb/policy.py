@@ -75,15 +75,14 @@ def decide(
 def sts_name(identity: str) -> str:
     """``identity`` in STS's SourceIdentity/RoleSessionName alphabet, 2..64 characters, stable.
 
-    Characters outside ``[A-Za-z0-9_+=,.@-]`` become ``-``; a value that had to be shortened keeps a hash
+    Characters outside ``[A-Za-z0-9_+=,.@-]`` become ``-`` (so STS's reserved ``aws:`` prefix cannot
+    occur); a value that had to be shortened keeps a hash
     of the original so two long identities never share a name.
     """
     name = _STS_NAME_CHARS.sub("-", identity)
     if len(name) > STS_NAME_MAX:
         digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
         name = f"{name[: STS_NAME_MAX - 9]}-{digest}"
-    if name.lower().startswith("aws:"):
-        name = "id-" + name
     if len(name) < 2:
         name = f"id-{name}" if name else "id-unknown"
     return name

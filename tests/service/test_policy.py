@@ -1,0 +1,143 @@
+"""Who gets what: first match in file order, claim conditions, repository globs, identities, session policies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ccweb.config import Config, parse_config
+from ccweb.policy import decide, identity_for, matching_rules, session_policy, sts_name
+
+ACCOUNT = "111122223333"
+
+
+def config(*rules: dict[str, Any]) -> Config:
+    return parse_config({
+        "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": ["ccweb"]},
+                    {"name": "ci", "issuer": "https://token.actions.githubusercontent.com", "audiences": ["ccweb"]}],
+        "rules": [{"issuer": "corp", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/r", "repositories": ["*"],
+                   **rule} for rule in rules],
+    })
+
+
+POLICY = config(
+    {"name": "admins", "claims": {"groups": "admins"}, "access": "write"},
+    {"name": "app-team", "claims": {"groups": "app", "email": {"pattern": r"[a-z]+@example\.com"}},
+     "repositories": ["us-east-1/app-*", "shared-?"], "access": "write"},
+    {"name": "verified-readers", "claims": {"email_verified": True, "level": 3}, "repositories": ["docs"]},
+    {"name": "ci-main", "issuer": "ci", "claims": {"repository": "acme/app", "ref": "refs/heads/main"},
+     "repositories": ["app-web"], "access": "write", "source_identity": "job_workflow_ref"},
+)
+
+CASES = [
+    pytest.param("corp", {"groups": ["staff", "admins"]}, "anything", "eu-west-1", "admins", id="list-claim-any"),
+    pytest.param("corp", {"groups": "admins"}, "x", "us-east-1", "admins", id="string-claim"),
+    pytest.param("corp", {"groups": ["admins", "app"], "email": "a@example.com"}, "app-web", "us-east-1", "admins",
+                 id="first-match-wins"),
+    pytest.param("corp", {"groups": ["app"], "email": "ann@example.com"}, "app-web", "us-east-1", "app-team",
+                 id="pattern-and-group"),
+    pytest.param("corp", {"groups": ["app"], "email": "ann@example.com"}, "app-web", "eu-west-1", None,
+                 id="glob-region-limits"),
+    pytest.param("corp", {"groups": ["app"], "email": "ann@example.com"}, "shared-1", "eu-west-1", "app-team",
+                 id="glob-question-mark"),
+    pytest.param("corp", {"groups": ["app"], "email": "ann@example.com"}, "shared-10", "eu-west-1", None,
+                 id="question-mark-is-one-character"),
+    pytest.param("corp", {"groups": ["app"], "email": "ann@example.com.evil.net"}, "app-web", "us-east-1", None,
+                 id="pattern-is-full-match"),
+    pytest.param("corp", {"groups": ["app"], "email": "x-ann@example.com"}, "app-web", "us-east-1", None,
+                 id="pattern-is-anchored-at-start"),
+    pytest.param("corp", {"groups": ["app"]}, "app-web", "us-east-1", None, id="missing-claim-never-matches"),
+    pytest.param("corp", {"groups": "Admins"}, "x", "us-east-1", None, id="case-sensitive"),
+    pytest.param("corp", {"groups": ["admin"]}, "x", "us-east-1", None, id="no-substring-match"),
+    pytest.param("corp", {"email_verified": True, "level": 3}, "docs", "us-east-1", "verified-readers",
+                 id="boolean-and-integer"),
+    pytest.param("corp", {"email_verified": "true", "level": 3}, "docs", "us-east-1", None,
+                 id="string-true-is-not-true"),
+    pytest.param("corp", {"email_verified": True, "level": True}, "docs", "us-east-1", None,
+                 id="true-is-not-one"),
+    pytest.param("corp", {"email_verified": True, "level": "3"}, "docs", "us-east-1", None,
+                 id="string-three-is-not-three"),
+    pytest.param("corp", {"email_verified": True, "level": 3}, "Docs", "us-east-1", None, id="names-case-sensitive"),
+    pytest.param("ci", {"repository": "acme/app", "ref": "refs/heads/main"}, "app-web", "us-east-1", "ci-main",
+                 id="ci-rule"),
+    pytest.param("corp", {"repository": "acme/app", "ref": "refs/heads/main"}, "app-web", "us-east-1", None,
+                 id="other-issuer-never-matches"),
+    pytest.param("ci", {"groups": "admins"}, "app-web", "us-east-1", None, id="claims-of-wrong-issuer"),
+    pytest.param("ci", {"repository": "acme/app", "ref": "refs/heads/feature"}, "app-web", "us-east-1", None,
+                 id="every-condition-must-hold"),
+]
+
+
+@pytest.mark.parametrize(("issuer", "claims", "repository", "region", "rule"), CASES)
+def test_decide(issuer: str, claims: dict[str, Any], repository: str, region: str, rule: str | None) -> None:
+    grant = decide(POLICY, issuer, {"sub": "s", **claims}, repository, region)
+    assert (grant.rule.name if grant else None) == rule
+
+
+def test_matching_rules_lists_every_rule_in_order() -> None:
+    claims = {"sub": "s", "groups": ["admins", "app"], "email": "ann@example.com"}
+    assert [r.name for r in matching_rules(POLICY, "corp", claims)] == ["admins", "app-team"]
+
+
+@pytest.mark.parametrize(("rule_index", "claims", "identity"), [
+    (0, {"sub": "u-1", "email": "ann@example.com"}, "ann@example.com"),
+    (0, {"sub": "u-1"}, "u-1"),
+    (0, {"sub": "u-1", "email": 7}, "u-1"),
+    (3, {"sub": "repo:acme/app:ref:refs/heads/main", "job_workflow_ref": "acme/app/.github/workflows/ci.yml@main"},
+     "acme/app/.github/workflows/ci.yml@main"),
+    (3, {"sub": "repo:acme/app"}, "repo:acme/app"),
+], ids=["email", "sub-without-email", "non-string-email", "rule-claim", "rule-claim-missing"])
+def test_identity(rule_index: int, claims: dict[str, Any], identity: str) -> None:
+    assert identity_for(POLICY.rules[rule_index], claims) == identity
+
+
+@pytest.mark.parametrize(("identity", "expected"), [
+    ("ann@example.com", "ann@example.com"),
+    ("repo:acme/app:ref:refs/heads/main", "repo-acme-app-ref-refs-heads-main"),
+    ("Zoë Smith", "Zo--Smith"),
+    ("x", "id-x"),
+    ("", "id-unknown"),
+    ("aws:root", "aws-root"),
+], ids=["email-kept", "ci-subject", "unicode-and-space", "too-short", "empty", "reserved-prefix"])
+def test_sts_name_uses_only_what_sts_accepts(identity: str, expected: str) -> None:
+    assert sts_name(identity) == expected
+
+
+def test_long_identities_stay_distinct_within_64_characters() -> None:
+    first, second = "a" * 70 + "@example.com", "a" * 70 + "@example.org"
+    names = sts_name(first), sts_name(second)
+    assert all(len(n) <= 64 for n in names)
+    assert names[0] != names[1]
+    assert sts_name(first) == names[0]  # stable
+
+
+def statement(rule_name: str, policy: Config = POLICY) -> dict[str, Any]:
+    rule = next(r for r in policy.rules if r.name == rule_name)
+    document = json.loads(session_policy(rule))
+    assert len(document["Statement"]) == 1
+    return dict(document["Statement"][0])
+
+
+def test_read_rule_session_policy_allows_only_pull() -> None:
+    assert statement("verified-readers") == {
+        "Effect": "Allow", "Action": ["codecommit:GitPull"],
+        "Resource": [f"arn:aws:codecommit:*:{ACCOUNT}:docs"],
+    }
+
+
+def test_write_rule_session_policy_adds_push_and_keeps_regions_and_account() -> None:
+    found = statement("app-team")
+    assert found["Action"] == ["codecommit:GitPull", "codecommit:GitPush"]
+    assert found["Resource"] == [f"arn:aws:codecommit:*:{ACCOUNT}:shared-?",
+                                 f"arn:aws:codecommit:us-east-1:{ACCOUNT}:app-*"]
+
+
+def test_session_policy_follows_the_role_partition() -> None:
+    china = parse_config({
+        "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": ["ccweb"]}],
+        "rules": [{"name": "cn", "issuer": "corp", "role_arn": f"arn:aws-cn:iam::{ACCOUNT}:role/r",
+                   "repositories": ["cn-north-1/*"]}],
+    })
+    assert statement("cn", china)["Resource"] == [f"arn:aws-cn:codecommit:cn-north-1:{ACCOUNT}:*"]
