@@ -188,8 +188,8 @@ def create_app(
                 "ask the owners of the ccweb policy for access, or check the repository name."
             )
         rule = grant.rule
-        decided = {"rule": rule.name, "role_arn": rule.role_arn, "identity": grant.identity}
         name = sts_name(grant.identity)
+        decided = {"rule": rule.name, "role_arn": rule.role_arn, "identity": grant.identity, "source_identity": name}
         assume = AssumeRoleRequest(
             role_arn=rule.role_arn,
             session_name=name,

@@ -1,7 +1,7 @@
 """The audit trail: one JSON line per credential decision, on the ``ccweb.audit`` logger.
 
-Fields: event, outcome, reason, issuer, subject, identity, repository, region, rule, role_arn,
-token_sha256. Never the token, a session token, a secret key, a signature or a password.
+Fields: event, outcome, reason, issuer, subject, identity, source_identity (as sent to STS), repository,
+region, rule, role_arn, token_sha256. Never the token, a session token, a secret key, a signature or a password.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 log = logging.getLogger("ccweb.audit")
 
-FIELDS = ("outcome", "reason", "issuer", "subject", "identity", "repository", "region", "rule", "role_arn",
-          "token_sha256")
+FIELDS = ("outcome", "reason", "issuer", "subject", "identity", "source_identity", "repository", "region", "rule",
+          "role_arn", "token_sha256")
 
 
 def decision(outcome: str, **fields: Any) -> None:

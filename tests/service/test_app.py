@@ -270,14 +270,16 @@ def test_openapi_documents_what_the_service_does(env: Env) -> None:
 
 def test_audit_line_per_decision_without_secrets(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ccweb.audit")
-    token = env.token(sub="audited", email="audit@example.com")
+    token = env.token(sub="audited", email="audit+ops@example.com")
     ok = env.post({"protocol": "https", "host": US_EAST_2, "path": "v1/repos/docs"}, token).json()
     env.post({"protocol": "https", "host": US_EAST_2, "path": "v1/repos/secret"}, token)
     records = [r for r in caplog.records if r.name == "ccweb.audit"]
     fields = [r.fields for r in records[-2:]]  # type: ignore[attr-defined]
     assert [f["outcome"] for f in fields] == ["issued", "denied"]
     issued = fields[0]
-    assert issued["identity"] == "audit@example.com" and issued["repository"] == "docs"
+    assert issued["identity"] == "audit+ops@example.com" and issued["repository"] == "docs"
+    assert issued["source_identity"] == env.sts.requests[-1].source_identity == "audit+ops@example.com"
+    assert issued["role_arn"].endswith(":role/readers") and issued["issuer"] == "corp"
     assert issued["rule"] == "readers" and issued["region"] == "us-east-2" and issued["subject"] == "audited"
     assert len(issued["token_sha256"]) == 64
     text = json.dumps(fields) + caplog.text
