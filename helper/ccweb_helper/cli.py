@@ -7,16 +7,27 @@ and never stored), and ``get`` imports what it needs when it runs.
 import sys
 from typing import Optional
 
-USAGE = """usage: ccweb-helper <get|store|erase|--version>
+USAGE = """usage: ccweb-helper <command>
 
-A git credential helper for AWS CodeCommit through a ccweb service. Configure git with
-  git config --global credential.https://git-codecommit.us-east-1.amazonaws.com.helper '!ccweb-helper'
-  git config --global credential.useHttpPath true
-and tell it the service and a token:
+A git credential helper for AWS CodeCommit through a ccweb service.
+
+  setup [--url URL]   configure git for every CodeCommit host (run once; see setup --help)
+  login [--device]    sign in with your company's single sign-on
+  status              who you are, until when, and what you may reach
+  logout              forget the login
+  doctor              check the whole chain and explain what to fix
+  get | store | erase what git runs
+
+Settings:
   CCWEB_URL (or git config ccweb.url)   the ccweb service, e.g. https://ccweb.example.com
-  CCWEB_TOKEN or CCWEB_TOKEN_FILE       an OIDC token of your identity provider or CI platform
+  CCWEB_TOKEN or CCWEB_TOKEN_FILE       an OIDC token (CI platforms' own tokens are found without it)
   CCWEB_TIMEOUT                         network timeout in seconds (default 10)
 """
+
+COMMANDS = {
+    "login": "ccweb_helper.account", "logout": "ccweb_helper.account", "status": "ccweb_helper.account",
+    "setup": "ccweb_helper.setup", "doctor": "ccweb_helper.doctor",
+}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -28,6 +39,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         from ccweb_helper.get import run  # noqa: PLC0415 (keep store/erase instant)
 
         return run(sys.stdin, sys.stdout, sys.stderr)
+    if command in COMMANDS:
+        import importlib  # noqa: PLC0415
+
+        module = importlib.import_module(COMMANDS[command])
+        return int(module.main(command, args[1:]))
     if command in ("--version", "version"):
         from ccweb_helper import __version__  # noqa: PLC0415
 

@@ -123,6 +123,64 @@ def request(
     return Response(status, answer_headers, parsed)
 
 
+def http_json(
+    url: str, what: str, *, method: str = "GET", timeout: float, headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> Response:
+    """One HTTP exchange with a third party (an identity provider, a CI platform's token service).
+
+    ``url`` must be https, or http to a loopback address; ``what`` names the party in error sentences
+    ("the GitHub Actions token service"). The answer is size-capped; ``body`` of the Response is the parsed
+    JSON object, or None when the answer was not a JSON object. No header value ever appears in an error.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise HelperError(f"the address of {what} is not a URL.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise HelperError(f"the address of {what} is not an https:// URL.")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise HelperError(f"{what} is at a plain http:// address; ccweb-helper speaks to it only over https.")
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    origin = f"{parts.scheme}://{parts.netloc}"
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            parts.hostname, port, timeout=timeout, context=ssl.create_default_context()
+        )
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+    try:
+        connection.request(method, target, body=body, headers=sent)
+        answer = connection.getresponse()
+        raw = answer.read(MAX_RESPONSE_BYTES + 1)
+        status = answer.status
+        answer_headers = {k.lower(): v for k, v in answer.getheaders()}
+    except ssl.SSLCertVerificationError as exc:
+        raise HelperError(
+            f"the TLS certificate of {what} at {origin} could not be verified ({exc.verify_message}); if your "
+            "company uses its own certificate authority, point SSL_CERT_FILE at its bundle."
+        ) from None
+    except (socket.timeout, TimeoutError):
+        raise HelperError(f"{what} at {origin} did not answer within {timeout:g} seconds; try again.") from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise HelperError(f"cannot reach {what} at {origin} ({reason}).") from None
+    finally:
+        connection.close()
+    if len(raw) > MAX_RESPONSE_BYTES:
+        raise HelperError(f"the answer of {what} at {origin} is too large.")
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    return Response(status, answer_headers, parsed if isinstance(parsed, dict) else None)
+
+
 def error_sentence(response: Response) -> str:
     """The service's own explanation of an error response, made safe for one line of a terminal."""
     detail = response.body.get("detail")

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import IO
 
+from ccweb_helper import discovery
 from ccweb_helper.client import HelperError, Response, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.hosts import parse_codecommit_host, split_host
 from ccweb_helper.protocol import Request, format_answer, parse
@@ -20,7 +21,7 @@ NO_PATH = (
 def run(stdin: IO[str], stdout: IO[str], stderr: IO[str], env: Mapping[str, str] | None = None) -> int:
     request_ = parse(stdin)
     try:
-        answer = get(request_, os.environ if env is None else env)
+        answer = get(request_, os.environ if env is None else env, stderr)
         text = format_answer(answer)
     except HelperError as exc:
         stderr.write(f"ccweb: {one_line(exc.message)}\n")
@@ -47,18 +48,10 @@ def _advertised(service: ServiceURL, host: str, seconds: float) -> bool:
     A service that cannot be asked is a failure, not a "no": the helper was configured to speak for this
     host, and falling through would let git prompt or try a stale stored password.
     """
-    found = request(service, "GET", "/.well-known/ccweb", timeout=seconds)
-    endpoints = found.body.get("git_endpoints") if found.status == 200 else None
-    if not isinstance(endpoints, list):
-        raise HelperError(
-            f"{service.url}/.well-known/ccweb did not list git endpoints (HTTP {found.status}); check that "
-            "CCWEB_URL (or git config ccweb.url) names the ccweb service."
-        )
-    wanted = host.lower()
-    return any(isinstance(e, dict) and str(e.get("host", "")).lower() == wanted for e in endpoints)
+    return host.lower() in discovery.fetch(service, seconds).git_endpoints
 
 
-def get(req: Request, env: Mapping[str, str]) -> list[tuple[str, str]]:
+def get(req: Request, env: Mapping[str, str], stderr: IO[str]) -> list[tuple[str, str]]:
     protocol, host = req.get("protocol").lower(), req.get("host")
     if protocol not in ("http", "https") or not host:
         return []
@@ -80,7 +73,7 @@ def get(req: Request, env: Mapping[str, str]) -> list[tuple[str, str]]:
     service = parse_service_url(*configured)
     if not req.get("path").strip("/"):
         raise HelperError(NO_PATH)
-    token = find_token(env)
+    token = find_token(env, service, seconds, stderr=stderr).token
     answer = request(
         service, "POST", "/v1/credentials", timeout=seconds, token=token,
         body={"protocol": protocol, "host": host, "path": req.get("path")},

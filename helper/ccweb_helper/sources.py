@@ -1,15 +1,18 @@
 """Where the helper finds the service URL and the token.
 
 Service URL: ``CCWEB_URL``, else git config ``credential.<url>.ccwebUrl`` (most specific URL match), else
-``ccweb.url``. Token, first found: ``CCWEB_TOKEN``, the file named by ``CCWEB_TOKEN_FILE``.
+``ccweb.url``. Token, first found: ``CCWEB_TOKEN``; the file named by ``CCWEB_TOKEN_FILE``; the CI
+platform's own OIDC token (``ci``); the interactive login cache, or a login when a person is at a terminal
+(``login``). Under ``CI=true`` no interactive flow ever starts.
 """
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
+from typing import IO, NamedTuple
 
-from ccweb_helper.client import HelperError
+from ccweb_helper.client import HelperError, ServiceURL
 
 MAX_TOKEN_BYTES = 64 * 1024
 
@@ -49,7 +52,13 @@ def _checked(token: str, source: str) -> str:
     return token
 
 
-def find_token(env: Mapping[str, str]) -> str:
+class FoundToken(NamedTuple):
+    token: str
+    source: str  # for people: "CCWEB_TOKEN", "GitHub Actions", "your ccweb-helper login", …
+
+
+def explicit_token(env: Mapping[str, str]) -> str | None:
+    """The token named by ``CCWEB_TOKEN`` or ``CCWEB_TOKEN_FILE``, or None when neither is set."""
     if env.get("CCWEB_TOKEN", "").strip():
         return _checked(env["CCWEB_TOKEN"], "CCWEB_TOKEN")
     path = env.get("CCWEB_TOKEN_FILE", "").strip()
@@ -68,10 +77,58 @@ def find_token(env: Mapping[str, str]) -> str:
         except UnicodeDecodeError:
             raise HelperError(f"the token file {path} named by CCWEB_TOKEN_FILE does not hold a token.") from None
         return _checked(text, f"the token file {path} named by CCWEB_TOKEN_FILE")
-    raise HelperError(
-        "no OIDC token found: set CCWEB_TOKEN to a token of your identity provider, or CCWEB_TOKEN_FILE to a "
-        "file that holds one."
+    return None
+
+
+def in_ci(env: Mapping[str, str]) -> bool:
+    return env.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def find_token(
+    env: Mapping[str, str], service: ServiceURL, seconds: float, *, stderr: IO[str], interactive: bool = True,
+) -> FoundToken:
+    """The first token found, in the contract's order; HelperError with what to configure when there is none.
+
+    ``interactive=False`` never starts a login (``doctor``, ``status``); under ``CI=true`` none starts either.
+    """
+    token = explicit_token(env)
+    if token is not None:
+        return FoundToken(token, "CCWEB_TOKEN" if env.get("CCWEB_TOKEN", "").strip() else "CCWEB_TOKEN_FILE")
+    from ccweb_helper import ci, discovery, login  # noqa: PLC0415 (only when no token was given)
+
+    found = ci.platform_token(env, lambda: discovery.fetch(service, seconds).audience, seconds)
+    if found is not None:
+        return FoundToken(found.token, found.platform)
+    token = login.token(
+        service, env, seconds, stderr=stderr, interactive=interactive and not in_ci(env) and login.can_prompt(env),
     )
+    if token is not None:
+        return FoundToken(token, "your ccweb-helper login")
+    raise HelperError(no_token_sentence(env, service, seconds))
+
+
+def no_token_sentence(env: Mapping[str, str], service: ServiceURL, seconds: float) -> str:
+    from ccweb_helper import ci, discovery  # noqa: PLC0415
+
+    hint = ci.missing_hint(env)
+    if hint is not None:
+        return f"no OIDC token found: {hint}"
+    base = (
+        "no OIDC token found: set CCWEB_TOKEN to a token of your identity provider, or CCWEB_TOKEN_FILE to a "
+        "file that holds one"
+    )
+    if in_ci(env):
+        return (
+            f"{base}; CI=true, so no interactive login is started (on GitHub Actions grant `permissions: "
+            "id-token: write`; on GitLab CI add `id_tokens: CCWEB_TOKEN: aud: <audience>`)."
+        )
+    try:
+        can_login = bool(discovery.fetch(service, seconds).login)
+    except HelperError:
+        can_login = False
+    if can_login:
+        return f"{base}, or sign in with `ccweb-helper login`."
+    return base + "."
 
 
 def timeout(env: Mapping[str, str]) -> float:

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ccweb import __version__, audit
 from ccweb.config import Config
 from ccweb.errors import AccessDenied, InvalidRequest, InvalidToken, ServiceError, UpstreamUnavailable
+from ccweb.helper_dist import helper_zipapp
 from ccweb.metrics import Metrics
 from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name
 from ccweb.sessions import AssumeRoleRequest, SessionCache, STSClient
@@ -29,6 +30,7 @@ from ccweb.targets import resolve
 from ccweb.tokens import TokenVerifier, VerifiedToken, token_sha256
 
 log = logging.getLogger("ccweb.app")
+HELPER_PATH = "/helper/ccweb-helper"
 
 
 class CredentialRequest(BaseModel):
@@ -80,11 +82,20 @@ class GitEndpointInfo(BaseModel):
     region: str
 
 
+class LoginIssuer(BaseModel):
+    name: str
+    issuer: str
+    client_id: str
+    scopes: list[str]
+
+
 class Discovery(BaseModel):
     service: str = "ccweb"
     version: str
-    audience: str
+    audience: str = Field(description="The audience CI platforms' OIDC tokens must be requested for.")
     git_endpoints: list[GitEndpointInfo]
+    login: list[LoginIssuer] = Field(description="Issuers that allow interactive login, first the default.")
+    helper: str = Field(description="Where to download ccweb-helper as one file (a Python 3.9+ zipapp).")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -242,11 +253,29 @@ def create_app(
 
     @app.get("/.well-known/ccweb", response_model=Discovery, summary="What the helper needs to know")
     async def discovery() -> Discovery:
-        return Discovery(
-            version=__version__,
-            audience=config.issuers[0].audiences[0],
-            git_endpoints=[GitEndpointInfo(host=e.host, region=e.region) for e in config.git_endpoints],
-        )
+        return discovery_document
+
+    discovery_document = Discovery(
+        version=__version__,
+        audience=config.audience_for_ci,
+        git_endpoints=[GitEndpointInfo(host=e.host, region=e.region) for e in config.git_endpoints],
+        login=[
+            LoginIssuer(name=i.name, issuer=i.issuer, client_id=i.login.client_id, scopes=list(i.login.scopes))
+            for i in config.issuers if i.login is not None
+        ],
+        helper=HELPER_PATH,
+    )
+
+    @app.get(HELPER_PATH, summary="ccweb-helper as one file: a Python 3.9+ zipapp with no dependencies",
+             response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+    async def helper_download(request: Request) -> Response:
+        bundle = helper_zipapp()
+        etag = f'"{bundle.sha256}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
+                   "Content-Disposition": 'attachment; filename="ccweb-helper"'}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(bundle.content, media_type="application/octet-stream", headers=headers)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

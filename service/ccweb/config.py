@@ -61,16 +61,48 @@ def _check_issuer_url(value: str) -> str:
     return value
 
 
+SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
+
+
+class LoginSettings(_Model):
+    """Interactive login for people: a public client of the issuer (authorization code + PKCE, device flow)."""
+
+    client_id: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+    scopes: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["openid", "email", "profile", "offline_access"]
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not SCOPE.fullmatch(scope):
+                raise ValueError(f"{scope!r} is not an OAuth scope")
+        if "openid" not in value:
+            raise ValueError("must include 'openid': the helper signs in for an ID token")
+        return value
+
+
 class Issuer(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     issuer: str
     audiences: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     jwks_uri: str | None = None
+    login: LoginSettings | None = None
 
     @field_validator("issuer", "jwks_uri")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else _check_issuer_url(value)
+
+    @model_validator(mode="after")
+    def _login_audience(self) -> Issuer:
+        if self.login is not None and self.login.client_id not in self.audiences:
+            raise ValueError(
+                f"login.client_id: {self.login.client_id!r} must also be one of audiences (an ID token's "
+                "aud is the client id it was issued to)"
+            )
+        return self
 
 
 class Pattern(_Model):
@@ -224,6 +256,9 @@ class Config(_Model):
     rules: list[Rule] = Field(default_factory=list)
     git_endpoints: list[GitEndpoint] = Field(default_factory=list)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    ci_audience: Annotated[str, Field(min_length=1)] | None = None
+    """The audience CI platforms' tokens are requested for; default: the first audience of the first issuer
+    without interactive login (else of the first issuer)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -246,9 +281,18 @@ class Config(_Model):
         for index, host in enumerate(hosts):
             if hosts.index(host) != index:
                 problems.append(f"git_endpoints[{index}].host: {host!r} is listed twice")
+        if self.ci_audience is not None and not any(self.ci_audience in i.audiences for i in self.issuers):
+            problems.append(f"ci_audience: {self.ci_audience!r} is not among any issuer's audiences")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def audience_for_ci(self) -> str:
+        if self.ci_audience is not None:
+            return self.ci_audience
+        issuer = next((i for i in self.issuers if i.login is None), self.issuers[0])
+        return issuer.audiences[0]
 
     def issuer_named(self, name: str) -> Issuer:
         return next(i for i in self.issuers if i.name == name)
