@@ -332,7 +332,7 @@ def _messages(error: ValidationError) -> list[str]:
             # Checks across fields name their keys: whole-file ones fully, per-rule ones by field.
             if not key:
                 text = line
-            elif re.match(r"[a-z_]+: ", line):
+            elif re.match(r"[a-z_][a-z_.]*: ", line):
                 text = f"{key}.{line}"
             else:
                 text = f"{key}: {line}"

@@ -248,6 +248,8 @@ def test_discovery_health_and_metrics(env: Env) -> None:
     discovery = httpx.get(f"{env.url}/.well-known/ccweb").json()
     assert discovery["audience"] == "ccweb"
     assert discovery["git_endpoints"] == [{"host": "git.internal.example.com:8443", "region": "eu-west-1"}]
+    assert discovery["login"] == []
+    assert discovery["helper"] == "/helper/ccweb-helper"
     assert httpx.get(f"{env.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{env.url}/readyz").status_code == 200
     metrics = httpx.get(f"{env.url}/metrics").text

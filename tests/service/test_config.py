@@ -121,7 +121,31 @@ INVALID = [
     pytest.param("aws", {"session_duration": 100}, "aws.session_duration", id="aws-session-too-short"),
     pytest.param("aws", {"region": "nowhere"}, "aws.region", id="aws-bad-region"),
     pytest.param("issuers", [], "issuers", id="no-issuers"),
+    pytest.param("issuers.0.login", {"client_id": "cli"}, "issuers[0].login.client_id: 'cli' must also be one of "
+                 "audiences", id="login-client-not-an-audience"),
+    pytest.param("issuers.0.login", {"client_id": "ccweb", "scopes": ["email"]},
+                 "issuers[0].login.scopes: must include 'openid'", id="login-without-openid"),
+    pytest.param("issuers.0.login", {"client_id": "ccweb", "scopes": ["openid", "bad scope"]},
+                 "issuers[0].login.scopes: 'bad scope' is not an OAuth scope", id="login-bad-scope"),
+    pytest.param("issuers.0.login", {"client_id": "ccweb", "secret": "x"}, "issuers[0].login.secret: unknown key",
+                 id="login-client-secret"),
+    pytest.param("ci_audience", "sts.amazonaws.com", "ci_audience: 'sts.amazonaws.com' is not among any issuer's",
+                 id="ci-audience-unknown"),
 ]
+
+
+def test_ci_audience_defaults_to_the_first_issuer_without_interactive_login() -> None:
+    data = base()
+    data["issuers"] = [
+        {"name": "corp", "issuer": "https://login.example.com", "audiences": ["cli-app"],
+         "login": {"client_id": "cli-app"}},
+        {"name": "github", "issuer": "https://token.actions.githubusercontent.com", "audiences": ["ccweb"]},
+    ]
+    config = parse_config(data)
+    assert config.audience_for_ci == "ccweb"
+    assert config.issuers[0].login is not None
+    assert config.issuers[0].login.scopes == ["openid", "email", "profile", "offline_access"]
+    assert parse_config({**data, "ci_audience": "cli-app"}).audience_for_ci == "cli-app"
 
 
 @pytest.mark.parametrize(("change", "value", "message"), INVALID)
