@@ -26,6 +26,7 @@ import uvicorn
 from ccweb.app import create_app
 from ccweb.config import Config, parse_config
 from ccweb.sandbox.gitserver import create_demo_repository, create_git_app
+from ccweb.sandbox.issuer import CLIENT_ID as LOGIN_CLIENT_ID
 from ccweb.sandbox.issuer import DEMO_USERS, DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import BotoSTS
@@ -40,7 +41,11 @@ TOKEN_REFRESH = 600
 def sandbox_policy(issuer_url: str, git_host: str) -> dict[str, Any]:
     """The demo policy: engineering may push anywhere, contractors may read ``demo``, others nothing."""
     return {
-        "issuers": [{"name": "dev", "issuer": issuer_url, "audiences": ["ccweb"]}],
+        "issuers": [{
+            "name": "dev", "issuer": issuer_url, "audiences": ["ccweb", LOGIN_CLIENT_ID],
+            "login": {"client_id": LOGIN_CLIENT_ID, "scopes": ["openid", "email", "profile", "groups",
+                                                             "offline_access"]},
+        }],
         "rules": [
             {
                 "name": "developers", "issuer": "dev", "claims": {"groups": "engineering"},

@@ -1,4 +1,5 @@
-"""A development OIDC issuer: discovery, a key set, and tokens minted for demo users. Loopback only."""
+"""A development OIDC issuer: discovery, a key set, tokens minted for demo users, and interactive login
+(authorization code + PKCE, device flow, refresh) for the public client ``ccweb-cli``. Loopback only."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ccweb.sandbox.oauth import CLIENT_ID, DevLogin
+
+__all__ = ["CLIENT_ID", "DEMO_USERS", "DevIssuer"]
+
 DEMO_USERS: dict[str, dict[str, Any]] = {
     "alice": {"email": "alice@example.com", "name": "Alice Developer", "groups": ["engineering"]},
     "bob": {"email": "bob@example.com", "name": "Bob Contractor", "groups": ["contractors"]},
@@ -25,18 +30,24 @@ class DevIssuer:
         self.issuer_url = issuer_url.rstrip("/")
         self.audience = audience
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig"})
+        self.login = DevLogin(self.issuer_url, DEMO_USERS, self._mint_login)
 
-    def mint(self, claims: dict[str, Any], *, ttl: int = 3600, now: float | None = None) -> str:
+    def mint(self, claims: dict[str, Any], *, ttl: int = 3600, now: float | None = None,
+             audience: str | None = None) -> str:
         """A signed RS256 ID token with ``claims`` over the standard ones (iss, aud, iat, nbf, exp)."""
         issued = int(time.time() if now is None else now)
         payload = {
-            "iss": self.issuer_url, "aud": self.audience, "iat": issued, "nbf": issued, "exp": issued + ttl,
-            **claims,
+            "iss": self.issuer_url, "aud": audience or self.audience, "iat": issued, "nbf": issued,
+            "exp": issued + ttl, **claims,
         }
         return jwt.encode({"alg": "RS256", "kid": self.key.kid, "typ": "JWT"}, payload, self.key)
 
     def mint_user(self, user: str, *, ttl: int = 3600, now: float | None = None) -> str:
         return self.mint({"sub": f"dev|{user}", **DEMO_USERS[user]}, ttl=ttl, now=now)
+
+    def _mint_login(self, user: str, audience: str, nonce: str | None) -> str:
+        claims = {"sub": f"dev|{user}", **DEMO_USERS[user], **({"nonce": nonce} if nonce else {})}
+        return self.mint(claims, ttl=self.login.id_token_ttl, audience=audience)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.key.as_dict(private=False)]}
@@ -45,10 +56,9 @@ class DevIssuer:
         return {
             "issuer": self.issuer_url,
             "jwks_uri": f"{self.issuer_url}/jwks",
-            "token_endpoint": f"{self.issuer_url}/token",
-            "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
+            **self.login.metadata(),
         }
 
     def app(self) -> Starlette:
@@ -58,7 +68,7 @@ class DevIssuer:
         async def jwks(_: Request) -> JSONResponse:
             return JSONResponse(self.jwks())
 
-        async def token(request: Request) -> JSONResponse:
+        async def demo_token(request: Request) -> JSONResponse:
             user = request.query_params.get("user", "alice")
             if user not in DEMO_USERS:
                 return JSONResponse(
@@ -69,5 +79,6 @@ class DevIssuer:
         return Starlette(routes=[
             Route("/.well-known/openid-configuration", configuration),
             Route("/jwks", jwks),
-            Route("/token", token, methods=["GET", "POST"]),
+            Route("/demo-token", demo_token),
+            *self.login.routes(),
         ])
