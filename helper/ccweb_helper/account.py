@@ -1,0 +1,174 @@
+"""``ccweb-helper login``, ``status`` and ``logout``: the interactive login, for people.
+
+``login [--device | --browser] [--issuer NAME]`` signs in again even when a login is cached; ``status`` says
+who you are, until when, and what the service's ``GET /v1/whoami`` says you may reach (exit 1 when not
+signed in); ``logout`` revokes the refresh token where the issuer allows it and removes the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+from ccweb_helper import discovery, login
+from ccweb_helper.cache import Cache, cache_dir
+from ccweb_helper.client import HelperError, ServiceURL, error_sentence, one_line, parse_service_url, request
+from ccweb_helper.discovery import LoginIssuer
+from ccweb_helper.sources import service_url, timeout
+
+# git config may name the service per URL; a CodeCommit URL picks the usual one.
+REMOTE = "https://git-codecommit.us-east-1.amazonaws.com/"
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"ccweb-helper {command}", description={
+        "login": "Sign in with your company's single sign-on; git then gets CodeCommit passwords without prompts.",
+        "status": "Who you are signed in as, until when, and what the ccweb service lets you reach.",
+        "logout": "Forget the login (and revoke it at the identity provider where possible).",
+    }[command])
+    if command == "login":
+        how = parser.add_mutually_exclusive_group()
+        how.add_argument("--device", action="store_true",
+                         help="sign in on another device with a code (no browser needed here)")
+        how.add_argument("--browser", action="store_true", help="sign in with a browser on this computer")
+        parser.add_argument("--issuer", metavar="NAME", help="the identity provider to use, when there are several")
+    return parser
+
+
+def main(command: str, args: list[str], env: Mapping[str, str] | None = None,
+         stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> int:
+    options = _parser(command).parse_args(args)
+    environ = os.environ if env is None else env
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        if command == "login":
+            return _login(options, environ, out, err)
+        if command == "status":
+            return _status(environ, out, err)
+        return _logout(environ, out, err)
+    except HelperError as exc:
+        err.write(f"ccweb: {one_line(exc.message)}\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write("ccweb: cancelled.\n")
+        return 130
+
+
+def _service(env: Mapping[str, str]) -> ServiceURL:
+    configured = service_url(env, REMOTE)
+    if configured is None:
+        raise HelperError(
+            "no ccweb service is configured: set CCWEB_URL, or run "
+            "`git config --global ccweb.url https://<your ccweb service>`."
+        )
+    return parse_service_url(*configured)
+
+
+def _issuers(service: ServiceURL, seconds: float) -> tuple[LoginIssuer, ...]:
+    issuers = discovery.fetch(service, seconds).login
+    if not issuers:
+        raise HelperError(
+            f"the ccweb service at {service.url} offers no interactive login; use CCWEB_TOKEN or CCWEB_TOKEN_FILE, "
+            "or ask its operators to add `login:` to an issuer."
+        )
+    return issuers
+
+
+def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    service = _service(env)
+    seconds = timeout(env)
+    issuers = _issuers(service, seconds)
+    chosen = issuers[0]
+    if options.issuer:
+        named = [i for i in issuers if i.name == options.issuer]
+        if not named:
+            names = ", ".join(i.name for i in issuers)
+            raise HelperError(f"the ccweb service has no login issuer {options.issuer!r}; choose one of: {names}.")
+        chosen = named[0]
+    mode = "device" if options.device else "browser" if options.browser else "auto"
+    store = Cache(cache_dir(env))
+    with login.locked(store, err):
+        entry = login.sign_in(chosen, env, seconds, stderr=err, mode=mode)
+        entries = login.logins(store.read())
+        entries[login.entry_key(chosen)] = entry
+        login.save(store, entries)
+    out.write(f"Signed in to {chosen.name} until {_when(entry['expires_at'])}"
+              f"{' (renewed automatically)' if 'refresh_token' in entry else ''}.\n")
+    return 0
+
+
+def _when(epoch: object) -> str:
+    seconds = float(epoch) if isinstance(epoch, (int, float)) else 0.0
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def _status(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    service = _service(env)
+    seconds = timeout(env)
+    issuers = _issuers(service, seconds)
+    id_token = login.token(service, env, seconds, stderr=err, interactive=False)
+    if id_token is None:
+        err.write("ccweb: not signed in; run `ccweb-helper login`.\n")
+        return 1
+    store = Cache(cache_dir(env))
+    entries = login.logins(store.read())
+    entry: dict[str, Any] = next(
+        (e for i in issuers for e in [entries.get(login.entry_key(i))] if isinstance(e, dict)
+         and e.get("id_token") == id_token), {},
+    )
+    claims = login.id_token_claims(id_token)
+    who = claims.get("email") or claims.get("sub")
+    lines = [
+        f"Signed in as {one_line(str(who), 200)} (subject {one_line(str(claims.get('sub')), 200)})",
+        f"  issuer   {entry.get('name', '?')} ({one_line(str(claims.get('iss')), 300)})",
+        f"  until    {_when(claims.get('exp'))}"
+        + ("; renewed automatically" if "refresh_token" in entry else "; then run `ccweb-helper login`"),
+        f"  cache    {store.path}",
+        f"  service  {service.url}",
+    ]
+    for name in ("CCWEB_TOKEN", "CCWEB_TOKEN_FILE"):
+        if env.get(name, "").strip():
+            lines.append(f"  note     {name} is set: git uses that token, not this login")
+    answer = request(service, "GET", "/v1/whoami", timeout=seconds, token=id_token)
+    if answer.status != 200:
+        out.write("\n".join(lines) + "\n")
+        raise HelperError(f"the ccweb service did not accept the login: {error_sentence(answer)}")
+    rules = answer.body.get("rules")
+    identity = answer.body.get("identity")
+    if isinstance(identity, str) and identity:
+        lines.append(f"  identity {one_line(identity, 200)} (as AWS sees you)")
+    lines.append("You may reach:" if rules else "No ccweb rule grants you any repository.")
+    for rule in rules if isinstance(rules, list) else []:
+        if isinstance(rule, dict):
+            lines.append(_rule_line(rule))
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _rule_line(rule: Mapping[str, Any]) -> str:
+    repositories = rule.get("repositories")
+    names = ", ".join(str(r) for r in repositories) if isinstance(repositories, Sequence) else "?"
+    return one_line(
+        f"  rule {rule.get('rule')}: {rule.get('access')} access to {names} as {rule.get('role_arn')}", 400
+    )
+
+
+def _logout(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    store = Cache(cache_dir(env))
+    if not store.path.exists():
+        out.write("Not signed in; nothing to forget.\n")
+        return 0
+    seconds = timeout(env)
+    with login.locked(store, err):
+        entries = login.logins(store.read())
+        revoked = sum(login.revoke(entry, seconds) for entry in entries.values() if isinstance(entry, dict))
+        store.remove()
+    out.write(f"Signed out: removed {store.path}"
+              + (f" and revoked {revoked} login{'s' if revoked != 1 else ''} at the identity provider" if revoked
+                 else "") + ".\n")
+    return 0

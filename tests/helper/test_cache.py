@@ -1,0 +1,161 @@
+"""The login cache: where it lives on each platform, its modes, atomic replacement and the shared lock."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccweb_helper.cache import Cache, cache_dir
+
+HOME = "/home/u"
+
+
+@pytest.mark.parametrize(
+    ("platform", "env", "expected"),
+    [
+        ("linux", {}, "/home/u/.cache/ccweb"),
+        ("linux", {"XDG_CACHE_HOME": "/xdg"}, "/xdg/ccweb"),
+        ("linux", {"XDG_CACHE_HOME": "relative/dir"}, "/home/u/.cache/ccweb"),
+        ("freebsd14", {"XDG_CACHE_HOME": "/xdg"}, "/xdg/ccweb"),
+        ("darwin", {"XDG_CACHE_HOME": "/xdg"}, "/home/u/Library/Caches/ccweb"),
+        ("win32", {"LOCALAPPDATA": "/appdata/local"}, "/appdata/local/ccweb"),
+        ("win32", {}, "/home/u/AppData/Local/ccweb"),
+        ("linux", {"CCWEB_CACHE_DIR": "/elsewhere", "XDG_CACHE_HOME": "/xdg"}, "/elsewhere"),
+        ("darwin", {"CCWEB_CACHE_DIR": "/elsewhere"}, "/elsewhere"),
+        ("win32", {"CCWEB_CACHE_DIR": "/elsewhere", "LOCALAPPDATA": "/appdata/local"}, "/elsewhere"),
+    ],
+    ids=["linux-default", "linux-xdg", "linux-relative-xdg-ignored", "bsd-xdg", "macos", "windows",
+         "windows-no-localappdata", "override-linux", "override-macos", "override-windows"],
+)
+def test_cache_directory_follows_each_platforms_convention(platform: str, env: dict[str, str], expected: str) -> None:
+    assert cache_dir(env, platform=platform, home=HOME) == Path(expected)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_directory_is_0700_and_file_0600_even_under_a_lax_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        store = Cache(tmp_path / "deep" / "ccweb")
+        store.write({"a": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert store.read() == {"a": 1}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_an_existing_open_directory_is_tightened(tmp_path: Path) -> None:
+    directory = tmp_path / "ccweb"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    Cache(directory).write({})
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_write_replaces_atomically_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Cache(tmp_path)
+    store.write({"v": "old"})
+    inode = store.path.stat().st_ino
+    store.write({"v": "new"})
+    assert store.read() == {"v": "new"}
+    assert store.path.stat().st_ino != inode, "a new file renamed over the old one, not rewritten in place"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["login.json"]
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space"):
+        store.write({"v": "lost"})
+    assert store.read() == {"v": "new"}, "a failed write leaves the old file whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["login.json"], "and removes its temporary file"
+
+
+def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
+    store = Cache(tmp_path)
+    big = {"blob": "x" * 200_000}
+    store.write(big)
+    stop = threading.Event()
+    seen: list[object] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(store.read() == big)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for _ in range(30):
+        store.write(big)
+    stop.set()
+    thread.join()
+    assert seen and all(seen)
+
+
+@pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b"{" * 10],
+                         ids=["empty", "garbage", "list", "broken"])
+def test_unreadable_content_reads_as_empty(tmp_path: Path, content: bytes) -> None:
+    store = Cache(tmp_path)
+    store.path.write_bytes(content)
+    assert store.read() == {}
+
+
+def test_missing_file_reads_as_empty_and_remove_says_whether_there_was_one(tmp_path: Path) -> None:
+    store = Cache(tmp_path / "nothing")
+    assert store.read() == {}
+    assert store.remove() is False
+    store.write({"x": 1})
+    assert store.remove() is True
+    assert not store.path.exists()
+
+
+def _hold_lock(directory: str, ready: Any, release: Any) -> None:
+    with Cache(Path(directory)).lock():
+        ready.set()
+        release.wait(30)
+        Cache(Path(directory)).write({"writer": "first"})
+
+
+def test_lock_makes_a_second_process_wait_then_read_what_the_first_wrote(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        waited: list[bool] = []
+        timer = threading.Timer(0.5, release.set)
+        timer.start()
+        started = time.monotonic()
+        with Cache(tmp_path).lock(on_wait=lambda: waited.append(True)):
+            elapsed = time.monotonic() - started
+            assert Cache(tmp_path).read() == {"writer": "first"}
+        timer.join()
+    finally:
+        release.set()
+        holder.join(30)
+    assert waited == [True], "on_wait is called once when another process holds the lock"
+    assert elapsed >= 0.4
+
+
+def test_lock_is_free_again_after_use_and_on_wait_is_not_called(tmp_path: Path) -> None:
+    store = Cache(tmp_path)
+    calls: list[bool] = []
+    with store.lock(on_wait=lambda: calls.append(True)):
+        pass
+    with store.lock(on_wait=lambda: calls.append(True)):
+        json.dumps({})
+    assert calls == []
+    if sys.platform != "win32":
+        assert stat.S_IMODE(store.lock_path.stat().st_mode) == 0o600
