@@ -1,0 +1,538 @@
+"""CI platforms' own OIDC tokens: each platform emulated with real parts — loopback stand-ins for the GitHub
+Actions and Azure Pipelines token services, a fake ``buildkite-agent`` first on PATH, the variables CircleCI
+and Bitbucket set — and the helper run as git runs it, against the ccweb sandbox, which accepts tokens its
+development issuer mints with the audience the stand-ins were asked for."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ccweb.sandbox.dev import Sandbox
+from ccweb.sandbox.issuer import DEMO_USERS
+from ccweb_helper import ci
+from ccweb_helper.client import HelperError
+
+ROOT = Path(__file__).resolve().parents[2]
+CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
+ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n"
+
+# Planted secrets: runners' request credentials, which must never be printed anywhere.
+GH_REQUEST_TOKEN = "PLANTED-gh-request-4b1d9e7f"
+AZURE_ACCESS_TOKEN = "PLANTED-azure-access-93c2a6d0"
+AZURE_CONNECTION = "5f0c9b2e-1d3a-4c8e-9b7f-2a6e4d1c0b93"
+
+# Variables CI platforms set; the runner of these tests may be one of them, so none is inherited.
+CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "CI", "GITHUB_", "ACTIONS_", "RUNNER_", "GITLAB_", "CIRCLE",
+               "BUILDKITE", "BITBUCKET_", "TF_BUILD", "SYSTEM_", "AGENT_", "BUILD_", "AZURE", "ENDPOINT_",
+               "TEAMCITY", "JENKINS", "TRAVIS")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
+        yield box
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+class Run:
+    def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
+        self.code, self.stdout, self.stderr = result.returncode, result.stdout, result.stderr
+
+    @property
+    def answer(self) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in self.stdout.splitlines())
+
+    def assert_answered(self) -> None:
+        assert self.code == 0, self.stderr
+        assert self.stderr == ""
+        assert set(self.answer) == {"username", "password", "password_expiry_utc"}
+
+    def assert_refused(self, sentence: str) -> None:
+        assert (self.code, self.stdout) == (1, "quit=1\n"), (self.stdout, self.stderr)
+        assert self.stderr.startswith("ccweb: ") and self.stderr.count("\n") == 1, self.stderr
+        assert sentence in self.stderr, self.stderr
+        assert "Traceback" not in self.stderr
+
+    def assert_secret_free(self, *secrets: str) -> None:
+        for secret in secrets:
+            assert secret not in self.stdout and secret not in self.stderr
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(CI_PREFIXES)}
+
+
+def helper(home: Path, stdin: str = ATTRS, **env: str) -> Run:
+    base = clean_env()
+    base.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
+                 "PYTHONPATH": str(ROOT / "helper")})
+    base.update(env)
+    result = subprocess.run([sys.executable, "-m", "ccweb_helper", "get"], input=stdin, env=base,
+                            capture_output=True, text=True, timeout=60, check=False)
+    return Run(result)
+
+
+def mint(sandbox: Sandbox, aud: str, **claims: Any) -> str:
+    """A token for alice (group engineering, so the sandbox grants her) with a CI platform's own claims."""
+    return sandbox.issuer.mint({"sub": "dev|alice", **DEMO_USERS["alice"], **claims, "aud": aud})
+
+
+# Stand-ins for the token services -------------------------------------------------------------------------
+
+class TokenService:
+    """A loopback token endpoint: records every request; answers as ``mode`` says."""
+
+    def __init__(self, sandbox: Sandbox, mode: str = "ok", key: str = "value") -> None:
+        self.sandbox, self.mode, self.key = sandbox, mode, key
+        self.requests: list[dict[str, Any]] = []
+        self.issued: list[str] = []
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        length = int(handler.headers.get("Content-Length", "0"))
+        parts = urlsplit(handler.path)
+        self.requests.append({
+            "method": handler.command, "path": parts.path, "query": parse_qs(parts.query, keep_blank_values=True),
+            "headers": dict(handler.headers), "body": handler.rfile.read(length) if length else b"",
+        })
+        if self.mode in ("500", "404", "403"):
+            return int(self.mode), b'{"message": "no"}'
+        if self.mode == "html":
+            return 200, b"<html>sign in</html>"
+        if self.mode == "no-token":
+            return 200, b'{"count": 1}'
+        if self.mode == "not-jwt":
+            return 200, json.dumps({self.key: "not a jwt " + GH_REQUEST_TOKEN}).encode()
+        audience = parse_qs(parts.query).get("audience", ["ccweb"])[0]
+        token = mint(self.sandbox, "someone-else" if self.mode == "wrong-aud" else audience,
+                     repository="acme/app", ref="refs/heads/main")
+        self.issued.append(token)
+        return 200, json.dumps({self.key: token, "count": 1}).encode()
+
+
+@contextlib.contextmanager
+def serve(service: TokenService) -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._reply()
+
+        def do_POST(self) -> None:
+            self._reply()
+
+        def _reply(self) -> None:
+            status, body = service.answer(self)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def silent() -> Iterator[str]:
+    """A port that accepts connections (backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def github_env(url: str) -> dict[str, str]:
+    return {"GITHUB_ACTIONS": "true", "CI": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": url,
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": GH_REQUEST_TOKEN}
+
+
+def azure_env(url: str, **extra: str) -> dict[str, str]:
+    env = {"TF_BUILD": "True", "SYSTEM_OIDCREQUESTURI": url, "SYSTEM_ACCESSTOKEN": AZURE_ACCESS_TOKEN,
+           "CCWEB_AZURE_SERVICE_CONNECTION_ID": AZURE_CONNECTION}
+    env.update(extra)
+    return env
+
+
+# GitHub Actions -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/idtoken?api-version=2.0", "/idtoken"], ids=["url-with-query", "url-without"])
+def test_github_actions_token_is_requested_for_the_services_audience(sandbox: Sandbox, home: Path, path: str) -> None:
+    service = TokenService(sandbox)
+    with serve(service) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + path))
+    run.assert_answered()
+    [request] = service.requests
+    assert request["method"] == "GET" and request["path"] == "/idtoken"
+    assert request["query"]["audience"] == ["ccweb"]  # from the sandbox's /.well-known/ccweb
+    if "?" in path:
+        assert request["query"]["api-version"] == ["2.0"]
+    assert request["headers"]["Authorization"] == "bearer " + GH_REQUEST_TOKEN
+    run.assert_secret_free(GH_REQUEST_TOKEN, *service.issued)
+
+
+def test_github_actions_token_with_a_wrong_audience_shows_the_services_refusal(sandbox: Sandbox, home: Path) -> None:
+    with serve(TokenService(sandbox, "wrong-aud")) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + "/idtoken"))
+    run.assert_refused("The OIDC token was refused")
+    assert "is not meant for this service" in run.stderr
+    run.assert_secret_free(GH_REQUEST_TOKEN)
+
+
+@pytest.mark.parametrize(("mode", "sentence"), [
+    ("500", "the GitHub Actions token service is failing (HTTP 500)"),
+    ("404", "the GitHub Actions token service refused to give an OIDC token (HTTP 404)"),
+    ("403", '"permissions: id-token: write"'),
+    ("html", 'the GitHub Actions token service answered without an OIDC token (no "value"'),
+    ("no-token", 'answered without an OIDC token (no "value"'),
+    ("not-jwt", "is not an OIDC token (a JWT of three base64url parts)"),
+], ids=["500", "404", "403", "not-json", "no-value", "not-a-jwt"])
+def test_github_actions_token_service_failures_are_one_line(sandbox: Sandbox, home: Path, mode: str,
+                                                            sentence: str) -> None:
+    with serve(TokenService(sandbox, mode)) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + "/idtoken?api-version=2.0"))
+    run.assert_refused(sentence)
+    run.assert_secret_free(GH_REQUEST_TOKEN)
+
+
+def test_a_hanging_github_actions_token_service_is_cut_by_the_timeout(sandbox: Sandbox, home: Path) -> None:
+    with silent() as url:
+        started = time.monotonic()
+        run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TIMEOUT="1", **github_env(url + "/idtoken"))
+        elapsed = time.monotonic() - started
+    run.assert_refused(f"the GitHub Actions token service at {url} did not answer within 1 seconds")
+    run.assert_secret_free(GH_REQUEST_TOKEN)
+    assert elapsed < 30
+
+
+def test_an_unreachable_github_actions_token_service_is_named(sandbox: Sandbox, home: Path) -> None:
+    with silent() as url:
+        pass  # closed again: nothing listens there now
+    run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(url + "/idtoken"))
+    run.assert_refused(f"cannot reach the GitHub Actions token service at {url}")
+    run.assert_secret_free(GH_REQUEST_TOKEN)
+
+
+def test_a_plain_http_token_service_elsewhere_is_never_sent_the_request_token(sandbox: Sandbox, home: Path) -> None:
+    run = helper(home, CCWEB_URL=sandbox.api_url, **github_env("http://token.example.invalid/idtoken"))
+    run.assert_refused("the GitHub Actions token service is at a plain http:// address")
+    run.assert_secret_free(GH_REQUEST_TOKEN)
+
+
+def test_ccweb_token_wins_over_the_platform(sandbox: Sandbox, home: Path) -> None:
+    service = TokenService(sandbox)
+    with serve(service) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TOKEN=sandbox.issuer.mint_user("mallory"),
+                     **github_env(base + "/idtoken"))
+    run.assert_refused("mallory@example.net")  # CCWEB_TOKEN's identity, not the platform's
+    assert service.requests == []
+
+
+def test_ccweb_token_file_wins_over_the_platform(sandbox: Sandbox, home: Path) -> None:
+    service = TokenService(sandbox)
+    with serve(service) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TOKEN_FILE=str(sandbox.token_file("alice")),
+                     **github_env(base + "/idtoken"))
+    run.assert_answered()
+    assert service.requests == []
+
+
+# Azure Pipelines ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("connection_variable", ["CCWEB_AZURE_SERVICE_CONNECTION_ID",
+                                                 "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"])
+def test_azure_pipelines_token_is_requested_for_the_service_connection(sandbox: Sandbox, home: Path,
+                                                                       connection_variable: str) -> None:
+    service = TokenService(sandbox, key="oidcToken")
+    with serve(service) as base:
+        env = azure_env(base + "/org/_apis/distributedtask/hubs/build/plans/p/jobs/j/oidctoken")
+        del env["CCWEB_AZURE_SERVICE_CONNECTION_ID"]
+        env[connection_variable] = AZURE_CONNECTION
+        run = helper(home, CCWEB_URL=sandbox.api_url, **env)
+    run.assert_answered()
+    [request] = service.requests
+    assert request["method"] == "POST" and request["path"].endswith("/oidctoken")
+    assert request["query"] == {"api-version": ["7.1"], "serviceConnectionId": [AZURE_CONNECTION]}
+    assert request["headers"]["Authorization"] == "Bearer " + AZURE_ACCESS_TOKEN
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert json.loads(request["body"]) == {}
+    run.assert_secret_free(AZURE_ACCESS_TOKEN, *service.issued)
+
+
+def test_azure_connection_of_ccweb_wins_over_the_tasks(sandbox: Sandbox, home: Path) -> None:
+    service = TokenService(sandbox, key="oidcToken")
+    with serve(service) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url,
+                     **azure_env(base + "/oidctoken", AZURESUBSCRIPTION_SERVICE_CONNECTION_ID="other"))
+    run.assert_answered()
+    assert service.requests[0]["query"]["serviceConnectionId"] == [AZURE_CONNECTION]
+
+
+@pytest.mark.parametrize(("mode", "sentence"), [
+    ("500", "the Azure Pipelines token service is failing (HTTP 500)"),
+    ("403", f"check that service connection {AZURE_CONNECTION} exists"),
+    ("html", 'answered without an OIDC token (no "oidcToken"'),
+    ("not-jwt", "is not an OIDC token"),
+], ids=["500", "403", "not-json", "not-a-jwt"])
+def test_azure_pipelines_token_service_failures_are_one_line(sandbox: Sandbox, home: Path, mode: str,
+                                                             sentence: str) -> None:
+    with serve(TokenService(sandbox, mode, key="oidcToken")) as base:
+        run = helper(home, CCWEB_URL=sandbox.api_url, **azure_env(base + "/oidctoken"))
+    run.assert_refused(sentence)
+    run.assert_secret_free(AZURE_ACCESS_TOKEN, GH_REQUEST_TOKEN)
+
+
+def test_a_hanging_azure_token_service_is_cut_by_the_timeout(sandbox: Sandbox, home: Path) -> None:
+    with silent() as url:
+        run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TIMEOUT="1", **azure_env(url + "/oidctoken"))
+    run.assert_refused(f"the Azure Pipelines token service at {url} did not answer within 1 seconds")
+    run.assert_secret_free(AZURE_ACCESS_TOKEN)
+
+
+# Buildkite ------------------------------------------------------------------------------------------------
+
+FAKE_AGENT = """#!/bin/sh
+# stands in for buildkite-agent: records its argv, then behaves as $MODE says
+dir=$(dirname "$0")
+printf '%s\\n' "$@" > "$dir/argv"
+case "$(cat "$dir/mode")" in
+  ok) cat "$dir/token" ;;
+  fail) echo "error: {PLANTED} job token rejected" >&2; echo "{PLANTED}"; exit 3 ;;
+  hang) exec sleep 30 ;;
+  garbage) echo "Request OIDC token: {PLANTED}" ;;
+esac
+"""
+BUILDKITE_PLANTED = "PLANTED-buildkite-agent-token-51e0"
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "buildkite-agent"
+    script.write_text(FAKE_AGENT.replace("{PLANTED}", BUILDKITE_PLANTED))
+    script.chmod(0o755)
+    return bin_dir
+
+
+def buildkite_env(bin_dir: Path, mode: str) -> dict[str, str]:
+    (bin_dir / "mode").write_text(mode)
+    return {"BUILDKITE": "true", "CI": "true", "BUILDKITE_AGENT_ACCESS_TOKEN": BUILDKITE_PLANTED,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_buildkite_token_comes_from_the_agent_for_the_services_audience(sandbox: Sandbox, home: Path,
+                                                                        agent: Path) -> None:
+    token = mint(sandbox, "ccweb", organization_slug="acme", pipeline_slug="app")
+    (agent / "token").write_text(token + "\n")
+    run = helper(home, CCWEB_URL=sandbox.api_url, **buildkite_env(agent, "ok"))
+    run.assert_answered()
+    assert (agent / "argv").read_text().splitlines() == ["oidc", "request-token", "--audience", "ccweb"]
+    run.assert_secret_free(token, BUILDKITE_PLANTED)
+
+
+@pytest.mark.parametrize(("mode", "sentence"), [
+    ("fail", "`buildkite-agent oidc request-token` failed (exit status 3)"),
+    ("garbage", "what `buildkite-agent oidc request-token` printed is not an OIDC token"),
+    ("hang", "`buildkite-agent oidc request-token` did not answer within 1 seconds"),
+])
+def test_buildkite_agent_failures_never_echo_its_output(sandbox: Sandbox, home: Path, agent: Path, mode: str,
+                                                        sentence: str) -> None:
+    run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TIMEOUT="1", **buildkite_env(agent, mode))
+    run.assert_refused(sentence)
+    run.assert_secret_free(BUILDKITE_PLANTED)
+
+
+def test_buildkite_without_the_agent_on_path_says_so(sandbox: Sandbox, home: Path, tmp_path: Path) -> None:
+    run = helper(home, CCWEB_URL=sandbox.api_url, BUILDKITE="true", CI="true", PATH=str(tmp_path))
+    run.assert_refused("buildkite-agent is not on PATH")
+
+
+# Variables: CircleCI, Bitbucket Pipelines, GitLab CI (its id_tokens: CCWEB_TOKEN) --------------------------
+
+@pytest.mark.parametrize(("platform", "variable"), [
+    ({"CIRCLECI": "true"}, "CIRCLE_OIDC_TOKEN_V2"),
+    ({"BITBUCKET_BUILD_NUMBER": "42"}, "BITBUCKET_STEP_OIDC_TOKEN"),
+    ({"GITLAB_CI": "true"}, "CCWEB_TOKEN"),
+], ids=["circleci", "bitbucket", "gitlab"])
+def test_platform_variables_are_used(sandbox: Sandbox, home: Path, platform: dict[str, str], variable: str) -> None:
+    token = mint(sandbox, "ccweb")
+    run = helper(home, CCWEB_URL=sandbox.api_url, CI="true", **platform, **{variable: token})
+    run.assert_answered()
+    run.assert_secret_free(token)
+
+
+@pytest.mark.parametrize(("platform", "variable", "aud"), [
+    ({"CIRCLECI": "true"}, "CIRCLE_OIDC_TOKEN_V2", "c2f0a3d4-7b1e-4a6f-9d2c-0e8b5a4f3c21"),
+    ({"BITBUCKET_BUILD_NUMBER": "42"}, "BITBUCKET_STEP_OIDC_TOKEN", "ari:cloud:bitbucket::workspace/{a1b2}"),
+], ids=["circleci-org-id", "bitbucket-workspace"])
+def test_a_platform_token_for_another_audience_shows_the_services_refusal(
+        sandbox: Sandbox, home: Path, platform: dict[str, str], variable: str, aud: str) -> None:
+    token = mint(sandbox, aud)
+    run = helper(home, CCWEB_URL=sandbox.api_url, **platform, **{variable: token})
+    run.assert_refused("The OIDC token was refused")
+    run.assert_secret_free(token)
+
+
+@pytest.mark.parametrize("variable", ["CIRCLE_OIDC_TOKEN_V2", "BITBUCKET_STEP_OIDC_TOKEN"])
+def test_a_malformed_platform_variable_is_named_not_echoed(sandbox: Sandbox, home: Path, variable: str) -> None:
+    run = helper(home, CCWEB_URL=sandbox.api_url, **{variable: f"Bearer {GH_REQUEST_TOKEN}"})
+    run.assert_refused(f"{variable} is not an OIDC token")
+    run.assert_secret_free(GH_REQUEST_TOKEN)
+
+
+# Kubernetes: a projected service-account token through CCWEB_TOKEN_FILE --------------------------------------
+
+def test_projected_service_account_token_is_reread_on_every_call(sandbox: Sandbox, home: Path, tmp_path: Path) -> None:
+    """The kubelet rotates the file in place (a symlink swap); each git call reads the current token."""
+    mounted = tmp_path / "ccweb-token"
+    mounted.mkdir()
+    link = mounted / "token"
+
+    def rotate(token: str, generation: int) -> None:
+        data = mounted / f"..data{generation}"
+        data.mkdir()
+        (data / "token").write_text(token)
+        tmp = mounted / "token.tmp"
+        tmp.symlink_to(data / "token")
+        tmp.replace(link)
+
+    claims = {"kubernetes.io": {"namespace": "ci", "serviceaccount": {"name": "builder"}}}
+    rotate(sandbox.issuer.mint({"sub": "system:serviceaccount:ci:builder", "groups": [], **claims}), 1)
+    first = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TOKEN_FILE=str(link))
+    first.assert_refused("No ccweb rule grants")
+    rotate(mint(sandbox, "ccweb", **claims), 2)
+    second = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TOKEN_FILE=str(link))
+    second.assert_answered()
+
+
+# No token: what to configure ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("env", "sentence"), [
+    ({"GITHUB_ACTIONS": "true"}, 'no OIDC token found: GitHub Actions gives this job no OIDC token: add '
+                                 '"permissions: id-token: write" to the job'),
+    ({"GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": "http://127.0.0.1:9/x"},
+     '"permissions: id-token: write"'),
+    ({"GITLAB_CI": "true"}, "GitLab CI gives jobs an OIDC token only when asked: add `id_tokens: {CCWEB_TOKEN: "
+                            "{aud: "),
+    ({"CIRCLECI": "true"}, "CircleCI injects it only into jobs that use a context"),
+    ({"BITBUCKET_BUILD_NUMBER": "7"}, "only with `oidc: true`: add it to the step"),
+    ({"TF_BUILD": "True"}, "no SYSTEM_OIDCREQUESTURI"),
+    ({"TF_BUILD": "True", "SYSTEM_OIDCREQUESTURI": "https://dev.azure.com/x",
+      "CCWEB_AZURE_SERVICE_CONNECTION_ID": AZURE_CONNECTION}, "`env: {SYSTEM_ACCESSTOKEN: $(System.AccessToken)}`"),
+    ({"TF_BUILD": "True", "SYSTEM_OIDCREQUESTURI": "https://dev.azure.com/x", "SYSTEM_ACCESSTOKEN": AZURE_ACCESS_TOKEN},
+     "set CCWEB_AZURE_SERVICE_CONNECTION_ID to the id of the service connection"),
+    ({}, "CI=true, so no interactive login is started"),
+], ids=["github", "github-no-request-token", "gitlab", "circleci", "bitbucket", "azure-old-agent",
+        "azure-no-access-token", "azure-no-connection", "other-ci"])
+def test_on_a_platform_without_its_token_the_sentence_names_what_to_configure(
+        sandbox: Sandbox, home: Path, env: dict[str, str], sentence: str) -> None:
+    run = helper(home, CCWEB_URL=sandbox.api_url, CI="true", **env)
+    run.assert_refused(sentence)
+    run.assert_secret_free(AZURE_ACCESS_TOKEN)
+
+
+def test_gitlab_hint_names_the_audience_when_the_service_was_already_asked(sandbox: Sandbox, home: Path) -> None:
+    """For one of the service's own git endpoints the helper has its discovery at hand: the hint is exact."""
+    run = helper(home, f"protocol=http\nhost={sandbox.git_host}\npath=v1/repos/demo\n\n", CCWEB_URL=sandbox.api_url,
+                 GITLAB_CI="true", CI="true")
+    run.assert_refused("add `id_tokens: {CCWEB_TOKEN: {aud: ccweb}}` to the job in .gitlab-ci.yml")
+
+
+# The module itself: detection, token shape, URLs, and when the audience is asked for ------------------------
+
+@pytest.mark.parametrize(("env", "platform"), [
+    ({}, None),
+    ({"CI": "true"}, None),
+    ({"GITHUB_ACTIONS": "true"}, "GitHub Actions"),
+    ({"GITLAB_CI": "true"}, "GitLab CI"),
+    ({"CIRCLECI": "true"}, "CircleCI"),
+    ({"BUILDKITE": "true"}, "Buildkite"),
+    ({"BITBUCKET_BUILD_NUMBER": "12"}, "Bitbucket Pipelines"),
+    ({"TF_BUILD": "True"}, "Azure Pipelines"),
+    ({"GITHUB_ACTIONS": "false"}, None),
+], ids=["nothing", "generic-ci", "github", "gitlab", "circleci", "buildkite", "bitbucket", "azure", "github-false"])
+def test_detect(env: dict[str, str], platform: str | None) -> None:
+    assert ci.detect(env) == platform
+
+
+@pytest.mark.parametrize(("token", "ok"), [
+    ("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", True),
+    ("a.b.c", True),
+    ("a.b.", False),
+    ("a.b", False),
+    ("a.b.c.d.e", False),
+    ("a.b.c\n", False),
+    ("a .b.c", False),
+    ("a.b+/.c", False),
+    ("a.b.c==", False),
+    ("a." + "b" * 70_000 + ".c", False),
+], ids=["jwt", "minimal", "no-signature", "two-parts", "jwe", "newline", "space", "not-base64url", "padding",
+        "oversized"])
+def test_is_jwt(token: str, ok: bool) -> None:
+    assert ci.is_jwt(token) is ok
+
+
+def test_audience_is_asked_for_only_by_platforms_that_mint_for_it(sandbox: Sandbox) -> None:
+    asked: list[int] = []
+
+    def audience() -> str:
+        asked.append(1)
+        return "ccweb"
+
+    token = mint(sandbox, "ccweb")
+    for env in ({"CIRCLECI": "true", "CIRCLE_OIDC_TOKEN_V2": token},
+                {"BITBUCKET_BUILD_NUMBER": "1", "BITBUCKET_STEP_OIDC_TOKEN": token},
+                {"GITHUB_ACTIONS": "true"}, {"TF_BUILD": "True"}, {}):
+        ci.platform_token(env, audience, 1.0)
+    assert asked == []
+
+
+@pytest.mark.parametrize("aud", ["", " ", "-x", "a b", "a\nb"], ids=["empty", "blank", "option", "space", "newline"])
+def test_an_audience_no_platform_can_be_asked_for_is_refused_before_any_request(aud: str) -> None:
+    env = {"ACTIONS_ID_TOKEN_REQUEST_URL": "http://127.0.0.1:9/x", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t"}
+    with pytest.raises(HelperError, match="audience"):
+        ci.platform_token(env, lambda: aud, 1.0)
+
+
+def test_gitlab_hint_without_discovery_at_hand_points_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccweb_helper import discovery
+
+    monkeypatch.setattr(discovery, "_fetched", {})
+    assert ci.missing_hint({"GITLAB_CI": "true", "CCWEB_URL": "https://ccweb.example.com/"}) == (
+        "GitLab CI gives jobs an OIDC token only when asked: add `id_tokens: {CCWEB_TOKEN: {aud: <the audience "
+        "from https://ccweb.example.com/.well-known/ccweb>}}` to the job in .gitlab-ci.yml."
+    )
+
+
+def test_no_hint_off_ci_platforms() -> None:
+    assert ci.missing_hint({}) is None
+    assert ci.missing_hint({"CI": "true"}) is None
+    assert ci.missing_hint({"TF_BUILD": "True", "SYSTEM_OIDCREQUESTURI": "u", "SYSTEM_ACCESSTOKEN": "t",
+                            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": "c"}) is None
