@@ -1,0 +1,133 @@
+"""End to end in an emulated GitHub Actions job: the real git binary → ccweb-helper → a loopback stand-in for
+GitHub's OIDC token service (asked for the audience the service's discovery names) → ccweb → the sandbox's
+signature-checking git server. Nothing is configured but the service URL, as in a real workflow."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ccweb.sandbox.dev import Sandbox, helper_command
+from ccweb.sandbox.issuer import DEMO_USERS
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUEST_TOKEN = "PLANTED-actions-request-token-0c7e2b94"
+CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "CI", "GITHUB_", "ACTIONS_", "RUNNER_", "GITLAB_", "CIRCLE",
+               "BUILDKITE", "BITBUCKET_", "TF_BUILD", "SYSTEM_", "AGENT_", "BUILD_", "AZURE")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
+        yield box
+
+
+class GitHubTokenService:
+    """GitHub's ``ACTIONS_ID_TOKEN_REQUEST_URL``: checks the request token, mints for the asked audience."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.audiences: list[str] = []
+        self.issued: list[str] = []
+
+    def answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        if authorization != "bearer " + REQUEST_TOKEN:
+            return 401, {"message": "Bad credentials"}
+        audience = parse_qs(urlsplit(path).query).get("audience", [""])[0]
+        self.audiences.append(audience)
+        token = self.sandbox.issuer.mint({
+            **DEMO_USERS["alice"], "aud": audience or "https://github.com/acme",
+            "sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app", "ref": "refs/heads/main",
+            "job_workflow_ref": "acme/app/.github/workflows/ci.yml@refs/heads/main",
+        }, ttl=300)
+        self.issued.append(token)
+        return 200, {"count": 1, "value": token}
+
+
+@contextlib.contextmanager
+def serve(service: GitHubTokenService) -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = service.answer(self.path, self.headers.get("Authorization"))
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/_apis/idtoken?api-version=2.0"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def job_env(home: Path, sandbox: Sandbox, **actions: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CI_PREFIXES)}
+    askpass = home / "askpass.sh"
+    askpass.write_text(f"#!/bin/sh\necho prompted >> {home}/prompted\nexit 1\n")
+    askpass.chmod(0o700)
+    env.update({
+        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_ASKPASS": str(askpass), "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "CI", "GIT_AUTHOR_EMAIL": "ci@example.com",
+        "GIT_COMMITTER_NAME": "CI", "GIT_COMMITTER_EMAIL": "ci@example.com",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "helper"), str(ROOT / "service")]),
+        "CI": "true", "GITHUB_ACTIONS": "true", "RUNNER_OS": "Linux",
+        **actions,
+    })
+    for args in (["credential.helper", ""], ["--add", "credential.helper", helper_command()],
+                 ["credential.useHttpPath", "true"], ["ccweb.url", sandbox.api_url]):
+        subprocess.run(["git", "config", "--global", *args], env=env, check=True)
+    return env
+
+
+def git(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120, check=False)
+
+
+def test_clone_and_push_from_an_actions_job_with_id_token_write(sandbox: Sandbox, tmp_path: Path) -> None:
+    service = GitHubTokenService(sandbox)
+    with serve(service) as url:
+        env = job_env(tmp_path, sandbox, ACTIONS_ID_TOKEN_REQUEST_URL=url, ACTIONS_ID_TOKEN_REQUEST_TOKEN=REQUEST_TOKEN)
+        work = tmp_path / "app"
+        cloned = git(["clone", sandbox.repo_url("demo"), str(work)], env)
+        assert cloned.returncode == 0, cloned.stderr
+        assert (work / "README.md").exists()
+        git(["commit", "--allow-empty", "-m", "built by CI"], env, cwd=work)
+        pushed = git(["push", "origin", "HEAD"], env, cwd=work)
+    assert pushed.returncode == 0, pushed.stderr
+    assert service.audiences and set(service.audiences) == {"ccweb"}  # the audience from /.well-known/ccweb
+    session = next(call for call in reversed(sandbox.sts.calls) if "alice" in call.source_identity)
+    assert "codecommit:GitPush" in (session.policy or "")
+    assert not (tmp_path / "prompted").exists()
+    for output in (cloned.stdout + cloned.stderr, pushed.stdout + pushed.stderr):
+        assert REQUEST_TOKEN not in output
+        assert not any(token in output for token in service.issued)
+
+
+def test_a_job_without_id_token_permission_stops_with_what_to_add(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = job_env(tmp_path, sandbox)  # GitHub sets no ACTIONS_ID_TOKEN_REQUEST_* without `id-token: write`
+    cloned = git(["clone", sandbox.repo_url("demo"), str(tmp_path / "app")], env)
+    assert cloned.returncode != 0
+    assert 'ccweb: no OIDC token found: GitHub Actions gives this job no OIDC token: add "permissions: id-token: ' \
+           'write" to the job' in cloned.stderr
+    assert not (tmp_path / "prompted").exists()
+    assert "Username for" not in cloned.stderr
