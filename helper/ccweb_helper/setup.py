@@ -1,0 +1,261 @@
+"""``ccweb-helper setup``: configure git so that ccweb-helper, and only it, answers for CodeCommit hosts.
+
+For every CodeCommit host form and every git endpoint the service announces it writes one URL-scoped
+section::
+
+    [credential "https://git-codecommit.*.amazonaws.com"]
+        helper =
+        helper = !ccweb-helper
+        useHttpPath = true
+
+The empty ``helper =`` empties the helper list git has gathered so far (see ``gitconfig``), so a keychain,
+Git Credential Manager, ``store`` or ``cache`` configured for all hosts is neither asked for nor handed a
+CodeCommit password; for every other host the user's own helpers keep working. git's ``*`` in a URL's host
+matches exactly one label, so ``git-codecommit.us-east-1.amazonaws.com.evil.example`` is not matched.
+
+Idempotent: it reads the target file first and runs ``git config`` only for keys that differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, NamedTuple
+
+from ccweb_helper import gitconfig
+from ccweb_helper.client import HelperError, ServiceURL, one_line, parse_service_url
+from ccweb_helper.hosts import is_loopback, split_host
+
+# (what, URL pattern): every CodeCommit host form ccweb signs for (hosts.py), as git urlmatch patterns.
+CODECOMMIT_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("CodeCommit", "https://git-codecommit.*.amazonaws.com"),
+    ("CodeCommit FIPS", "https://git-codecommit-fips.*.amazonaws.com"),
+    ("CodeCommit China", "https://git-codecommit.*.amazonaws.com.cn"),
+    ("CodeCommit VPC endpoint", "https://*.git-codecommit.*.vpce.amazonaws.com"),
+    ("CodeCommit FIPS VPC endpoint", "https://*.git-codecommit-fips.*.vpce.amazonaws.com"),
+    ("CodeCommit China VPC endpoint", "https://*.git-codecommit.*.vpce.amazonaws.com.cn"),
+)
+
+USAGE_EPILOG = """\
+Writes, for every CodeCommit host form and each git endpoint of the service, a [credential "<url>"] section
+with an empty `helper =` (so no keychain, Git Credential Manager, store or cache sees CodeCommit passwords),
+`helper = !ccweb-helper` and `useHttpPath = true`, plus ccweb.url. Your own helpers keep working for every
+other host. Running it again changes nothing. Check the result with `ccweb-helper doctor`.
+"""
+
+
+class Section(NamedTuple):
+    what: str
+    url: str
+
+
+def endpoint_urls(host: str) -> list[str]:
+    """The URLs git uses for a service git endpoint ``host[:port]``: https, and http too when on loopback."""
+    name, _ = split_host(host)
+    urls = [f"https://{host}"]
+    if is_loopback(name):
+        urls.append(f"http://{host}")
+    return urls
+
+
+def helper_command(
+    argv0: str, executable: str, which: Callable[[str], str | None], package_root: str,
+) -> str:
+    """The ``credential.helper`` value that runs this very helper.
+
+    ``!ccweb-helper`` when that is what PATH finds; else the zipapp through this Python
+    (``python3 /path/ccweb-helper``); else the script by its absolute path; else ``python -m ccweb_helper``
+    (with ``PYTHONPATH`` naming the package's directory unless it is installed in site-packages: the helper
+    imports nothing else, so that is safe).
+    """
+    program = os.path.realpath(argv0) if argv0 else ""
+    found = which("ccweb-helper")
+    if found and program and os.path.realpath(found) == program:
+        return "!ccweb-helper"
+    if program and os.path.isfile(program) and zipfile.is_zipfile(program):
+        return "!" + shlex.join([executable, program])
+    if program and os.path.basename(program).startswith("ccweb-helper") and os.access(program, os.X_OK):
+        return "!" + shlex.quote(program)
+    command = shlex.join([executable, "-m", "ccweb_helper"])
+    if os.path.basename(package_root) not in ("site-packages", "dist-packages"):
+        command = f"PYTHONPATH={shlex.quote(package_root)} {command}"
+    return "!" + command
+
+
+def this_helper() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return helper_command(sys.argv[0], sys.executable, shutil.which, root)
+
+
+def desired(sections: Sequence[Section], helper: str, url: str) -> list[tuple[str, list[str]]]:
+    """(key, values) for every key setup owns, in the order it writes them."""
+    keys: list[tuple[str, list[str]]] = [("ccweb.url", [url])]
+    for section in sections:
+        keys.append((f"credential.{section.url}.helper", ["", helper]))
+        keys.append((f"credential.{section.url}.useHttpPath", ["true"]))
+    return keys
+
+
+def _current(entries: Sequence[gitconfig.Entry], key: str) -> list[str | None]:
+    section, sub, name = gitconfig.split_name(key)
+    return [e.value for e in entries if gitconfig.split_name(e.name) == (section, sub, name)]
+
+
+def _same(key: str, have: list[str | None], want: list[str]) -> bool:
+    if key.lower().endswith(".usehttppath"):
+        return len(have) == 1 and gitconfig.as_bool(have[0]) is True
+    return have == want
+
+
+def commands(entries: Sequence[gitconfig.Entry], wanted: list[tuple[str, list[str]]]) -> list[list[str]]:
+    """The ``git config`` arguments (after the scope) that turn ``entries`` into ``wanted``: only differing keys."""
+    todo: list[list[str]] = []
+    for key, values in wanted:
+        have = _current(entries, key)
+        if _same(key, have, values):
+            continue
+        todo.append(["--replace-all", key, values[0]])
+        todo.extend(["--add", key, value] for value in values[1:])
+    return todo
+
+
+def _scope_args(args: argparse.Namespace) -> tuple[list[str], str]:
+    if args.file:
+        return ["--file", args.file], args.file
+    if args.local:
+        return ["--local"], "this repository's .git/config"
+    return ["--global"], "your global git config"
+
+
+def _url(args: argparse.Namespace, env: Mapping[str, str], scope: list[str]) -> tuple[ServiceURL, str] | None:
+    if args.url:
+        return parse_service_url(args.url, "--url"), "--url"
+    if env.get("CCWEB_URL", "").strip():
+        return parse_service_url(env["CCWEB_URL"], "CCWEB_URL"), "CCWEB_URL"
+    for where in (scope, []):
+        entries = [e for e in gitconfig.read(r"^ccweb\.url$", scope_args=where) if e.value]
+        if entries:
+            value = entries[-1].value or ""
+            return parse_service_url(value, "git config ccweb.url"), "the existing ccweb.url"
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ccweb-helper setup", description="Configure git to use ccweb-helper for AWS CodeCommit.",
+        epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--url", help="the ccweb service (default: CCWEB_URL, else the existing ccweb.url)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--global", dest="global_", action="store_true", help="~/.gitconfig (the default)")
+    where.add_argument("--local", action="store_true", help="this repository's .git/config")
+    where.add_argument("--file", metavar="PATH", help="this git config file")
+    parser.add_argument("--helper", metavar="CMD",
+                        help="the command git runs (default: ccweb-helper if PATH finds this helper, else its path)")
+    parser.add_argument("--dry-run", action="store_true", help="print the git config commands; change nothing")
+    return parser
+
+
+def main(command: str, argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return run(args, os.environ, sys.stdout, sys.stderr)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    scope, place = _scope_args(args)
+    try:
+        found = _url(args, env, scope)
+    except HelperError as exc:
+        err.write(f"ccweb-helper setup: {one_line(exc.message)}\n")
+        return 2
+    except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError) as exc:
+        err.write(f"ccweb-helper setup: cannot read git's configuration ({exc}).\n")
+        return 1
+    if found is None:
+        err.write(
+            "ccweb-helper setup: which ccweb service? Pass --url https://<your ccweb service> (or set CCWEB_URL).\n"
+        )
+        return 2
+    service, _ = found
+    helper = args.helper.strip() if args.helper else this_helper()
+    if not helper.startswith("!"):
+        helper = "!" + helper
+    sections = [Section(what, url) for what, url in CODECOMMIT_PATTERNS]
+    endpoints, warning = _git_endpoints(service, env)
+    for host in endpoints:
+        sections.extend(Section(f"git endpoint {host}", url) for url in endpoint_urls(host))
+    try:
+        existing = gitconfig.read(scope_args=scope) if not _missing_file(args) else []
+    except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError) as exc:
+        err.write(f"ccweb-helper setup: cannot read {place} ({exc}).\n")
+        return 1
+    todo = commands(existing, desired(sections, helper, service.url))
+    if warning:
+        err.write(f"ccweb-helper setup: warning: {warning}\n")
+    if args.dry_run:
+        for step in todo:
+            out.write(shlex.join(["git", "config", *scope, *step]) + "\n")
+        if not todo:
+            out.write(f"Already configured in {place}; nothing to do.\n")
+        return 0
+    for step in todo:
+        result = subprocess.run(["git", "config", *scope, *step], capture_output=True, text=True, check=False,
+                                stdin=subprocess.DEVNULL, timeout=15)
+        if result.returncode != 0:
+            err.write(f"ccweb-helper setup: `{shlex.join(['git', 'config', *scope, *step])}` failed: "
+                      f"{result.stderr.strip() or result.returncode}\n")
+            return 1
+    _summary(out, place, todo=todo, service=service, helper=helper, sections=sections, endpoints=endpoints,
+             warning=warning)
+    return 0
+
+
+def _missing_file(args: argparse.Namespace) -> bool:
+    return bool(args.file) and not os.path.exists(args.file)
+
+
+def _git_endpoints(service: ServiceURL, env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    from ccweb_helper import discovery  # noqa: PLC0415 (network only when setup runs)
+    from ccweb_helper.sources import timeout  # noqa: PLC0415
+
+    try:
+        hosts = discovery.fetch(service, timeout(env)).git_endpoints
+    except HelperError as exc:
+        return (), (
+            f"could not read the service's git endpoints ({one_line(exc.message).rstrip('.')}); the CodeCommit "
+            "hosts are configured, the service's own git hosts (if any) are not: run `ccweb-helper setup` "
+            "again once the service is reachable."
+        )
+    valid = []
+    for host in hosts:
+        try:
+            split_host(host)
+        except ValueError:
+            continue
+        valid.append(host)
+    return tuple(valid), ""
+
+
+def _summary(out: IO[str], place: str, *, todo: list[list[str]], service: ServiceURL, helper: str,
+             sections: list[Section], endpoints: tuple[str, ...], warning: str) -> None:
+    if not todo:
+        out.write(f"Already configured in {place} ({len(sections)} host patterns, service {service.url}); "
+                  "nothing changed.\nCheck it with `ccweb-helper doctor`.\n")
+        return
+    out.write(f"Wrote {len(todo)} git config change{'s' if len(todo) != 1 else ''} to {place}:\n")
+    out.write(f"  service        {service.url}\n")
+    out.write(f"  helper         {helper}  (after an empty `helper =`, with useHttpPath = true)\n")
+    for section in sections:
+        out.write(f"  {section.url:<52} {section.what}\n")
+    if warning:
+        out.write("  (the service's git endpoints could not be read; see the warning)\n")
+    elif not endpoints:
+        out.write("  (the service announces no extra git endpoints)\n")
+    out.write("Your other credential helpers still answer for every other host.\n")
+    out.write("Next: run `ccweb-helper doctor` to check the whole chain.\n")
