@@ -1,0 +1,470 @@
+"""``ccweb-helper doctor``: check the whole chain — git, its helper configuration, the service, the token,
+the clock — and say what to fix. One line per check: ``ok``, ``note`` (advice), ``warn`` or ``FAIL``.
+Exit status 0 when nothing is ``warn`` or ``FAIL``, else 1.
+
+The helper list is computed as git's credential code builds it (``gitconfig.effective``), not with
+``git config --get-urlmatch``, which answers how ``http.<url>.*`` settings resolve and would hide a keychain
+configured for all hosts. The token is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import IO, NamedTuple
+from urllib.parse import urlsplit
+
+from ccweb_helper import gitconfig
+from ccweb_helper.client import HelperError, Response, ServiceURL, error_sentence, one_line
+from ccweb_helper.hosts import parse_codecommit_host
+
+SAMPLES: tuple[tuple[str, str], ...] = (
+    ("CodeCommit", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/example"),
+    ("CodeCommit FIPS", "https://git-codecommit-fips.us-east-1.amazonaws.com/v1/repos/example"),
+    ("CodeCommit China", "https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/example"),
+    ("CodeCommit VPC endpoint",
+     "https://vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com/v1/repos/example"),
+)
+OTHER_HOST = "https://example.com/some/repository.git"
+
+STORAGE = {
+    "osxkeychain": "the macOS keychain (osxkeychain)",
+    "manager": "Git Credential Manager",
+    "manager-core": "Git Credential Manager",
+    "wincred": "the Windows credential store (wincred)",
+    "store": "store (~/.git-credentials, plain text)",
+    "cache": "cache (in memory)",
+    "libsecret": "libsecret (the desktop keyring)",
+    "gnome-keyring": "gnome-keyring",
+}
+SKEW_WARN, SKEW_FAIL = 60, 300
+
+
+class Line(NamedTuple):
+    status: str  # ok, note, warn, FAIL
+    text: str
+
+
+class Helper(NamedTuple):
+    kind: str  # ccweb, storage, aws, other
+    label: str
+
+
+def classify(value: str) -> Helper:
+    """What a ``credential.helper`` value runs, for people."""
+    text = value.strip()
+    if "ccweb-helper" in text or "ccweb_helper" in text:
+        return Helper("ccweb", "ccweb-helper")
+    command = text[1:] if text.startswith("!") else text
+    if "codecommit" in command and "credential-helper" in command:
+        return Helper("aws", "the AWS CLI credential helper")
+    words = _words(command)
+    name = os.path.basename(words[0]) if words else ""
+    name = name[len("git-credential-"):] if name.startswith("git-credential-") else name
+    name = name[:-4] if name.lower().endswith(".exe") else name
+    if name in STORAGE:
+        return Helper("storage", STORAGE[name])
+    return Helper("other", f"`{one_line(text, 80)}`")
+
+
+def _words(command: str) -> list[str]:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    while words and "=" in words[0] and not words[0].startswith(("/", ".")):
+        words.pop(0)  # VAR=value assignments before the command
+    return words
+
+
+def _unset(entry: gitconfig.Entry) -> str:
+    path = entry.path
+    if path is None:
+        return f"drop the {entry.where} setting {entry.name}"
+    return shlex.join(["git", "config", "--file", path, "--fixed-value", "--unset-all", entry.name, entry.value or ""])
+
+
+class Doctor:
+    def __init__(self, env: Mapping[str, str], out: IO[str]) -> None:
+        self.env = env
+        self.out = out
+        self.lines: list[Line] = []
+        self.entries: list[gitconfig.Entry] = []
+        self.endpoints: tuple[str, ...] = ()
+        self.service: ServiceURL | None = None
+        self.service_ok = False
+        self.ccweb_values: dict[str, gitconfig.Entry] = {}
+
+    def say(self, status: str, text: str) -> None:
+        line = Line(status, one_line(text, 2000))
+        self.lines.append(line)
+        self.out.write(f"{line.status:<5} {line.text}\n")
+        self.out.flush()
+
+    # -- git -------------------------------------------------------------------------------------------------
+
+    def git_version(self) -> bool:
+        found = gitconfig.version(self.env)
+        if found is None:
+            self.say("FAIL", "git cannot be run: install git and make sure it is on PATH.")
+            return False
+        shown = ".".join(map(str, found))
+        if found < (2, 13):
+            self.say("FAIL", f"git {shown} is too old: the host patterns ccweb-helper setup writes "
+                             "(`https://git-codecommit.*.amazonaws.com`) need git 2.13 or newer; upgrade git.")
+        elif found < (2, 41):
+            self.say("note", f"git {shown} works; git 2.41 and newer also honour password_expiry_utc and drop a "
+                             "password once it has expired — upgrade when convenient.")
+        else:
+            self.say("ok", f"git {shown}.")
+        return True
+
+    def read_config(self) -> bool:
+        try:
+            self.entries = gitconfig.read(r"^credential\.")
+        except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError) as exc:
+            self.say("FAIL", f"cannot read git's configuration ({exc}); fix the file it names.")
+            return False
+        return True
+
+    def targets(self) -> list[tuple[str, gitconfig.Target]]:
+        from ccweb_helper.setup import endpoint_urls  # noqa: PLC0415
+
+        found = [(label, gitconfig.Target.from_url(url)) for label, url in SAMPLES]
+        for host in self.endpoints:
+            found.extend((f"git endpoint {host}", gitconfig.Target.from_url(f"{url}/v1/repos/example"))
+                         for url in endpoint_urls(host))
+        for name, url in self.remotes():
+            target = gitconfig.Target.from_url(url)
+            if self._ours(target.host):
+                found.append((f"remote {name}", target))
+        return found
+
+    def _ours(self, host: str) -> bool:
+        return parse_codecommit_host(host) is not None or host.lower() in self.endpoints
+
+    def remotes(self) -> list[tuple[str, str]]:
+        try:
+            entries = gitconfig.read(r"^remote\..*\.(push)?url$")
+        except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError):
+            return []
+        found = []
+        for entry in entries:
+            _, name, _ = gitconfig.split_name(entry.name)
+            if name and entry.value and urlsplit(entry.value).scheme.lower() in ("http", "https"):
+                found.append((name, entry.value))
+        return found
+
+    def helpers(self, label: str, target: gitconfig.Target) -> None:
+        chosen = gitconfig.effective(self.entries, target)
+        place = f"{label} ({target.host})"
+        kinds = [classify(e.value or "") for e in chosen.helpers]
+        first = next((i for i, k in enumerate(kinds) if k.kind == "ccweb"), None)
+        problems = 0
+        if first is None:
+            others = ", ".join(f"{k.label} ({e.where})" for k, e in zip(kinds, chosen.helpers))
+            self.say("FAIL", f"{place}: git would not ask ccweb-helper"
+                             + (f", only {others}" if others else " (no helper at all, so it would prompt)")
+                             + "; run `ccweb-helper setup`.")
+            return
+        self.ccweb_values.setdefault(chosen.helpers[first].value or "", chosen.helpers[first])
+        for index, (kind, entry) in enumerate(zip(kinds, chosen.helpers)):
+            if index == first or kind.kind == "ccweb":
+                continue
+            fix = (f"remove it (`{_unset(entry)}`)" if gitconfig.split_name(entry.name)[1] is not None else
+                   f"run `ccweb-helper setup` so an empty `helper =` line resets the list after it, or remove it "
+                   f"(`{_unset(entry)}`)")
+            if index < first:
+                problems += 1
+                self.say("FAIL", f"{place}: {kind.label} from {entry.where} would answer before ccweb-helper, "
+                                 "with a stored or differently made password (a dead one gives `403` after 15 "
+                                 f"minutes); {fix}.")
+            elif kind.kind == "storage":
+                problems += 1
+                self.say("FAIL", f"{place}: {kind.label} from {entry.where} comes after ccweb-helper and would be "
+                                 "handed every CodeCommit password to keep (and replay once it has expired); "
+                                 f"{fix}.")
+            elif kind.kind == "aws":
+                self.say("note", f"{place}: {kind.label} from {entry.where} comes after ccweb-helper and is never "
+                                 f"asked; remove it when convenient (`{_unset(entry)}`).")
+            else:
+                problems += 1
+                self.say("warn", f"{place}: {kind.label} from {entry.where} comes after ccweb-helper and is handed "
+                                 f"each CodeCommit password; if it stores passwords, {fix}.")
+        use_path = chosen.use_http_path
+        if use_path is None or gitconfig.as_bool(use_path.value) is not True:
+            problems += 1
+            self.say("FAIL", f"{place}: useHttpPath is off, so git would not send the repository path and a "
+                             "CodeCommit password is signed for one repository; run `ccweb-helper setup` (or "
+                             "`git config --global credential.useHttpPath true`).")
+        if not problems:
+            self.say("ok", f"{place}: git asks ccweb-helper first, no storage helper sees the password, "
+                           "useHttpPath is on.")
+
+    def helper_for_all_hosts(self) -> None:
+        chosen = gitconfig.effective(self.entries, gitconfig.Target.from_url(OTHER_HOST))
+        for entry in chosen.helpers:
+            if classify(entry.value or "").kind == "ccweb" and gitconfig.split_name(entry.name)[1] is None:
+                self.say("warn", f"ccweb-helper is configured for every host (credential.helper in {entry.where}): "
+                                 "git asks it about github.com and every other remote too; remove that line "
+                                 f"(`{_unset(entry)}`) and keep the per-host sections of `ccweb-helper setup`.")
+
+    def runnable(self) -> None:
+        for value, entry in self.ccweb_values.items():
+            command = value[1:] if value.startswith("!") else value
+            words = _words(command)
+            program = words[0] if words else ""
+            if "/" in program or os.sep in program:
+                found = os.path.isfile(program) and os.access(program, os.X_OK)
+            else:
+                found = bool(program) and shutil.which(program, path=self.env.get("PATH")) is not None
+            if found:
+                self.say("ok", f"git runs ccweb-helper as `{value}` ({entry.where}).")
+            else:
+                self.say("FAIL", f"git would run `{value}` ({entry.where}) but `{program}` cannot be found"
+                                 f"{' on PATH' if '/' not in program else ''}; run `ccweb-helper setup` with the "
+                                 "helper you installed (it writes a command that runs it), or pass --helper CMD.")
+
+    def remote_users(self) -> None:
+        for name, url in self.remotes():
+            parts = urlsplit(url)
+            if not parts.hostname or not self._ours(parts.netloc.rpartition("@")[2]):
+                continue
+            clean = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+            if parts.password is not None:
+                self.say("FAIL", f"remote {name} has a password in its URL, so git sends it and never asks "
+                                 f"ccweb-helper; run `git remote set-url {name} {clean}`.")
+            elif parts.username:
+                self.say("warn", f"remote {name} names a user in its URL ({parts.username}@…): git sends that "
+                                 "user to every helper and matches credential settings per user; CodeCommit needs "
+                                 f"the username ccweb issues; run `git remote set-url {name} {clean}`.")
+
+    def stored(self) -> None:
+        home = os.path.expanduser("~")
+        xdg = self.env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+        files = [os.path.join(home, ".git-credentials"), os.path.join(xdg, "git", "credentials")]
+        for entry in self.entries:
+            words = _words(entry.value or "")
+            if gitconfig.split_name(entry.name)[2] == "helper" and words and words[0] == "store":
+                for i, word in enumerate(words):
+                    if word.startswith("--file="):
+                        files.append(os.path.expanduser(word[len("--file="):]))
+                    elif word == "--file" and i + 1 < len(words):
+                        files.append(os.path.expanduser(words[i + 1]))
+        found = False
+        for path in dict.fromkeys(files):
+            hosts = self._stored_hosts(path)
+            if not hosts:
+                continue
+            found = True
+            shown = path.replace(home, "~", 1) if path.startswith(home + os.sep) else path
+            first = hosts[0]
+            self.say("FAIL", f"{shown} holds stored passwords for {', '.join(hosts)}, which `store` replays "
+                             "(they expire 15 minutes after issue); remove them, for each host: "
+                             f"`printf 'protocol=https\\nhost={first}\\n\\n' | git credential-store --file "
+                             f"{shlex.quote(path)} erase`, or delete those lines.")
+        if not found:
+            self.say("ok", "no stored CodeCommit passwords in ~/.git-credentials or git's other credential files.")
+
+    def _stored_hosts(self, path: str) -> list[str]:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read(1 << 20).splitlines()
+        except OSError:
+            return []
+        hosts: list[str] = []
+        for line in lines:
+            try:
+                parts = urlsplit(line.strip())
+                host = parts.netloc.rpartition("@")[2].lower()
+            except ValueError:
+                continue
+            if host and self._ours(host) and host not in hosts:
+                hosts.append(host)
+        return hosts
+
+    def tls_and_proxies(self) -> None:
+        if self.env.get("GIT_SSL_NO_VERIFY"):
+            self.say("FAIL", "GIT_SSL_NO_VERIFY is set, so git does not check CodeCommit's TLS certificate and "
+                             "could hand a password to an impostor; unset it.")
+        off = []
+        for label, url in SAMPLES:
+            value = _get_urlmatch("http.sslVerify", url, self.env)
+            if value is not None and gitconfig.as_bool(value) is False:
+                off.append(label)
+        if off:
+            self.say("FAIL", f"http.sslVerify is false for {', '.join(off)}: git does not check the server's TLS "
+                             "certificate and could hand a password to an impostor; remove it (`git config --global "
+                             "--unset-all http.sslVerify`, and any http.<url>.sslVerify), and trust a company CA with "
+                             "http.sslCAInfo instead.")
+        elif not self.env.get("GIT_SSL_NO_VERIFY"):
+            self.say("ok", "git verifies the TLS certificates of CodeCommit hosts.")
+        proxies = [f"{name}={_redacted(self.env[name])}" for name in
+                   ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if self.env.get(name)]
+        configured = _get_urlmatch("http.proxy", SAMPLES[0][1], self.env)
+        if configured:
+            proxies.append(f"http.proxy={_redacted(configured)}")
+        if proxies:
+            reached = "; it reached the service directly" if self.service_ok else ""
+            self.say("note", f"git reaches CodeCommit through a proxy ({', '.join(proxies)}); ccweb-helper does not "
+                             f"use proxies and connects to the ccweb service directly{reached} — the service must be "
+                             "reachable without one (list it in NO_PROXY for other tools).")
+
+    # -- the service, the token, the clock ------------------------------------------------------------------
+
+    def check_service(self) -> float | None:
+        """The service check; returns the timeout to use for the next requests, None when they cannot run."""
+        from ccweb_helper.client import parse_service_url, request  # noqa: PLC0415
+        from ccweb_helper.sources import service_url, timeout  # noqa: PLC0415
+
+        configured = service_url(self.env, SAMPLES[0][1])
+        if configured is None:
+            self.say("FAIL", "no ccweb service is configured: run `ccweb-helper setup --url https://<your ccweb "
+                             "service>` (it writes ccweb.url), or set CCWEB_URL.")
+            return None
+        try:
+            seconds = min(timeout(self.env), 10.0)
+            self.service = parse_service_url(*configured)
+            started = time.time()
+            answer = request(self.service, "GET", "/.well-known/ccweb", timeout=seconds)
+            finished = time.time()
+        except HelperError as exc:
+            self.say("FAIL", exc.message + self._proxy_hint())
+            return None
+        endpoints = answer.body.get("git_endpoints")
+        if answer.status != 200 or not isinstance(endpoints, list):
+            self.say("FAIL", f"{self.service.url} ({configured[1]}) answered HTTP {answer.status} without ccweb's "
+                             "discovery document; check that it names the ccweb service.")
+            return None
+        self.endpoints = tuple(
+            str(e.get("host", "")).lower() for e in endpoints if isinstance(e, dict) and e.get("host")
+        )
+        self.service_ok = True
+        how = "TLS certificate verified" if self.service.scheme == "https" else "plain http on loopback"
+        version = answer.body.get("version")
+        self.say("ok", f"service {self.service.url} ({configured[1]}) answers{f' (ccweb {version})' if version else ''}"
+                       f", {how}.")
+        self.clock(answer, (started + finished) / 2)
+        return seconds
+
+    def _proxy_hint(self) -> str:
+        if any(self.env.get(n) for n in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+            return " (A proxy is set in this shell: ccweb-helper does not use proxies, so the service must be " \
+                   "reachable directly.)"
+        return ""
+
+    def clock(self, answer: Response, local: float) -> None:
+        date = answer.headers.get("date")
+        try:
+            server = parsedate_to_datetime(date).timestamp() if date else None
+        except (TypeError, ValueError):
+            server = None
+        if server is None:
+            self.say("note", "the service sent no usable Date header, so the clock was not compared.")
+            return
+        skew = round(local - server)
+        if abs(skew) <= SKEW_WARN:
+            self.say("ok", f"this computer's clock is within {max(abs(skew), 1)} s of the service's.")
+            return
+        direction = "ahead of" if skew > 0 else "behind"
+        amount = f"{abs(skew) // 60} min {abs(skew) % 60} s" if abs(skew) >= 60 else f"{abs(skew)} s"
+        dropped = " (more than the 15 minutes a password lives: git 2.41+ would discard every one at once)" \
+            if skew > 900 else ""
+        self.say("FAIL" if abs(skew) > SKEW_FAIL else "warn",
+                 f"this computer's clock is {amount} {direction} the service's{dropped}: git discards a password "
+                 "whose password_expiry_utc it believes past, and CodeCommit refuses one signed outside its window; "
+                 "turn on automatic time synchronisation (NTP).")
+
+    def check_token(self, seconds: float) -> None:
+        from ccweb_helper.client import request  # noqa: PLC0415
+        from ccweb_helper.sources import find_token  # noqa: PLC0415
+
+        assert self.service is not None  # noqa: S101 (check_service succeeded)
+        try:
+            found = find_token(self.env, self.service, seconds, stderr=sys.stderr, interactive=False)
+            answer = request(self.service, "GET", "/v1/whoami", timeout=seconds, token=found.token)
+        except HelperError as exc:
+            self.say("FAIL", exc.message)
+            return
+        if answer.status != 200:
+            self.say("FAIL", f"the service refused the token from {found.source}: {error_sentence(answer)}")
+            return
+        body = answer.body
+        identity, issuer, url, expires = (str(body.get(k, "?")) for k in ("identity", "issuer", "issuer_url",
+                                                                              "expires_at"))
+        left = _minutes_left(expires)
+        self.say("ok", f"the token from {found.source} is accepted: you are {identity} (issuer {issuer}, {url}), "
+                       f"valid until {expires}{left}.")
+        rules = [r for r in body.get("rules") or [] if isinstance(r, dict)]
+        if not rules:
+            self.say("FAIL", f"no ccweb rule grants {identity} any repository: ask the owners of the ccweb policy.")
+        for rule in rules:
+            repositories = ", ".join(str(r) for r in rule.get("repositories") or [])
+            self.say("ok", f"rule {rule.get('rule')}: {rule.get('access')} access to {repositories or 'nothing'} "
+                           f"(role {rule.get('role_arn')}).")
+
+
+def _minutes_left(expires: str) -> str:
+    try:
+        from datetime import datetime  # noqa: PLC0415
+
+        when = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return ""
+    minutes = int((when - time.time()) // 60)
+    return f" (in {minutes} min)" if minutes >= 0 else " (already expired)"
+
+
+def _redacted(url: str) -> str:
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    except ValueError:
+        return "(unparsable)"
+
+
+def _get_urlmatch(key: str, url: str, env: Mapping[str, str]) -> str | None:
+    try:
+        result = subprocess.run(["git", "config", "--get-urlmatch", key, url], capture_output=True, text=True,
+                                timeout=15, check=False, stdin=subprocess.DEVNULL, env=dict(env))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def run(env: Mapping[str, str], out: IO[str]) -> int:
+    doctor = Doctor(env, out)
+    if doctor.git_version() and doctor.read_config():
+        seconds = doctor.check_service()
+        for label, target in doctor.targets():
+            doctor.helpers(label, target)
+        doctor.helper_for_all_hosts()
+        doctor.runnable()
+        doctor.remote_users()
+        doctor.stored()
+        doctor.tls_and_proxies()
+        if seconds is not None:
+            doctor.check_token(seconds)
+    problems = sum(1 for line in doctor.lines if line.status in ("warn", "FAIL"))
+    if problems:
+        out.write(f"\n{problems} problem{'s' if problems != 1 else ''} found: fix the FAIL and warn lines above, "
+                  "then run `ccweb-helper doctor` again.\n")
+        return 1
+    out.write("\nEverything ccweb-helper needs is in place.\n")
+    return 0
+
+
+def main(command: str, argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog=f"ccweb-helper {command}",
+        description="Check git's helper configuration, the ccweb service, your token and the clock; explain "
+                    "each problem with its fix. Exit status 0 when nothing is wrong, else 1.",
+    ).parse_args(list(argv))
+    return run(os.environ, sys.stdout)
