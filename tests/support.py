@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -42,3 +43,18 @@ def serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
         thread.join(10)
         loop.close()
         sock.close()
+
+
+# Variables that would change what the helper or git does: theirs, and those CI platforms set (the machine
+# running these tests may itself be a CI runner, with CI=true and a platform's token variables).
+INHERITED_SKIP = ("GIT_", "CCWEB_", "SSL_CERT", "CI", "GITHUB_", "ACTIONS_", "RUNNER_", "GITLAB_", "CIRCLE",
+                  "BUILDKITE", "BITBUCKET_", "TF_BUILD", "SYSTEM_", "AGENT_", "BUILD_", "AZURE", "ENDPOINT_",
+                  "TEAMCITY", "JENKINS", "TRAVIS")
+
+
+def clean_env(*skip: str, **extra: str) -> dict[str, str]:
+    """This process's environment without ``INHERITED_SKIP`` (and ``skip``) variables, plus ``extra``."""
+    prefixes = INHERITED_SKIP + skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(extra)
+    return env

@@ -223,7 +223,7 @@ def _known_audience(env: Mapping[str, str]) -> str:
     to read it."""
     from ccweb_helper import discovery  # noqa: PLC0415 (already loaded by whoever asks for a hint)
 
-    audiences = {d.audience for d in discovery._fetched.values() if d.audience}
+    audiences = {d.audience for d in discovery.cached() if d.audience}
     if len(audiences) == 1:
         return audiences.pop()
     service = _value(env, "CCWEB_URL").rstrip("/") or "https://<ccweb service>"

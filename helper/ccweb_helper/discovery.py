@@ -30,6 +30,11 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
+def cached() -> tuple[Discovery, ...]:
+    """What this process has already been told, without asking again (for hints that must not do I/O)."""
+    return tuple(_fetched.values())
+
+
 def fetch(service: ServiceURL, seconds: float) -> Discovery:
     """The service's discovery document; HelperError when it cannot be had or is not ccweb's."""
     known = _fetched.get(service.url)

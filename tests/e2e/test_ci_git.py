@@ -19,11 +19,10 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox, helper_command
 from ccweb.sandbox.issuer import DEMO_USERS
+from support import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TOKEN = "PLANTED-actions-request-token-0c7e2b94"
-CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "CI", "GITHUB_", "ACTIONS_", "RUNNER_", "GITLAB_", "CIRCLE",
-               "BUILDKITE", "BITBUCKET_", "TF_BUILD", "SYSTEM_", "AGENT_", "BUILD_", "AZURE")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def serve(service: GitHubTokenService) -> Iterator[str]:
 
 
 def job_env(home: Path, sandbox: Sandbox, **actions: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CI_PREFIXES)}
+    env = clean_env()
     askpass = home / "askpass.sh"
     askpass.write_text(f"#!/bin/sh\necho prompted >> {home}/prompted\nexit 1\n")
     askpass.chmod(0o700)

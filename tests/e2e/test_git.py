@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from ccweb.sandbox.dev import Sandbox, helper_command
+from support import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +70,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def git_env(home: Path, sandbox: Sandbox, token_file: Path | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "CCWEB_"))}
+    env = clean_env()
     askpass = home / "askpass.sh"
     askpass.write_text(f"#!/bin/sh\necho prompted >> {home}/prompted\nexit 1\n")
     askpass.chmod(0o700)

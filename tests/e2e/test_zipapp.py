@@ -5,7 +5,6 @@ the standard library, and it answers git for the sandbox's repository."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from ccweb.sandbox.dev import Sandbox
+from support import clean_env
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def downloaded(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def bare(path: Path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """Run the download as a bare image would: only the standard library, no ccweb installed."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CCWEB_", "GIT_", "PYTHON"))}
+    clean = clean_env("PYTHON")
     clean.update(env)
     return subprocess.run([sys.executable, "-I", "-S", str(path), *args], input=stdin, env=clean,
                           capture_output=True, text=True, timeout=60, check=False, cwd=path.parent)

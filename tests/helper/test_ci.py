@@ -25,6 +25,7 @@ from ccweb.sandbox.dev import Sandbox
 from ccweb.sandbox.issuer import DEMO_USERS
 from ccweb_helper import ci
 from ccweb_helper.client import HelperError
+from support import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
@@ -36,9 +37,6 @@ AZURE_ACCESS_TOKEN = "PLANTED-azure-access-93c2a6d0"
 AZURE_CONNECTION = "5f0c9b2e-1d3a-4c8e-9b7f-2a6e4d1c0b93"
 
 # Variables CI platforms set; the runner of these tests may be one of them, so none is inherited.
-CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "CI", "GITHUB_", "ACTIONS_", "RUNNER_", "GITLAB_", "CIRCLE",
-               "BUILDKITE", "BITBUCKET_", "TF_BUILD", "SYSTEM_", "AGENT_", "BUILD_", "AZURE", "ENDPOINT_",
-               "TEAMCITY", "JENKINS", "TRAVIS")
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +74,6 @@ class Run:
     def assert_secret_free(self, *secrets: str) -> None:
         for secret in secrets:
             assert secret not in self.stdout and secret not in self.stderr
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(CI_PREFIXES)}
 
 
 def helper(home: Path, stdin: str = ATTRS, **env: str) -> Run:

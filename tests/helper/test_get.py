@@ -24,6 +24,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb.signing import git_password
+from support import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
@@ -63,7 +64,7 @@ class Run:
 
 def helper(home: Path, stdin: str, command: str = "get", **env: str) -> Run:
     """Run the helper alone (only its own directory on the path), with git's attributes on stdin."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "CCWEB_", "SSL_CERT"))}
+    base = clean_env()
     base.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
                  "PYTHONPATH": str(ROOT / "helper")})
     base.update(env)
