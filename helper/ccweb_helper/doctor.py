@@ -374,7 +374,7 @@ class Doctor:
             self.say("ok", f"this computer's clock is within {max(abs(skew), 1)} s of the service's.")
             return
         direction = "ahead of" if skew > 0 else "behind"
-        amount = f"{abs(skew) // 60} min {abs(skew) % 60} s" if abs(skew) >= 60 else f"{abs(skew)} s"
+        amount = f"about {round(abs(skew) / 60)} min" if abs(skew) >= 90 else f"{abs(skew)} s"
         dropped = " (more than the 15 minutes a password lives: git 2.41+ would discard every one at once)" \
             if skew > 900 else ""
         self.say("FAIL" if abs(skew) > SKEW_FAIL else "warn",

@@ -1,0 +1,466 @@
+"""``ccweb-helper doctor``, and the helper-list computation it rests on, judged against the real git.
+
+First a table of configurations where recorder helpers log the order in which ``git credential fill`` really
+runs them, compared with ``gitconfig.effective``. Then doctor itself in a throwaway HOME: a good setup against
+the sandbox exits 0, and each broken configuration exits 1 and names its fix."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import email.utils
+import http.server
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccweb.sandbox.dev import Sandbox
+from ccweb_helper import gitconfig
+from ccweb_helper.doctor import classify
+
+ROOT = Path(__file__).resolve().parents[2]
+CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "GITHUB_", "GITLAB_", "CI_", "CIRCLE", "BUILDKITE", "BITBUCKET_",
+               "ACTIONS_", "SYSTEM_", "AGENT_", "BUILD_", "TF_BUILD")
+PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+STANDARD = "git-codecommit.us-east-1.amazonaws.com"
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(CI_PREFIXES) and k != "CI" and k.lower() not in PROXIES}
+    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_TERMINAL_PROMPT": "0", "PYTHONPATH": str(ROOT / "helper")})
+    env.update(extra)
+    return env
+
+
+# -- the helper list git builds, computed and observed -----------------------------------------------------
+
+def _recorder(home: Path) -> str:
+    script = home / "rec"
+    script.write_text(f"#!/bin/sh\necho \"$1\" >> {home}/ran\ncat >/dev/null\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+ORDER_CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
+    # name: ({file: content with REC for the recorder}, git's attributes, the helpers git runs in order)
+    "url-and-plain-in-file-order": ({"global": """
+[credential "https://git-codecommit.*.amazonaws.com"]
+    helper = !REC A
+[credential]
+    helper = !REC B
+[credential "https://git-codecommit.us-east-1.amazonaws.com"]
+    helper = !REC C
+"""}, f"https {STANDARD}", ["A", "B", "C"]),
+    "system-global-local": ({"system": "[credential]\n helper = !REC S\n",
+                             "global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC G\n',
+                             "local": "[credential]\n helper = !REC L\n"}, f"https {STANDARD}", ["S", "G", "L"]),
+    "empty-value-resets-what-came-before": ({
+        "system": "[credential]\n helper = !REC S\n",
+        "global": '[credential]\n helper = !REC U\n[credential "https://git-codecommit.*.amazonaws.com"]\n'
+                  " helper =\n helper = !REC C\n",
+        "local": "[credential]\n helper = !REC L\n"}, f"https {STANDARD}", ["C", "L"]),
+    "reset-only-for-matching-urls": ({
+        "system": "[credential]\n helper = !REC S\n",
+        "global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper =\n helper = !REC C\n'},
+        "https example.com", ["S"]),
+    "plain-reset-after-url": ({
+        "global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'
+                  "[credential]\n helper =\n",
+        "local": '[credential "https://git-codecommit.us-east-1.amazonaws.com"]\n helper = !REC B\n'},
+        f"https {STANDARD}", ["B"]),
+    "xdg-file-before-home-file": ({"xdg": "[credential]\n helper = !REC X\n",
+                                   "global": "[credential]\n helper = !REC G\n"}, "https example.com", ["X", "G"]),
+    "include-in-place": ({"global": "[credential]\n helper = !REC A\n[include]\n path = extra.gitconfig\n"
+                                    "[credential]\n helper = !REC C\n",
+                          "extra": "[credential]\n helper = !REC B\n"}, "https example.com", ["A", "B", "C"]),
+    "lookalike-suffix": ({"global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'},
+                         "https git-codecommit.us-east-1.amazonaws.com.evil.example", []),
+    "two-labels-for-one-star": ({"global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'},
+                                "https git-codecommit.us-east-1.evil.amazonaws.com", []),
+    "vpce-two-stars": ({"global": '[credential "https://*.git-codecommit.*.vpce.amazonaws.com"]\n helper = !REC V\n'},
+                       "https vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com", ["V"]),
+    "china-not-matched-by-com": ({"global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'
+                                            '[credential "https://git-codecommit.*.amazonaws.com.cn"]\n helper = !REC N\n'},
+                                 "https git-codecommit.cn-north-1.amazonaws.com.cn", ["N"]),
+    "scheme-must-match": ({"global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'},
+                          f"http {STANDARD}", []),
+    "upper-case-pattern-host": ({"global": '[credential "https://GIT-CodeCommit.*.amazonaws.com"]\n helper = !REC A\n'},
+                                f"https {STANDARD}", ["A"]),
+    "port-must-match": ({"global": f'[credential "https://{STANDARD}:8443"]\n helper = !REC P\n'
+                                   f'[credential "https://{STANDARD}:443"]\n helper = !REC D\n'},
+                        f"https {STANDARD}", ["D"]),
+    "user-in-pattern": ({"global": f'[credential "https://bob@{STANDARD}"]\n helper = !REC U\n'
+                                   f'[credential "https://{STANDARD}"]\n helper = !REC A\n'},
+                        f"https {STANDARD} bob", ["U", "A"]),
+    "user-in-pattern-other-user": ({"global": f'[credential "https://bob@{STANDARD}"]\n helper = !REC U\n'},
+                                   f"https {STANDARD} alice", []),
+    "path-prefix-on-segments": ({"global": f'[credential "https://{STANDARD}/v1/repos"]\n helper = !REC R\n'
+                                           f'[credential "https://{STANDARD}/v1/rep"]\n helper = !REC X\n'
+                                           f'[credential "https://{STANDARD}/"]\n helper = !REC S\n'},
+                                f"https {STANDARD}", ["R", "S"]),
+    "partial-url-host": ({"global": f"[credential \"{STANDARD}\"]\n helper = !REC H\n"
+                                    f"[credential \"{STANDARD}/v1\"]\n helper = !REC P\n"},
+                         f"https {STANDARD}", ["H"]),
+    "command-line-last": ({"global": "[credential]\n helper = !REC G\n", "count": "!REC K"},
+                          "https example.com", ["G", "K"]),
+}
+
+
+@pytest.mark.parametrize(("files", "request_", "expected"), list(ORDER_CASES.values()), ids=list(ORDER_CASES))
+def test_computed_helper_list_is_the_one_git_runs(tmp_path: Path, files: dict[str, str], request_: str,
+                                                  expected: list[str]) -> None:
+    home = tmp_path / "home"
+    (home / ".config" / "git").mkdir(parents=True)
+    rec = _recorder(home)
+    repo = home / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], env=clean_env(home), check=True)
+    env = clean_env(home, GIT_CONFIG_SYSTEM=str(tmp_path / "system.gitconfig"))
+    env.pop("GIT_CONFIG_NOSYSTEM")
+    places = {"system": tmp_path / "system.gitconfig", "global": home / ".gitconfig", "extra": home / "extra.gitconfig",
+              "xdg": home / ".config" / "git" / "config"}
+    for name, text in files.items():
+        text = text.replace("REC", rec)
+        if name == "local":
+            with (repo / ".git" / "config").open("a") as handle:
+                handle.write(text)
+        elif name == "count":
+            env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "credential.helper", "GIT_CONFIG_VALUE_0": text})
+        else:
+            places[name].write_text(text)
+    protocol, host, *user = request_.split()
+    stdin = f"protocol={protocol}\nhost={host}\npath=v1/repos/demo\n" + (f"username={user[0]}\n" if user else "")
+    subprocess.run(["git", "credential", "fill"], input=stdin + "\n", env=env, cwd=repo, capture_output=True,
+                   text=True, check=False, timeout=30)
+    observed = (home / "ran").read_text().split() if (home / "ran").exists() else []
+    assert observed == expected, "git itself"
+    target = gitconfig.Target(protocol, host, "v1/repos/demo", user[0] if user else "")
+    computed = gitconfig.effective(gitconfig.read(r"^credential\.", env=env, cwd=str(repo)), target)
+    assert [(e.value or "").split()[-1] for e in computed.helpers] == expected, "computed"
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    ("osxkeychain", "storage"), ("manager", "storage"), ("manager-core", "storage"), ("wincred", "storage"),
+    ("store --file ~/.my-credentials", "storage"), ("cache --timeout=3600", "storage"), ("libsecret", "storage"),
+    ("/usr/share/doc/git/contrib/credential/libsecret/git-credential-libsecret", "storage"),
+    ("C:/Program Files/Git/mingw64/bin/git-credential-manager.exe", "other"),
+    ("!aws codecommit credential-helper $@", "aws"), ("!ccweb-helper", "ccweb"),
+    ("!'/opt/my tools/ccweb-helper'", "ccweb"), ("!PYTHONPATH=/src /usr/bin/python3 -m ccweb_helper", "ccweb"),
+    ("!f() { echo password=x; }; f", "other"),
+])
+def test_helpers_are_recognised(value: str, kind: str) -> None:
+    assert classify(value).kind == kind
+
+
+# -- doctor ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
+        yield box
+
+
+class Machine:
+    """A throwaway HOME with a user `store` helper and a system `cache` helper, and ccweb set up."""
+
+    def __init__(self, root: Path, sandbox: Sandbox) -> None:
+        self.home = root / "home"
+        self.home.mkdir()
+        self.system = root / "system.gitconfig"
+        self.system.write_text("[credential]\n\thelper = cache --timeout=30\n")
+        (self.home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
+        self.sandbox = sandbox
+        self.cwd = self.home
+        self.env = clean_env(self.home, GIT_CONFIG_SYSTEM=str(self.system),
+                             CCWEB_TOKEN_FILE=str(sandbox.token_file("alice")))
+        self.env.pop("GIT_CONFIG_NOSYSTEM")
+
+    def git(self, *args: str) -> None:
+        subprocess.run(["git", *args], env=self.env, cwd=self.cwd, check=True, capture_output=True, timeout=30)
+
+    def setup(self) -> None:
+        done = subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", "--url", self.sandbox.api_url],
+                              env=self.env, cwd=self.home, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+
+    def repo(self, remote: str | None = None) -> None:
+        self.git("init", "-q", str(self.home / "repo"))
+        self.cwd = self.home / "repo"
+        if remote:
+            self.git("remote", "add", "origin", remote)
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ccweb_helper", "doctor"], env=self.env, cwd=self.cwd,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+
+def statuses(output: str) -> set[str]:
+    return {line.split(" ", 1)[0] for line in output.splitlines() if line[:4] in ("ok  ", "note", "warn", "FAIL")}
+
+
+def test_a_good_configuration_passes(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    box.env.pop("CCWEB_TOKEN_FILE")
+    token = sandbox.token_file("alice").read_text().strip()
+    box.env["CCWEB_TOKEN"] = token
+    box.repo(sandbox.repo_url("demo"))
+    result = box.doctor()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(result.stdout) <= {"ok", "note"}
+    out = result.stdout
+    assert f"git endpoint {sandbox.git_host}" in out and "remote origin" in out
+    assert "you are alice@example.com" in out and "rule " in out and "access to" in out
+    assert "clock is within" in out and "TLS" not in out.split("service", 1)[0]
+    assert token not in out + result.stderr
+
+
+def _dead_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+class _StandIn(http.server.BaseHTTPRequestHandler):
+    """A ccweb look-alike whose clock is ``offset`` seconds off."""
+
+    offset = 0.0
+
+    def do_GET(self) -> None:
+        body: dict[str, Any] = {"git_endpoints": []}
+        if self.path == "/v1/whoami":
+            body = {"identity": "someone@example.com", "issuer": "corp", "issuer_url": "https://login.example.com",
+                    "expires_at": "2099-01-01T00:00:00Z",
+                    "rules": [{"rule": "devs", "access": "read", "repositories": ["*"], "role_arn": "arn:x"}]}
+        raw = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return email.utils.formatdate(time.time() + self.offset, usegmt=True)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def stand_in(offset: float = 0.0, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    handler = type("Handler", (_StandIn,), {"offset": offset})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _tls_context(tmp: Path) -> ssl.SSLContext:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccweb test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+PLANTED_PASSWORD = "20261122T101500Z" + "ab" * 32
+
+
+def _helper_missing(box: Machine) -> None:
+    box.git("config", "--global", "ccweb.url", box.sandbox.api_url)
+
+
+def _storage_before(box: Machine) -> None:
+    box.git("config", "--global", "ccweb.url", box.sandbox.api_url)
+    for key, value in (("helper", f"!{sys.executable} -m ccweb_helper"), ("useHttpPath", "true")):
+        box.git("config", "--global", f"credential.https://git-codecommit.*.amazonaws.com.{key}", value)
+
+
+def _storage_after(box: Machine) -> None:
+    box.setup()
+    box.repo()
+    box.git("config", "--local", "credential.helper", "cache --timeout=5")
+
+
+def _global_for_all_hosts(box: Machine) -> None:
+    box.setup()
+    box.git("config", "--global", "--add", "credential.helper", f"!PYTHONPATH={ROOT / 'helper'} {sys.executable} "
+            "-m ccweb_helper")
+
+
+def _use_http_path_missing(box: Machine) -> None:
+    box.setup()
+    box.git("config", "--global", "--unset-all", "credential.https://git-codecommit.*.amazonaws.com.usehttppath")
+
+
+def _stored_password(box: Machine) -> None:
+    box.setup()
+    (box.home / ".git-credentials").write_text(
+        f"https://ASIAEXAMPLE%25session:{PLANTED_PASSWORD}@{STANDARD}\nhttps://me:other@example.com\n")
+
+
+def _no_service_url(box: Machine) -> None:
+    box.setup()
+    box.git("config", "--global", "--unset", "ccweb.url")
+
+
+def _unreachable(box: Machine) -> None:
+    box.setup()
+    box.env["CCWEB_URL"] = _dead_url()
+
+
+def _no_token(box: Machine) -> None:
+    box.setup()
+    box.env.pop("CCWEB_TOKEN_FILE")
+
+
+def _expired_token(box: Machine) -> None:
+    box.setup()
+    box.env.pop("CCWEB_TOKEN_FILE")
+    box.env["CCWEB_TOKEN"] = box.sandbox.issuer.mint_user("alice", ttl=60, now=1_700_000_000)
+
+
+def _no_rule(box: Machine) -> None:
+    box.setup()
+    box.env["CCWEB_TOKEN_FILE"] = str(box.sandbox.token_file("mallory"))
+
+
+def _remote_with_user(box: Machine) -> None:
+    box.setup()
+    box.repo(f"https://alice@{STANDARD}/v1/repos/demo")
+
+
+def _remote_with_password(box: Machine) -> None:
+    box.setup()
+    box.repo(f"https://alice:{PLANTED_PASSWORD}@{STANDARD}/v1/repos/demo")
+
+
+def _ssl_verify_off(box: Machine) -> None:
+    box.setup()
+    box.git("config", "--global", "http.sslVerify", "false")
+
+
+def _helper_not_on_path(box: Machine) -> None:
+    box.setup()
+    for suffix in ("", "-fips"):
+        key = f"credential.https://git-codecommit{suffix}.*.amazonaws.com.helper"
+        box.git("config", "--global", "--replace-all", key, "")
+        box.git("config", "--global", "--add", key, "!ccweb-helper-not-installed")
+
+
+BROKEN: dict[str, tuple[Callable[[Machine], None], str, list[str]]] = {
+    "helper-missing": (_helper_missing, "FAIL", ["git would not ask ccweb-helper", "run `ccweb-helper setup`"]),
+    "storage-before": (_storage_before, "FAIL", ["store (~/.git-credentials, plain text) from global ~/.gitconfig "
+                                                 "would answer before ccweb-helper", "cache (in memory) from system"]),
+    "storage-after": (_storage_after, "FAIL", ["cache (in memory) from local", "comes after ccweb-helper",
+                                               "--fixed-value --unset-all credential.helper 'cache --timeout=5'"]),
+    "global-for-all-hosts": (_global_for_all_hosts, "warn", ["ccweb-helper is configured for every host"]),
+    "use-http-path-missing": (_use_http_path_missing, "FAIL", ["CodeCommit (git-codecommit.us-east-1.amazonaws.com):"
+                                                               " useHttpPath is off"]),
+    "stored-password": (_stored_password, "FAIL", ["~/.git-credentials holds stored passwords for "
+                                                   f"{STANDARD}", "git credential-store --file"]),
+    "no-service-url": (_no_service_url, "FAIL", ["no ccweb service is configured", "ccweb-helper setup --url"]),
+    "unreachable": (_unreachable, "FAIL", ["cannot reach the ccweb service at http://127.0.0.1:"]),
+    "no-token": (_no_token, "FAIL", ["no OIDC token found: set CCWEB_TOKEN"]),
+    "expired-token": (_expired_token, "FAIL", ["The OIDC token was refused: it has expired"]),
+    "no-rule": (_no_rule, "FAIL", ["no ccweb rule grants mallory@example.net any repository"]),
+    "remote-with-user": (_remote_with_user, "warn", ["remote origin names a user", "git remote set-url origin "
+                                                     f"https://{STANDARD}/v1/repos/demo"]),
+    "remote-with-password": (_remote_with_password, "FAIL", ["remote origin has a password in its URL"]),
+    "ssl-verify-off": (_ssl_verify_off, "FAIL", ["http.sslVerify is false"]),
+    "helper-not-on-path": (_helper_not_on_path, "FAIL", ["`ccweb-helper-not-installed` cannot be found on PATH"]),
+}
+
+
+@pytest.mark.parametrize(("break_", "status", "sentences"), list(BROKEN.values()), ids=list(BROKEN))
+def test_each_broken_configuration_is_named_with_its_fix(sandbox: Sandbox, tmp_path: Path,
+                                                         break_: Callable[[Machine], None], status: str,
+                                                         sentences: list[str]) -> None:
+    box = Machine(tmp_path, sandbox)
+    break_(box)
+    result = box.doctor()
+    assert result.returncode == 1, result.stdout
+    flagged = [line for line in result.stdout.splitlines() if line.startswith(status)]
+    for sentence in sentences:
+        assert any(sentence in line for line in flagged), (sentence, result.stdout)
+    assert "Traceback" not in result.stderr
+    assert "problem" in result.stdout.splitlines()[-1]
+    secrets = [PLANTED_PASSWORD, sandbox.token_file("alice").read_text().strip(), box.env.get("CCWEB_TOKEN", "")]
+    assert not any(s and s in result.stdout + result.stderr for s in secrets)
+
+
+@pytest.mark.parametrize(("offset", "status", "sentence"), [
+    (600, "FAIL", "clock is about 10 min ahead of the service's"),
+    (-1200, "FAIL", "clock is about 20 min behind the service's"),
+    (120, "warn", "clock is about 2 min ahead of the service's"),
+], ids=["ahead-10-min", "behind-20-min", "ahead-2-min"])
+def test_clock_skew_against_the_service(sandbox: Sandbox, tmp_path: Path, offset: int, status: str,
+                                        sentence: str) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    with stand_in(offset=-offset) as url:
+        box.env.update({"CCWEB_URL": url, "CCWEB_TOKEN": "PLANTED.TOKEN.VALUE"})
+        result = box.doctor()
+    assert result.returncode == 1, result.stdout
+    line = next(line for line in result.stdout.splitlines() if "clock" in line)
+    assert line.startswith(status) and sentence in line and "NTP" in line, line
+    assert "PLANTED.TOKEN.VALUE" not in result.stdout + result.stderr
+    assert "you are someone@example.com" in result.stdout
+
+
+def test_untrusted_tls_is_explained(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    with stand_in(tls=_tls_context(tmp_path)) as url:
+        box.env.update({"CCWEB_URL": url, "CCWEB_TOKEN": "PLANTED.TOKEN.VALUE"})
+        result = box.doctor()
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "could not be verified" in line)
+    assert line.startswith("FAIL") and "SSL_CERT_FILE" in line
+    assert "PLANTED.TOKEN.VALUE" not in result.stdout + result.stderr
+
+
+def test_a_proxy_is_noted_not_failed(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    box.env["HTTPS_PROXY"] = "http://user:PROXYSECRET@proxy.example.com:3128"
+    result = box.doctor()
+    assert result.returncode == 0, result.stdout
+    line = next(line for line in result.stdout.splitlines() if "proxy" in line)
+    assert line.startswith("note") and "connects to the ccweb service directly" in line
+    assert "PROXYSECRET" not in result.stdout
