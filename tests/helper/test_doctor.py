@@ -93,7 +93,8 @@ ORDER_CASES: dict[str, tuple[dict[str, str], str, list[str]]] = {
     "vpce-two-stars": ({"global": '[credential "https://*.git-codecommit.*.vpce.amazonaws.com"]\n helper = !REC V\n'},
                        "https vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com", ["V"]),
     "china-not-matched-by-com": ({"global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'
-                                            '[credential "https://git-codecommit.*.amazonaws.com.cn"]\n helper = !REC N\n'},
+                                            '[credential "https://git-codecommit.*.amazonaws.com.cn"]\n'
+                                            " helper = !REC N\n"},
                                  "https git-codecommit.cn-north-1.amazonaws.com.cn", ["N"]),
     "scheme-must-match": ({"global": '[credential "https://git-codecommit.*.amazonaws.com"]\n helper = !REC A\n'},
                           f"http {STANDARD}", []),
@@ -131,8 +132,8 @@ def test_computed_helper_list_is_the_one_git_runs(tmp_path: Path, files: dict[st
     env.pop("GIT_CONFIG_NOSYSTEM")
     places = {"system": tmp_path / "system.gitconfig", "global": home / ".gitconfig", "extra": home / "extra.gitconfig",
               "xdg": home / ".config" / "git" / "config"}
-    for name, text in files.items():
-        text = text.replace("REC", rec)
+    for name, template in files.items():
+        text = template.replace("REC", rec)
         if name == "local":
             with (repo / ".git" / "config").open("a") as handle:
                 handle.write(text)
