@@ -84,6 +84,18 @@ def _words(command: str) -> list[str]:
     return words
 
 
+def _fix(entry: gitconfig.Entry, *, before: bool) -> str:
+    """How to stop ``entry`` from speaking for CodeCommit hosts."""
+    remove = f"remove it (`{_unset(entry)}`)"
+    if gitconfig.split_name(entry.name)[1] is not None:
+        return remove  # configured for these very hosts
+    if entry.scope in ("local", "worktree"):
+        return f"run `ccweb-helper setup --local` (its empty `helper =` line then comes after it), or {remove}"
+    if before:
+        return f"run `ccweb-helper setup` (its empty `helper =` line then comes after it), or {remove}"
+    return f"move that line above the [credential \"https://…\"] sections in {entry.where}, or {remove}"
+
+
 def _unset(entry: gitconfig.Entry) -> str:
     path = entry.path
     if path is None:
@@ -139,7 +151,7 @@ class Doctor:
 
         found = [(label, gitconfig.Target.from_url(url)) for label, url in SAMPLES]
         for host in self.endpoints:
-            found.extend((f"git endpoint {host}", gitconfig.Target.from_url(f"{url}/v1/repos/example"))
+            found.extend((f"git endpoint {url}", gitconfig.Target.from_url(f"{url}/v1/repos/example"))
                          for url in endpoint_urls(host))
         for name, url in self.remotes():
             target = gitconfig.Target.from_url(url)
@@ -162,51 +174,54 @@ class Doctor:
                 found.append((name, entry.value))
         return found
 
-    def helpers(self, label: str, target: gitconfig.Target) -> None:
+    def helper_lists(self) -> None:
+        """One line per distinct finding, naming every host it holds for (most configurations are uniform)."""
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for label, target in self.targets():
+            for status, text in self.helpers(target):
+                grouped.setdefault((status, text), []).append(label)
+        for (status, text), labels in grouped.items():
+            self.say(status, f"{', '.join(dict.fromkeys(labels))}: {text}")
+
+    def helpers(self, target: gitconfig.Target) -> list[tuple[str, str]]:
+        """The findings about the helpers git would run for ``target``, each with its fix."""
         chosen = gitconfig.effective(self.entries, target)
-        place = f"{label} ({target.host})"
         kinds = [classify(e.value or "") for e in chosen.helpers]
         first = next((i for i, k in enumerate(kinds) if k.kind == "ccweb"), None)
-        problems = 0
         if first is None:
             others = ", ".join(f"{k.label} ({e.where})" for k, e in zip(kinds, chosen.helpers))
-            self.say("FAIL", f"{place}: git would not ask ccweb-helper"
-                             + (f", only {others}" if others else " (no helper at all, so it would prompt)")
-                             + "; run `ccweb-helper setup`.")
-            return
+            return [("FAIL", "git would not ask ccweb-helper"
+                     + (f", only {others}" if others else " (no helper at all, so it would prompt)")
+                     + "; run `ccweb-helper setup`.")]
         self.ccweb_values.setdefault(chosen.helpers[first].value or "", chosen.helpers[first])
+        found: list[tuple[str, str]] = []
         for index, (kind, entry) in enumerate(zip(kinds, chosen.helpers)):
             if index == first or kind.kind == "ccweb":
                 continue
-            fix = (f"remove it (`{_unset(entry)}`)" if gitconfig.split_name(entry.name)[1] is not None else
-                   f"run `ccweb-helper setup` so an empty `helper =` line resets the list after it, or remove it "
-                   f"(`{_unset(entry)}`)")
+            fix = _fix(entry, before=index < first)
             if index < first:
-                problems += 1
-                self.say("FAIL", f"{place}: {kind.label} from {entry.where} would answer before ccweb-helper, "
-                                 "with a stored or differently made password (a dead one gives `403` after 15 "
-                                 f"minutes); {fix}.")
+                found.append(("FAIL", f"{kind.label} from {entry.where} would answer before ccweb-helper, with a "
+                                      "stored or differently made password (a dead one gives `403` after 15 "
+                                      f"minutes); {fix}."))
             elif kind.kind == "storage":
-                problems += 1
-                self.say("FAIL", f"{place}: {kind.label} from {entry.where} comes after ccweb-helper and would be "
-                                 "handed every CodeCommit password to keep (and replay once it has expired); "
-                                 f"{fix}.")
+                found.append(("FAIL", f"{kind.label} from {entry.where} comes after ccweb-helper and would be "
+                                      "handed every CodeCommit password to keep (and replay once it has expired); "
+                                      f"{fix}."))
             elif kind.kind == "aws":
-                self.say("note", f"{place}: {kind.label} from {entry.where} comes after ccweb-helper and is never "
-                                 f"asked; remove it when convenient (`{_unset(entry)}`).")
+                found.append(("note", f"{kind.label} from {entry.where} comes after ccweb-helper and is never "
+                                      f"asked; remove it when convenient (`{_unset(entry)}`)."))
             else:
-                problems += 1
-                self.say("warn", f"{place}: {kind.label} from {entry.where} comes after ccweb-helper and is handed "
-                                 f"each CodeCommit password; if it stores passwords, {fix}.")
+                found.append(("warn", f"{kind.label} from {entry.where} comes after ccweb-helper and is handed "
+                                      f"each CodeCommit password; if it stores passwords, {fix}."))
         use_path = chosen.use_http_path
         if use_path is None or gitconfig.as_bool(use_path.value) is not True:
-            problems += 1
-            self.say("FAIL", f"{place}: useHttpPath is off, so git would not send the repository path and a "
-                             "CodeCommit password is signed for one repository; run `ccweb-helper setup` (or "
-                             "`git config --global credential.useHttpPath true`).")
-        if not problems:
-            self.say("ok", f"{place}: git asks ccweb-helper first, no storage helper sees the password, "
-                           "useHttpPath is on.")
+            found.append(("FAIL", "useHttpPath is off, so git would not send the repository path and a "
+                                  "CodeCommit password is signed for one repository; run `ccweb-helper setup` (or "
+                                  "`git config --global credential.useHttpPath true`)."))
+        if not [f for f in found if f[0] != "note"]:
+            found.insert(0, ("ok", "git asks ccweb-helper first, no storage helper sees the password, useHttpPath "
+                                   "is on."))
+        return found
 
     def helper_for_all_hosts(self) -> None:
         chosen = gitconfig.effective(self.entries, gitconfig.Target.from_url(OTHER_HOST))
@@ -443,8 +458,7 @@ def run(env: Mapping[str, str], out: IO[str]) -> int:
     doctor = Doctor(env, out)
     if doctor.git_version() and doctor.read_config():
         seconds = doctor.check_service()
-        for label, target in doctor.targets():
-            doctor.helpers(label, target)
+        doctor.helper_lists()
         doctor.helper_for_all_hosts()
         doctor.runnable()
         doctor.remote_users()

@@ -222,7 +222,7 @@ def test_a_good_configuration_passes(sandbox: Sandbox, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert statuses(result.stdout) <= {"ok", "note"}
     out = result.stdout
-    assert f"git endpoint {sandbox.git_host}" in out and "remote origin" in out
+    assert f"git endpoint http://{sandbox.git_host}" in out and "remote origin" in out
     assert "you are alice@example.com" in out and "rule " in out and "access to" in out
     assert "clock is within" in out and "TLS" not in out.split("service", 1)[0]
     assert token not in out + result.stderr
@@ -389,10 +389,10 @@ BROKEN: dict[str, tuple[Callable[[Machine], None], str, list[str]]] = {
     "storage-before": (_storage_before, "FAIL", ["store (~/.git-credentials, plain text) from global ~/.gitconfig "
                                                  "would answer before ccweb-helper", "cache (in memory) from system"]),
     "storage-after": (_storage_after, "FAIL", ["cache (in memory) from local", "comes after ccweb-helper",
+                                               "ccweb-helper setup --local",
                                                "--fixed-value --unset-all credential.helper 'cache --timeout=5'"]),
     "global-for-all-hosts": (_global_for_all_hosts, "warn", ["ccweb-helper is configured for every host"]),
-    "use-http-path-missing": (_use_http_path_missing, "FAIL", ["CodeCommit (git-codecommit.us-east-1.amazonaws.com):"
-                                                               " useHttpPath is off"]),
+    "use-http-path-missing": (_use_http_path_missing, "FAIL", ["FAIL  CodeCommit: useHttpPath is off"]),
     "stored-password": (_stored_password, "FAIL", ["~/.git-credentials holds stored passwords for "
                                                    f"{STANDARD}", "git credential-store --file"]),
     "no-service-url": (_no_service_url, "FAIL", ["no ccweb service is configured", "ccweb-helper setup --url"]),
