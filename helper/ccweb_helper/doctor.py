@@ -466,6 +466,8 @@ def run(env: Mapping[str, str], out: IO[str]) -> int:
         doctor.tls_and_proxies()
         if seconds is not None:
             doctor.check_token(seconds)
+        else:
+            doctor.say("note", "the token, your rules and the clock were not checked: they need the service.")
     problems = sum(1 for line in doctor.lines if line.status in ("warn", "FAIL"))
     if problems:
         out.write(f"\n{problems} problem{'s' if problems != 1 else ''} found: fix the FAIL and warn lines above, "
