@@ -5,7 +5,9 @@ git server."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import pty
@@ -28,6 +30,9 @@ import pytest
 
 from ccweb.config import parse_config
 from ccweb.sandbox.dev import ACCOUNT, REGION, Sandbox, helper_command
+from ccweb_helper.client import HelperError
+from ccweb_helper.discovery import LoginIssuer
+from ccweb_helper.login import check_id_token, pkce_pair, prefers_device
 
 ROOT = Path(__file__).resolve().parents[2]
 OIDC = ROOT / "tests" / "oidc"
@@ -137,10 +142,12 @@ class Run:
 
 
 def browser_command(home: Path) -> str:
-    """An executable for BROWSER (Python's webbrowser runs BROWSER as one program, without arguments)."""
+    """An executable for BROWSER (Python's webbrowser runs BROWSER as one program, without arguments). Like
+    real browsers it writes to its stdout, which must never reach git through the helper's stdout."""
     path = home / "browser"
     if not path.exists():
-        path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(BROWSER))} \"$@\"\n")
+        path.write_text(f"#!/bin/sh\necho browser-noise-on-stdout\n"
+                        f"exec {shlex.quote(sys.executable)} {shlex.quote(str(BROWSER))} \"$@\"\n")
         path.chmod(0o700)
     return str(path)
 
@@ -345,6 +352,7 @@ def test_get_signs_in_when_a_terminal_is_attached(sandbox: Sandbox, home: Path) 
     got = helper(["get"], environment(home, sandbox), attrs(), terminal=True)
     assert_password(got)
     assert "sign in to corp in your browser" in got.stderr
+    assert "browser-noise-on-stdout" in got.stderr, "the browser's stdout went to stderr, not to git"
     assert browser_runs(home) == 1
     assert_no_secrets(cached(home), got.stdout, got.stderr)
 
@@ -493,3 +501,75 @@ def test_helper_imports_only_the_standard_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT / "helper")},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------- the pure decisions, as tables
+
+LOGIN = LoginIssuer("corp", "https://login.example.com", CLIENT_ID, ("openid",))
+NOW = 1_800_000_000
+
+
+def jwt(**claims: Any) -> str:
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    body = {"iss": LOGIN.issuer, "aud": CLIENT_ID, "sub": "alice", "exp": NOW + 600, "nonce": "n1", **claims}
+    return f"{part({'alg': 'RS256'})}.{part({k: v for k, v in body.items() if v is not None})}.c2ln"
+
+
+@pytest.mark.parametrize(
+    ("token", "nonce", "subject", "refused"),
+    [
+        (jwt(), "n1", None, None),
+        (jwt(iss="https://login.example.com/"), "n1", None, None),
+        (jwt(aud=[CLIENT_ID, "other"], azp=CLIENT_ID), "n1", None, None),
+        (jwt(nonce=None), None, "alice", None),
+        (jwt(iss="https://evil.example.com"), "n1", None, "another issuer"),
+        (jwt(aud="other"), "n1", None, "another client"),
+        (jwt(aud=[CLIENT_ID, "other"], azp="other"), "n1", None, "another client"),
+        (jwt(nonce="n2"), "n1", None, "nonce mismatch"),
+        (jwt(nonce=None), "n1", None, "nonce mismatch"),
+        (jwt(sub="bob"), None, "alice", "another account"),
+        (jwt(exp=NOW - 1), "n1", None, "already expired"),
+        (jwt(exp="soon"), "n1", None, "already expired"),
+        ("not-a-jwt", "n1", None, "not a JWT"),
+        (None, "n1", None, "no ID token"),
+    ],
+    ids=["valid", "issuer-trailing-slash", "azp", "refresh-same-subject", "wrong-iss", "wrong-aud", "wrong-azp",
+         "wrong-nonce", "missing-nonce", "other-subject", "expired", "bad-exp", "not-jwt", "missing"],
+)
+def test_id_token_checks(token: object, nonce: str | None, subject: str | None, refused: str | None) -> None:
+    if refused is None:
+        assert check_id_token(token, LOGIN, now=NOW, nonce=nonce, subject=subject)["sub"]
+    else:
+        with pytest.raises(HelperError, match=refused):
+            check_id_token(token, LOGIN, now=NOW, nonce=nonce, subject=subject)
+
+
+@pytest.mark.parametrize(
+    ("env", "platform", "device"),
+    [
+        ({"DISPLAY": ":0"}, "linux", False),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", False),
+        ({}, "linux", True),
+        ({}, "freebsd14", True),
+        ({}, "darwin", False),
+        ({}, "win32", False),
+        ({"SSH_CONNECTION": "1 2 3 4", "DISPLAY": ":0"}, "linux", True),
+        ({"SSH_TTY": "/dev/pts/1"}, "darwin", True),
+        ({"BROWSER": "w3m"}, "linux", False),
+        ({"BROWSER": "firefox", "SSH_CONNECTION": "1 2 3 4"}, "linux", False),
+    ],
+    ids=["x11", "wayland", "linux-headless", "bsd-headless", "macos", "windows", "ssh-with-display", "ssh-macos",
+         "browser-set", "browser-set-over-ssh"],
+)
+def test_device_flow_is_chosen_where_there_is_no_browser(env: dict[str, str], platform: str, device: bool) -> None:
+    assert prefers_device(env, platform) is device
+
+
+def test_pkce_challenge_is_s256_of_the_verifier() -> None:
+    verifier, challenge = pkce_pair()
+    assert 43 <= len(verifier) <= 128 and re.fullmatch(r"[A-Za-z0-9_-]+", verifier)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    assert challenge == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert pkce_pair()[0] != verifier
