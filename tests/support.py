@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,9 +53,24 @@ INHERITED_SKIP = ("GIT_", "CCWEB_", "SSL_CERT", "CI", "GITHUB_", "ACTIONS_", "RU
                   "TEAMCITY", "JENKINS", "TRAVIS")
 
 
+PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")  # loopback traffic must not go to a proxy
+
+
 def clean_env(*skip: str, **extra: str) -> dict[str, str]:
-    """This process's environment without ``INHERITED_SKIP`` (and ``skip``) variables, plus ``extra``."""
+    """This process's environment without ``INHERITED_SKIP`` (and ``skip``) variables nor proxies, plus
+    ``extra``."""
     prefixes = INHERITED_SKIP + skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k.lower() not in PROXIES}
     env.update(extra)
     return env
+
+
+HELPER_SOURCE = Path(__file__).resolve().parents[1] / "helper"
+
+
+def home_env(home: Path, **extra: str) -> dict[str, str]:
+    """``clean_env()`` with a throwaway HOME and git configuration, no prompts, and the helper importable."""
+    return clean_env(**{
+        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0", "PYTHONPATH": str(HELPER_SOURCE), **extra,
+    })

@@ -12,7 +12,6 @@ import email.utils
 import http.server
 import ipaddress
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -28,21 +27,11 @@ import pytest
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
 from ccweb_helper.doctor import classify
+from support import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
-CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "GITHUB_", "GITLAB_", "CI_", "CIRCLE", "BUILDKITE", "BITBUCKET_",
-               "ACTIONS_", "SYSTEM_", "AGENT_", "BUILD_", "TF_BUILD")
-PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 STANDARD = "git-codecommit.us-east-1.amazonaws.com"
 
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(CI_PREFIXES) and k != "CI" and k.lower() not in PROXIES}
-    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_TERMINAL_PROMPT": "0", "PYTHONPATH": str(ROOT / "helper")})
-    env.update(extra)
-    return env
 
 
 # -- the helper list git builds, computed and observed -----------------------------------------------------
@@ -127,8 +116,8 @@ def test_computed_helper_list_is_the_one_git_runs(tmp_path: Path, files: dict[st
     (home / ".config" / "git").mkdir(parents=True)
     rec = _recorder(home)
     repo = home / "repo"
-    subprocess.run(["git", "init", "-q", str(repo)], env=clean_env(home), check=True)
-    env = clean_env(home, GIT_CONFIG_SYSTEM=str(tmp_path / "system.gitconfig"))
+    subprocess.run(["git", "init", "-q", str(repo)], env=home_env(home), check=True)
+    env = home_env(home, GIT_CONFIG_SYSTEM=str(tmp_path / "system.gitconfig"))
     env.pop("GIT_CONFIG_NOSYSTEM")
     places = {"system": tmp_path / "system.gitconfig", "global": home / ".gitconfig", "extra": home / "extra.gitconfig",
               "xdg": home / ".config" / "git" / "config"}
@@ -184,7 +173,7 @@ class Machine:
         (self.home / ".gitconfig").write_text("[credential]\n\thelper = store\n")
         self.sandbox = sandbox
         self.cwd = self.home
-        self.env = clean_env(self.home, GIT_CONFIG_SYSTEM=str(self.system),
+        self.env = home_env(self.home, GIT_CONFIG_SYSTEM=str(self.system),
                              CCWEB_TOKEN_FILE=str(sandbox.token_file("alice")))
         self.env.pop("GIT_CONFIG_NOSYSTEM")
 

@@ -16,11 +16,9 @@ import pytest
 from ccweb.helper_dist import write_zipapp
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper.setup import CODECOMMIT_PATTERNS, endpoint_urls, helper_command
+from support import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
-CI_PREFIXES = ("GIT_", "CCWEB_", "SSL_CERT", "GITHUB_", "GITLAB_", "CI_", "CIRCLE", "BUILDKITE", "BITBUCKET_",
-               "ACTIONS_", "SYSTEM_", "AGENT_", "BUILD_", "TF_BUILD")
-PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 HOST_FORMS = {
     "standard": "git-codecommit.us-east-2.amazonaws.com",
@@ -38,24 +36,15 @@ LOOKALIKES = {
 }
 
 
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """The test's own environment without CI, git, ccweb or proxy settings, and a throwaway HOME."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(CI_PREFIXES) and k != "CI" and k.lower() not in PROXIES}
-    env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_TERMINAL_PROMPT": "0", "PYTHONPATH": str(ROOT / "helper")})
-    env.update(extra)
-    return env
-
 
 def setup(home: Path, *args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", *args], env=clean_env(home, **extra),
+    return subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", *args], env=home_env(home, **extra),
                           cwd=cwd or home, capture_output=True, text=True, timeout=60, check=False)
 
 
 def git(home: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None, cwd: Path | None = None,
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], env=env or clean_env(home), cwd=cwd or home, input=stdin,
+    return subprocess.run(["git", *args], env=env or home_env(home), cwd=cwd or home, input=stdin,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -88,7 +77,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
 
 def machine(home: Path, sandbox: Sandbox | None = None, **extra: str) -> dict[str, str]:
     """The environment of a person at this machine: system config, a token, GIT_TRACE to see what git runs."""
-    env = clean_env(home, GIT_CONFIG_SYSTEM=str(home.parent / "system.gitconfig"), GIT_TRACE="1", **extra)
+    env = home_env(home, GIT_CONFIG_SYSTEM=str(home.parent / "system.gitconfig"), GIT_TRACE="1", **extra)
     env.pop("GIT_CONFIG_NOSYSTEM")
     if sandbox is not None:
         env["CCWEB_TOKEN_FILE"] = str(sandbox.token_file("alice"))
@@ -169,7 +158,7 @@ def test_running_twice_changes_nothing(sandbox: Sandbox, home: Path) -> None:
 
 def test_only_differing_keys_are_rewritten(sandbox: Sandbox, home: Path) -> None:
     assert setup(home, "--url", sandbox.api_url).returncode == 0
-    env = clean_env(home)
+    env = home_env(home)
     git(home, "config", "--global", "--unset", "credential.https://git-codecommit.*.amazonaws.com.usehttppath",
         env=env)
     git(home, "config", "--global", "--add", "credential.https://git-codecommit-fips.*.amazonaws.com.helper",
@@ -268,7 +257,7 @@ def test_a_downloaded_zipapp_configures_itself(tmp_path: Path, home: Path) -> No
     app = tmp_path / "bin" / "ccweb-helper"
     app.parent.mkdir()
     write_zipapp(app)
-    env = clean_env(home)
+    env = home_env(home)
     env.pop("PYTHONPATH")
     dry = subprocess.run([sys.executable, str(app), "setup", "--url", "http://127.0.0.1:9", "--dry-run"], env=env,
                          capture_output=True, text=True, timeout=60, check=False)
