@@ -237,6 +237,8 @@ class Sandbox:
             "Then try: cd ccweb-demo && git commit --allow-empty -m hello && git push",
             f"Other users: export CCWEB_TOKEN_FILE={shlex.quote(str(self.tokens))}/bob.jwt (read-only) "
             "or mallory.jwt (denied).",
+            "Or sign in as a person would, with single sign-on: unset CCWEB_TOKEN_FILE; "
+            f"{helper_command().removeprefix('!')} login --device",
         ])
 
 

@@ -1,0 +1,62 @@
+"""`ccweb dev` as the README tells people to try single sign-on: `ccweb-helper login --device` against the
+sandbox's development issuer, the code entered on its device page, then git's `get` answered from the login
+cache — no token file anywhere."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ccweb.sandbox.dev import Sandbox
+from support import home_env
+
+CODE_LINE = re.compile(r"open (?P<url>http://\S+) on any device and enter the code (?P<code>[A-Z]{4}-[A-Z]{4})")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
+        yield box
+
+
+def helper(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ccweb_helper", *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_device_login_to_the_sandbox_then_git_gets_a_password(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = home_env(tmp_path, CCWEB_URL=sandbox.api_url, CCWEB_CACHE_DIR=str(tmp_path / "cache"))
+    login = subprocess.Popen([sys.executable, "-m", "ccweb_helper", "login", "--device"], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert login.stderr is not None
+        shown = login.stderr.readline()
+        found = CODE_LINE.search(shown)
+        assert found, shown
+        assert found["url"] == f"{sandbox.issuer_url}/device"
+        page = httpx.post(found["url"], data={"user_code": found["code"], "user": "bob"})
+        assert "Signed in as bob" in page.text
+        _, err = login.communicate(timeout=60)
+    finally:
+        if login.poll() is None:
+            login.kill()
+            login.wait()
+    assert login.returncode == 0, err
+    assert "signed in to dev as bob@example.com" in err
+
+    stdin = "protocol=https\nhost=git-codecommit.us-east-1.amazonaws.com\npath=v1/repos/demo\n\n"
+    got = helper(env, "get", stdin=stdin)
+    assert got.returncode == 0, got.stderr
+    answer = dict(line.split("=", 1) for line in got.stdout.splitlines())
+    session = sandbox.sts.lookup(answer["username"].split("%", 1)[0])
+    assert session is not None and session.source_identity == "bob@example.com"
+
+    status = helper(env, "status")
+    assert status.returncode == 0, status.stderr
+    assert "bob@example.com" in status.stdout and "contractors" in status.stdout
