@@ -61,77 +61,42 @@ def parse_service_url(url: str, source: str) -> ServiceURL:
     return ServiceURL(text, parts.scheme, parts.hostname, port, parts.path)
 
 
+SERVICE_HINT = "CCWEB_URL or git config ccweb.url"
+
+
 def request(
     service: ServiceURL, method: str, path: str, *, timeout: float, token: str | None = None,
     body: dict[str, Any] | None = None,
 ) -> Response:
-    connection: http.client.HTTPConnection
-    if service.scheme == "https":
-        connection = http.client.HTTPSConnection(
-            service.host, service.port, timeout=timeout, context=ssl.create_default_context()
-        )
-    else:
-        connection = http.client.HTTPConnection(service.host, service.port, timeout=timeout)
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    """One exchange with the ccweb service; its answer must be a JSON object."""
+    headers = {}
     payload = None
     if token is not None:
         headers["Authorization"] = "Bearer " + token
     if body is not None:
         payload = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    try:
-        connection.request(method, service.prefix + path, body=payload, headers=headers)
-        answer = connection.getresponse()
-        raw = answer.read(MAX_RESPONSE_BYTES + 1)
-        status = answer.status
-        answer_headers = {k.lower(): v for k, v in answer.getheaders()}
-    except ssl.SSLCertVerificationError as exc:
+    answer = http_json(service.url + path, "the ccweb service", method=method, timeout=timeout, headers=headers,
+                       body=payload, where=service.url, hint=SERVICE_HINT)
+    if answer.body is None:
         raise HelperError(
-            f"the TLS certificate of the ccweb service at {service.url} could not be verified "
-            f"({exc.verify_message}); if your company uses its own certificate authority, point SSL_CERT_FILE "
-            "at its bundle."
-        ) from None
-    except (socket.timeout, TimeoutError):
-        raise HelperError(
-            f"the ccweb service at {service.url} did not answer within {timeout:g} seconds; try again, or raise "
-            "CCWEB_TIMEOUT."
-        ) from None
-    except socket.gaierror:
-        raise HelperError(
-            f"cannot resolve the ccweb service's host name {service.host!r} ({service.url}); check CCWEB_URL or "
-            "git config ccweb.url, and your network or VPN."
-        ) from None
-    except (OSError, http.client.HTTPException) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise HelperError(
-            f"cannot reach the ccweb service at {service.url} ({reason}); check CCWEB_URL or git config "
-            "ccweb.url, and that the service is running."
-        ) from None
-    finally:
-        connection.close()
-    if len(raw) > MAX_RESPONSE_BYTES:
-        raise HelperError(f"the answer of {service.url} is too large to be ccweb's; is CCWEB_URL the ccweb service?")
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise HelperError(
-            f"{service.url} answered HTTP {status} with something that is not ccweb's JSON; check that CCWEB_URL "
-            "(or git config ccweb.url) names the ccweb service."
+            f"{service.url} answered HTTP {answer.status} with something that is not ccweb's JSON; check that "
+            "CCWEB_URL (or git config ccweb.url) names the ccweb service."
         )
-    return Response(status, answer_headers, parsed)
+    return answer
 
 
 def http_json(
     url: str, what: str, *, method: str = "GET", timeout: float, headers: dict[str, str] | None = None,
-    body: bytes | None = None,
+    body: bytes | None = None, where: str | None = None, hint: str = "",
 ) -> Response:
-    """One HTTP exchange with a third party (an identity provider, a CI platform's token service).
+    """One HTTP exchange: with the ccweb service, an identity provider, a CI platform's token service.
 
     ``url`` must be https, or http to a loopback address; ``what`` names the party in error sentences
-    ("the GitHub Actions token service"). The answer is size-capped; ``body`` of the Response is the parsed
-    JSON object, or None when the answer was not a JSON object. No header value ever appears in an error.
+    ("the GitHub Actions token service"), ``where`` its address (default: the URL's origin) and ``hint``
+    the setting to check when it cannot be reached. The answer is size-capped; ``body`` of the Response is the
+    parsed JSON object, or None when the answer was not a JSON object. No header value (a token) ever
+    appears in an error.
     """
     try:
         parts = urlsplit(url)
@@ -145,7 +110,7 @@ def http_json(
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    origin = f"{parts.scheme}://{parts.netloc}"
+    origin = where or f"{parts.scheme}://{parts.netloc}"
     connection: http.client.HTTPConnection
     if parts.scheme == "https":
         connection = http.client.HTTPSConnection(
@@ -166,14 +131,22 @@ def http_json(
             "company uses its own certificate authority, point SSL_CERT_FILE at its bundle."
         ) from None
     except (socket.timeout, TimeoutError):
-        raise HelperError(f"{what} at {origin} did not answer within {timeout:g} seconds; try again.") from None
+        raise HelperError(
+            f"{what} at {origin} did not answer within {timeout:g} seconds; try again, or raise CCWEB_TIMEOUT."
+        ) from None
+    except socket.gaierror:
+        raise HelperError(
+            f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
+            f"{hint + ', and ' if hint else ''}your network or VPN."
+        ) from None
     except (OSError, http.client.HTTPException) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise HelperError(f"cannot reach {what} at {origin} ({reason}).") from None
+        check = f"; check {hint}, and that it is running" if hint else ""
+        raise HelperError(f"cannot reach {what} at {origin} ({reason}){check}.") from None
     finally:
         connection.close()
     if len(raw) > MAX_RESPONSE_BYTES:
-        raise HelperError(f"the answer of {what} at {origin} is too large.")
+        raise HelperError(f"the answer of {what} at {origin} is too large to be one it would send.")
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
