@@ -80,6 +80,7 @@ def issuer() -> Iterator[Issuer]:
 
 def verifier_for(issuer: Issuer, **kwargs: Any) -> Callable[[str], VerifiedToken]:
     config = parse_config({"issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb", "other"]}]})
+    kwargs.setdefault("clock", lambda: NOW)  # tokens are minted around NOW, however late in the run this is
 
     def verify(token: str) -> VerifiedToken:
         async def run() -> VerifiedToken:
