@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -9,3 +10,24 @@ for sub in ("service", "helper"):
     if path not in sys.path:
         sys.path.insert(0, path)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+# Imported after the paths above are set.
+import pytest  # noqa: E402
+
+from ccweb.sandbox.dev import Sandbox  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The `ccweb dev` sandbox on loopback, one per test module (a module may define its own)."""
+    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
+        yield box
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A throwaway HOME directory."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path

@@ -15,20 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
 from ccweb.sandbox.dev import Sandbox, helper_command
 from ccweb.sandbox.issuer import DEMO_USERS
 from support import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TOKEN = "PLANTED-actions-request-token-0c7e2b94"
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
-        yield box
 
 
 class GitHubTokenService:

@@ -62,13 +62,6 @@ def outputs() -> list[str]:
     return []
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
 def git_env(home: Path, sandbox: Sandbox, token_file: Path | None, **extra: str) -> dict[str, str]:
     env = clean_env()
     askpass = home / "askpass.sh"

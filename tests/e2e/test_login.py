@@ -125,13 +125,6 @@ def sandbox(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield box
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
 class Run:
     def __init__(self, code: int, stdout: str, stderr: str) -> None:
         self.code, self.stdout, self.stderr = code, stdout, stderr

@@ -7,22 +7,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from support import home_env
 
 CODE_LINE = re.compile(r"open (?P<url>http://\S+) on any device and enter the code (?P<code>[A-Z]{4}-[A-Z]{4})")
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
-        yield box
 
 
 def helper(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

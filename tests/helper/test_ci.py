@@ -39,19 +39,6 @@ AZURE_CONNECTION = "5f0c9b2e-1d3a-4c8e-9b7f-2a6e4d1c0b93"
 # Variables CI platforms set; the runner of these tests may be one of them, so none is inherited.
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
-        yield box
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
 class Run:
     def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
         self.code, self.stdout, self.stderr = result.returncode, result.stdout, result.stderr

@@ -156,12 +156,6 @@ def test_helpers_are_recognised(value: str, kind: str) -> None:
 
 # -- doctor ------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
-        yield box
-
-
 class Machine:
     """A throwaway HOME with a user `store` helper and a system `cache` helper, and ccweb set up."""
 

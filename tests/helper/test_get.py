@@ -30,19 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
-        yield box
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
 class Run:
     def __init__(self, result: subprocess.CompletedProcess[str]) -> None:
         self.code = result.returncode

@@ -56,12 +56,6 @@ def answer(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(port=0, workdir=tmp_path_factory.mktemp("sandbox")).running() as box:
-        yield box
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     """A HOME whose user already uses `store`, on a machine whose system config uses `cache`."""
