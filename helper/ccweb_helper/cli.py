@@ -35,15 +35,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = args[0] if args else ""
     if command in ("store", "erase"):
         return 0
-    if command == "get":
-        from ccweb_helper.get import run  # noqa: PLC0415 (keep store/erase instant)
+    try:
+        if command == "get":
+            from ccweb_helper.get import run  # noqa: PLC0415 (keep store/erase instant)
 
-        return run(sys.stdin, sys.stdout, sys.stderr)
-    if command in COMMANDS:
-        import importlib  # noqa: PLC0415
+            return run(sys.stdin, sys.stdout, sys.stderr)
+        if command in COMMANDS:
+            import importlib  # noqa: PLC0415
 
-        module = importlib.import_module(COMMANDS[command])
-        return int(module.main(command, args[1:]))
+            module = importlib.import_module(COMMANDS[command])
+            return int(module.main(command, args[1:]))
+    except KeyboardInterrupt:
+        sys.stderr.write("\nccweb: cancelled.\n")
+        if command == "get":
+            sys.stdout.write("quit=1\n")  # git must not prompt, nor try a stored password, after Ctrl-C
+        return 130
     if command in ("--version", "version"):
         from ccweb_helper import __version__  # noqa: PLC0415
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 from typing import Any, NamedTuple
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from ccweb_helper.hosts import is_loopback
 
 MAX_RESPONSE_BYTES = 1 << 20
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 USER_AGENT = "ccweb-helper"
 
 
@@ -119,6 +121,13 @@ def http_json(
     else:
         connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+    if not all(_HEADER_VALUE.fullmatch(value) for value in sent.values()):
+        # Never let http.client see it: its error would quote the value, which is a token.
+        connection.close()
+        raise HelperError(
+            f"a credential to send to {what} holds characters an HTTP header cannot carry (a line break?); "
+            "check where it comes from."
+        )
     try:
         connection.request(method, target, body=body, headers=sent)
         answer = connection.getresponse()

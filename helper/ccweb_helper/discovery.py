@@ -49,7 +49,8 @@ def fetch(service: ServiceURL, seconds: float) -> Discovery:
             "CCWEB_URL (or git config ccweb.url) names the ccweb service."
         )
     login = []
-    for item in body.get("login") or []:
+    offered = body.get("login")
+    for item in offered if isinstance(offered, list) else []:
         if not isinstance(item, dict):
             continue
         name, issuer, client_id = (item.get(k) for k in ("name", "issuer", "client_id"))

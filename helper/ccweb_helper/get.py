@@ -22,15 +22,14 @@ def run(stdin: IO[str], stdout: IO[str], stderr: IO[str], env: Mapping[str, str]
     request_ = parse(stdin)
     try:
         answer = get(request_, os.environ if env is None else env, stderr)
-        text = format_answer(answer)
+        try:
+            text = format_answer(answer)
+        except ValueError as exc:  # names the key, never the value
+            raise HelperError(f"the service sent a credential git cannot use ({exc}).") from None
     except HelperError as exc:
         stderr.write(f"ccweb: {one_line(exc.message)}\n")
         stdout.write("quit=1\n")
         stdout.flush()
-        return 1
-    except ValueError as exc:
-        stderr.write(f"ccweb: the service sent a credential git cannot use ({one_line(str(exc))}).\n")
-        stdout.write("quit=1\n")
         return 1
     stdout.write(text)
     stdout.flush()

@@ -94,11 +94,13 @@ def find_token(
     token = explicit_token(env)
     if token is not None:
         return FoundToken(token, "CCWEB_TOKEN" if env.get("CCWEB_TOKEN", "").strip() else "CCWEB_TOKEN_FILE")
-    from ccweb_helper import ci, discovery, login  # noqa: PLC0415 (only when no token was given)
+    from ccweb_helper import ci, discovery  # noqa: PLC0415 (only when no token was given)
 
     found = ci.platform_token(env, lambda: discovery.fetch(service, seconds).audience, seconds)
     if found is not None:
         return FoundToken(found.token, found.platform)
+    from ccweb_helper import login  # noqa: PLC0415 (only when no CI platform gave one)
+
     token = login.token(
         service, env, seconds, stderr=stderr, interactive=interactive and not in_ci(env) and login.can_prompt(env),
     )

@@ -291,8 +291,13 @@ class Config(_Model):
     def audience_for_ci(self) -> str:
         if self.ci_audience is not None:
             return self.ci_audience
-        issuer = next((i for i in self.issuers if i.login is None), self.issuers[0])
-        return issuer.audiences[0]
+        issuer = next((i for i in self.issuers if i.login is None), None)
+        if issuer is not None:
+            return issuer.audiences[0]
+        clients = {i.login.client_id for i in self.issuers if i.login is not None}
+        # Every issuer is for people: prefer an audience that is not a login client's own id.
+        audiences = [a for i in self.issuers for a in i.audiences]
+        return next((a for a in audiences if a not in clients), audiences[0])
 
     def issuer_named(self, name: str) -> Issuer:
         return next(i for i in self.issuers if i.name == name)

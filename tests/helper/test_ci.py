@@ -178,6 +178,24 @@ def test_github_actions_token_is_requested_for_the_services_audience(sandbox: Sa
     run.assert_secret_free(GH_REQUEST_TOKEN, *service.issued)
 
 
+@pytest.mark.parametrize(("platform", "variable", "secret"), [
+    ("github", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", GH_REQUEST_TOKEN),
+    ("azure", "SYSTEM_ACCESSTOKEN", AZURE_ACCESS_TOKEN),
+], ids=["github", "azure"])
+def test_a_request_token_with_a_line_break_is_refused_without_echo(
+    sandbox: Sandbox, home: Path, platform: str, variable: str, secret: str,
+) -> None:
+    """A header injection attempt, or a pasted value with a newline, never reaches an error message."""
+    service = TokenService(sandbox)
+    with serve(service) as base:
+        env = github_env(base + "/idtoken") if platform == "github" else azure_env(base + "/oidc")
+        env[variable] = f"{secret}\r\nX-Injected: 1"
+        run = helper(home, CCWEB_URL=sandbox.api_url, **env)
+    run.assert_refused("holds characters an HTTP header cannot carry")
+    run.assert_secret_free(secret, "X-Injected")
+    assert service.requests == []
+
+
 def test_github_actions_token_with_a_wrong_audience_shows_the_services_refusal(sandbox: Sandbox, home: Path) -> None:
     with serve(TokenService(sandbox, "wrong-aud")) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + "/idtoken"))

@@ -9,6 +9,7 @@ import http.server
 import ipaddress
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -24,7 +25,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb.signing import git_password
-from support import clean_env
+from support import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
@@ -51,10 +52,7 @@ class Run:
 
 def helper(home: Path, stdin: str, command: str = "get", **env: str) -> Run:
     """Run the helper alone (only its own directory on the path), with git's attributes on stdin."""
-    base = clean_env()
-    base.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "GIT_CONFIG_NOSYSTEM": "1",
-                 "PYTHONPATH": str(ROOT / "helper")})
-    base.update(env)
+    base = home_env(home, **env)
     result = subprocess.run([sys.executable, "-m", "ccweb_helper", command], input=stdin, env=base,
                             capture_output=True, text=True, timeout=60, check=False)
     return Run(result)
@@ -268,6 +266,14 @@ def canned(status: int, body: bytes, content_type: str = "application/json",
         server.server_close()
 
 
+@pytest.mark.parametrize("login", [b"true", b"5", b'"x"', b"[1, null, {}]"])
+def test_odd_discovery_shapes_are_explained_not_a_traceback(home: Path, login: bytes) -> None:
+    body = b'{"audience": "ccweb", "git_endpoints": [], "login": ' + login + b"}"
+    with canned(200, body) as (url, _):
+        run = helper(home, attrs(), CCWEB_URL=url)
+    run.assert_refused("no OIDC token found")
+
+
 @pytest.mark.parametrize(("status", "body", "sentence"), [
     (502, b"<html>Bad gateway</html>", "answered HTTP 502 with something that is not ccweb's JSON"),
     (200, b'{"username": "u"}', "answered without a username and password"),
@@ -360,3 +366,24 @@ def test_the_helper_runs_on_the_standard_library_alone(tmp_path: Path) -> None:
                             text=True, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ccweb-helper ")
+
+
+def test_ctrl_c_while_waiting_stops_git_without_a_traceback(home: Path) -> None:
+    with socket.socket() as silent:  # accepts connections and never answers: the helper waits
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ccweb_helper", "get"], env=home_env(home, CCWEB_TOKEN="PLANTED.TOKEN.VALUE",
+                                                                         CCWEB_URL=f"http://127.0.0.1:{silent.getsockname()[1]}"),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert process.stdin is not None
+        process.stdin.write(attrs())
+        process.stdin.flush()
+        connection, _ = silent.accept()  # the helper is now waiting for the service
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        connection.close()
+    assert process.returncode == 130
+    assert out == "quit=1\n"
+    assert err.strip() == "ccweb: cancelled."

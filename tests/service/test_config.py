@@ -146,6 +146,8 @@ def test_ci_audience_defaults_to_the_first_issuer_without_interactive_login() ->
     assert config.issuers[0].login is not None
     assert config.issuers[0].login.scopes == ["openid", "email", "profile", "offline_access"]
     assert parse_config({**data, "ci_audience": "cli-app"}).audience_for_ci == "cli-app"
+    people_only = {**data, "issuers": [{**data["issuers"][0], "audiences": ["cli-app", "ccweb"]}]}
+    assert parse_config(people_only).audience_for_ci == "ccweb"  # never a login client's own id if avoidable
 
 
 @pytest.mark.parametrize(("change", "value", "message"), INVALID)
