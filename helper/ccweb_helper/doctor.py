@@ -4,7 +4,9 @@ Exit status 0 when nothing is ``warn`` or ``FAIL``, else 1.
 
 The helper list is computed as git's credential code builds it (``gitconfig.effective``), not with
 ``git config --get-urlmatch``, which answers how ``http.<url>.*`` settings resolve and would hide a keychain
-configured for all hosts. The token is never printed.
+configured for all hosts; on a git older than 2.26, which ignores the ``*`` host patterns setup writes,
+it is computed as that git would (``wildcards=False``). The token is never printed, nor a user name from a
+remote URL beyond a short prefix (a CodeCommit one is ``ASIA…%<session token>``).
 """
 
 from __future__ import annotations
@@ -84,9 +86,9 @@ def _words(command: str) -> list[str]:
     return words
 
 
-def _fix(entry: gitconfig.Entry, *, before: bool) -> str:
+def _fix(entry: gitconfig.Entry, *, before: bool, git: tuple[int, ...]) -> str:
     """How to stop ``entry`` from speaking for CodeCommit hosts."""
-    remove = f"remove it (`{_unset(entry)}`)"
+    remove = f"remove it (`{_unset(entry, git)}`)"
     if gitconfig.split_name(entry.name)[1] is not None:
         return remove  # configured for these very hosts
     if entry.scope in ("local", "worktree"):
@@ -96,11 +98,33 @@ def _fix(entry: gitconfig.Entry, *, before: bool) -> str:
     return f"move that line above the [credential \"https://…\"] sections in {entry.where}, or {remove}"
 
 
-def _unset(entry: gitconfig.Entry) -> str:
+def _unset(entry: gitconfig.Entry, git: tuple[int, ...]) -> str:
+    """A command that removes exactly ``entry`` and works on git ``git`` (``--fixed-value`` needs 2.30)."""
     path = entry.path
     if path is None:
         return f"drop the {entry.where} setting {entry.name}"
-    return shlex.join(["git", "config", "--file", path, "--fixed-value", "--unset-all", entry.name, entry.value or ""])
+    value = entry.value or ""
+    if git >= gitconfig.FIXED_VALUE:
+        return shlex.join(["git", "config", "--file", path, "--fixed-value", "--unset-all", entry.name, value])
+    return shlex.join(["git", "config", "--file", path, "--unset-all", entry.name, gitconfig.ere_literal(value)])
+
+
+def _short_user(user: str) -> str:
+    """A user name from a URL, shown safely: nothing from its first ``%`` on (a CodeCommit user name is
+    ``<access key id>%<session token>``), at most 8 characters."""
+    head = user.split("%", 1)[0]
+    cut = head[:8]
+    return cut + "…" if cut != user else cut
+
+
+def _text(value: object) -> str:
+    """A field of the service's answer for a sentence: a string as it is, anything else as ``?``."""
+    return value if isinstance(value, str) else "?"
+
+
+def _strings(value: object) -> list[str]:
+    """The strings of a list in the service's answer; nothing for any other shape."""
+    return [item for item in (value if isinstance(value, list) else []) if isinstance(item, str)]
 
 
 class Doctor:
@@ -113,6 +137,7 @@ class Doctor:
         self.service: ServiceURL | None = None
         self.service_ok = False
         self.ccweb_values: dict[str, gitconfig.Entry] = {}
+        self.git: tuple[int, ...] = gitconfig.CREDENTIAL_WILDCARDS
 
     def say(self, status: str, text: str) -> None:
         line = Line(status, one_line(text, 2000))
@@ -127,10 +152,14 @@ class Doctor:
         if found is None:
             self.say("FAIL", "git cannot be run: install git and make sure it is on PATH.")
             return False
+        self.git = found
         shown = ".".join(map(str, found))
-        if found < (2, 13):
-            self.say("FAIL", f"git {shown} is too old: the host patterns ccweb-helper setup writes "
-                             "(`https://git-codecommit.*.amazonaws.com`) need git 2.13 or newer; upgrade git.")
+        if not gitconfig.has_wildcards(found):
+            need = ".".join(map(str, gitconfig.CREDENTIAL_WILDCARDS))
+            self.say("FAIL", f"git {shown} is too old: it ignores the host patterns ccweb-helper setup writes "
+                             f"(`https://git-codecommit.*.amazonaws.com`; `*` in credential URLs needs git {need}), "
+                             "so your other credential helpers answer for CodeCommit; upgrade git to "
+                             f"{need} or newer.")
         elif found < (2, 41):
             self.say("note", f"git {shown} works; git 2.41 and newer also honour password_expiry_utc and drop a "
                              "password once it has expired — upgrade when convenient.")
@@ -185,20 +214,23 @@ class Doctor:
 
     def helpers(self, target: gitconfig.Target) -> list[tuple[str, str]]:
         """The findings about the helpers git would run for ``target``, each with its fix."""
-        chosen = gitconfig.effective(self.entries, target)
+        wildcards = gitconfig.has_wildcards(self.git)
+        chosen = gitconfig.effective(self.entries, target, wildcards=wildcards)
         kinds = [classify(e.value or "") for e in chosen.helpers]
         first = next((i for i, k in enumerate(kinds) if k.kind == "ccweb"), None)
         if first is None:
             others = ", ".join(f"{k.label} ({e.where})" for k, e in zip(kinds, chosen.helpers))
+            fix = "run `ccweb-helper setup`" if wildcards else \
+                f"upgrade git to {'.'.join(map(str, gitconfig.CREDENTIAL_WILDCARDS))} or newer (see the git line)"
             return [("FAIL", "git would not ask ccweb-helper"
                      + (f", only {others}" if others else " (no helper at all, so it would prompt)")
-                     + "; run `ccweb-helper setup`.")]
+                     + f"; {fix}.")]
         self.ccweb_values.setdefault(chosen.helpers[first].value or "", chosen.helpers[first])
         found: list[tuple[str, str]] = []
         for index, (kind, entry) in enumerate(zip(kinds, chosen.helpers)):
             if index == first or kind.kind == "ccweb":
                 continue
-            fix = _fix(entry, before=index < first)
+            fix = _fix(entry, before=index < first, git=self.git)
             if index < first:
                 found.append(("FAIL", f"{kind.label} from {entry.where} would answer before ccweb-helper, with a "
                                       "stored or differently made password (a dead one gives `403` after 15 "
@@ -209,7 +241,7 @@ class Doctor:
                                       f"{fix}."))
             elif kind.kind == "aws":
                 found.append(("note", f"{kind.label} from {entry.where} comes after ccweb-helper and is never "
-                                      f"asked; remove it when convenient (`{_unset(entry)}`)."))
+                                      f"asked; remove it when convenient (`{_unset(entry, self.git)}`)."))
             else:
                 found.append(("warn", f"{kind.label} from {entry.where} comes after ccweb-helper and is handed "
                                       f"each CodeCommit password; if it stores passwords, {fix}."))
@@ -224,12 +256,14 @@ class Doctor:
         return found
 
     def helper_for_all_hosts(self) -> None:
-        chosen = gitconfig.effective(self.entries, gitconfig.Target.from_url(OTHER_HOST))
+        chosen = gitconfig.effective(self.entries, gitconfig.Target.from_url(OTHER_HOST),
+                                     wildcards=gitconfig.has_wildcards(self.git))
         for entry in chosen.helpers:
             if classify(entry.value or "").kind == "ccweb" and gitconfig.split_name(entry.name)[1] is None:
                 self.say("warn", f"ccweb-helper is configured for every host (credential.helper in {entry.where}): "
                                  "git asks it about github.com and every other remote too; remove that line "
-                                 f"(`{_unset(entry)}`) and keep the per-host sections of `ccweb-helper setup`.")
+                                 f"(`{_unset(entry, self.git)}`) and keep the per-host sections of "
+                                 "`ccweb-helper setup`.")
 
     def runnable(self) -> None:
         for value, entry in self.ccweb_values.items():
@@ -257,9 +291,10 @@ class Doctor:
                 self.say("FAIL", f"remote {name} has a password in its URL, so git sends it and never asks "
                                  f"ccweb-helper; run `git remote set-url {name} {clean}`.")
             elif parts.username:
-                self.say("warn", f"remote {name} names a user in its URL ({parts.username}@…): git sends that "
-                                 "user to every helper and matches credential settings per user; CodeCommit needs "
-                                 f"the username ccweb issues; run `git remote set-url {name} {clean}`.")
+                self.say("warn", f"remote {name} names a user in its URL ({_short_user(parts.username)}@…): git "
+                                 "sends that user to every helper and matches credential settings per user; "
+                                 "CodeCommit needs the username ccweb issues; run "
+                                 f"`git remote set-url {name} {clean}`.")
 
     def stored(self) -> None:
         home = os.path.expanduser("~")
@@ -412,18 +447,19 @@ class Doctor:
             self.say("FAIL", f"the service refused the token from {found.source}: {error_sentence(answer)}")
             return
         body = answer.body
-        identity, issuer, url, expires = (str(body.get(k, "?")) for k in ("identity", "issuer", "issuer_url",
-                                                                              "expires_at"))
+        identity, issuer, url, expires = (_text(body.get(k)) for k in ("identity", "issuer", "issuer_url",
+                                                                          "expires_at"))
         left = _minutes_left(expires)
         self.say("ok", f"the token from {found.source} is accepted: you are {identity} (issuer {issuer}, {url}), "
                        f"valid until {expires}{left}.")
-        rules = [r for r in body.get("rules") or [] if isinstance(r, dict)]
+        listed = body.get("rules")
+        rules = [rule for rule in (listed if isinstance(listed, list) else []) if isinstance(rule, dict)]
         if not rules:
             self.say("FAIL", f"no ccweb rule grants {identity} any repository: ask the owners of the ccweb policy.")
         for rule in rules:
-            repositories = ", ".join(str(r) for r in rule.get("repositories") or [])
-            self.say("ok", f"rule {rule.get('rule')}: {rule.get('access')} access to {repositories or 'nothing'} "
-                           f"(role {rule.get('role_arn')}).")
+            repositories = ", ".join(_strings(rule.get("repositories")))
+            self.say("ok", f"rule {_text(rule.get('rule'))}: {_text(rule.get('access'))} access to "
+                           f"{repositories or 'nothing'} (role {_text(rule.get('role_arn'))}).")
 
 
 def _minutes_left(expires: str) -> str:

@@ -13,7 +13,18 @@ pattern equals the remote's, and the pattern's path is a prefix of the remote's 
 A ``<url>`` without a scheme (``credential.example.com.helper``) is a partial URL: each part it names —
 host (with port, as typed), path, user name — must be equal.
 
-Pure matching in the middle; the only I/O is running ``git config`` (``read``) and ``git --version``.
+Versions (from git's own release notes, Documentation/RelNotes in git/git):
+
+- 2.26 (``CREDENTIAL_WILDCARDS``): the release notes announce wildcard patterns in the URLs of credential
+  configuration — ``credential.<url>`` now goes through the ``http.<url>`` URL matching. Before it, each
+  part of ``<url>`` was compared as a plain string, so a ``*`` matched only a literal ``*``: every
+  ``credential.https://git-codecommit.*.amazonaws.com.*`` entry, its empty ``helper =`` included, is
+  ignored and the user's other helpers answer. 2.26 also brought ``git config --show-scope``.
+- 2.30 (``FIXED_VALUE``): ``git config --fixed-value`` (the 2.30 notes call it by its draft name
+  ``--literal-value``); before it the value argument of ``--unset-all`` is always an extended regular
+  expression (``ere_literal`` makes one that matches a single value exactly).
+
+Pure matching in the middle; the only I/O is running git (``run_git``: ``read``, ``version``).
 """
 
 from __future__ import annotations
@@ -25,6 +36,9 @@ from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+CREDENTIAL_WILDCARDS = (2, 26)  # `*` in the host of credential.<url>
+FIXED_VALUE = (2, 30)  # git config --fixed-value
+TIMEOUT = 15.0  # seconds for one git command; a git config on a locked or slow file must not hang us
 
 
 class Entry(NamedTuple):
@@ -86,9 +100,12 @@ class Effective(NamedTuple):
     use_http_path: Entry | None
 
 
-def _git(args: Sequence[str], env: Mapping[str, str] | None, cwd: str | None) -> subprocess.CompletedProcess[str]:
+def run_git(args: Sequence[str], env: Mapping[str, str] | None = None,
+            cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``git args`` (output captured, no stdin). Raises OSError when git cannot be started and
+    ``subprocess.TimeoutExpired`` when it has not finished within ``TIMEOUT`` seconds."""
     return subprocess.run(
-        ["git", *args], capture_output=True, text=True, timeout=15, check=False, stdin=subprocess.DEVNULL,
+        ["git", *args], capture_output=True, text=True, timeout=TIMEOUT, check=False, stdin=subprocess.DEVNULL,
         env=None if env is None else dict(env), cwd=cwd,
     )
 
@@ -101,9 +118,9 @@ def read(pattern: str = "", *, scope_args: Sequence[str] = (), env: Mapping[str,
     cannot be run and ``GitConfigError`` when git refuses (``--local`` outside a repository, a broken file).
     """
     action = ["--get-regexp", pattern] if pattern else ["--list"]
-    result = _git(["config", *scope_args, "--show-scope", "--show-origin", "-z", *action], env, cwd)
+    result = run_git(["config", *scope_args, "--show-scope", "--show-origin", "-z", *action], env, cwd)
     if result.returncode == 129:  # git before 2.26 has no --show-scope
-        result = _git(["config", *scope_args, "--show-origin", "-z", *action], env, cwd)
+        result = run_git(["config", *scope_args, "--show-origin", "-z", *action], env, cwd)
         return [Entry(*fields) for fields in _records(result, 2)]
     return [Entry(*fields) for fields in _records(result, 3)]
 
@@ -137,7 +154,9 @@ def split_name(name: str) -> tuple[str, str | None, str]:
     return section.lower(), (middle if dot else None), (key if dot else rest).lower()
 
 
-def _host_matches(pattern: str, host: str) -> bool:
+def _host_matches(pattern: str, host: str, wildcards: bool) -> bool:
+    if not wildcards:
+        return pattern == host  # git before 2.26: a `*` is just a character, which no host name holds
     want, have = pattern.split("."), host.split(".")
     return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have))
 
@@ -156,8 +175,12 @@ def _split_authority(authority: str, protocol: str) -> tuple[str, str, str]:
     return unquote(user), name.lower(), port
 
 
-def url_matches(pattern: str, target: Target) -> bool:
-    """Whether git applies ``credential.<pattern>.*`` to ``target`` (pure; see the module docstring)."""
+def url_matches(pattern: str, target: Target, *, wildcards: bool = True) -> bool:
+    """Whether git applies ``credential.<pattern>.*`` to ``target`` (pure; see the module docstring).
+
+    ``wildcards`` is whether the git in question matches ``*`` in hosts (``has_wildcards``); without it
+    only the host spelled out matches. (Older git's other differences — exact rather than prefix paths —
+    are not modelled.)"""
     scheme, sep, rest = pattern.partition("://")
     if not sep:
         return _partial_matches(pattern, target)
@@ -166,7 +189,7 @@ def url_matches(pattern: str, target: Target) -> bool:
     authority, _, path = rest.partition("/")
     user, host, port = _split_authority(authority, target.protocol)
     _, have_host, have_port = _split_authority(target.host, target.protocol)
-    if not _host_matches(host, have_host) or port != have_port:
+    if not _host_matches(host, have_host, wildcards) or port != have_port:
         return False
     if user and user != target.username:
         return False
@@ -189,25 +212,27 @@ def _partial_matches(pattern: str, target: Target) -> bool:
     return not path or path == target.path.strip("/")
 
 
-def applies(entry: Entry, target: Target, key: str) -> bool:
+def applies(entry: Entry, target: Target, key: str, *, wildcards: bool = True) -> bool:
     """Whether git's credential code applies ``entry`` as ``credential.<key>`` for ``target``."""
     section, url, name = split_name(entry.name)
-    return section == "credential" and name == key and (url is None or url_matches(url, target))
+    return section == "credential" and name == key and (url is None or url_matches(url, target, wildcards=wildcards))
 
 
-def effective(entries: Iterable[Entry], target: Target) -> Effective:
-    """The helper list git builds for ``target`` from ``entries`` (in git's order), and its useHttpPath."""
+def effective(entries: Iterable[Entry], target: Target, *, wildcards: bool = True) -> Effective:
+    """The helper list git builds for ``target`` from ``entries`` (in git's order), and its useHttpPath.
+
+    ``wildcards=False`` for a git older than 2.26 (``has_wildcards``), which ignores ``*`` host patterns."""
     helpers: list[Entry] = []
     use_http_path = None
     for entry in entries:
-        if applies(entry, target, "helper"):
+        if applies(entry, target, "helper", wildcards=wildcards):
             if entry.value is None:
                 continue  # git refuses a bare `helper` line (no value) and keeps going
             if entry.value == "":
                 helpers.clear()
             else:
                 helpers.append(entry)
-        elif applies(entry, target, "usehttppath"):
+        elif applies(entry, target, "usehttppath", wildcards=wildcards):
             use_http_path = entry
     return Effective(tuple(helpers), use_http_path)
 
@@ -227,7 +252,7 @@ def as_bool(value: str | None) -> bool | None:
 def version(env: Mapping[str, str] | None = None) -> tuple[int, ...] | None:
     """``git --version`` as numbers (``(2, 39, 5)``); None when git cannot be run or says something else."""
     try:
-        result = _git(["--version"], env, None)
+        result = run_git(["--version"], env, None)
     except (OSError, subprocess.SubprocessError):
         return None
     words = result.stdout.split()
@@ -239,3 +264,14 @@ def version(env: Mapping[str, str] | None = None) -> tuple[int, ...] | None:
             break
         numbers.append(int(part))
     return tuple(numbers) or None
+
+
+def has_wildcards(found: tuple[int, ...]) -> bool:
+    """Whether git ``found`` (``version()``) matches ``*`` in the host of ``credential.<url>``."""
+    return found >= CREDENTIAL_WILDCARDS
+
+
+def ere_literal(value: str) -> str:
+    """An extended regular expression (git config's value pattern before ``--fixed-value``) matching exactly
+    ``value``: anchored, every ERE special character escaped (``]`` and ``}`` are ordinary on their own)."""
+    return "^" + "".join("\\" + c if c in "\\^.[$()|*+?{" else c for c in value) + "$"

@@ -13,6 +13,10 @@ Git Credential Manager, ``store`` or ``cache`` configured for all hosts is neith
 CodeCommit password; for every other host the user's own helpers keep working. git's ``*`` in a URL's host
 matches exactly one label, so ``git-codecommit.us-east-1.amazonaws.com.evil.example`` is not matched.
 
+git applies ``*`` host patterns to credential settings only from git 2.26 on (``gitconfig``); an older git
+would ignore every section written here, so setup refuses to run on it and says to upgrade. (Spelling out
+each host instead is no way round: VPC endpoint names hold an endpoint id no list can foresee.)
+
 Idempotent: it reads the target file first and runs ``git config`` only for keys that differ.
 """
 
@@ -46,7 +50,8 @@ USAGE_EPILOG = """\
 Writes, for every CodeCommit host form and each git endpoint of the service, a [credential "<url>"] section
 with an empty `helper =` (so no keychain, Git Credential Manager, store or cache sees CodeCommit passwords),
 `helper = !ccweb-helper` and `useHttpPath = true`, plus ccweb.url. Your own helpers keep working for every
-other host. Running it again changes nothing. Check the result with `ccweb-helper doctor`.
+other host. Running it again changes nothing. Check the result with `ccweb-helper doctor`. Needs git 2.26 or
+newer (older git ignores the `*` host patterns).
 """
 
 
@@ -139,7 +144,7 @@ def _url(args: argparse.Namespace, env: Mapping[str, str], scope: list[str]) -> 
     if env.get("CCWEB_URL", "").strip():
         return parse_service_url(env["CCWEB_URL"], "CCWEB_URL"), "CCWEB_URL"
     for where in (scope, []):
-        entries = [e for e in gitconfig.read(r"^ccweb\.url$", scope_args=where) if e.value]
+        entries = [e for e in gitconfig.read(r"^ccweb\.url$", scope_args=where, env=env) if e.value]
         if entries:
             value = entries[-1].value or ""
             return parse_service_url(value, "git config ccweb.url"), "the existing ccweb.url"
@@ -169,6 +174,10 @@ def main(command: str, argv: list[str]) -> int:
 
 def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     scope, place = _scope_args(args)
+    refused = _git_refused(gitconfig.version(env))
+    if refused:
+        err.write(f"ccweb-helper setup: {refused}\n")
+        return 1
     try:
         found = _url(args, env, scope)
     except HelperError as exc:
@@ -191,7 +200,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
     for host in endpoints:
         sections.extend(Section(f"git endpoint {host}", url) for url in endpoint_urls(host))
     try:
-        existing = gitconfig.read(scope_args=scope) if not _missing_file(args) else []
+        existing = gitconfig.read(scope_args=scope, env=env) if not _missing_file(args, env) else []
     except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError) as exc:
         err.write(f"ccweb-helper setup: cannot read {place} ({exc}).\n")
         return 1
@@ -204,20 +213,54 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
         if not todo:
             out.write(f"Already configured in {place}; nothing to do.\n")
         return 0
-    for step in todo:
-        result = subprocess.run(["git", "config", *scope, *step], capture_output=True, text=True, check=False,
-                                stdin=subprocess.DEVNULL, timeout=15)
+    for done, step in enumerate(todo):
+        shown = shlex.join(["git", "config", *scope, *step])
+        again = (f" {done} of {len(todo)} changes were written; run `ccweb-helper setup` again (it writes only "
+                 "what is missing)." if done else "")
+        try:
+            result = gitconfig.run_git(["config", *scope, *step], env)
+        except subprocess.TimeoutExpired:
+            err.write(f"ccweb-helper setup: `{shown}` did not finish within {gitconfig.TIMEOUT:g} seconds (is "
+                      f"{place} on a slow or unreachable drive, or locked by another git?).{again}\n")
+            return 1
+        except (OSError, subprocess.SubprocessError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            err.write(f"ccweb-helper setup: `{shown}` could not be started ({reason}); check that git is installed "
+                      f"and on PATH.{again}\n")
+            return 1
         if result.returncode != 0:
-            err.write(f"ccweb-helper setup: `{shlex.join(['git', 'config', *scope, *step])}` failed: "
-                      f"{result.stderr.strip() or result.returncode}\n")
+            reason = one_line(result.stderr.strip(), 500) or f"exit status {result.returncode}"
+            err.write(f"ccweb-helper setup: `{shown}` failed: {reason.rstrip('.')}.{again}\n")
             return 1
     _summary(out, place, todo=todo, service=service, helper=helper, sections=sections, endpoints=endpoints,
              warning=warning)
     return 0
 
 
-def _missing_file(args: argparse.Namespace) -> bool:
-    return bool(args.file) and not os.path.exists(args.file)
+def _git_refused(found: tuple[int, ...] | None) -> str:
+    """Why setup cannot configure this git ("" when it can)."""
+    if found is None:
+        return "git cannot be run: install git (2.26 or newer) and make sure it is on PATH."
+    if not gitconfig.has_wildcards(found):
+        shown = ".".join(map(str, found))
+        need = ".".join(map(str, gitconfig.CREDENTIAL_WILDCARDS))
+        return (f"git {shown} is too old: it ignores the `https://git-codecommit.*.amazonaws.com` host patterns "
+                f"setup writes (git applies `*` in credential URLs from {need} on), so your other credential "
+                f"helpers would keep answering for CodeCommit; upgrade git to {need} or newer, then run "
+                "`ccweb-helper setup` again. Nothing was changed.")
+    return ""
+
+
+def _missing_file(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    """Whether the file setup writes does not exist yet (git refuses to list it; there is nothing to read)."""
+    if args.file:
+        return not os.path.exists(args.file)
+    if args.local:
+        return False  # git itself says when this is not a repository
+    home = env.get("HOME") or os.path.expanduser("~")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = (os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config"))
+    return not any(os.path.exists(path) for path in files)
 
 
 def _git_endpoints(service: ServiceURL, env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:

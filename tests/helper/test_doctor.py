@@ -12,6 +12,9 @@ import email.utils
 import http.server
 import ipaddress
 import json
+import re
+import shlex
+import shutil
 import socket
 import ssl
 import subprocess
@@ -217,17 +220,23 @@ def _dead_url() -> str:
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
+WHOAMI: dict[str, Any] = {
+    "identity": "someone@example.com", "issuer": "corp", "issuer_url": "https://login.example.com",
+    "expires_at": "2099-01-01T00:00:00Z",
+    "rules": [{"rule": "devs", "access": "read", "repositories": ["*"], "role_arn": "arn:x"}],
+}
+
+
 class _StandIn(http.server.BaseHTTPRequestHandler):
-    """A ccweb look-alike whose clock is ``offset`` seconds off."""
+    """A ccweb look-alike whose clock is ``offset`` seconds off and whose /v1/whoami answers ``whoami``."""
 
     offset = 0.0
+    whoami: dict[str, Any] = WHOAMI
 
     def do_GET(self) -> None:
         body: dict[str, Any] = {"git_endpoints": []}
         if self.path == "/v1/whoami":
-            body = {"identity": "someone@example.com", "issuer": "corp", "issuer_url": "https://login.example.com",
-                    "expires_at": "2099-01-01T00:00:00Z",
-                    "rules": [{"rule": "devs", "access": "read", "repositories": ["*"], "role_arn": "arn:x"}]}
+            body = self.whoami
         raw = json.dumps(body).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -243,8 +252,9 @@ class _StandIn(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def stand_in(offset: float = 0.0, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    handler = type("Handler", (_StandIn,), {"offset": offset})
+def stand_in(offset: float = 0.0, tls: ssl.SSLContext | None = None,
+             whoami: dict[str, Any] | None = None) -> Iterator[str]:
+    handler = type("Handler", (_StandIn,), {"offset": offset, "whoami": WHOAMI if whoami is None else whoami})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
@@ -283,6 +293,7 @@ def _tls_context(tmp: Path) -> ssl.SSLContext:
 
 
 PLANTED_PASSWORD = "20261122T101500Z" + "ab" * 32
+PLANTED_KEY_ID, PLANTED_SESSION = "ASIAPLANTEDKEYID0001", "PLANTED-SESSION-TOKEN"
 
 
 def _helper_missing(box: Machine) -> None:
@@ -349,6 +360,11 @@ def _remote_with_user(box: Machine) -> None:
     box.repo(f"https://alice@{STANDARD}/v1/repos/demo")
 
 
+def _remote_with_codecommit_user(box: Machine) -> None:
+    box.setup()
+    box.repo(f"https://{PLANTED_KEY_ID}%25{PLANTED_SESSION}@{STANDARD}/v1/repos/demo")
+
+
 def _remote_with_password(box: Machine) -> None:
     box.setup()
     box.repo(f"https://alice:{PLANTED_PASSWORD}@{STANDARD}/v1/repos/demo")
@@ -385,6 +401,8 @@ BROKEN: dict[str, tuple[Callable[[Machine], None], str, list[str]]] = {
     "no-rule": (_no_rule, "FAIL", ["no ccweb rule grants mallory@example.net any repository"]),
     "remote-with-user": (_remote_with_user, "warn", ["remote origin names a user", "git remote set-url origin "
                                                      f"https://{STANDARD}/v1/repos/demo"]),
+    "remote-with-codecommit-user": (_remote_with_codecommit_user, "warn", [
+        f"remote origin names a user in its URL ({PLANTED_KEY_ID[:8]}…@…)"]),
     "remote-with-password": (_remote_with_password, "FAIL", ["remote origin has a password in its URL"]),
     "ssl-verify-off": (_ssl_verify_off, "FAIL", ["http.sslVerify is false"]),
     "helper-not-on-path": (_helper_not_on_path, "FAIL", ["`ccweb-helper-not-installed` cannot be found on PATH"]),
@@ -404,7 +422,8 @@ def test_each_broken_configuration_is_named_with_its_fix(sandbox: Sandbox, tmp_p
         assert any(sentence in line for line in flagged), (sentence, result.stdout)
     assert "Traceback" not in result.stderr
     assert "problem" in result.stdout.splitlines()[-1]
-    secrets = [PLANTED_PASSWORD, sandbox.token_file("alice").read_text().strip(), box.env.get("CCWEB_TOKEN", "")]
+    secrets = [PLANTED_PASSWORD, PLANTED_KEY_ID, PLANTED_SESSION, sandbox.token_file("alice").read_text().strip(),
+               box.env.get("CCWEB_TOKEN", "")]
     assert not any(s and s in result.stdout + result.stderr for s in secrets)
 
 
@@ -448,3 +467,119 @@ def test_a_proxy_is_noted_not_failed(sandbox: Sandbox, tmp_path: Path) -> None:
     line = next(line for line in result.stdout.splitlines() if "proxy" in line)
     assert line.startswith("note") and "connects to the ccweb service directly" in line
     assert "PROXYSECRET" not in result.stdout
+
+
+# -- what the service answers, in any shape ----------------------------------------------------------------
+
+ODD_WHOAMI: dict[str, tuple[Any, str]] = {
+    # name: (the "rules" value, the line doctor must print)
+    "rules-a-number": (7, "FAIL  no ccweb rule grants someone@example.com any repository"),
+    "rules-true": (True, "FAIL  no ccweb rule grants someone@example.com any repository"),
+    "rules-a-string": ("devs", "FAIL  no ccweb rule grants someone@example.com any repository"),
+    "rules-an-object": ({"rule": "devs"}, "FAIL  no ccweb rule grants someone@example.com any repository"),
+    "rules-of-scalars": ([1, "devs", None], "FAIL  no ccweb rule grants someone@example.com any repository"),
+    "repositories-a-number": ([{"rule": "devs", "access": "read", "repositories": 5, "role_arn": "arn:x"}],
+                              "ok    rule devs: read access to nothing (role arn:x)."),
+    "repositories-true": ([{"rule": "devs", "access": "read", "repositories": True, "role_arn": "arn:x"}],
+                          "ok    rule devs: read access to nothing (role arn:x)."),
+    "repositories-a-string": ([{"rule": "devs", "access": "read", "repositories": "app-*", "role_arn": "arn:x"}],
+                              "ok    rule devs: read access to nothing (role arn:x)."),
+    "repositories-mixed": ([{"rule": "devs", "access": "write", "repositories": ["app-*", 3, None, {"x": 1}, "lib"],
+                             "role_arn": "arn:x"}], "ok    rule devs: write access to app-*, lib (role arn:x)."),
+    "rule-fields-not-strings": ([{"rule": {"x": 1}, "access": 5, "repositories": ["*"], "role_arn": []}],
+                                "ok    rule ?: ? access to * (role ?)."),
+}
+
+
+@pytest.mark.parametrize(("rules", "line"), list(ODD_WHOAMI.values()), ids=list(ODD_WHOAMI))
+def test_odd_shapes_from_the_service_are_reported_not_raised(sandbox: Sandbox, tmp_path: Path, rules: Any,
+                                                             line: str) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    with stand_in(whoami={**WHOAMI, "rules": rules}) as url:
+        box.env.update({"CCWEB_URL": url, "CCWEB_TOKEN": "PLANTED.TOKEN.VALUE"})
+        result = box.doctor()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert any(printed.startswith(line) for printed in result.stdout.splitlines()), result.stdout
+    assert "you are someone@example.com" in result.stdout
+
+
+def test_identity_fields_of_any_shape_are_reported_not_raised(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    with stand_in(whoami={"identity": ["x"], "issuer": 3, "expires_at": {"when": 1}, "rules": WHOAMI["rules"]}) as url:
+        box.env.update({"CCWEB_URL": url, "CCWEB_TOKEN": "PLANTED.TOKEN.VALUE"})
+        result = box.doctor()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "you are ? (issuer ?, ?), valid until ?." in result.stdout
+
+
+# -- an older git ------------------------------------------------------------------------------------------
+
+def _git_reporting(tmp: Path, version: str) -> str:
+    """A directory holding a `git` that says it is ``version`` and hands everything else to the real git."""
+    real = shutil.which("git")
+    assert real is not None
+    folder = tmp / f"git-{version}"
+    folder.mkdir()
+    script = folder / "git"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "git version {version}"; exit 0; fi\n'
+                      f'exec {shlex.quote(real)} "$@"\n')
+    script.chmod(0o755)
+    return str(folder)
+
+
+def test_a_git_without_credential_wildcards_fails_with_the_upgrade(sandbox: Sandbox, tmp_path: Path) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()  # with the real git, which applies the sections setup writes
+    box.env["PATH"] = f"{_git_reporting(tmp_path, '2.25.1')}:{box.env['PATH']}"
+    result = box.doctor()
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    version = next(line for line in lines if "git 2.25.1" in line)
+    assert version.startswith("FAIL") and "is too old" in version and "upgrade git to 2.26 or newer" in version
+    codecommit = next(line for line in lines if line.startswith("FAIL  CodeCommit"))
+    assert "git would not ask ccweb-helper" in codecommit and "cache (in memory)" in codecommit
+    assert "upgrade git to 2.26 or newer" in codecommit and "run `ccweb-helper setup`" not in codecommit
+    # the service's own git endpoint is spelled out, no `*`: older git applies it too
+    endpoint = next(line for line in lines if f"git endpoint http://{sandbox.git_host}" in line)
+    assert endpoint.startswith("ok"), endpoint
+
+
+def test_wildcards_are_not_claimed_for_a_git_without_them() -> None:
+    entry = gitconfig.Entry("global", "file:/h/.gitconfig", "credential.https://git-codecommit.*.amazonaws.com.helper",
+                            "!ccweb-helper")
+    exact = entry._replace(name=f"credential.https://{STANDARD}.helper", value="!exact")
+    target = gitconfig.Target("https", STANDARD, "v1/repos/demo", "")
+    assert [e.value for e in gitconfig.effective([entry, exact], target).helpers] == ["!ccweb-helper", "!exact"]
+    assert [e.value for e in gitconfig.effective([entry, exact], target, wildcards=False).helpers] == ["!exact"]
+    assert gitconfig.has_wildcards((2, 26)) and gitconfig.has_wildcards((2, 39, 5))
+    assert not gitconfig.has_wildcards((2, 25, 4))
+
+
+UNSET_VALUE = "store --file=~/.creds.d/a+b(1).txt"
+UNSET_KEEP = [UNSET_VALUE + "-other", "store --file=~/.creds.d/aab1.txt"]  # a prefix; what the unescaped regex hits
+
+
+@pytest.mark.parametrize("version", ["2.29.3", None], ids=["git-2.29", "this-git"])
+def test_the_suggested_unset_command_works_on_the_running_git(sandbox: Sandbox, tmp_path: Path,
+                                                               version: str | None) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup()
+    box.repo()
+    for value in (UNSET_VALUE, *UNSET_KEEP):
+        box.git("config", "--local", "--add", "credential.helper", value)
+    if version:
+        box.env["PATH"] = f"{_git_reporting(tmp_path, version)}:{box.env['PATH']}"
+    result = box.doctor()
+    assert result.returncode == 1, result.stdout
+    commands = [shlex.split(c) for c in re.findall(r"`(git config --file [^`]*)`", result.stdout)]
+    fixed = "--fixed-value" in result.stdout
+    assert fixed is (version is None)
+    wanted = UNSET_VALUE if fixed else gitconfig.ere_literal(UNSET_VALUE)
+    command = next(c for c in commands if c[-1] == wanted)
+    assert command[:3] == ["git", "config", "--file"] and command[-2] == "credential.helper"
+    subprocess.run(command, env=box.env, cwd=box.cwd, check=True, capture_output=True, timeout=30)
+    left = subprocess.run(["git", "config", "--local", "--get-all", "credential.helper"], env=box.env, cwd=box.cwd,
+                          capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()
+    assert left == UNSET_KEEP

@@ -4,7 +4,10 @@ keep working for every other host and never see a CodeCommit password."""
 
 from __future__ import annotations
 
+import io
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,7 +18,8 @@ import pytest
 
 from ccweb.helper_dist import write_zipapp
 from ccweb.sandbox.dev import Sandbox
-from ccweb_helper.setup import CODECOMMIT_PATTERNS, endpoint_urls, helper_command
+from ccweb_helper import gitconfig
+from ccweb_helper.setup import CODECOMMIT_PATTERNS, _parser, endpoint_urls, helper_command, run
 from support import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,3 +289,84 @@ def test_helper_command(tmp_path: Path, argv0: str, which: str | None, root: str
 def test_endpoint_urls() -> None:
     assert endpoint_urls("git.example.com:8443") == ["https://git.example.com:8443"]
     assert endpoint_urls("127.0.0.1:9418") == ["https://127.0.0.1:9418", "http://127.0.0.1:9418"]
+
+
+# -- the git that runs it ----------------------------------------------------------------------------------
+
+def fake_git(tmp: Path, *, version: str = "", on_write: str = "") -> str:
+    """A directory holding a `git` that hands everything to the real git, except that it says it is
+    ``version`` (when given) and runs the shell line ``on_write`` first for `git config --replace-all/--add`."""
+    real = shutil.which("git")
+    assert real is not None
+    folder = tmp / "fake-git"
+    folder.mkdir(exist_ok=True)
+    script = folder / "git"
+    lines = ["#!/bin/sh"]
+    if version:
+        lines.append(f'if [ "$1" = --version ]; then echo "git version {version}"; exit 0; fi')
+    if on_write:
+        lines.append(f'case " $* " in *" --replace-all "*|*" --add "*) {on_write};; esac')
+    lines.append(f'exec {shlex.quote(real)} "$@"')
+    script.write_text("\n".join(lines) + "\n")
+    script.chmod(0o755)
+    return str(folder)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["write", "dry-run"])
+def test_a_git_without_credential_wildcards_is_refused(tmp_path: Path, home: Path, dry_run: bool) -> None:
+    before = (home / ".gitconfig").read_bytes()
+    path = f"{fake_git(tmp_path, version='2.25.4')}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = setup(home, "--url", "http://127.0.0.1:9", *(["--dry-run"] if dry_run else []), PATH=path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("ccweb-helper setup: git 2.25.4 is too old") and done.stderr.count("\n") == 1
+    assert "upgrade git to 2.26 or newer" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert (home / ".gitconfig").read_bytes() == before
+
+
+def test_the_oldest_git_with_credential_wildcards_is_accepted(tmp_path: Path, home: Path) -> None:
+    path = f"{fake_git(tmp_path, version='2.26.0')}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = setup(home, "--url", "http://127.0.0.1:9", "--dry-run", PATH=path)
+    assert done.returncode == 0, done.stderr
+    assert "credential.https://git-codecommit.*.amazonaws.com.helper" in done.stdout
+
+
+def _run_in_process(home: Path, path: str) -> tuple[int, str, str]:
+    """setup itself, in this process, with the git that ``path`` finds (so its timeout can be shortened)."""
+    args = _parser().parse_args(["--url", "http://127.0.0.1:9", "--helper", "!ccweb-helper"])
+    out, err = io.StringIO(), io.StringIO()
+    code = run(args, home_env(home, PATH=path), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_git_that_hangs_ends_in_one_sentence(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gitconfig, "TIMEOUT", 1.0)
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    code, out, err = _run_in_process(home, fake_git(tmp_path, on_write=f"exec {shlex.quote(sleep)} 30"))
+    assert code == 1
+    assert err.count("\n") == 2, err  # the warning about the unreachable service, then the one about git
+    line = err.splitlines()[-1]
+    assert line.startswith("ccweb-helper setup: `git config --global --replace-all ccweb.url http://127.0.0.1:9` "
+                           "did not finish within 1 seconds"), line
+    assert "Traceback" not in err and "nothing to do" not in out
+
+
+def test_a_git_that_vanishes_midway_ends_in_one_sentence(tmp_path: Path, home: Path) -> None:
+    rm = shutil.which("rm")
+    assert rm is not None
+    # The first write removes this `git`; PATH holds nothing else, so the second cannot be started.
+    code, _, err = _run_in_process(home, fake_git(tmp_path, on_write=f'{shlex.quote(rm)} -f "$0"'))
+    assert code == 1
+    line = err.splitlines()[-1]
+    assert line.startswith("ccweb-helper setup: `git config --global ") and "could not be started (" in line, line
+    assert "1 of " in line and "run `ccweb-helper setup` again" in line
+    assert "Traceback" not in err
+
+
+def test_a_first_time_user_without_any_gitconfig(sandbox: Sandbox, home: Path) -> None:
+    (home / ".gitconfig").unlink()
+    done = setup(home, "--url", sandbox.api_url)
+    assert done.returncode == 0, done.stderr
+    assert f"url = {sandbox.api_url}" in (home / ".gitconfig").read_text()
+    assert "Already configured" in setup(home, "--url", sandbox.api_url).stdout
