@@ -54,9 +54,20 @@ def main(command: str, args: list[str], env: Mapping[str, str] | None = None,
     except HelperError as exc:
         err.write(f"ccweb: {one_line(exc.message)}\n")
         return 1
+    except (ValueError, OverflowError, OSError) as exc:  # a last resort: never a traceback for a person
+        err.write(f"ccweb: {command} failed ({_reason(exc)}).\n")
+        return 1
     except KeyboardInterrupt:
         err.write("ccweb: cancelled.\n")
         return 130
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, without the values involved (a message of a decoding error may quote a token)."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if isinstance(exc.filename, str) else ""
+        return one_line(f"{exc.strerror or type(exc).__name__}{where}", 300)
+    return type(exc).__name__
 
 
 def _service(env: Mapping[str, str]) -> ServiceURL:
@@ -97,14 +108,24 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
         entries = login.logins(store.read())
         entries[login.entry_key(chosen)] = entry
         login.save(store, entries)
-    out.write(f"Signed in to {chosen.name} until {_when(entry['expires_at'])}"
+    try:
+        until = f" until {_when(entry['expires_at'])}"
+    except ValueError:
+        until = ""
+    out.write(f"Signed in to {chosen.name}{until}"
               f"{' (renewed automatically)' if 'refresh_token' in entry else ''}.\n")
     return 0
 
 
 def _when(epoch: object) -> str:
-    seconds = float(epoch) if isinstance(epoch, (int, float)) else 0.0
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    """A point in time for people; ValueError when ``epoch`` is not one a calendar can show."""
+    seconds = login.epoch(epoch)
+    if seconds is None:
+        raise ValueError("not a time")
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError) as exc:  # beyond this platform's calendar (Windows stops at 3000)
+        raise ValueError("not a time") from exc
 
 
 def _status(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
@@ -121,12 +142,18 @@ def _status(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
         (e for i in issuers for e in [entries.get(login.entry_key(i))] if isinstance(e, dict)
          and e.get("id_token") == id_token), {},
     )
-    claims = login.id_token_claims(id_token)
+    try:
+        claims = login.id_token_claims(id_token)
+        until = _when(claims.get("exp"))
+    except ValueError:  # a hand-edited or damaged cache: decoding, JSON or the expiry
+        raise HelperError(
+            f"the login cached in {store.path} is damaged; run `ccweb-helper login` to sign in again."
+        ) from None
     who = claims.get("email") or claims.get("sub")
     lines = [
         f"Signed in as {one_line(str(who), 200)} (subject {one_line(str(claims.get('sub')), 200)})",
-        f"  issuer   {entry.get('name', '?')} ({one_line(str(claims.get('iss')), 300)})",
-        f"  until    {_when(claims.get('exp'))}"
+        f"  issuer   {one_line(str(entry.get('name', '?')), 200)} ({one_line(str(claims.get('iss')), 300)})",
+        f"  until    {until}"
         + ("; renewed automatically" if "refresh_token" in entry else "; then run `ccweb-helper login`"),
         f"  cache    {store.path}",
         f"  service  {service.url}",
@@ -160,14 +187,20 @@ def _rule_line(rule: Mapping[str, Any]) -> str:
 
 def _logout(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     store = Cache(cache_dir(env))
-    if not store.path.exists():
+    if not os.path.lexists(store.path):
         out.write("Not signed in; nothing to forget.\n")
         return 0
     seconds = timeout(env)
     with login.locked(store, err):
         entries = login.logins(store.read())
         revoked = sum(login.revoke(entry, seconds) for entry in entries.values() if isinstance(entry, dict))
-        store.remove()
+        try:
+            store.remove()
+        except OSError as exc:
+            raise HelperError(
+                f"cannot remove the login cache {store.path} ({exc.strerror or type(exc).__name__}); remove it "
+                "yourself to sign out."
+            ) from None
     out.write(f"Signed out: removed {store.path}"
               + (f" and revoked {revoked} login{'s' if revoked != 1 else ''} at the identity provider" if revoked
                  else "") + ".\n")

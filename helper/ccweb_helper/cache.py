@@ -3,9 +3,10 @@
 ``CCWEB_CACHE_DIR`` overrides the place; otherwise ``$XDG_CACHE_HOME/ccweb`` (else ``~/.cache/ccweb``) on
 Linux and the BSDs, ``~/Library/Caches/ccweb`` on macOS and ``%LOCALAPPDATA%\\ccweb`` on Windows. The
 directory is 0700 and the file 0600; the file is replaced atomically (a temporary file in the same directory,
-then ``os.replace``), so a reader never sees half of it. Writers and logins hold an exclusive lock on a
-separate lock file (``flock`` on POSIX, ``msvcrt.locking`` on Windows), so parallel git processes share one
-login: the second waits for the first, then reads what it wrote. The cache holds only identity-provider
+then ``os.replace``, retried for a moment on Windows while another process has the file open), so a reader
+never sees half of it. Writers and logins hold an exclusive lock on a separate lock file (``flock`` on
+POSIX, ``msvcrt.locking`` on Windows), so parallel git processes share one login: the second waits for the
+first, for a bounded time, then reads what it wrote. The cache holds only identity-provider
 tokens, never a CodeCommit password.
 """
 
@@ -15,7 +16,7 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 FILE_NAME = "login.json"
 LOCK_NAME = "login.lock"
 MAX_BYTES = 1 << 20
+REPLACE_SECONDS = 1.0  # Windows: how long to retry replacing a file another process has open
+POLL_SECONDS = 0.1
 
 
 def cache_dir(env: Mapping[str, str], platform: str = sys.platform, home: str | None = None) -> Path:
@@ -74,6 +77,8 @@ class Cache:
 
     def write(self, data: Mapping[str, Any]) -> None:
         """Replace the file atomically with ``data``; mode 0600 from the first byte."""
+        import tempfile  # noqa: PLC0415 (only when writing: a cached login is read far more often)
+
         self._ensure_directory()
         fd, temporary = tempfile.mkstemp(prefix=".login-", suffix=".tmp", dir=self.directory)  # mode 0600
         try:
@@ -81,7 +86,7 @@ class Cache:
                 json.dump(data, handle, separators=(",", ":"), sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            replace(temporary, self.path, REPLACE_SECONDS if sys.platform == "win32" else 0.0)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
@@ -96,15 +101,22 @@ class Cache:
         return True
 
     @contextlib.contextmanager
-    def lock(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-        """Hold the exclusive lock; ``on_wait`` is called once if another process holds it first."""
+    def lock(self, on_wait: Callable[[], None] | None = None, timeout: float | None = None) -> Iterator[None]:
+        """Hold the exclusive lock; ``on_wait`` is called once if another process holds it first.
+
+        TimeoutError when another process holds it for more than ``timeout`` seconds (None: wait for ever).
+        """
         self._ensure_directory()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if not _try_lock(fd):
                 if on_wait is not None:
                     on_wait()
-                _wait_lock(fd)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not _try_lock(fd):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TimeoutError(f"the lock {self.lock_path} is held by another process")
+                    time.sleep(POLL_SECONDS)
             try:
                 yield
             finally:
@@ -113,9 +125,23 @@ class Cache:
             os.close(fd)
 
 
+def replace(source: str, target: Path, retry_seconds: float) -> None:
+    """``os.replace``, retried for ``retry_seconds`` on PermissionError: on Windows a file another process
+    has open (a parallel helper reading it, an anti-virus scanner) cannot be replaced for that moment."""
+    deadline = time.monotonic() + retry_seconds
+    while True:
+        try:
+            os.replace(source, target)
+        except PermissionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+        else:
+            return
+
+
 if sys.platform == "win32":
     import msvcrt
-    import time
 
     def _try_lock(fd: int) -> bool:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -124,10 +150,6 @@ if sys.platform == "win32":
         except OSError:
             return False
         return True
-
-    def _wait_lock(fd: int) -> None:
-        while not _try_lock(fd):
-            time.sleep(0.1)
 
     def _unlock(fd: int) -> None:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -142,9 +164,6 @@ else:
         except BlockingIOError:
             return False
         return True
-
-    def _wait_lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
 
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)

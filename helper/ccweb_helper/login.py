@@ -1,9 +1,11 @@
 """Interactive login: authorization code + PKCE or the device flow, with a cache shared by parallel gits.
 
 ``token()`` is the last token source: a cached ID token (refreshed silently with the refresh token when it
-is within a minute of expiry), else — when a person is at a terminal — a sign-in in the browser (a loopback
-redirect to ``http://127.0.0.1:<port>/callback``, state, nonce and S256 PKCE) or with the device
-authorization grant (RFC 8628) when there is no browser. The ID token is what the ccweb service receives:
+is within a minute of expiry; only the identity provider's ``invalid_grant`` or ``invalid_client`` ends a
+login, and while the provider is down the cached token serves until it expires), else — when a person is at
+a terminal — a sign-in in the browser (a loopback redirect to ``http://127.0.0.1:<port>/callback``, served
+by ``callback``; state, nonce and S256 PKCE) or with the device authorization grant (RFC 8628) when there
+is no browser. Either sign-in may take ``LOGIN_SECONDS``. The ID token is what the ccweb service receives:
 its ``aud`` is the login client id. The helper checks ``iss``, ``aud``/``azp``, ``nonce`` and ``exp`` of
 the payload; the service verifies the signature. The identity provider's configuration comes only from the
 issuer URL the service's discovery names, never from a URL inside a token. No token, code, verifier or
@@ -17,27 +19,28 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
+import math
 import secrets
-import socketserver
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, NamedTuple
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from ccweb_helper import discovery
 from ccweb_helper.cache import Cache, cache_dir
+from ccweb_helper.ci import is_jwt
 from ccweb_helper.client import HelperError, ServiceURL, http_json, one_line
 from ccweb_helper.discovery import LoginIssuer
 
 EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
+LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when it cannot be renewed just now
 LOGIN_SECONDS = 300  # how long a sign-in may take in the browser or on another device
-MAX_TOKEN_CHARS = 64 * 1024
+LOCK_SECONDS = LOGIN_SECONDS + 60  # how long to wait for another helper's sign-in before giving up
+LATEST_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "exp" is not a time
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 EXPIRED = "your login has expired; run `ccweb-helper login`."
+DEVICE_EXPIRED = "the sign-in code for {name} expired before it was used{why}; run `ccweb-helper login`."
 CACHE_VERSION = 1
 
 
@@ -58,21 +61,19 @@ class IdentityProvider(NamedTuple):
 # ---------------------------------------------------------------------------------------------------- decisions
 
 
-def can_prompt(env: Mapping[str, str]) -> bool:
-    """Whether a person is at a terminal to sign in (``CCWEB_LOGIN=never`` says no)."""
+def can_prompt(env: Mapping[str, str], stderr: IO[str] | None = None) -> bool:
+    """Whether a person is at a terminal to sign in: stderr, where the sign-in is explained, is a terminal,
+    and neither ``CCWEB_LOGIN=never`` nor git's ``GIT_TERMINAL_PROMPT=0`` (set by ``go mod download``, IDEs
+    and scripts that must never wait for a person) says no."""
     if env.get("CCWEB_LOGIN", "").strip().lower() == "never":
         return False
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        if sys.stderr.isatty():
-            return True
-    if os.name != "posix":
+    if env.get("GIT_TERMINAL_PROMPT", "").strip().lower() in ("0", "false", "no", "off"):
         return False
+    stream = sys.stderr if stderr is None else stderr
     try:
-        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
-    except OSError:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no stderr at all, or a closed one
         return False
-    os.close(fd)
-    return True
 
 
 def prefers_device(env: Mapping[str, str], platform: str = sys.platform) -> bool:
@@ -99,11 +100,22 @@ def _same_issuer(a: object, b: str) -> bool:
     return isinstance(a, str) and a.rstrip("/") == b.rstrip("/")
 
 
+def epoch(value: object) -> float | None:
+    """``value`` as seconds since 1970 when it is a time a calendar can show; None for anything else
+    (a string, a bool, NaN, infinity, 1e300)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 <= value <= LATEST_EPOCH:  # float() of a huge int would overflow
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= LATEST_EPOCH else None
+
+
 def id_token_claims(id_token: str) -> dict[str, Any]:
     """The payload of a JWT, unverified (the service verifies the signature); ValueError when it is not one."""
-    parts = id_token.split(".")
-    if len(parts) != 3 or len(id_token) > MAX_TOKEN_CHARS:
+    if not is_jwt(id_token):
         raise ValueError("not a JWT")
+    parts = id_token.split(".")
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
     if not isinstance(claims, dict):
@@ -116,7 +128,7 @@ def check_id_token(
 ) -> dict[str, Any]:
     """The claims of an ID token the identity provider just sent, after the checks a client must make."""
     what = f"the identity provider {login.name!r}"
-    if not isinstance(id_token, str) or not id_token.isascii() or any(c.isspace() for c in id_token):
+    if not isinstance(id_token, str) or not id_token:
         raise HelperError(f"{what} sent no ID token; check that the login scopes include 'openid'.")
     try:
         claims = id_token_claims(id_token)
@@ -133,7 +145,11 @@ def check_id_token(
     if subject is not None and claims.get("sub") != subject:
         raise HelperError(f"{what} renewed the login for another account; sign in again with `ccweb-helper login`.")
     expiry = claims.get("exp")
-    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or expiry <= now:
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        raise HelperError(f"{what} sent an ID token without an expiry time (exp); the sign-in was not used.")
+    if epoch(expiry) is None:
+        raise HelperError(f"{what} sent an ID token whose expiry (exp) is not a time; the sign-in was not used.")
+    if expiry <= now:
         raise HelperError(f"{what} sent an ID token that has already expired; check this computer's clock.")
     return claims
 
@@ -142,16 +158,17 @@ def entry_key(login: LoginIssuer) -> str:
     return f"{login.issuer.rstrip('/')} {login.client_id}"
 
 
-def usable(entry: object, login: LoginIssuer, now: float) -> str | None:
-    """The cached ID token of ``entry`` if it belongs to ``login`` and is valid for another minute."""
+def usable(entry: object, login: LoginIssuer, now: float, margin: float = EXPIRY_MARGIN) -> str | None:
+    """The cached ID token of ``entry`` if it belongs to ``login``, still looks like one JWT (a hand-edited
+    cache must not put anything else into a header) and is valid for another ``margin`` seconds."""
     if not isinstance(entry, dict):
         return None
-    id_token, expiry = entry.get("id_token"), entry.get("expires_at")
+    id_token, expiry = entry.get("id_token"), epoch(entry.get("expires_at"))
     if not (_same_issuer(entry.get("issuer"), login.issuer) and entry.get("client_id") == login.client_id):
         return None
-    if not isinstance(id_token, str) or isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+    if not isinstance(id_token, str) or not is_jwt(id_token) or expiry is None:
         return None
-    return id_token if expiry - EXPIRY_MARGIN > now else None
+    return id_token if expiry - margin > now else None
 
 
 def logins(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,19 +194,28 @@ def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr
     """A valid ID token for one of the service's login issuers: cached, refreshed, or from a new sign-in.
 
     None when there is none and ``interactive`` is False (or the service offers no login); HelperError when
-    the login has expired and cannot be renewed without a person.
+    the login has expired and cannot be renewed without a person, or cannot be renewed just now.
     """
     issuers = discovery.fetch(service, seconds).login
     if not issuers:
         return None
-    store = Cache(cache_dir(env))
+    return token_for(issuers, Cache(cache_dir(env)), env, seconds, stderr=stderr, interactive=interactive)
+
+
+def token_for(issuers: Sequence[LoginIssuer], store: Cache, env: Mapping[str, str], seconds: float, *,
+              stderr: IO[str], interactive: bool) -> str | None:
+    """``token`` for these issuers and this cache.
+
+    Only the identity provider's ``invalid_grant`` or ``invalid_client`` ends a login; when renewal fails for
+    any other reason (the provider is down, busy or unreachable) the refresh token is kept, and the cached ID
+    token is used while it is valid at all.
+    """
     for login in issuers:  # the common case needs no lock: files are replaced atomically
         found = usable(logins(store.read()).get(entry_key(login)), login, time.time())
         if found is not None:
             return found
     with locked(store, stderr):
-        document = store.read()
-        entries = logins(document)
+        entries = logins(store.read())
         expired = False
         for login in issuers:
             key = entry_key(login)
@@ -199,7 +225,16 @@ def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr
                 return found  # another process signed in or refreshed while we waited
             if not isinstance(entry, dict):
                 continue
-            renewed = refresh(login, entry, seconds)
+            try:
+                renewed = refresh(login, entry, seconds)
+            except NotRenewed as exc:
+                if exc.keep != entry:  # a rotated refresh token, without an ID token
+                    entries[key] = exc.keep
+                    save(store, entries)
+                last = usable(exc.keep, login, time.time(), margin=LAST_MARGIN)
+                if last is not None:
+                    return last
+                raise
             if renewed is not None:
                 entries[key] = renewed
                 save(store, entries)
@@ -220,14 +255,20 @@ def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr
 
 
 @contextlib.contextmanager
-def locked(store: Cache, stderr: IO[str]) -> Iterator[None]:
+def locked(store: Cache, stderr: IO[str], seconds: float = LOCK_SECONDS) -> Iterator[None]:
+    """Hold the login cache's lock; wait at most ``seconds`` for another helper's sign-in to finish."""
     def waiting() -> None:
         stderr.write("ccweb: waiting for another ccweb-helper to finish signing in…\n")
         stderr.flush()
 
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(store.lock(on_wait=waiting))
+        stack.enter_context(store.lock(on_wait=waiting, timeout=seconds))
+    except TimeoutError:
+        raise HelperError(
+            f"another ccweb-helper has held the login cache lock {store.lock_path} for over "
+            f"{seconds:.0f} seconds; finish or cancel its sign-in, then try again."
+        ) from None
     except OSError as exc:
         raise HelperError(
             f"cannot use the login cache in {store.directory} ({exc.strerror or exc}); set CCWEB_CACHE_DIR to a "
@@ -291,27 +332,55 @@ def _oauth_error(body: Mapping[str, Any], status: int) -> str:
     return one_line(text, 200)
 
 
+class NotRenewed(HelperError):
+    """The login could not be renewed just now, but it is not gone: ``keep`` is the entry to keep cached."""
+
+    def __init__(self, message: str, keep: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.keep = dict(keep)
+
+
+GONE = ("invalid_grant", "invalid_client")  # expired, revoked or already used; or the client is no more
+
+
 def refresh(login: LoginIssuer, entry: Mapping[str, Any], seconds: float) -> dict[str, Any] | None:
-    """A renewed entry from the refresh token; None when the login cannot be renewed without a person."""
+    """A renewed entry from the refresh token; None when the login is gone (no refresh token, or the identity
+    provider says ``invalid_grant`` or ``invalid_client``); NotRenewed when it cannot be renewed just now."""
     refresh_token = entry.get("refresh_token")
     if not isinstance(refresh_token, str) or not refresh_token:
         return None
-    idp = identity_provider(login, seconds)
-    status, body = _post_form(idp, idp.token_endpoint, {
-        "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": login.client_id,
-    }, seconds)
+    try:
+        idp = identity_provider(login, seconds)
+        status, body = _post_form(idp, idp.token_endpoint, {
+            "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": login.client_id,
+        }, seconds)
+    except HelperError as exc:  # unreachable, too slow, or not answering with its configuration
+        raise NotRenewed(exc.message, entry) from None
     if status != 200:
-        if 400 <= status < 500:
-            return None  # invalid_grant and kin: the refresh token is expired, revoked or already used
-        raise HelperError(f"{idp.what} could not renew your login ({_oauth_error(body, status)}); try again.")
+        if status in (400, 401) and body.get("error") in GONE:
+            return None
+        raise NotRenewed(
+            f"{idp.what} could not renew your login ({_oauth_error(body, status)}); try again in a moment, or run "
+            "`ccweb-helper login`.", entry,
+        )
+    kept = dict(entry)
+    rotated = body.get("refresh_token")
+    if isinstance(rotated, str) and rotated:
+        kept["refresh_token"] = rotated  # the old one may be spent already
     if "id_token" not in body:
-        return None
+        raise NotRenewed(
+            f"{idp.what} renewed your login without an ID token; check that the login scopes include 'openid', "
+            "or run `ccweb-helper login`.", kept,
+        )
     old = entry.get("id_token")
     subject = None
     with contextlib.suppress(ValueError):
         subject = id_token_claims(old).get("sub") if isinstance(old, str) else None
-    claims = check_id_token(body["id_token"], login, now=time.time(), subject=subject)
-    return new_entry(login, body["id_token"], claims, body.get("refresh_token") or refresh_token)
+    try:
+        claims = check_id_token(body["id_token"], login, now=time.time(), subject=subject)
+    except HelperError as exc:
+        raise NotRenewed(exc.message, kept) from None
+    return new_entry(login, body["id_token"], claims, kept["refresh_token"])
 
 
 def revoke(entry: Mapping[str, Any], seconds: float) -> bool:
@@ -378,7 +447,8 @@ def _device_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: I
     interval = body.get("interval")
     wait = float(interval) if isinstance(interval, (int, float)) and 0 < interval <= 60 else 5.0
     expires = body.get("expires_in")
-    deadline = time.monotonic() + (float(expires) if isinstance(expires, (int, float)) and expires > 0 else 600.0)
+    lifetime = float(expires) if isinstance(expires, (int, float)) and 0 < expires < math.inf else 600.0
+    deadline = time.monotonic() + min(lifetime, LOGIN_SECONDS)
     stderr.write(
         f"ccweb: to sign in to {idp.login.name}, open {one_line(str(uri), 500)} on any device and enter the code "
         f"{one_line(str(user_code), 40)}\n"
@@ -387,114 +457,47 @@ def _device_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: I
     if isinstance(complete, str) and complete.startswith(("https://", "http://")):
         stderr.write(f"       (or open {one_line(complete, 600)})\n")
     stderr.flush()
+    problem = ""  # the last answer that was no answer: a passing outage must not end the sign-in
     while time.monotonic() < deadline:
-        time.sleep(wait)
-        status, body = _post_form(idp, idp.token_endpoint, {
-            "grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": idp.login.client_id,
-        }, seconds)
+        time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
+        try:
+            status, body = _post_form(idp, idp.token_endpoint, {
+                "grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": idp.login.client_id,
+            }, seconds)
+        except HelperError as exc:  # too slow or unreachable this time; the code stays good
+            problem = exc.message.rstrip(".")
+            continue
         error = body.get("error")
-        if status == 200:
+        if status == 200 and body:
             return _tokens(idp, status, body)
         if error == "authorization_pending":
             continue
-        if error == "slow_down":
-            wait += 5
+        if error == "slow_down" or status == 429:
+            wait = min(wait + 5, 60.0)
             continue
         if error == "access_denied":
             raise HelperError(f"the sign-in at {idp.login.name} was declined.")
         if error == "expired_token":
-            break
+            raise HelperError(DEVICE_EXPIRED.format(name=idp.login.name, why=""))
+        if status >= 500 or status == 200 or not (isinstance(error, str) and error):  # not the OAuth server
+            problem = f"{idp.what} answered {_oauth_error(body, status)}"
+            continue
         return _tokens(idp, status, body)
-    raise HelperError(f"the sign-in code for {idp.login.name} expired before it was used; run `ccweb-helper login`.")
-
-
-class _CallbackServer(socketserver.TCPServer):
-    """The loopback redirect target: remembers the first answer that carries this sign-in's state."""
-
-    allow_reuse_address = False
-    timeout = 0.25
-
-    def __init__(self, state: str) -> None:
-        super().__init__(("127.0.0.1", 0), _CallbackHandler)
-        self.state = state
-        self.result: dict[str, str] | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-
-PAGE = (
-    "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>ccweb</title></head>"
-    "<body style=\"font-family:sans-serif;margin:3em\"><h1>{title}</h1><p>{text}</p></body></html>"
-)
-
-
-class _CallbackHandler(BaseHTTPRequestHandler):
-    server: _CallbackServer
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        if parts.path != "/callback":
-            self._page(404, "Not found", "This is ccweb-helper's sign-in address.")
-            return
-        query = {k: v[0] for k, v in parse_qs(parts.query).items() if v}
-        state = query.get("state", "")
-        if self.server.result is not None or not hmac.compare_digest(state.encode(), self.server.state.encode()):
-            self._page(400, "Unexpected sign-in", "This is not the sign-in ccweb-helper is waiting for.")
-            return
-        self.server.result = query
-        if "code" in query:
-            self._page(200, "Signed in", "ccweb-helper has your sign-in. You can close this window.")
-        else:
-            self._page(400, "Sign-in failed", "The identity provider did not sign you in; see your terminal.")
-
-    def _page(self, status: int, title: str, text: str) -> None:
-        content = PAGE.format(title=title, text=text).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(content)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.end_headers()
-        self.wfile.write(content)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Never log: the request line carries the authorization code."""
-
-
-@contextlib.contextmanager
-def _stdout_is_stderr() -> Iterator[None]:
-    """A browser started now inherits stderr as its stdout: git reads the helper's stdout until it closes."""
-    if os.name != "posix":
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _open_browser(url: str, outcome: list[bool]) -> None:
-    import webbrowser  # noqa: PLC0415 (only for a browser sign-in)
-
-    try:
-        outcome.append(webbrowser.open(url))
-    except Exception:  # noqa: BLE001 (any failure to start a browser means: use the printed address)
-        outcome.append(False)
+    why = f" (last: {problem})" if problem else ""
+    if lifetime > LOGIN_SECONDS:
+        raise HelperError(f"the sign-in at {idp.login.name} did not finish within {LOGIN_SECONDS // 60} minutes{why}.")
+    raise HelperError(DEVICE_EXPIRED.format(name=idp.login.name, why=why))
 
 
 def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: IO[str], *,
                   fallback: bool) -> tuple[object, object, str] | None:
     """(ID token, refresh token, nonce) from the authorization code flow; None if no browser started and
     ``fallback`` allows the device flow instead."""
+    from ccweb_helper import callback  # noqa: PLC0415 (an HTTP server only for a browser sign-in)
+
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = pkce_pair()
-    with _CallbackServer(state) as server:
+    with callback.CallbackServer(state) as server:
         redirect_uri = f"http://127.0.0.1:{server.port}/callback"
         query = urlencode({
             "response_type": "code", "client_id": idp.login.client_id, "redirect_uri": redirect_uri,
@@ -506,16 +509,12 @@ def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: 
             f"ccweb: sign in to {idp.login.name} in your browser; if none opens, open this address:\n{url}\n"
         )
         stderr.flush()
-        outcome: list[bool] = []
         deadline = time.monotonic() + LOGIN_SECONDS
-        with _stdout_is_stderr():
-            threading.Thread(target=_open_browser, args=(url, outcome), daemon=True).start()
-            while server.result is None and time.monotonic() < deadline:
-                server.handle_request()
-                if fallback and outcome == [False] and server.result is None:
-                    stderr.write("ccweb: no browser could be started; signing in with a code instead.\n")
-                    return None
-        result = server.result
+        with callback.browser_started(url) as outcome:
+            result = server.wait(deadline, give_up=lambda: fallback and outcome == [False])
+        if result is None and fallback and outcome == [False]:
+            stderr.write("ccweb: no browser could be started; signing in with a code instead.\n")
+            return None
     if result is None:
         raise HelperError(f"the sign-in at {idp.login.name} did not finish within {LOGIN_SECONDS // 60} minutes.")
     if "code" not in result:

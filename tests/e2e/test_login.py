@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import pty
@@ -30,9 +29,6 @@ import pytest
 
 from ccweb.config import parse_config
 from ccweb.sandbox.dev import ACCOUNT, REGION, Sandbox, helper_command
-from ccweb_helper.client import HelperError
-from ccweb_helper.discovery import LoginIssuer
-from ccweb_helper.login import check_id_token, pkce_pair, prefers_device
 
 ROOT = Path(__file__).resolve().parents[2]
 OIDC = ROOT / "tests" / "oidc"
@@ -160,17 +156,27 @@ class Started:
     """A helper process; with a terminal, its stderr is a pty read from the start (a pty loses what is
     left unread once the process has gone)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], stdin: str, *, terminal: bool) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], stdin: str, *, terminal: bool,
+                 controlling: bool = False) -> None:
         self.master = -1
         self.chunks: list[bytes] = []
         slave = -1
+        self.tty = -1
+        command = [sys.executable, "-m", "ccweb_helper", *args]
+        if controlling:  # a terminal the process could open as /dev/tty, while its stderr is a pipe
+            self.tty, tty_slave = pty.openpty()
+            name = os.ttyname(tty_slave)
+            os.close(tty_slave)
+            # a session leader that opens a terminal makes it its controlling terminal, then becomes the helper
+            command = [sys.executable, "-c", "import os, sys; os.close(os.open(sys.argv[1], os.O_RDWR)); "
+                       "os.execv(sys.executable, [sys.executable, '-m', 'ccweb_helper', *sys.argv[2:]])", name, *args]
         if terminal:
             self.master, slave = pty.openpty()
         given, feed = os.pipe()  # git's attributes, all there at once: parallel helpers really run in parallel
         os.write(feed, stdin.encode())
         os.close(feed)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ccweb_helper", *args], env=env, stdin=given, stdout=subprocess.PIPE,
+            command, env=env, stdin=given, stdout=subprocess.PIPE,
             stderr=slave if terminal else subprocess.PIPE, text=True, start_new_session=True,
         )
         os.close(given)
@@ -192,6 +198,8 @@ class Started:
 
     def finish(self, timeout: float = 120) -> Run:
         out, err = self.process.communicate(timeout=timeout)
+        if self.tty != -1:
+            os.close(self.tty)
         if self.reader is not None:
             self.reader.join(10)
             os.close(self.master)
@@ -199,9 +207,11 @@ class Started:
         return Run(self.process.returncode, out, err)
 
 
-def start(args: list[str], env: dict[str, str], stdin: str = "", *, terminal: bool = False) -> Started:
-    """Start the helper in its own session (no controlling terminal); with ``terminal`` its stderr is a pty."""
-    return Started(args, env, stdin, terminal=terminal)
+def start(args: list[str], env: dict[str, str], stdin: str = "", *, terminal: bool = False,
+          controlling: bool = False) -> Started:
+    """Start the helper in its own session (no controlling terminal); with ``terminal`` its stderr is a pty,
+    with ``controlling`` it has a controlling terminal (but stderr stays a pipe)."""
+    return Started(args, env, stdin, terminal=terminal, controlling=controlling)
 
 
 def finish(started: Started, timeout: float = 120) -> Run:
@@ -357,12 +367,107 @@ def test_no_interactive_login_under_ci(sandbox: Sandbox, home: Path) -> None:
     assert browser_runs(home) == 0
 
 
-@pytest.mark.parametrize("extra", [{}, {"CCWEB_LOGIN": "never"}], ids=["no-terminal", "CCWEB_LOGIN=never"])
+@pytest.mark.parametrize("extra", [{}, {"CCWEB_LOGIN": "never"}, {"GIT_TERMINAL_PROMPT": "0"}],
+                         ids=["no-terminal", "CCWEB_LOGIN=never", "GIT_TERMINAL_PROMPT=0"])
 def test_without_a_person_get_says_how_to_sign_in(sandbox: Sandbox, home: Path, extra: dict[str, str]) -> None:
     got = helper(["get"], environment(home, sandbox, **extra), attrs(), terminal=bool(extra))
     assert (got.code, got.stdout) == (1, "quit=1\n")
     assert "or sign in with `ccweb-helper login`" in got.stderr and got.stderr.count("\n") == 1
     assert browser_runs(home) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="acquiring a controlling terminal the Linux way")
+def test_no_login_when_stderr_is_not_a_terminal_though_there_is_one(sandbox: Sandbox, home: Path) -> None:
+    started = start(["get"], environment(home, sandbox), attrs(), controlling=True)
+    got = finish(started)
+    assert (got.code, got.stdout) == (1, "quit=1\n")
+    assert "or sign in with `ccweb-helper login`" in got.stderr
+    assert browser_runs(home) == 0
+
+
+IDLE = """
+import os, socket, sys, time
+from urllib.parse import parse_qs, urlsplit
+redirect = urlsplit(parse_qs(urlsplit(sys.argv[1]).query)["redirect_uri"][0])
+idle = socket.create_connection((redirect.hostname, redirect.port))
+time.sleep(0.5)  # the helper takes this connection first
+if os.fork() == 0:
+    with open(sys.argv[2], "w") as pid:
+        pid.write(str(os.getpid()))
+    time.sleep(120)
+"""
+
+
+def test_an_idle_connection_to_the_callback_port_does_not_stall_the_sign_in(sandbox: Sandbox, home: Path) -> None:
+    """A port scanner or a browser's speculative preconnect: a connection that never sends a request."""
+    (home / "idle.py").write_text(IDLE)
+    browser = home / "idle-browser"
+    browser.write_text(f"#!/bin/sh\n{shlex.quote(sys.executable)} {shlex.quote(str(home / 'idle.py'))} \"$1\" "
+                       f"{shlex.quote(str(home / 'idle.pid'))} </dev/null >/dev/null 2>&1\n"
+                       f"exec {shlex.quote(browser_command(home))} \"$@\"\n")
+    browser.chmod(0o700)
+    started = time.monotonic()
+    try:
+        run = helper(["login", "--browser"], environment(home, sandbox, BROWSER=str(browser)))
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((home / "idle.pid").read_text()), 9)
+    assert run.code == 0, run.stderr
+    assert time.monotonic() - started < 30
+    assert (home / "idle.pid").exists(), "the idle connection was open during the sign-in"
+    assert_password(helper(["get"], environment(home, sandbox), attrs()))
+
+
+def test_a_hand_edited_cached_token_is_never_sent(sandbox: Sandbox, provider: Provider, home: Path) -> None:
+    login(home, sandbox)
+    entry = expire(home, seconds_left=3600)
+    expire(home, seconds_left=3600, id_token=entry["id_token"] + "\r\nX-Injected: yes")
+    grants = refresh_grants(provider)
+    got = helper(["get"], environment(home, sandbox), attrs())
+    assert_password(got)
+    assert refresh_grants(provider) == grants + 1, "renewed with the refresh token instead"
+    assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", cached(home)["id_token"], re.ASCII)
+
+
+def test_a_cached_login_loads_no_server_code(sandbox: Sandbox, home: Path) -> None:
+    login(home, sandbox)
+    got = helper(["get"], environment(home, sandbox, PYTHONPROFILEIMPORTTIME="1"), attrs())
+    assert_password(got)
+    imported = {line.rsplit("|", 1)[1].strip() for line in got.stderr.splitlines() if line.startswith("import time:")}
+    assert "ccweb_helper.login" in imported and "ccweb_helper.client" in imported
+    assert not imported & {"ccweb_helper.callback", "http.server", "socketserver", "webbrowser", "tempfile"}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["bm90LWpzb24", "exp-1e300", "exp-1e999", "exp-huge-integer", "not-a-dict"],
+    ids=["payload-not-json", "exp-1e300", "exp-infinite", "exp-huge-integer", "payload-a-list"],
+)
+def test_status_explains_a_damaged_login_in_one_line(sandbox: Sandbox, provider: Provider, home: Path,
+                                                     damage: str) -> None:
+    login(home, sandbox)
+    header, body, signature = cached(home)["id_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    if damage.startswith("exp-"):
+        number = {"exp-1e300": "1e300", "exp-1e999": "1e999", "exp-huge-integer": "1" + "0" * 400}[damage]
+        text = json.dumps({**claims, "exp": 0}).replace('"exp": 0', f'"exp": {number}')
+        body = base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    elif damage == "not-a-dict":
+        body = base64.urlsafe_b64encode(b"[1]").rstrip(b"=").decode()
+    else:
+        body = damage
+    expire(home, seconds_left=3600, id_token=f"{header}.{body}.{signature}")
+    run = helper(["status"], environment(home, sandbox))
+    assert run.code == 1
+    assert run.stderr.startswith("ccweb: ") and run.stderr.count("\n") == 1, run.stderr
+    assert "is damaged; run `ccweb-helper login`" in run.stderr
+
+
+def test_logout_explains_a_cache_it_cannot_remove(sandbox: Sandbox, home: Path) -> None:
+    (home / "cache" / "login.json").mkdir(parents=True)
+    run = helper(["logout"], environment(home, sandbox))
+    assert run.code == 1
+    assert run.stderr.startswith("ccweb: cannot remove the login cache ") and run.stderr.count("\n") == 1, run.stderr
 
 
 def expire(home: Path, seconds_left: int = 30, **changes: str) -> dict[str, Any]:
@@ -494,75 +599,3 @@ def test_helper_imports_only_the_standard_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT / "helper")},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-# ---------------------------------------------------------------------- the pure decisions, as tables
-
-LOGIN = LoginIssuer("corp", "https://login.example.com", CLIENT_ID, ("openid",))
-NOW = 1_800_000_000
-
-
-def jwt(**claims: Any) -> str:
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    body = {"iss": LOGIN.issuer, "aud": CLIENT_ID, "sub": "alice", "exp": NOW + 600, "nonce": "n1", **claims}
-    return f"{part({'alg': 'RS256'})}.{part({k: v for k, v in body.items() if v is not None})}.c2ln"
-
-
-@pytest.mark.parametrize(
-    ("token", "nonce", "subject", "refused"),
-    [
-        (jwt(), "n1", None, None),
-        (jwt(iss="https://login.example.com/"), "n1", None, None),
-        (jwt(aud=[CLIENT_ID, "other"], azp=CLIENT_ID), "n1", None, None),
-        (jwt(nonce=None), None, "alice", None),
-        (jwt(iss="https://evil.example.com"), "n1", None, "another issuer"),
-        (jwt(aud="other"), "n1", None, "another client"),
-        (jwt(aud=[CLIENT_ID, "other"], azp="other"), "n1", None, "another client"),
-        (jwt(nonce="n2"), "n1", None, "nonce mismatch"),
-        (jwt(nonce=None), "n1", None, "nonce mismatch"),
-        (jwt(sub="bob"), None, "alice", "another account"),
-        (jwt(exp=NOW - 1), "n1", None, "already expired"),
-        (jwt(exp="soon"), "n1", None, "already expired"),
-        ("not-a-jwt", "n1", None, "not a JWT"),
-        (None, "n1", None, "no ID token"),
-    ],
-    ids=["valid", "issuer-trailing-slash", "azp", "refresh-same-subject", "wrong-iss", "wrong-aud", "wrong-azp",
-         "wrong-nonce", "missing-nonce", "other-subject", "expired", "bad-exp", "not-jwt", "missing"],
-)
-def test_id_token_checks(token: object, nonce: str | None, subject: str | None, refused: str | None) -> None:
-    if refused is None:
-        assert check_id_token(token, LOGIN, now=NOW, nonce=nonce, subject=subject)["sub"]
-    else:
-        with pytest.raises(HelperError, match=refused):
-            check_id_token(token, LOGIN, now=NOW, nonce=nonce, subject=subject)
-
-
-@pytest.mark.parametrize(
-    ("env", "platform", "device"),
-    [
-        ({"DISPLAY": ":0"}, "linux", False),
-        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", False),
-        ({}, "linux", True),
-        ({}, "freebsd14", True),
-        ({}, "darwin", False),
-        ({}, "win32", False),
-        ({"SSH_CONNECTION": "1 2 3 4", "DISPLAY": ":0"}, "linux", True),
-        ({"SSH_TTY": "/dev/pts/1"}, "darwin", True),
-        ({"BROWSER": "w3m"}, "linux", False),
-        ({"BROWSER": "firefox", "SSH_CONNECTION": "1 2 3 4"}, "linux", False),
-    ],
-    ids=["x11", "wayland", "linux-headless", "bsd-headless", "macos", "windows", "ssh-with-display", "ssh-macos",
-         "browser-set", "browser-set-over-ssh"],
-)
-def test_device_flow_is_chosen_where_there_is_no_browser(env: dict[str, str], platform: str, device: bool) -> None:
-    assert prefers_device(env, platform) is device
-
-
-def test_pkce_challenge_is_s256_of_the_verifier() -> None:
-    verifier, challenge = pkce_pair()
-    assert 43 <= len(verifier) <= 128 and re.fullmatch(r"[A-Za-z0-9_-]+", verifier)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    assert challenge == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    assert pkce_pair()[0] != verifier

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ccweb_helper import cache
 from ccweb_helper.cache import Cache, cache_dir
 
 HOME = "/home/u"
@@ -159,3 +160,60 @@ def test_lock_is_free_again_after_use_and_on_wait_is_not_called(tmp_path: Path) 
     assert calls == []
     if sys.platform != "win32":
         assert stat.S_IMODE(store.lock_path.stat().st_mode) == 0o600
+
+
+def test_the_lock_wait_has_a_time_limit(tmp_path: Path) -> None:
+    waited: list[bool] = []
+    with Cache(tmp_path).lock():  # held through another open file, as another process would
+        started = time.monotonic()
+        with pytest.raises(TimeoutError), Cache(tmp_path).lock(on_wait=lambda: waited.append(True), timeout=0.3):
+            pytest.fail("the lock was held elsewhere")
+        assert 0.3 <= time.monotonic() - started < 5
+    assert waited == [True]
+    with Cache(tmp_path).lock(timeout=0.3):
+        pass
+
+
+class Replace:
+    """``os.replace`` that fails with PermissionError (another process has the file open) ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.real = os.replace
+
+    def __call__(self, source: str, target: Path) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise PermissionError(13, "The process cannot access the file because it is being used")
+        self.real(source, target)
+
+
+def test_a_replace_refused_for_a_moment_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Replace(failures=3)
+    monkeypatch.setattr(os, "replace", fake)
+    (tmp_path / "new").write_text("new")
+    cache.replace(str(tmp_path / "new"), tmp_path / "login.json", retry_seconds=1.0)
+    assert (tmp_path / "login.json").read_text() == "new" and fake.calls == 4
+
+
+def test_a_replace_refused_for_longer_gives_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Replace(failures=1_000_000)
+    monkeypatch.setattr(os, "replace", fake)
+    started = time.monotonic()
+    with pytest.raises(PermissionError):
+        cache.replace(str(tmp_path / "new"), tmp_path / "login.json", retry_seconds=0.3)
+    assert 0.3 <= time.monotonic() - started < 3 and fake.calls > 1
+    fake.calls = 0
+    with pytest.raises(PermissionError):
+        cache.replace(str(tmp_path / "new"), tmp_path / "login.json", retry_seconds=0.0)
+    assert fake.calls == 1, "no retry where a refusal is no passing matter (POSIX)"
+
+
+def test_write_retries_the_replace_on_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Replace(failures=2)
+    monkeypatch.setattr(os, "replace", fake)
+    monkeypatch.setattr(cache.sys, "platform", "win32")
+    Cache(tmp_path).write({"v": 1})
+    assert Cache(tmp_path).read() == {"v": 1} and fake.calls == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["login.json"]
