@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ccweb_helper import discovery, login
@@ -179,9 +179,9 @@ def _status(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
 
 def _rule_line(rule: Mapping[str, Any]) -> str:
     repositories = rule.get("repositories")
-    names = ", ".join(str(r) for r in repositories) if isinstance(repositories, Sequence) else "?"
-    return one_line(
-        f"  rule {rule.get('rule')}: {rule.get('access')} access to {names} as {rule.get('role_arn')}", 400
+    names = ", ".join(str(r) for r in repositories) if isinstance(repositories, list) else "?"
+    return "  " + one_line(
+        f"rule {rule.get('rule')}: {rule.get('access')} access to {names} as {rule.get('role_arn')}", 400
     )
 
 

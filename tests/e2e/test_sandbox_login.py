@@ -51,4 +51,5 @@ def test_device_login_to_the_sandbox_then_git_gets_a_password(sandbox: Sandbox, 
 
     status = helper(env, "status")
     assert status.returncode == 0, status.stderr
-    assert "bob@example.com" in status.stdout and "contractors" in status.stdout
+    assert "bob@example.com" in status.stdout
+    assert "\n  rule contractors: read access to demo as arn:aws:iam::" in status.stdout
