@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ccweb.sandbox.dev import Sandbox, helper_command
 from ccweb.sandbox.issuer import DEMO_USERS
-from support import clean_env
+from support import clean_env, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TOKEN = "PLANTED-actions-request-token-0c7e2b94"
@@ -60,13 +59,8 @@ def serve(service: GitHubTokenService) -> Iterator[str]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/_apis/idtoken?api-version=2.0"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as url:
+        yield f"{url}/_apis/idtoken?api-version=2.0"
 
 
 def job_env(home: Path, sandbox: Sandbox, **actions: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from ccweb.sandbox.dev import Sandbox
 from ccweb.sandbox.issuer import DEMO_USERS
 from ccweb_helper import ci
 from ccweb_helper.client import HelperError
-from support import clean_env
+from support import clean_env, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
@@ -130,14 +129,8 @@ def serve(service: TokenService) -> Iterator[str]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Handler) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ import pytest
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
 from ccweb_helper.doctor import classify
-from support import home_env
+from support import home_env, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARD = "git-codecommit.us-east-1.amazonaws.com"
@@ -255,16 +254,8 @@ class _StandIn(http.server.BaseHTTPRequestHandler):
 def stand_in(offset: float = 0.0, tls: ssl.SSLContext | None = None,
              whoami: dict[str, Any] | None = None) -> Iterator[str]:
     handler = type("Handler", (_StandIn,), {"offset": offset, "whoami": WHOAMI if whoami is None else whoami})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(handler, tls) as url:
+        yield url
 
 
 def _tls_context(tmp: Path) -> ssl.SSLContext:

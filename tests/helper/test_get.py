@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb.signing import git_password
-from support import home_env
+from support import home_env, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
@@ -254,16 +253,8 @@ def canned(status: int, body: bytes, content_type: str = "application/json",
            tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
     handler = type("Handler", (_Canned,), {"status": status, "body": body, "content_type": content_type, "seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(handler, tls) as url:
+        yield url, seen
 
 
 @pytest.mark.parametrize("login", [b"true", b"5", b'"x"', b"[1, null, {}]"])
