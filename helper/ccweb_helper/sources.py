@@ -101,9 +101,8 @@ def find_token(
         return FoundToken(found.token, found.platform)
     from ccweb_helper import login  # noqa: PLC0415 (only when no CI platform gave one)
 
-    token = login.token(
-        service, env, seconds, stderr=stderr, interactive=interactive and not in_ci(env) and login.can_prompt(env),
-    )
+    person = interactive and not in_ci(env) and login.can_prompt(env, stderr)
+    token = login.token(service, env, seconds, stderr=stderr, interactive=person)
     if token is not None:
         return FoundToken(token, "your ccweb-helper login")
     raise HelperError(no_token_sentence(env, service, seconds))
