@@ -3,29 +3,39 @@
 A cached session is reused for every repository its rule covers until ``refresh_margin`` (15 minutes)
 of validity remain, so a password signed from it is always good for its full 15 minutes. Concurrent
 requests for the same key share one STS call. The cache is bounded (least recently used goes first).
+
+When STS throttles, answers 5xx, cannot be reached or hangs, the call is retried with jittered
+exponential backoff inside one total time budget (``aws.retry_budget_seconds``), and callers that join
+meanwhile wait for that same retrying call. botocore itself makes one attempt per call, so its retries
+never multiply the budget. A shared retry quota stops a crowd of distinct callers from turning an STS
+brown-out into a retry storm. Refusals (AccessDenied, a bad policy) are never retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ccweb.errors import UpstreamUnavailable
 from ccweb.metrics import Metrics
 from ccweb.signing import AwsCredentials
 
 log = logging.getLogger("ccweb.sessions")
+T = TypeVar("T")
 
 REFRESH_MARGIN_SECONDS = 15 * 60
+RETRY_BUDGET_SECONDS = 10.0
 RETRYABLE_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "IDPCommunicationError",
-     "ServiceUnavailable", "InternalFailure", "InternalError", "RequestTimeout"}
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
+     "IDPCommunicationError", "ServiceUnavailable", "InternalFailure", "InternalError", "RequestTimeout",
+     "PriorRequestNotComplete"}
 )
 
 
@@ -62,8 +72,10 @@ class BotoSTS:
         endpoint_url: str | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
-        max_attempts: int = 3,
+        max_attempts: int = 1,
     ) -> None:
+        """``max_attempts`` is botocore's total per call; keep it 1 and let ``RetryPolicy`` retry, inside
+        its budget."""
         import boto3  # noqa: PLC0415 (heavy; only the service needs it)
         from botocore.config import Config as BotoConfig  # noqa: PLC0415
 
@@ -80,7 +92,7 @@ class BotoSTS:
             config=BotoConfig(
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                retries={"mode": "standard", "max_attempts": max_attempts},
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
             ),
         )
 
@@ -102,9 +114,8 @@ class BotoSTS:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "Unknown"))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            raise StsError(
-                code, str(error.get("Message", "")), retryable=code in RETRYABLE_CODES or status >= 500
-            ) from None
+            retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
+            raise StsError(code, str(error.get("Message", "")), retryable=retryable) from None
         except BotoCoreError as exc:
             raise StsError(type(exc).__name__, "could not reach STS", retryable=True) from None
         creds = response["Credentials"]
@@ -114,6 +125,62 @@ class BotoSTS:
         return AwsCredentials(
             creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"], expiration.astimezone(UTC)
         )
+
+
+def full_jitter(ceiling: float) -> float:
+    return random.uniform(0.0, ceiling)  # noqa: S311 (backoff jitter, not a secret)
+
+
+@dataclass
+class RetryPolicy:
+    """Retries of retryable ``StsError``s: jittered exponential backoff inside one total budget.
+
+    After failed attempt n (from 0) it sleeps ``jitter(min(cap, base * 2**n))`` (full jitter); it neither
+    sleeps past, nor waits for an attempt beyond, ``budget`` seconds from the start, and gives up at once
+    when the next sleep would cross it. Retries spend a quota shared by every caller (``retry_cost``, or
+    ``timeout_cost`` after a timeout; successes earn it back), so a crowd of callers during an outage
+    makes one attempt each instead of a retry storm. An attempt the budget cuts short ends as the
+    retryable ``StsError("Timeout")``. ``monotonic``, ``sleep`` and ``jitter`` are injectable for tests.
+    """
+
+    budget: float = RETRY_BUDGET_SECONDS
+    base: float = 0.25
+    cap: float = 4.0
+    quota: float = 500.0
+    retry_cost: float = 5.0
+    timeout_cost: float = 10.0
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    jitter: Callable[[float], float] = full_jitter
+    available: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.available = self.quota
+
+    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline = self.monotonic() + self.budget
+        spent = 0.0
+        retries = 0
+        while True:
+            try:
+                result = await asyncio.wait_for(attempt(), max(deadline - self.monotonic(), 0.0))
+            except TimeoutError:
+                raise StsError("Timeout", f"no answer within the {self.budget:g} s budget", retryable=True) from None
+            except StsError as exc:
+                if not exc.retryable:
+                    raise
+                delay = self.jitter(min(self.cap, self.base * 2**retries))
+                cost = self.timeout_cost if "Timeout" in exc.code else self.retry_cost
+                if self.monotonic() + delay >= deadline or self.available < cost:
+                    raise
+                self.available -= cost
+                spent += cost
+                retries += 1
+                log.info("STS %s; retry %d in %.2fs", exc.code, retries, delay)
+                await self.sleep(delay)
+                continue
+            self.available = min(self.quota, self.available + (spent or 1.0))
+            return result
 
 
 def _consume_exception(task: asyncio.Task[AwsCredentials]) -> None:
@@ -134,16 +201,21 @@ class SessionCache:
         refresh_margin: float = REFRESH_MARGIN_SECONDS,
         max_entries: int = 50_000,
         metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._metrics = metrics
         self._sts = sts
         self._clock = clock
         self._margin = refresh_margin
         self._max = max_entries
+        self.retry = retry or RetryPolicy()
         self._sessions: OrderedDict[SessionKey, AwsCredentials] = OrderedDict()
         self._inflight: dict[SessionKey, asyncio.Task[AwsCredentials]] = {}
         self.sts_calls = 0
+        """AssumeRole attempts, retries included."""
         self.hits = 0
+        self.upstream_error: str | None = None
+        """The AWS error code of the last call that failed after its retries; cleared by the next success."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -161,7 +233,8 @@ class SessionCache:
             return cached
         task = self._inflight.get(key)
         if task is None:
-            # One STS call per key, owned by no single request: a caller that goes away cancels nothing.
+            # One STS call (with its retries) per key, owned by no single request: a caller that goes away
+            # cancels nothing, and callers arriving meanwhile wait for the same call.
             task = asyncio.ensure_future(self._assume(key, request))
             task.add_done_callback(_consume_exception)
             self._inflight[key] = task
@@ -175,7 +248,7 @@ class SessionCache:
         self._store(key, creds)
         return creds
 
-    async def _call_sts(self, request: AssumeRoleRequest) -> AwsCredentials:
+    async def _attempt(self, request: AssumeRoleRequest) -> AwsCredentials:
         self.sts_calls += 1
         started = time.monotonic()
         try:
@@ -183,8 +256,25 @@ class SessionCache:
         except StsError as exc:
             if self._metrics:
                 self._metrics.sts_calls.labels(result=exc.code).inc()
-            log.warning("AssumeRole %s failed: %s (retryable=%s)", request.role_arn, exc.code, exc.retryable)
+            level = logging.INFO if exc.retryable else logging.WARNING
+            log.log(level, "AssumeRole %s failed: %s (retryable=%s)", request.role_arn, exc.code, exc.retryable)
+            raise
+        elapsed = time.monotonic() - started
+        if self._metrics:
+            self._metrics.sts_calls.labels(result="ok").inc()
+            self._metrics.sts_latency.observe(elapsed)
+        log.debug("AssumeRole %s took %.3fs", request.role_arn, elapsed)
+        return creds
+
+    async def _call_sts(self, request: AssumeRoleRequest) -> AwsCredentials:
+        attempts_before = self.sts_calls
+        try:
+            creds = await self.retry.run(lambda: self._attempt(request))
+        except StsError as exc:
+            attempts = self.sts_calls - attempts_before
             if exc.retryable:
+                self.upstream_error = exc.code
+                log.warning("AssumeRole %s gave up after %d attempt(s): %s", request.role_arn, attempts, exc.code)
                 raise UpstreamUnavailable(
                     "AWS STS is failing or throttling right now; try again in a few seconds.",
                     reason="sts_unavailable",
@@ -195,11 +285,7 @@ class SessionCache:
                 reason="sts_refused",
                 retry_after=60,
             ) from None
-        elapsed = time.monotonic() - started
-        if self._metrics:
-            self._metrics.sts_calls.labels(result="ok").inc()
-            self._metrics.sts_latency.observe(elapsed)
-        log.debug("AssumeRole %s took %.3fs", request.role_arn, elapsed)
+        self.upstream_error = None
         if not self._fresh(creds):
             log.warning(
                 "AssumeRole %s returned a session shorter than %ds; passwords will be shorter-lived",

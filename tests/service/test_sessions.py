@@ -1,11 +1,15 @@
 """STS sessions: one AssumeRole per (rule, identity) while it stays fresh, shared by concurrent callers,
-bounded, and through boto3 against moto or a loopback STS named by AWS_ENDPOINT_URL_STS."""
+bounded, retried inside a budget, and through boto3 against moto or a loopback STS named by
+AWS_ENDPOINT_URL_STS. Retries run on a fake clock; faults through the loopback STS are in test_faults."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import secrets
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -14,7 +18,7 @@ import pytest
 from ccweb.errors import UpstreamUnavailable
 from ccweb.metrics import Metrics
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
-from ccweb.sessions import AssumeRoleRequest, BotoSTS, SessionCache, StsError
+from ccweb.sessions import AssumeRoleRequest, BotoSTS, RetryPolicy, SessionCache, StsError, full_jitter
 from ccweb.signing import AwsCredentials
 from support import serve
 
@@ -32,15 +36,44 @@ class Clock:
         return self.now
 
 
+class FakeTime:
+    """A monotonic clock that only sleeping moves, for RetryPolicy."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def fake_retry(time_: FakeTime, **kwargs: float) -> RetryPolicy:
+    """Worst-case jitter (always the ceiling), so the schedule is exact: 0.25, 0.5, 1, 2, 4 s."""
+    return RetryPolicy(monotonic=time_.monotonic, sleep=time_.sleep, jitter=lambda ceiling: ceiling, **kwargs)
+
+
+THROTTLED = StsError("Throttling", "Rate exceeded", retryable=True)
+DENIED = StsError("AccessDenied", "not authorized to perform sts:AssumeRole", retryable=False)
+
+
 class FakeSTS:
     def __init__(self, clock: Clock, lifetime: int = 3600, delay: float = 0.0) -> None:
         self.clock, self.lifetime, self.delay = clock, lifetime, delay
         self.calls: list[AssumeRoleRequest] = []
         self.fail: StsError | None = None
+        self.script: list[StsError] = []
+        """Errors for the next calls, one each, before ``fail``."""
 
     async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
         self.calls.append(request)
         await asyncio.sleep(self.delay)
+        if self.script:
+            raise self.script.pop(0)
         if self.fail is not None:
             raise self.fail
         return AwsCredentials("ASIA" + secrets.token_hex(8).upper(), secrets.token_hex(20), secrets.token_hex(40),
@@ -130,16 +163,17 @@ def test_drop_rule_forgets_only_that_rules_sessions() -> None:
     assert len(sts.calls) == 3
 
 
-@pytest.mark.parametrize(("error", "reason", "retry_after"), [
-    (StsError("Throttling", "Rate exceeded", retryable=True), "sts_unavailable", 5),
-    (StsError("AccessDenied", "not authorized to perform sts:AssumeRole", retryable=False), "sts_refused", 60),
+@pytest.mark.parametrize(("error", "reason", "retry_after", "attempts"), [
+    (THROTTLED, "sts_unavailable", 5, 6),
+    (DENIED, "sts_refused", 60, 1),
 ], ids=["throttled", "refused"])
-def test_sts_errors_become_503_and_are_not_cached(error: StsError, reason: str, retry_after: int) -> None:
+def test_sts_errors_become_503_and_are_not_cached(error: StsError, reason: str, retry_after: int,
+                                                  attempts: int) -> None:
     clock = Clock()
     sts = FakeSTS(clock)
     sts.fail = error
     metrics = Metrics()
-    cache = SessionCache(sts, clock=clock, metrics=metrics)
+    cache = SessionCache(sts, clock=clock, metrics=metrics, retry=fake_retry(FakeTime()))
 
     async def scenario() -> AwsCredentials:
         with pytest.raises(UpstreamUnavailable) as raised:
@@ -151,7 +185,7 @@ def test_sts_errors_become_503_and_are_not_cached(error: StsError, reason: str, 
         return await cache.get(key(), REQUEST)
 
     assert asyncio.run(scenario()).access_key_id.startswith("ASIA")
-    assert len(sts.calls) == 2
+    assert len(sts.calls) == attempts + 1
     assert len(cache) == 1
 
 
@@ -169,6 +203,141 @@ def test_a_caller_that_goes_away_does_not_cancel_the_shared_call() -> None:
 
     assert asyncio.run(scenario()).access_key_id
     assert len(sts.calls) == 1
+
+
+RETRIES = [  # scripted errors, then always, attempts, sleeps, 503 reason (None: a session is issued)
+    pytest.param([], None, 1, [], None, id="first-try"),
+    pytest.param([THROTTLED, THROTTLED], None, 3, [0.25, 0.5], None, id="throttled-twice"),
+    pytest.param([StsError("InternalFailure", "", retryable=True)], None, 2, [0.25], None, id="5xx-then-ok"),
+    pytest.param([StsError("EndpointConnectionError", "", retryable=True)], None, 2, [0.25], None,
+                 id="unreachable-then-ok"),
+    pytest.param([], THROTTLED, 6, [0.25, 0.5, 1, 2, 4], "sts_unavailable", id="throttled-throughout"),
+    pytest.param([], DENIED, 1, [], "sts_refused", id="access-denied"),
+    pytest.param([], StsError("MalformedPolicyDocument", "", retryable=False), 1, [], "sts_refused",
+                 id="bad-policy"),
+    pytest.param([THROTTLED], DENIED, 2, [0.25], "sts_refused", id="denied-after-a-throttle"),
+]
+
+
+@pytest.mark.parametrize(("script", "always", "attempts", "sleeps", "reason"), RETRIES)
+def test_retries_with_backoff_inside_the_budget(script: list[StsError], always: StsError | None, attempts: int,
+                                                sleeps: list[float], reason: str | None) -> None:
+    clock, time_ = Clock(), FakeTime()
+    sts = FakeSTS(clock)
+    sts.script, sts.fail = list(script), always
+    cache = SessionCache(sts, clock=clock, retry=fake_retry(time_))
+
+    async def scenario() -> str | None:
+        try:
+            await cache.get(key(), REQUEST)
+        except UpstreamUnavailable as exc:
+            return exc.reason
+        return None
+
+    assert asyncio.run(scenario()) == reason
+    assert len(sts.calls) == cache.sts_calls == attempts
+    assert time_.sleeps == sleeps
+    assert time_.now <= 10.0  # the default budget
+    assert cache.upstream_error == ("Throttling" if reason == "sts_unavailable" else None)
+
+
+@pytest.mark.parametrize("budget", [1.0, 2.5, 10.0, 30.0])
+@pytest.mark.parametrize("seed", range(10))
+def test_backoff_never_sleeps_past_the_budget_whatever_the_jitter(budget: float, seed: int) -> None:
+    rng = random.Random(seed)
+    time_ = FakeTime()
+    policy = RetryPolicy(budget=budget, monotonic=time_.monotonic, sleep=time_.sleep,
+                         jitter=lambda ceiling: rng.uniform(0, ceiling))
+    sts = FakeSTS(Clock())
+    sts.fail = THROTTLED
+    with pytest.raises(StsError):
+        asyncio.run(policy.run(lambda: sts.assume_role(REQUEST)))
+    assert time_.now < budget
+    assert all(0 <= s <= min(4.0, 0.25 * 2**n) for n, s in enumerate(time_.sleeps))
+    assert len(sts.calls) == len(time_.sleeps) + 1
+
+
+def test_full_jitter_stays_between_zero_and_the_ceiling() -> None:
+    draws = [full_jitter(2.0) for _ in range(500)]
+    assert min(draws) >= 0 and max(draws) <= 2.0
+    assert len(set(draws)) > 400  # really random: replicas do not retry in lockstep
+
+
+def test_a_hanging_sts_is_cut_at_the_budget() -> None:
+    clock = Clock()
+    sts = FakeSTS(clock, delay=30)  # never answers in time (BotoSTS's read timeout is longer than this budget)
+    cache = SessionCache(sts, clock=clock, retry=RetryPolicy(budget=0.3))
+
+    async def scenario() -> UpstreamUnavailable:
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await cache.get(key(), REQUEST)
+        return raised.value
+
+    started = time.monotonic()
+    error = asyncio.run(scenario())
+    assert time.monotonic() - started < 1.5
+    assert error.reason == "sts_unavailable"
+    assert error.retry_after == 5
+    assert len(sts.calls) == 1
+    assert cache.upstream_error == "Timeout"
+
+
+def test_concurrent_callers_wait_for_one_retrying_call() -> None:
+    clock, time_ = Clock(), FakeTime()
+    sts = FakeSTS(clock, delay=0.01)
+    sts.script = [THROTTLED, THROTTLED]
+    cache = SessionCache(sts, clock=clock, retry=fake_retry(time_))
+
+    async def scenario() -> list[AwsCredentials]:
+        first = asyncio.ensure_future(cache.get(key(), REQUEST))
+        await asyncio.sleep(0.015)  # the first attempt has failed: the call is retrying
+        later = [cache.get(key(), REQUEST) for _ in range(30)]
+        return [await first, *await asyncio.gather(*later)]
+
+    results = asyncio.run(scenario())
+    assert len(sts.calls) == 3
+    assert len({r.access_key_id for r in results}) == 1
+
+
+def test_concurrent_callers_all_get_the_503_of_one_exhausted_call() -> None:
+    clock, time_ = Clock(), FakeTime()
+    sts = FakeSTS(clock, delay=0.001)
+    sts.fail = THROTTLED
+    cache = SessionCache(sts, clock=clock, retry=fake_retry(time_))
+
+    async def scenario() -> Iterable[BaseException | AwsCredentials]:
+        return await asyncio.gather(*(cache.get(key(), REQUEST) for _ in range(20)), return_exceptions=True)
+
+    results = list(asyncio.run(scenario()))
+    assert all(isinstance(r, UpstreamUnavailable) and r.reason == "sts_unavailable" for r in results)
+    assert len(sts.calls) == 6
+
+
+def test_the_retry_quota_stops_a_retry_storm_and_successes_refill_it() -> None:
+    clock, time_ = Clock(), FakeTime()
+    sts = FakeSTS(clock)
+    sts.fail = THROTTLED
+    retry = fake_retry(time_, quota=10.0)  # room for two retries across every caller
+    cache = SessionCache(sts, clock=clock, retry=retry)
+
+    async def attempts_for(identity: str) -> int:
+        before = len(sts.calls)
+        with pytest.raises(UpstreamUnavailable):
+            await cache.get(key(identity), REQUEST)
+        return len(sts.calls) - before
+
+    async def scenario() -> list[int]:
+        storm = [await attempts_for("ann"), await attempts_for("bob"), await attempts_for("cy")]
+        assert retry.available == 0
+        sts.fail = None
+        for n in range(5):
+            await cache.get(key(f"ok{n}"), REQUEST)  # each success earns back one unit
+        sts.script = [THROTTLED]
+        await cache.get(key("eve"), REQUEST)  # one retry affordable again; its success refunds its cost
+        return storm
+
+    assert asyncio.run(scenario()) == [3, 1, 1]
+    assert retry.available == 5.0
 
 
 @pytest.fixture
