@@ -1,0 +1,346 @@
+"""The IAM templates in deploy/aws: cfn-lint clean, and no more access than ccweb needs.
+
+The templates are read as CloudFormation reads them (short-form tags included) and rendered for sample
+parameters by a small evaluator of the intrinsic functions they use, so the assertions are about the
+policy documents IAM would receive, not about the template's spelling; the target role's permissions are
+then evaluated the way IAM does (an explicit Deny wins, NotResource, ARN wildcards).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.api import ManualArgs, lint_file
+
+from ccweb.config import ROLE_ARN
+from ccweb.policy import actions as ccweb_actions
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "aws"
+SERVICE = DEPLOY / "ccweb-service-role.yaml"
+TARGET = DEPLOY / "ccweb-target-role.yaml"
+STS_ACTIONS = {"sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
+ACCOUNT, REGION = "111122223333", "eu-west-1"
+SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ccweb-service"
+LINT_REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1"]
+
+
+# ------------------------------------------------------------------------------------ reading a template
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms: ``!Ref X`` → ``{"Ref": "X"}``, ``!Sub s`` → ``{"Fn::Sub": s}``."""
+
+
+def _short_form(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_Loader.add_multi_constructor("!", _short_form)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (SafeLoader subclass)
+
+
+# ------------------------------------------------------------------------- rendering it for parameters
+
+
+class Renderer:
+    """Evaluates the intrinsic functions the templates use, for one set of parameter values."""
+
+    def __init__(self, template: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
+        self.template = template
+        self.values: dict[str, Any] = {
+            "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+            "AWS::StackName": "ccweb-stack",
+        }
+        for name, spec in template.get("Parameters", {}).items():
+            value = parameters.get(name, spec.get("Default"))
+            assert value is not None, f"parameter {name} has no value and no default"
+            if spec["Type"] == "CommaDelimitedList" and isinstance(value, str):
+                value = value.split(",")
+            self.values[name] = value
+        self.conditions = {
+            name: self.value(expression) for name, expression in template.get("Conditions", {}).items()
+        }
+
+    def value(self, node: Any, local: Mapping[str, Any] | None = None) -> Any:
+        scope = {**self.values, **(local or {})}
+        if isinstance(node, list):
+            return [v for v in (self.value(item, local) for item in node) if v is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) != 1 or not next(iter(node)).startswith(("Ref", "Fn::", "Condition")):
+            rendered = {key: self.value(item, local) for key, item in node.items()}
+            return {key: item for key, item in rendered.items() if item is not _NO_VALUE}
+        (function, argument), = node.items()
+        if function == "Ref":
+            if argument == "AWS::NoValue":
+                return _NO_VALUE
+            if argument in self.template.get("Resources", {}):
+                return f"<{argument}>"
+            return scope[argument]
+        if function == "Fn::GetAtt":
+            return f"<{argument[0]}.{argument[1]}>"
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            names = {**scope, **{k: self.value(v, local) for k, v in variables.items()}}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m.group(1)]), text)
+        if function == "Fn::Join":
+            return argument[0].join(self.value(argument[1], local))
+        if function == "Fn::Split":
+            return self.value(argument[1], local).split(argument[0])
+        if function == "Fn::Select":
+            return self.value(argument[1], local)[int(argument[0])]
+        if function == "Fn::Equals":
+            return self.value(argument[0], local) == self.value(argument[1], local)
+        if function == "Fn::If":
+            return self.value(argument[1] if self.conditions[argument[0]] else argument[2], local)
+        raise AssertionError(f"the evaluator does not know {function}")
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return {key: self.value(body) for key, body in self.template["Resources"].items()}
+
+
+_NO_VALUE = object()
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def statements(document: str | Mapping[str, Any]) -> list[dict[str, Any]]:
+    parsed = json.loads(document) if isinstance(document, str) else document
+    assert parsed["Version"] == "2012-10-17"
+    return [parsed["Statement"]] if isinstance(parsed["Statement"], dict) else parsed["Statement"]
+
+
+def iam_match(pattern: str, arn: str) -> bool:
+    """IAM's ARN wildcards: * (also across /) and ?."""
+    return fnmatch.fnmatchcase(arn, pattern)
+
+
+# ------------------------------------------------------------------------------------------------ lint
+
+
+@pytest.mark.parametrize("path", [SERVICE, TARGET], ids=lambda p: p.name)
+def test_cfn_lint_finds_no_error_and_no_warning(path: Path) -> None:
+    matches = lint_file(path, config=ManualArgs(regions=LINT_REGIONS))
+    problems = [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches if m.rule.id[0] in "EW"]
+    assert problems == []
+
+
+def test_cfn_lint_catches_a_mistake(tmp_path: Path) -> None:
+    """The lint above is real: a misspelt action in the target role's trust is a warning."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TARGET.read_text(encoding="utf-8").replace("sts:TagSession", "sts:TagSesion"), encoding="utf-8")
+    assert any(m.rule.id[0] in "EW" for m in lint_file(broken, config=ManualArgs(regions=["us-east-1"])))
+
+
+# ------------------------------------------------------------------------------------- the service role
+
+SERVICE_PARAMETERS = {
+    "ClusterOidcIssuerUrl": "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF",
+    "Namespace": "platform",
+    "ServiceAccountName": "ccweb-api",
+    "TargetRoleArns": f"arn:aws:iam::{ACCOUNT}:role/ccweb/developers,arn:aws:iam::444455556666:role/ccweb/*",
+}
+
+
+@pytest.fixture(scope="module")
+def service_role() -> dict[str, Any]:
+    resources = Renderer(load(SERVICE), SERVICE_PARAMETERS).resources()
+    assert [r["Type"] for r in resources.values()] == ["AWS::IAM::Role"], "one role and nothing else"
+    return next(iter(resources.values()))["Properties"]
+
+
+def test_service_role_is_trusted_by_one_service_account_through_irsa(service_role: dict[str, Any]) -> None:
+    provider = "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+    (statement,) = statements(service_role["AssumeRolePolicyDocument"])
+    assert statement == {
+        "Sid": "PodsOfOneServiceAccount",
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{provider}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {
+            f"{provider}:sub": "system:serviceaccount:platform:ccweb-api",
+            f"{provider}:aud": "sts.amazonaws.com",
+        }},
+    }
+
+
+def test_service_role_may_only_assume_the_target_roles(service_role: dict[str, Any]) -> None:
+    assert not {"ManagedPolicyArns", "PermissionsBoundary"} & service_role.keys()
+    (policy,) = service_role["Policies"]
+    (statement,) = statements(policy["PolicyDocument"])
+    assert not {"NotAction", "NotResource", "NotPrincipal"} & statement.keys()
+    assert statement["Effect"] == "Allow"
+    assert set(as_list(statement["Action"])) == STS_ACTIONS
+    assert as_list(statement["Resource"]) == SERVICE_PARAMETERS["TargetRoleArns"].split(",")
+    # And in the template itself the resource is the parameter, nothing added to it.
+    raw = load(SERVICE)["Resources"]["ServiceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    assert raw["Statement"][0]["Resource"] == {"Ref": "TargetRoleArns"}
+
+
+@pytest.mark.parametrize(
+    ("arn", "accepted"),
+    [
+        (f"arn:aws:iam::{ACCOUNT}:role/ccweb/developers", True),
+        (f"arn:aws:iam::{ACCOUNT}:role/ccweb-developers", True),
+        (f"arn:aws:iam::{ACCOUNT}:role/ccweb/*", True),
+        (f"arn:aws:iam::{ACCOUNT}:role/teams/ccweb/*", True),
+        (f"arn:aws-us-gov:iam::{ACCOUNT}:role/ccweb/read", True),
+        (f"arn:aws-cn:iam::{ACCOUNT}:role/ccweb/read", True),
+        ("*", False),
+        (f"arn:aws:iam::{ACCOUNT}:role/*", False),
+        (f"arn:aws:iam::{ACCOUNT}:role/ccweb-*", False),
+        (f"arn:aws:iam::{ACCOUNT}:role/ccweb/dev*", False),
+        (f"arn:aws:iam::{ACCOUNT}:*", False),
+        ("arn:aws:iam::*:role/ccweb/*", False),
+        (f"arn:aws:iam::{ACCOUNT}:user/ccweb/alice", False),
+        (f"arn:aws:sts::{ACCOUNT}:assumed-role/ccweb/x", False),
+        (f"arn:aws:iam::{ACCOUNT}:role/", False),
+    ],
+    ids=str,
+)
+def test_target_role_arns_take_explicit_roles_or_a_path_pattern(arn: str, accepted: bool) -> None:
+    pattern = load(SERVICE)["Parameters"]["TargetRoleArns"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, arn, re.ASCII)) is accepted
+
+
+def test_a_path_pattern_covers_the_target_roles_and_never_the_service_role() -> None:
+    pattern = f"arn:aws:iam::{ACCOUNT}:role/ccweb/*"
+    target = Renderer(load(TARGET), {"ServiceRoleArn": SERVICE_ROLE_ARN, "RoleName": "developers",
+                                     "Repositories": "app"})
+    target_arn = f"arn:aws:iam::{ACCOUNT}:role{target.values['RolePath']}{target.values['RoleName']}"
+    service = Renderer(load(SERVICE), SERVICE_PARAMETERS)
+    service_arn = f"arn:aws:iam::{ACCOUNT}:role{service.resources()['ServiceRole']['Properties']['Path']}" \
+        f"{service.values['RoleName']}"
+    assert iam_match(pattern, target_arn)
+    assert not iam_match(pattern, service_arn)
+    assert ROLE_ARN.fullmatch(target_arn), "a ccweb rule can name the target role"
+
+
+# -------------------------------------------------------------------------------------- the target role
+
+
+def render_target(partition: str = "aws", **parameters: Any) -> dict[str, dict[str, Any]]:
+    renderer = Renderer(load(TARGET), {"ServiceRoleArn": SERVICE_ROLE_ARN, "RoleName": "developers", **parameters})
+    if partition != "aws":
+        renderer.values["AWS::Partition"] = partition
+        renderer.conditions = {k: renderer.value(v) for k, v in renderer.template["Conditions"].items()}
+    return renderer.resources()
+
+
+def allowed(statements_: list[dict[str, Any]], action: str, arn: str) -> bool:
+    """IAM's answer for one action on one resource: some Allow matches and no Deny does."""
+
+    def applies(statement: dict[str, Any]) -> bool:
+        if not any(iam_match(a, action) for a in as_list(statement["Action"])):
+            return False
+        if "NotResource" in statement:
+            return not any(iam_match(r, arn) for r in as_list(statement["NotResource"]))
+        return any(iam_match(r, arn) for r in as_list(statement["Resource"]))
+
+    matching = [s for s in statements_ if applies(s)]
+    return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+
+
+def target_statements(resources: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    assert [r["Type"] for r in resources.values()] == ["AWS::IAM::Role"], "one role and nothing else"
+    role = resources["TargetRole"]["Properties"]
+    assert not {"ManagedPolicyArns", "PermissionsBoundary"} & role.keys()
+    return [s for policy in role["Policies"] for s in statements(policy["PolicyDocument"])]
+
+
+def test_target_role_trusts_only_the_service_role_with_a_source_identity() -> None:
+    role = render_target(Repositories="app")["TargetRole"]["Properties"]
+    (statement,) = statements(role["AssumeRolePolicyDocument"])
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"AWS": SERVICE_ROLE_ARN}
+    assert set(as_list(statement["Action"])) == STS_ACTIONS
+    assert statement["Condition"] == {"Null": {"sts:SourceIdentity": "false"}}
+    assert not {"NotAction", "NotPrincipal"} & statement.keys()
+
+
+HERE = f"arn:aws:codecommit:{REGION}:{ACCOUNT}"
+CANDIDATES = {
+    f"{HERE}:app": True,
+    f"{HERE}:infra-network": True,       # infra-*
+    f"{HERE}:docs.site": True,
+    f"{HERE}:application": False,
+    f"{HERE}:infra": False,
+    f"{HERE}:secrets": False,
+    f"arn:aws:codecommit:us-east-1:{ACCOUNT}:app": False,     # same name, another region
+    "arn:aws:codecommit:eu-west-1:444455556666:app": False,   # same name, another account
+    f"arn:aws:s3:::{ACCOUNT}-app": False,
+}
+
+
+@pytest.mark.parametrize("access", ["read", "write"])
+def test_target_role_grants_git_on_the_chosen_repositories_only(access: str) -> None:
+    policy = target_statements(render_target(Repositories="app,infra-*,docs.site", Access=access))
+    for action in ("codecommit:GitPull", "codecommit:GitPush", "codecommit:DeleteRepository", "s3:GetObject"):
+        expected = action in ccweb_actions(access)
+        for arn, chosen in CANDIDATES.items():
+            assert allowed(policy, action, arn) is (expected and chosen), (action, arn)
+    actions = {a for s in policy if s["Effect"] == "Allow" for a in as_list(s["Action"])}
+    assert sorted(actions) == sorted(ccweb_actions(access)), "the same actions as ccweb's session policy"
+    assert not any("NotAction" in s for s in policy)
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_every_partition_gets_its_own_arns(partition: str) -> None:
+    policy = target_statements(render_target(partition, Repositories="app"))
+    here = f"arn:{partition}:codecommit:{REGION}:{ACCOUNT}"
+    assert allowed(policy, "codecommit:GitPull", f"{here}:app")
+    assert not allowed(policy, "codecommit:GitPull", f"{here}:other")
+
+
+def test_every_repository_of_the_region_with_a_lone_star() -> None:
+    policy = target_statements(render_target(Repositories="*"))
+    assert allowed(policy, "codecommit:GitPull", f"{HERE}:anything")
+    assert not allowed(policy, "codecommit:GitPull", f"arn:aws:codecommit:us-east-1:{ACCOUNT}:anything")
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [("app", True), ("My.Repo_1-x", True), ("app-*", True), ("*", True), ("a" * 100, True),
+     ("a" * 101, False), ("", False), ("team/app", False), (f"{HERE}:app", False), ("app repo", False),
+     ("app,other", False)],
+    ids=lambda v: str(v)[:20],
+)
+def test_repository_names_are_names(name: str, accepted: bool) -> None:
+    pattern = load(TARGET)["Parameters"]["Repositories"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, name, re.ASCII)) is accepted
+
+
+def test_max_session_duration_is_a_bounded_parameter() -> None:
+    spec = load(TARGET)["Parameters"]["MaxSessionDuration"]
+    assert (spec["Type"], spec["MinValue"], spec["MaxValue"], spec["Default"]) == ("Number", 3600, 43200, 3600)
+    role = render_target(Repositories="app", MaxSessionDuration=7200)["TargetRole"]["Properties"]
+    assert role["MaxSessionDuration"] == 7200
+
+
+def test_service_role_arn_must_be_one_role() -> None:
+    pattern = load(TARGET)["Parameters"]["ServiceRoleArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, SERVICE_ROLE_ARN, re.ASCII)
+    for wider in ("*", f"arn:aws:iam::{ACCOUNT}:root", f"arn:aws:iam::{ACCOUNT}:role/*", ACCOUNT):
+        assert not re.fullmatch(pattern, wider, re.ASCII), wider
