@@ -1,0 +1,431 @@
+"""deploy/kubernetes: every manifest and patch passes strict schema validation (offline, bundled schemas), the
+pods keep their security settings, the objects refer to each other correctly, the policies are valid, and
+the example overlay changes what it should. With kustomize or kubectl on PATH, the rendered output too."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from ccweb.cli import parser
+from ccweb.config import ROLE_ARN, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "deploy" / "kubernetes"
+BASE = KUBE / "base"
+OVERLAY = KUBE / "overlays" / "example"
+KUSTOMIZATIONS = [BASE, OVERLAY]
+KUBERNETES_VERSION = "1.33"  # the schemas kubernetes-validate bundles for this version (EKS standard support)
+IRSA = "eks.amazonaws.com/role-arn"
+Object = dict[str, Any]
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def load(path: Path) -> Object:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), f"{rel(path)}: not a mapping"
+    return data
+
+
+def kustomization(directory: Path) -> Object:
+    return load(directory / "kustomization.yaml")
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    """The Kubernetes objects a kustomization reads: its resource files and its patch files."""
+    spec = kustomization(directory)
+    files = [directory / r for r in spec.get("resources", []) if (directory / r).is_file()]
+    return files + [directory / p["path"] for p in spec.get("patches", [])]
+
+
+def generator_files(directory: Path) -> dict[str, Path]:
+    """configMapGenerator files: ConfigMap key → file."""
+    found = {}
+    for generator in kustomization(directory).get("configMapGenerator", []):
+        for entry in generator.get("files", []):
+            key, _, name = entry.rpartition("=")
+            found[key or PurePosixPath(name).name] = directory / name
+    return found
+
+
+def objects(path: Path) -> list[Object]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+def one(directory: Path, kind: str) -> Object:
+    (found,) = [o for path in manifest_files(directory) for o in objects(path) if o["kind"] == kind]
+    return found
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation must work offline: any connection attempt fails the test."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError(f"a network connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def validate(obj: Object) -> None:
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path)
+        pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {where}: {exc.message}")
+    except kubernetes_validate.SchemaNotFoundError as exc:  # the CLI only warns about these
+        pytest.fail(exc.message)
+
+
+# -- every file, strictly -----------------------------------------------------------------------------------
+
+MANIFESTS = [f for d in KUSTOMIZATIONS for f in manifest_files(d)]
+
+
+@pytest.mark.usefixtures("no_network")
+@pytest.mark.parametrize("path", MANIFESTS, ids=[rel(p) for p in MANIFESTS])
+def test_manifest_passes_strict_validation(path: Path) -> None:
+    docs = objects(path)
+    assert docs, f"{rel(path)} is empty"
+    for obj in docs:
+        validate(obj)
+
+
+@pytest.mark.usefixtures("no_network")
+def test_strict_validation_refuses_a_misspelt_field() -> None:
+    deployment = copy.deepcopy(one(BASE, "Deployment"))
+    pod = deployment["spec"]["template"]["spec"]
+    pod["securityContext"]["runAsNonRoot"] = pod["securityContext"].pop("runAsNonRoot")
+    pod["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_yaml_file_is_a_manifest_a_kustomization_or_a_policy() -> None:
+    known = {p.resolve() for p in MANIFESTS}
+    for directory in KUSTOMIZATIONS:
+        known |= {(directory / "kustomization.yaml").resolve()}
+        known |= {p.resolve() for p in generator_files(directory).values()}
+    stray = sorted(rel(p) for p in KUBE.rglob("*.y*ml") if p.resolve() not in known)
+    assert not stray, f"not part of any kustomization, so never validated: {stray}"
+
+
+# -- the kustomizations -------------------------------------------------------------------------------------
+
+KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "patches", "images", "replicas",
+                      "configMapGenerator"}
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=[rel(d) for d in KUSTOMIZATIONS])
+def test_kustomization_structure(directory: Path) -> None:
+    spec = kustomization(directory)
+    assert spec["apiVersion"] == "kustomize.config.k8s.io/v1beta1" and spec["kind"] == "Kustomization"
+    assert set(spec) <= KUSTOMIZATION_KEYS, f"unexpected keys (or deprecated ones): {set(spec) - KUSTOMIZATION_KEYS}"
+    for resource in spec.get("resources", []):
+        target = directory / resource
+        assert target.is_file() or (target / "kustomization.yaml").is_file(), f"{rel(directory)}: {resource}"
+    for patch in spec.get("patches", []):
+        assert set(patch) == {"path"} and (directory / patch["path"]).is_file()
+    for generator in spec.get("configMapGenerator", []):
+        assert all((directory / f.rpartition("=")[2]).is_file() for f in generator["files"])
+
+
+# -- the policies -------------------------------------------------------------------------------------------
+
+POLICIES = [generator_files(d)["policy.yaml"] for d in KUSTOMIZATIONS]
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=[rel(p) for p in POLICIES])
+def test_policy_is_valid(path: Path) -> None:
+    config = parse_config(yaml.safe_load(path.read_text(encoding="utf-8")))
+    assert config.rules
+
+
+def test_the_policy_configmap_is_mounted_where_the_service_reads_it() -> None:
+    (generator,) = kustomization(BASE)["configMapGenerator"]
+    pod = one(BASE, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    config = PurePosixPath(next(e["value"] for e in container["env"] if e["name"] == "CCWEB_CONFIG"))
+    assert config.name in generator_files(BASE)
+    (volume,) = [v for v in pod["volumes"] if v.get("configMap", {}).get("name") == generator["name"]]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert PurePosixPath(mount["mountPath"]) == config.parent and mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees an updated ConfigMap"
+
+
+# -- the pod's security -------------------------------------------------------------------------------------
+
+
+def effective(pod: Object, container: Object, key: str) -> Any:
+    """A security setting as the container gets it: its own, else the pod's."""
+    own = container.get("securityContext", {})
+    return own[key] if key in own else pod.get("securityContext", {}).get(key)
+
+
+def cpu(quantity: str | int) -> float:
+    text = str(quantity)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def memory(quantity: str | int) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    match = re.fullmatch(r"([0-9.]+)([KMG]i?)?", str(quantity))
+    assert match, quantity
+    return float(match[1]) * units.get(match[2] or "", 1)
+
+
+def _resources(pod: Object, c: Object) -> bool:
+    requests, limits = c.get("resources", {}).get("requests", {}), c.get("resources", {}).get("limits", {})
+    return (set(requests) >= {"cpu", "memory"} and set(limits) >= {"cpu", "memory"}
+            and cpu(requests["cpu"]) <= cpu(limits["cpu"]) and memory(requests["memory"]) <= memory(limits["memory"]))
+
+
+def _tmp_is_writable(pod: Object, c: Object) -> bool:
+    empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+    return any(m["mountPath"] == "/tmp" and m["name"] in empty_dirs for m in c.get("volumeMounts", []))
+
+
+def _probe(kind: str, path: str) -> Callable[[Object, Object], bool]:
+    def check(pod: Object, c: Object) -> bool:
+        get = c.get(kind, {}).get("httpGet", {})
+        ports = {p["name"] for p in c.get("ports", [])} | {p["containerPort"] for p in c.get("ports", [])}
+        return get.get("path") == path and get.get("port") in ports
+    return check
+
+
+SECURITY: dict[str, Callable[[Object, Object], bool]] = {
+    "runAsNonRoot": lambda pod, c: effective(pod, c, "runAsNonRoot") is True,
+    "not-uid-0": lambda pod, c: effective(pod, c, "runAsUser") not in (0, "0"),
+    "allowPrivilegeEscalation-false": lambda pod, c: effective(pod, c, "allowPrivilegeEscalation") is False,
+    "not-privileged": lambda pod, c: effective(pod, c, "privileged") in (None, False),
+    "readOnlyRootFilesystem": lambda pod, c: effective(pod, c, "readOnlyRootFilesystem") is True,
+    "capabilities-drop-ALL": lambda pod, c: (
+        "ALL" in (effective(pod, c, "capabilities") or {}).get("drop", [])
+        and not (effective(pod, c, "capabilities") or {}).get("add")
+    ),
+    "seccomp-RuntimeDefault": lambda pod, c: (
+        (effective(pod, c, "seccompProfile") or {}).get("type") == "RuntimeDefault"
+    ),
+    "no-host-namespaces": lambda pod, c: not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")),
+    "no-hostPath": lambda pod, c: not any("hostPath" in v for v in pod.get("volumes", [])),
+    "tmp-emptyDir": _tmp_is_writable,
+    "requests-and-limits": _resources,
+    "readiness-on-readyz": _probe("readinessProbe", "/readyz"),
+    "liveness-on-healthz": _probe("livenessProbe", "/healthz"),
+}
+
+
+def findings(deployment: Object) -> list[str]:
+    pod = deployment["spec"]["template"]["spec"]
+    containers = pod["containers"] + pod.get("initContainers", [])
+    return [f"{c['name']}: {name}" for c in containers for name, check in SECURITY.items() if not check(pod, c)]
+
+
+@pytest.mark.parametrize("check", SECURITY.values(), ids=SECURITY.keys())
+def test_base_pod_keeps(check: Callable[[Object, Object], bool]) -> None:
+    pod = one(BASE, "Deployment")["spec"]["template"]["spec"]
+    for container in pod["containers"]:
+        assert check(pod, container), container["name"]
+
+
+def _drop(*keys: str) -> Callable[[Object], None]:
+    def edit(deployment: Object) -> None:
+        pod = deployment["spec"]["template"]["spec"]
+        for holder in (pod, pod["containers"][0]):
+            target = holder
+            for key in keys[:-1]:
+                target = target.get(key, {})
+            target.pop(keys[-1], None)
+    return edit
+
+
+def _set(*keys: str, value: Any) -> Callable[[Object], None]:
+    def edit(deployment: Object) -> None:
+        target = deployment["spec"]["template"]["spec"]["containers"][0]
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    return edit
+
+
+MUTATIONS = {
+    "runAsNonRoot-dropped": _drop("securityContext", "runAsNonRoot"),
+    "root-user": _set("securityContext", "runAsUser", value=0),
+    "privilege-escalation": _set("securityContext", "allowPrivilegeEscalation", value=True),
+    "writable-root": _drop("securityContext", "readOnlyRootFilesystem"),
+    "a-capability-added": _set("securityContext", "capabilities", value={"drop": ["ALL"], "add": ["NET_ADMIN"]}),
+    "seccomp-unconfined": _set("securityContext", "seccompProfile", value={"type": "Unconfined"}),
+    "no-limits": _drop("resources", "limits"),
+    "readiness-dropped": _drop("readinessProbe"),
+    "liveness-on-readyz": _set("livenessProbe", "httpGet", "path", value="/readyz"),
+}
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=MUTATIONS.keys())
+def test_a_weakened_pod_is_caught(mutate: Callable[[Object], None]) -> None:
+    deployment = copy.deepcopy(one(BASE, "Deployment"))
+    assert findings(deployment) == []
+    mutate(deployment)
+    assert findings(deployment)
+
+
+# -- the objects fit together -------------------------------------------------------------------------------
+
+
+def pod_labels() -> dict[str, str]:
+    deployment = one(BASE, "Deployment")
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    return labels
+
+
+def test_the_deployment_runs_the_images_command_on_its_port() -> None:
+    deployment = one(BASE, "Deployment")
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = parser().parse_args(container["args"])
+    assert args.command == "serve" and args.config is None
+    assert args.host == "0.0.0.0"  # noqa: S104 - in a pod, the service listens on all its interfaces
+    (port,) = container["ports"]
+    assert port["containerPort"] == args.port == 8080  # the image's EXPOSE and HEALTHCHECK
+
+
+def test_pods_spread_over_zones_and_nodes() -> None:
+    pod = one(BASE, "Deployment")["spec"]["template"]["spec"]
+    spreads = pod.get("topologySpreadConstraints", [])
+    assert {s["topologyKey"] for s in spreads} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert all(s["labelSelector"]["matchLabels"].items() <= pod_labels().items() for s in spreads)
+
+
+def test_service_account_is_annotated_for_irsa_and_used() -> None:
+    account = one(BASE, "ServiceAccount")
+    assert ROLE_ARN.fullmatch(account["metadata"]["annotations"][IRSA])
+    assert one(BASE, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_service_selects_the_pods_and_targets_the_named_port() -> None:
+    service = one(BASE, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels().items()
+    (container,) = one(BASE, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["name"] for p in container["ports"]}
+
+
+def test_hpa_scales_the_deployment_from_two_replicas() -> None:
+    hpa = one(BASE, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    deployment = one(BASE, "Deployment")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert 2 <= hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def test_pdb_keeps_pods_up_but_lets_nodes_drain() -> None:
+    pdb = one(BASE, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels().items()
+    assert pdb["spec"].get("maxUnavailable") == 1 or pdb["spec"].get("minAvailable", 0) < 2
+
+
+def test_network_policy_admits_the_api_port_and_lets_out_only_dns_and_https() -> None:
+    policy = one(BASE, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels().items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    (container,) = one(BASE, "Deployment")["spec"]["template"]["spec"]["containers"]
+    api = {p["name"] for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
+    assert all(p["port"] in api for rule in policy["ingress"] for p in rule["ports"])
+    egress = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert egress == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+    (dns,) = [rule for rule in policy["egress"] if any(p["port"] == 53 for p in rule["ports"])]
+    assert dns.get("to"), "DNS goes to the cluster's resolver only"
+
+
+# -- the example overlay ------------------------------------------------------------------------------------
+
+
+def test_the_overlay_builds_on_the_base_and_changes_image_role_replicas_and_policy() -> None:
+    spec = kustomization(OVERLAY)
+    assert "../../base" in spec["resources"]
+    (container,) = one(BASE, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (image,) = spec["images"]
+    assert image["name"] == container["image"] and image["newName"] != container["image"] and image["newTag"]
+    (replicas,) = spec["replicas"]
+    assert replicas["name"] == one(BASE, "Deployment")["metadata"]["name"] and replicas["count"] >= 2
+    role = one(OVERLAY, "ServiceAccount")["metadata"]["annotations"][IRSA]
+    assert ROLE_ARN.fullmatch(role) and role != one(BASE, "ServiceAccount")["metadata"]["annotations"][IRSA]
+    hpa = one(OVERLAY, "HorizontalPodAutoscaler")["spec"]
+    assert 2 <= hpa["minReplicas"] <= replicas["count"] <= hpa["maxReplicas"]
+    (generator,) = spec["configMapGenerator"]
+    assert generator["behavior"] == "replace"
+    assert generator["name"] == kustomization(BASE)["configMapGenerator"][0]["name"]
+    assert generator_files(OVERLAY)["policy.yaml"].read_text() != generator_files(BASE)["policy.yaml"].read_text()
+
+
+def test_the_overlay_namespace_enforces_the_restricted_pod_security_standard() -> None:
+    namespace = one(OVERLAY, "Namespace")
+    assert namespace["metadata"]["name"] == kustomization(OVERLAY)["namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+# -- rendered, when kustomize or kubectl is at hand ---------------------------------------------------------
+
+
+def render(directory: Path) -> list[Object]:
+    if kustomize := shutil.which("kustomize"):
+        command = [kustomize, "build", str(directory)]
+    elif kubectl := shutil.which("kubectl"):
+        command = [kubectl, "kustomize", str(directory)]
+    else:
+        pytest.skip("rendering needs kustomize or kubectl on PATH")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.fixture(scope="module", params=KUSTOMIZATIONS, ids=[rel(d) for d in KUSTOMIZATIONS])
+def rendered(request: pytest.FixtureRequest) -> tuple[Path, list[Object]]:
+    return request.param, render(request.param)
+
+
+def test_rendered_output_is_valid_secure_and_carries_the_policy(rendered: tuple[Path, list[Object]]) -> None:
+    directory, docs = rendered
+    for obj in docs:
+        validate(obj)
+    kinds = sorted(o["kind"] for o in docs)
+    expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget",
+                "Service", "ServiceAccount"] + (["Namespace"] if directory == OVERLAY else [])
+    assert kinds == sorted(expected)
+    (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
+    assert findings(deployment) == []
+    (configmap,) = [o for o in docs if o["kind"] == "ConfigMap"]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert configmap["metadata"]["name"] in {v.get("configMap", {}).get("name") for v in volumes}
+    assert configmap["data"]["policy.yaml"] == generator_files(directory)["policy.yaml"].read_text(encoding="utf-8")
+    parse_config(yaml.safe_load(configmap["data"]["policy.yaml"]))
+
+
+def test_the_rendered_overlay_has_the_overlays_image_role_and_namespace() -> None:
+    docs = render(OVERLAY)
+    spec = kustomization(OVERLAY)
+    assert {o["metadata"].get("namespace", o["metadata"]["name"]) for o in docs} == {spec["namespace"]}
+    (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (image,) = spec["images"]
+    assert container["image"] == f"{image['newName']}:{image['newTag']}"
+    assert deployment["spec"]["replicas"] == spec["replicas"][0]["count"]
+    (account,) = [o for o in docs if o["kind"] == "ServiceAccount"]
+    assert account["metadata"]["annotations"][IRSA] == one(OVERLAY, "ServiceAccount")["metadata"]["annotations"][IRSA]
