@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -20,14 +21,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ccweb import __version__, audit
 from ccweb.config import Config
-from ccweb.errors import AccessDenied, InvalidRequest, InvalidToken, ServiceError, UpstreamUnavailable
+from ccweb.errors import AccessDenied, InvalidRequest, InvalidToken, RateLimited, ServiceError, UpstreamUnavailable
 from ccweb.helper_dist import helper_zipapp
+from ccweb.limits import RequestLimits, document_refusals
 from ccweb.metrics import Metrics
-from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name
+from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name, suspended
+from ccweb.reload import RELOAD_INTERVAL_SECONDS, Policy, PolicyState
 from ccweb.sessions import AssumeRoleRequest, SessionCache, STSClient
 from ccweb.signing import PASSWORD_LIFETIME_SECONDS, git_password, git_username
 from ccweb.targets import resolve
-from ccweb.tokens import TokenVerifier, VerifiedToken, token_sha256
+from ccweb.tokens import VerifiedToken, token_sha256
 
 log = logging.getLogger("ccweb.app")
 HELPER_PATH = "/helper/ccweb-helper"
@@ -75,6 +78,9 @@ class WhoAmI(BaseModel):
     identity: str
     expires_at: str
     rules: list[RuleSummary]
+    suspended: str | None = Field(
+        default=None, description="Set when a deny entry suspends this identity: why, as a sentence; rules is empty."
+    )
 
 
 class GitEndpointInfo(BaseModel):
@@ -96,6 +102,31 @@ class Discovery(BaseModel):
     git_endpoints: list[GitEndpointInfo]
     login: list[LoginIssuer] = Field(description="Issuers that allow interactive login, first the default.")
     helper: str = Field(description="Where to download ccweb-helper as one file (a Python 3.9+ zipapp).")
+
+
+class Health(BaseModel):
+    status: str = Field(description="Always 'ok' while the process serves requests.")
+
+
+class IssuerKeys(BaseModel):
+    keys_loaded: bool
+    last_error: str | None
+
+
+class PolicyInfo(BaseModel):
+    digest: str = Field(description="SHA-256 of the running policy as validated (comments and layout do not count).")
+    loaded_at: str
+    reloads: int = Field(description="Reloads that changed the policy since this process started.")
+    reload_error: list[str] | None = Field(
+        description="Why the file on disk was refused (the running policy stayed), until a good one is loaded."
+    )
+
+
+class Readiness(BaseModel):
+    status: str
+    issuers: dict[str, IssuerKeys] = Field(description="Each issuer's key set, by issuer name.")
+    cached_sessions: int
+    policy: PolicyInfo
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -121,17 +152,26 @@ def create_app(
     http: httpx.AsyncClient | None = None,
     clock: Callable[[], float] = time.time,
     metrics: Metrics | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    config_path: str | Path | None = None,
+    reload_interval: float = RELOAD_INTERVAL_SECONDS,
+    reload_on_sighup: bool = False,
 ) -> FastAPI:
+    """``config_path``: the file ``config`` came from; the app then reloads it when it changes (polled every
+    ``reload_interval`` seconds; 0 turns the polling off) and, with ``reload_on_sighup``, on SIGHUP.
+    ``monotonic`` drives the rate limiter."""
     metrics = metrics or Metrics()
     own_http = http is None
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
-    verifier = TokenVerifier(config, client, clock=clock)
     sessions = SessionCache(sts, clock=clock, metrics=metrics)
+    policy = Policy(config, http=client, sessions=sessions, clock=clock, monotonic=monotonic, path=config_path,
+                    metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            yield
+            async with policy.running(interval=reload_interval, sighup=reload_on_sighup):
+                yield
         finally:
             if own_http:
                 await client.aclose()
@@ -142,25 +182,45 @@ def create_app(
         description="OIDC token in, CodeCommit git credential scoped by policy out.",
         lifespan=lifespan,
     )
-    app.state.config = config
+    app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
+    app.state.policy = policy  # policy.current: the running configuration, verifier and rate limiter
     app.state.sessions = sessions
-    app.state.verifier = verifier
 
     bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
 
+    def snapshot() -> PolicyState:
+        return policy.current  # once per request (FastAPI caches it): one policy from start to end
+
+    Current = Annotated[PolicyState, Depends(snapshot)]  # noqa: N806 (a type alias)
+
     async def authenticate(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        state: Current,
     ) -> VerifiedToken:
         if credentials is None:
             raise InvalidToken(
                 "No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing"
             )
         try:
-            return await verifier.verify(credentials.credentials)
+            caller = await state.verifier.verify(credentials.credentials)
         except InvalidToken as exc:
             metrics.decisions.labels(rule="", outcome="invalid_token").inc()
             audit.decision("invalid_token", reason=exc.reason, token_sha256=token_sha256(credentials.credentials))
             raise
+        wait = state.limiter.check((caller.issuer.name, caller.subject))
+        if wait:
+            identity = identity_for(None, caller.claims)
+            audit.decision("rate_limited", issuer=caller.issuer.name, subject=caller.subject, identity=identity,
+                           token_sha256=caller.sha256)
+            metrics.decisions.labels(rule="", outcome="rate_limited").inc()
+            limiter = state.limiter
+            raise RateLimited(
+                f"Too many requests from {identity}: ccweb answers each identity {limiter.requests_per_minute} "
+                f"times a minute, in bursts of up to {limiter.burst}; try again in {wait} seconds, and look for "
+                "a script or job that runs git in a loop.",
+                retry_after=wait,
+            )
+        return caller
 
     Caller = Annotated[VerifiedToken, Depends(authenticate)]  # noqa: N806 (a type alias)
 
@@ -174,8 +234,9 @@ def create_app(
             "content": {"application/json": {"schema": CredentialRequest.model_json_schema()}},
         }},
     )
-    async def credentials(request: Request, caller: Caller) -> CredentialResponse:
+    async def credentials(request: Request, caller: Caller, state: Current) -> CredentialResponse:
         # The body is read after the token is verified, so an unauthenticated caller learns nothing.
+        config = state.config
         body = _credential_request(await request.body())
         claims = caller.claims
         who: dict[str, Any] = {
@@ -188,6 +249,12 @@ def create_app(
             metrics.decisions.labels(rule="", outcome="invalid_request").inc()
             raise
         where = {"repository": target.repository, "region": target.region}
+        hold = suspended(config, caller.issuer.name, claims)
+        if hold is not None:
+            identity = identity_for(None, claims)
+            audit.decision("denied", reason="suspended", deny=hold.label, identity=identity, **who, **where)
+            metrics.decisions.labels(rule="", outcome="denied").inc()
+            raise AccessDenied(_suspension(identity, caller, hold.entry.reason))
         grant = decide(config, caller.issuer.name, claims, target.repository, target.region)
         if grant is None:
             identity = identity_for(None, claims)
@@ -209,7 +276,7 @@ def create_app(
             duration_seconds=config.session_duration(rule),
         )
         try:
-            session = await sessions.get((rule.name, caller.issuer.name, grant.identity), assume)
+            session = await sessions.get((state.session_rule(rule), caller.issuer.name, grant.identity), assume)
         except UpstreamUnavailable as exc:
             audit.decision("upstream_unavailable", reason=exc.reason, **who, **where, **decided)
             metrics.decisions.labels(rule=rule.name, outcome="upstream_unavailable").inc()
@@ -238,24 +305,72 @@ def create_app(
             role_arn=rule.role_arn,
         )
 
-    @app.get("/v1/whoami", response_model=WhoAmI, responses={401: ERROR_RESPONSES[401]},
+    @app.get("/v1/whoami", response_model=WhoAmI, responses={s: ERROR_RESPONSES[s] for s in (401, 429, 503)},
              summary="The verified identity and the rules it matches")
-    async def whoami(caller: Caller) -> WhoAmI:
-        rules = matching_rules(config, caller.issuer.name, caller.claims)
+    async def whoami(caller: Caller, state: Current) -> WhoAmI:
+        hold = suspended(state.config, caller.issuer.name, caller.claims)
+        rules = [] if hold else matching_rules(state.config, caller.issuer.name, caller.claims)
+        identity = identity_for(rules[0] if rules else None, caller.claims)
         return WhoAmI(
             issuer=caller.issuer.name,
             issuer_url=caller.issuer.issuer,
             subject=caller.subject,
-            identity=identity_for(rules[0] if rules else None, caller.claims),
+            identity=identity,
             expires_at=_iso(caller.expires_at),
             rules=[RuleSummary(**item) for item in describe(rules)],
+            suspended=_suspension(identity, caller, hold.entry.reason) if hold else None,
         )
 
     @app.get("/.well-known/ccweb", response_model=Discovery, summary="What the helper needs to know")
-    async def discovery() -> Discovery:
-        return discovery_document
+    async def discovery(state: Current) -> Discovery:
+        return _discovery(state.config)
 
-    discovery_document = Discovery(
+    @app.get(HELPER_PATH, summary="ccweb-helper as one file: a Python 3.9+ zipapp with no dependencies",
+             response_class=Response, responses={
+                 200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                 304: {"description": "Not modified: the If-None-Match ETag is the current one"}})
+    async def helper_download(request: Request) -> Response:
+        bundle = helper_zipapp()
+        etag = f'"{bundle.sha256}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
+                   "Content-Disposition": 'attachment; filename="ccweb-helper"'}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(bundle.content, media_type="application/octet-stream", headers=headers)
+
+    @app.get("/healthz", summary="Liveness", response_model=Health)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness, with the state of each issuer's key set", response_model=Readiness)
+    async def readyz() -> JSONResponse:
+        # ok; degraded (200: an issuer serves stale keys or has none, or STS failed after its retries);
+        # unavailable (503: no issuer has keys, so no token can be verified). An IdP or STS outage that every
+        # replica shares does not take replicas out of service for the issuers that still work.
+        issuers = await policy.current.verifier.readiness()
+        sts_state = {"state": "failing" if sessions.upstream_error else "ok", "last_error": sessions.upstream_error}
+        if not any(i["keys_loaded"] for i in issuers.values()):
+            status = "unavailable"
+        elif sessions.upstream_error or any(i["state"] != "ok" for i in issuers.values()):
+            status = "degraded"
+        else:
+            status = "ok"
+        body = {"status": status, "issuers": issuers, "sts": sts_state, "cached_sessions": len(sessions),
+                "policy": _policy_info(policy)}
+        return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    _install_error_handlers(app)
+    _install_openapi(app)
+    return app
+
+
+def _discovery(config: Config) -> Discovery:
+    return Discovery(
         version=__version__,
         audience=config.audience_for_ci,
         git_endpoints=[GitEndpointInfo(host=e.host, region=e.region) for e in config.git_endpoints],
@@ -266,36 +381,19 @@ def create_app(
         helper=HELPER_PATH,
     )
 
-    @app.get(HELPER_PATH, summary="ccweb-helper as one file: a Python 3.9+ zipapp with no dependencies",
-             response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
-    async def helper_download(request: Request) -> Response:
-        bundle = helper_zipapp()
-        etag = f'"{bundle.sha256}"'
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
-                   "Content-Disposition": 'attachment; filename="ccweb-helper"'}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(bundle.content, media_type="application/octet-stream", headers=headers)
 
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+def _policy_info(policy: Policy) -> dict[str, Any]:
+    current = policy.current
+    return PolicyInfo(digest=current.digest, loaded_at=_iso(current.loaded_at), reloads=policy.reloads,
+                      reload_error=policy.last_error).model_dump()
 
-    @app.get("/readyz", summary="Readiness, with the state of each issuer's key set")
-    async def readyz() -> dict[str, Any]:
-        issuers = {
-            keys.issuer.name: {"keys_loaded": keys.keys is not None, "last_error": keys.last_error}
-            for keys in verifier.issuer_keys()
-        }
-        return {"status": "ok", "issuers": issuers, "cached_sessions": len(sessions)}
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    _install_error_handlers(app)
-    _install_openapi(app)
-    return app
+def _suspension(identity: str, caller: VerifiedToken, reason: str | None) -> str:
+    because = f" ({reason.rstrip('.')})" if reason else ""
+    return (
+        f"Access to ccweb for {identity} (subject {caller.subject!r} of issuer {caller.issuer.name!r}) is "
+        f"suspended by its operators{because}; ask them to lift the suspension."
+    )
 
 
 def _credential_request(raw: bytes) -> CredentialRequest:
@@ -366,6 +464,7 @@ def _install_openapi(app: FastAPI) -> None:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     operation.get("responses", {}).pop("422", None)
+            document_refusals(schema)
             components = schema.get("components", {}).get("schemas", {})
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)

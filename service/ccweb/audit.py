@@ -1,7 +1,8 @@
 """The audit trail: one JSON line per credential decision, on the ``ccweb.audit`` logger.
 
 Fields: event, outcome, reason, issuer, subject, identity, source_identity (as sent to STS), repository,
-region, rule, role_arn, token_sha256. Never the token, a session token, a secret key, a signature or a password.
+region, rule, role_arn, deny (the deny entry that suspended the caller), token_sha256. Never the token, a
+session token, a secret key, a signature or a password.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Any
 log = logging.getLogger("ccweb.audit")
 
 FIELDS = ("outcome", "reason", "issuer", "subject", "identity", "source_identity", "repository", "region", "rule",
-          "role_arn", "token_sha256")
+          "role_arn", "deny", "token_sha256")
 
 
 def decision(outcome: str, **fields: Any) -> None:
-    """Log one decision: ``issued``, ``denied``, ``invalid_token``, ``invalid_request`` or ``upstream_unavailable``."""
+    """Log one decision: ``issued``, ``denied``, ``invalid_token``, ``invalid_request``, ``rate_limited`` or
+    ``upstream_unavailable``."""
     record: dict[str, Any] = {"event": "credential_decision", "outcome": outcome}
     for name in FIELDS[1:]:
         value = fields.get(name)

@@ -170,23 +170,26 @@ def _repository_glob(glob: str) -> str:
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
 
 
+def _claim_names(value: dict[str, Any]) -> dict[str, Any]:
+    for name in value:
+        if not CLAIM_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a claim name")
+    return value
+
+
+ClaimConditions = Annotated[dict[str, ClaimCondition], AfterValidator(_claim_names)]
+"""Claim name → condition; every one must hold."""
+
+
 class Rule(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     issuer: str
-    claims: dict[str, ClaimCondition] = Field(default_factory=dict)
+    claims: ClaimConditions = Field(default_factory=dict)
     role_arn: str
     repositories: Annotated[list[RepositoryGlob], Field(min_length=1)]
     access: Literal["read", "write"] = "read"
     source_identity: str | None = None
     session_duration: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] | None = None
-
-    @field_validator("claims")
-    @classmethod
-    def _claim_names(cls, value: dict[str, ClaimCondition]) -> dict[str, ClaimCondition]:
-        for name in value:
-            if not CLAIM_NAME.fullmatch(name):
-                raise ValueError(f"{name!r} is not a claim name")
-        return value
 
     @field_validator("role_arn")
     @classmethod
@@ -254,11 +257,40 @@ class AwsSettings(_Model):
     caller gets 503 ``upstream_unavailable``."""
 
 
+class RateLimit(_Model):
+    """A token bucket per verified identity (issuer + subject), per replica; ``requests_per_minute: 0`` turns
+    it off."""
+
+    requests_per_minute: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = 120
+    burst: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 60
+
+
+class DenyEntry(_Model):
+    """An emergency suspension, checked before the rules: a token it matches gets nothing."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    issuer: str | None = None
+    claims: ClaimConditions = Field(default_factory=dict)
+    reason: Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    """Shown to the person refused, after "access is suspended"."""
+
+    @model_validator(mode="after")
+    def _not_everyone(self) -> DenyEntry:
+        if self.issuer is None and not self.claims:
+            raise ValueError(
+                "claims: an entry needs an issuer or at least one claim condition (it would suspend everyone)"
+            )
+        return self
+
+
 class Config(_Model):
     issuers: Annotated[list[Issuer], Field(min_length=1)]
+    deny: list[DenyEntry] = Field(default_factory=list)
+    """Emergency suspensions, checked before the rules; the first that matches refuses."""
     rules: list[Rule] = Field(default_factory=list)
     git_endpoints: list[GitEndpoint] = Field(default_factory=list)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
     ci_audience: Annotated[str, Field(min_length=1)] | None = None
     """The audience CI platforms' tokens are requested for; default: the first audience of the first issuer
     without interactive login (else of the first issuer)."""
@@ -280,6 +312,12 @@ class Config(_Model):
                 problems.append(f"rules[{index}].issuer: no issuer is named {rule.issuer!r}")
             if rule_names.index(rule.name) != index:
                 problems.append(f"rules[{index}].name: {rule.name!r} is used twice")
+        deny_names = [d.name for d in self.deny]
+        for index, entry in enumerate(self.deny):
+            if entry.issuer is not None and entry.issuer not in names:
+                problems.append(f"deny[{index}].issuer: no issuer is named {entry.issuer!r}")
+            if entry.name is not None and deny_names.index(entry.name) != index:
+                problems.append(f"deny[{index}].name: {entry.name!r} is used twice")
         hosts = [e.host for e in self.git_endpoints]
         for index, host in enumerate(hosts):
             if hosts.index(host) != index:

@@ -22,6 +22,10 @@ class Metrics:
         self.sts_latency = Histogram(
             "ccweb_sts_latency_seconds", "AssumeRole latency.", registry=self.registry
         )
+        self.policy_reloads = Counter(
+            "ccweb_policy_reloads", "Policy reloads: reloaded (the policy changed) or refused (invalid file).",
+            ["result"], registry=self.registry,
+        )
         self.session_cache_hits = Counter(
             "ccweb_session_cache_hits", "Credentials signed from a cached STS session.", registry=self.registry
         )

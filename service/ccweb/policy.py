@@ -1,8 +1,10 @@
-"""Who may have what: rules in file order, first match wins. Pure functions, no I/O.
+"""Who may have what: the deny list first, then rules in file order, first match wins. Pure functions, no I/O.
 
-A rule matches a verified token when the token comes from the rule's issuer and every claim condition
-holds (exact value, or a full-match pattern; for a list-valued claim, any element). It grants a
-repository when one of its globs matches ``name`` (and the region, for ``region/name`` globs).
+A deny entry matches a verified token when the token comes from the entry's issuer (any issuer, if it
+names none) and every claim condition holds; a match refuses everything, whatever the rules say. A rule
+matches a verified token when the token comes from the rule's issuer and every claim condition holds
+(exact value, or a full-match pattern; for a list-valued claim, any element). It grants a repository
+when one of its globs matches ``name`` (and the region, for ``region/name`` globs).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ccweb.config import Config, Pattern, Rule
+from ccweb.config import ClaimCondition, Config, DenyEntry, Pattern, Rule
 
 _STS_NAME_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
 STS_NAME_MAX = 64
@@ -43,10 +45,28 @@ def claim_matches(condition: object, value: object) -> bool:
     return _value_matches(condition, value)
 
 
+def conditions_hold(conditions: Mapping[str, ClaimCondition], claims: Mapping[str, Any]) -> bool:
+    """Every condition holds; a missing claim never matches."""
+    return all(name in claims and claim_matches(cond, claims[name]) for name, cond in conditions.items())
+
+
 def rule_matches_claims(rule: Rule, issuer_name: str, claims: Mapping[str, Any]) -> bool:
-    if rule.issuer != issuer_name:
-        return False
-    return all(name in claims and claim_matches(cond, claims[name]) for name, cond in rule.claims.items())
+    return rule.issuer == issuer_name and conditions_hold(rule.claims, claims)
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    entry: DenyEntry
+    label: str
+    """The entry's ``name``, else ``deny[<index>]``: what the audit line and the log call it."""
+
+
+def suspended(config: Config, issuer_name: str, claims: Mapping[str, Any]) -> Suspension | None:
+    """The first deny entry that matches the verified token, or None."""
+    for index, entry in enumerate(config.deny):
+        if (entry.issuer is None or entry.issuer == issuer_name) and conditions_hold(entry.claims, claims):
+            return Suspension(entry, entry.name or f"deny[{index}]")
+    return None
 
 
 def identity_for(rule: Rule | None, claims: Mapping[str, Any]) -> str:
