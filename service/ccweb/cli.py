@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from ccweb import __version__
 
@@ -26,22 +27,26 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     os.environ["CCWEB_CONFIG"] = os.path.abspath(path)
+    os.environ["CCWEB_RELOAD_INTERVAL"] = str(args.reload_interval)
     os.environ["CCWEB_LOG_LEVEL"] = args.log_level
     os.environ["CCWEB_LOG_FORMAT"] = args.log_format
     from ccweb import logs  # noqa: PLC0415
+    from ccweb.server import APP, run_workers  # noqa: PLC0415
 
     logs.setup(args.log_level, args.log_format)
-    uvicorn.run(
-        "ccweb.server:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if args.workers > 1:
+        run_workers(**options)  # SIGHUP to this process reaches every worker
+    else:
+        uvicorn.run(APP, factory=True, **options)
     return 0
 
 
@@ -54,9 +59,12 @@ def _check_config(args: argparse.Namespace) -> int:
         for line in exc.messages:
             print(line, file=sys.stderr)
         return 1
+    limit = config.rate_limit
+    rate = (f"{limit.requests_per_minute} requests a minute per identity, bursts of {limit.burst}"
+            if limit.requests_per_minute else "no rate limit")
     print(
         f"{args.file}: valid ({len(config.issuers)} issuer(s), {len(config.rules)} rule(s), "
-        f"{len(config.git_endpoints)} git endpoint(s))"
+        f"{len(config.git_endpoints)} git endpoint(s), {len(config.deny)} deny entry(ies); {rate})"
     )
     return 0
 
@@ -78,6 +86,16 @@ def _dev(args: argparse.Namespace) -> int:
     return run(args.host, args.port)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ccweb", description=__doc__)
     root.add_argument("--version", action="version", version=f"ccweb {__version__}")
@@ -88,6 +106,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--reload-interval", type=_seconds, default=2.0, metavar="SECONDS",
+        help="how often each worker checks the policy file for changes (default 2; 0: reload on SIGHUP only)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="json", choices=["json", "text"])
     serve.set_defaults(run=_serve)

@@ -1,18 +1,61 @@
-"""The app as uvicorn's workers build it: configuration from the environment (``CCWEB_CONFIG``)."""
+"""The app as uvicorn's workers build it, and the process supervisor ``ccweb serve --workers N`` runs.
+
+Configuration comes from the environment ``ccweb serve`` sets: ``CCWEB_CONFIG`` (the policy file),
+``CCWEB_RELOAD_INTERVAL`` (seconds between checks of that file; 0: on SIGHUP only), ``CCWEB_LOG_LEVEL``,
+``CCWEB_LOG_FORMAT``. Every worker reloads the policy by itself, when the file changes or on SIGHUP.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from typing import Any
 
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from ccweb import logs
 from ccweb.app import create_app
 from ccweb.config import load_config
+from ccweb.reload import RELOAD_INTERVAL_SECONDS
 from ccweb.sessions import BotoSTS
+
+APP = "ccweb.server:app_from_environment"
 
 
 def app_from_environment() -> FastAPI:
+    if threading.current_thread() is threading.main_thread():
+        # Until the app's lifespan takes SIGHUP over, one must not stop this worker (its default action).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logs.setup(os.environ.get("CCWEB_LOG_LEVEL", "info"), os.environ.get("CCWEB_LOG_FORMAT", "json"))
-    config = load_config(os.environ["CCWEB_CONFIG"])
-    return create_app(config, sts=BotoSTS(region=config.aws.region))
+    path = os.environ["CCWEB_CONFIG"]
+    config = load_config(path)
+    interval = float(os.environ.get("CCWEB_RELOAD_INTERVAL", RELOAD_INTERVAL_SECONDS))
+    return create_app(config, sts=BotoSTS(region=config.aws.region), config_path=path, reload_interval=interval,
+                      reload_on_sighup=True)
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, except that SIGHUP goes on to every worker, which reloads the policy in
+    place. (uvicorn's own SIGHUP replaces every worker: each would lose its cached STS sessions, and with an
+    invalid file the first replacement would fail to start.)"""
+
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
+
+def run_workers(**options: Any) -> None:
+    """What ``uvicorn.run(APP, factory=True, workers=N, …)`` does, with ``Supervisor``."""
+    import uvicorn  # noqa: PLC0415
+
+    config = uvicorn.Config(APP, factory=True, **options)
+    sock = config.bind_socket()
+    try:
+        Supervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()
