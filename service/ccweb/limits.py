@@ -1,0 +1,146 @@
+"""Size and media-type limits, enforced before routing, authentication or parsing (a pure ASGI middleware).
+
+    request head over MAX_HEAD_BYTES (every header name and value)  → 431 request_header_too_large
+    Authorization over MAX_AUTHORIZATION_BYTES (a 16 KiB token)      → 401 invalid_token (+ WWW-Authenticate)
+    body over MAX_BODY_BYTES, declared or streamed                  → 413 request_too_large (+ Connection: close)
+    a body whose Content-Type is not JSON (or is missing)           → 415 unsupported_media_type
+
+Every refusal is the contract's JSON error body. A refused body is not read; an accepted one is read here (at
+most MAX_BODY_BYTES) and replayed to the application, so a slow or endless chunked upload never reaches it.
+
+The server's own limit comes first: uvicorn's h11 parser buffers at most ``h11_max_incomplete_event_size``
+bytes of request head (16 KiB by default, which would cut in before the 16 KiB token cap and answer with a
+plain-text 400). ``ccweb serve`` must pass ``SERVER_OPTIONS`` so that heads up to H11_MAX_INCOMPLETE_EVENT_SIZE
+reach this middleware and get a JSON answer; anything larger still gets uvicorn's plain ``400 Invalid HTTP
+request received.`` and a closed connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ccweb.tokens import MAX_TOKEN_BYTES
+
+MAX_BODY_BYTES: Final = 8 * 1024
+MAX_HEAD_BYTES: Final = 32 * 1024
+MAX_AUTHORIZATION_BYTES: Final = len("Bearer ") + MAX_TOKEN_BYTES
+H11_MAX_INCOMPLETE_EVENT_SIZE: Final = 64 * 1024
+SERVER_OPTIONS: Final[dict[str, Any]] = {"h11_max_incomplete_event_size": H11_MAX_INCOMPLETE_EVENT_SIZE}
+
+# (status, error, detail) for each refusal; also what the OpenAPI document says about them.
+HEAD_TOO_LARGE = (
+    431, "request_header_too_large",
+    f"The request headers are larger than {MAX_HEAD_BYTES} bytes; send fewer or shorter headers.",
+)
+TOKEN_TOO_LARGE = (
+    401, "invalid_token",
+    f"The Authorization header is larger than {MAX_AUTHORIZATION_BYTES} bytes: ccweb accepts bearer tokens of "
+    f"up to {MAX_TOKEN_BYTES} bytes; ask your identity provider for a token without the extra claims.",
+)
+BODY_TOO_LARGE = (
+    413, "request_too_large",
+    f"The request body is larger than {MAX_BODY_BYTES} bytes; send only protocol, host and path.",
+)
+NOT_JSON = (
+    415, "unsupported_media_type",
+    "The request body must be JSON, sent with 'Content-Type: application/json'.",
+)
+
+
+def is_json(content_type: str) -> bool:
+    """True for ``application/json`` and ``application/<anything>+json``, with or without parameters."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5))
+
+
+class RequestLimits:
+    """Refuse oversized heads, tokens and bodies and non-JSON bodies with the contract's JSON error body."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, max_head: int = MAX_HEAD_BYTES,
+                 max_authorization: int = MAX_AUTHORIZATION_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_head = max_head
+        self.max_authorization = max_authorization
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_head:
+            await _refuse(send, *HEAD_TOO_LARGE, close=True)
+            return
+        declared: int | None = None
+        chunked = False
+        content_type: str | None = None
+        for name, value in headers:
+            if name == b"authorization" and len(value) > self.max_authorization:
+                await _refuse(send, *TOKEN_TOO_LARGE, extra=[(b"www-authenticate", b'Bearer error="invalid_token"')])
+                return
+            if name == b"content-length":
+                # uvicorn (h11) has already refused a malformed or repeated Content-Length.
+                declared = int(value) if value.isdigit() else None
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        if declared is not None and declared > self.max_body:
+            await _refuse(send, *BODY_TOO_LARGE, close=True)
+            return
+        if not (chunked or declared):
+            await self.app(scope, receive, send)
+            return
+        if content_type is None or not is_json(content_type):
+            await _refuse(send, *NOT_JSON, close=True)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await _refuse(send, *BODY_TOO_LARGE, close=True)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+async def _refuse(send: Send, status: int, error: str, detail: str, *, close: bool = False,
+                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps({"error": error, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+               *(extra or [])]
+    if close:
+        headers.append((b"connection", b"close"))  # an unread body must not be taken for the next request
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def document_refusals(schema: dict[str, Any]) -> None:
+    """Add these refusals to every operation of an OpenAPI document (``ErrorBody`` must be a component)."""
+    body = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            refusals = [HEAD_TOO_LARGE, TOKEN_TOO_LARGE]
+            if "requestBody" in operation:
+                refusals += [BODY_TOO_LARGE, NOT_JSON]
+            for status, error, _ in refusals:
+                if str(status) not in responses:
+                    responses[str(status)] = {"description": f"{error}: refused before routing", **body}
