@@ -216,7 +216,7 @@ def create_app(
             limiter = state.limiter
             raise RateLimited(
                 f"Too many requests from {identity}: ccweb answers each identity {limiter.requests_per_minute} "
-                f"times a minute, in bursts of up to {limiter.burst}; try again in {wait} seconds, and look for "
+                f"times a minute, in bursts of up to {limiter.burst}; wait a little (Retry-After), and look for "
                 "a script or job that runs git in a loop.",
                 retry_after=wait,
             )

@@ -223,3 +223,31 @@ def test_check_config_command(tmp_path: Path) -> None:
     assert "Traceback" not in output
     missing = check_config(tmp_path / "absent.yaml")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
+
+
+REFERENCE_ADDITIONS = CONTRACT_EXAMPLE + r"""
+deny:
+  - name: offboarded-eve
+    issuer: corp
+    claims:
+      email: eve@example.com
+    reason: account under review
+  - name: quarantined
+    claims:
+      groups: {pattern: 'quarantine-.*'}
+rate_limit:
+  requests_per_minute: 120
+  burst: 60
+"""
+
+
+def test_the_reference_deny_list_and_rate_limit_load(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(REFERENCE_ADDITIONS)
+    config = load_config(path)
+    assert [d.name for d in config.deny] == ["offboarded-eve", "quarantined"]
+    assert (config.rate_limit.requests_per_minute, config.rate_limit.burst) == (120, 60)
+    assert parse_config(yaml.safe_load(CONTRACT_EXAMPLE)).rate_limit == config.rate_limit  # the defaults
+    ok = check_config(path)
+    assert ok.returncode == 0, ok.stderr
+    assert "2 deny entry(ies); 120 requests a minute per identity, bursts of 60" in ok.stdout
