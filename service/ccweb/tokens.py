@@ -7,16 +7,24 @@ Secure defaults, in the order they are applied:
 - the issuer must be configured (exact ``iss``); keys come only from that issuer's key set;
 - ``aud`` must contain one of the issuer's audiences; ``exp`` and ``sub`` are required; ``nbf``/``iat``
   are checked with a small leeway.
-An unknown ``kid`` refetches the key set at most once per issuer per ``refetch_interval``.
+An unknown ``kid`` refetches the key set at most once per issuer per ``refetch_interval``, so a rotated key
+is picked up without a restart and a flood of made-up ``kid``s costs the identity provider one request.
+
+When the identity provider is down, slow or throttling, the keys already fetched keep verifying tokens
+(stale, with a warning in the log and ``"state": "stale"`` in ``/readyz``); only an issuer whose keys were
+never fetched answers 503 ``upstream_unavailable``, and it tries again every ``retry_interval``. One refresh
+(discovery and key set together) is cut after ``fetch_timeout`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +53,7 @@ FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_DOCUMENT_BYTES = 256 * 1024
 LEEWAY_SECONDS = 60
+FETCH_TIMEOUT_SECONDS = 5.0
 
 Key = RSAKey | ECKey
 
@@ -125,20 +134,32 @@ def _import_keys(document: dict[str, Any]) -> dict[str | None, list[Key]]:
     return keys
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("key set fetch failed: %s", type(exc).__name__)
+
+
 @dataclass
 class IssuerKeys:
-    """The cached key set of one issuer, refetched on expiry or (bounded) on an unknown ``kid``."""
+    """The cached key set of one issuer, refetched on expiry or (bounded) on an unknown ``kid``.
+
+    Refreshes are serialized and spaced: at most one per ``refetch_interval`` (``retry_interval`` while no
+    key set was ever fetched). A failed refresh keeps the keys already fetched.
+    """
 
     issuer: Issuer
     http: httpx.AsyncClient
     clock: Callable[[], float]
     max_age: float = 3600.0
     refetch_interval: float = 60.0
+    retry_interval: float = 5.0
+    fetch_timeout: float = FETCH_TIMEOUT_SECONDS
     keys: dict[str | None, list[Key]] | None = None
     fetched_at: float = 0.0
     attempted_at: float = -1e18
     last_error: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    warming: asyncio.Task[None] | None = None
 
     async def _jwks_uri(self) -> str:
         if self.issuer.jwks_uri:
@@ -155,36 +176,79 @@ class IssuerKeys:
             raise DocumentError(f"{url} names a jwks_uri that is not https")
         return jwks_uri
 
+    def _interval(self) -> float:
+        return self.refetch_interval if self.keys is not None else min(self.retry_interval, self.refetch_interval)
+
+    def next_attempt_in(self) -> float:
+        """Seconds until a refresh may reach the identity provider again."""
+        return max(0.0, self.attempted_at + self._interval() - self.clock())
+
+    async def _fetch(self) -> dict[str | None, list[Key]]:
+        try:
+            async with asyncio.timeout(self.fetch_timeout):
+                return _import_keys(await fetch_json(self.http, await self._jwks_uri()))
+        except TimeoutError:
+            raise DocumentError(f"no answer within {self.fetch_timeout:g} s") from None
+
     async def refresh(self) -> None:
         async with self.lock:
             now = self.clock()
-            if now - self.attempted_at < self.refetch_interval:
+            if now - self.attempted_at < self._interval():
                 return  # someone else just tried; do not hammer the identity provider
             self.attempted_at = now
             try:
-                self.keys = _import_keys(await fetch_json(self.http, await self._jwks_uri()))
+                self.keys = await self._fetch()
             except DocumentError as exc:
                 self.last_error = str(exc)
-                log.warning("issuer %s: key set not refreshed: %s", self.issuer.name, exc)
+                if self.keys is None:
+                    log.warning("issuer %s: no key set yet: %s", self.issuer.name, exc)
+                else:
+                    log.warning("issuer %s: key set not refreshed, still using the one fetched %ds ago: %s",
+                                self.issuer.name, now - self.fetched_at, exc)
                 return
             self.fetched_at = now
             self.last_error = None
             log.info("issuer %s: key set fetched (%d keys)", self.issuer.name, sum(map(len, self.keys.values())))
 
+    async def warm(self, wait: float) -> None:
+        """Start fetching the key set if none was ever fetched, and wait at most ``wait`` seconds for it
+        (readiness probes warm a new replica this way without hanging on a slow identity provider)."""
+        if self.keys is not None:
+            return
+        if self.warming is None or self.warming.done():
+            self.warming = asyncio.ensure_future(self.refresh())
+            self.warming.add_done_callback(_log_failure)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.warming), wait)
+
     async def candidates(self, kid: str | None) -> list[Key]:
-        if self.keys is None or self.clock() - self.fetched_at > self.max_age:
+        if self.keys is None:
             await self.refresh()
+        elif self.clock() - self.fetched_at > self.max_age and not self.lock.locked():
+            await self.refresh()  # while another caller refreshes, the keys in hand still serve
         if self.keys is None:
             raise UpstreamUnavailable(
                 f"ccweb cannot fetch the signing keys of the identity provider {self.issuer.issuer}; "
                 "try again shortly, and tell the ccweb operators if it persists.",
                 reason="jwks_unavailable",
+                retry_after=max(1, math.ceil(self.next_attempt_in())),
             )
         found = self._lookup(kid)
         if not found:
             await self.refresh()
             found = self._lookup(kid)
         return found
+
+    def state(self) -> dict[str, Any]:
+        """For ``/readyz``: ``ok``; ``stale`` (the last refresh failed; the keys fetched before still serve);
+        ``unavailable`` (no key set was ever fetched: its tokens get 503); ``loading`` (first fetch under way)."""
+        if self.keys is None:
+            state = "loading" if self.last_error is None else "unavailable"
+        else:
+            state = "ok" if self.last_error is None else "stale"
+        age = None if self.keys is None else max(0, int(self.clock() - self.fetched_at))
+        return {"state": state, "keys_loaded": self.keys is not None, "keys_age_seconds": age,
+                "last_error": self.last_error}
 
     def _lookup(self, kid: str | None) -> list[Key]:
         if self.keys is None:
@@ -203,17 +267,25 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
         refetch_interval: float = 60.0,
         key_max_age: float = 3600.0,
+        retry_interval: float = 5.0,
+        fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
     ) -> None:
         self._clock = clock
         self._issuers = {
             issuer.issuer: IssuerKeys(
-                issuer, http, clock, max_age=key_max_age, refetch_interval=refetch_interval
+                issuer, http, clock, max_age=key_max_age, refetch_interval=refetch_interval,
+                retry_interval=retry_interval, fetch_timeout=fetch_timeout,
             )
             for issuer in config.issuers
         }
 
     def issuer_keys(self) -> list[IssuerKeys]:
         return list(self._issuers.values())
+
+    async def readiness(self, wait: float = 0.5) -> dict[str, dict[str, Any]]:
+        """Each issuer's ``IssuerKeys.state()``, after warming those without keys for at most ``wait`` s."""
+        await asyncio.gather(*(keys.warm(wait) for keys in self._issuers.values()))
+        return {keys.issuer.name: keys.state() for keys in self._issuers.values()}
 
     async def verify(self, token: str) -> VerifiedToken:
         if len(token) > MAX_TOKEN_BYTES:

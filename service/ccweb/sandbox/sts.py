@@ -8,11 +8,13 @@ the way CodeCommit does, and never talks to AWS. Credentials it mints carry the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +47,18 @@ class StsFault(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Hang:
+    """A scripted fault: say nothing for ``seconds`` (longer than the client waits), then answer as usual."""
+
+    seconds: float
+
+
+THROTTLING = StsFault(400, "Throttling", "Rate exceeded")
+INTERNAL_FAILURE = StsFault(500, "InternalFailure", "An internal error occurred")
+SERVICE_UNAVAILABLE = StsFault(503, "ServiceUnavailable", "Service is unavailable")
+
+
+@dataclass(frozen=True, slots=True)
 class DevSession:
     role_arn: str
     account: str
@@ -73,6 +87,10 @@ class DevSTSStore:
         self.calls: list[DevSession] = []
         self.fault: Callable[[dict[str, str]], None] | None = None
         """Called with the request parameters before each AssumeRole; may raise StsFault (tests)."""
+        self.faults: deque[StsFault | Hang] = deque()
+        """Scripted faults (tests): each AssumeRole request takes the next one, until none are left."""
+        self.requests = 0
+        """AssumeRole requests received, faulted ones included."""
 
     def assume_role(
         self, role_arn: str, session_name: str, source_identity: str | None, policy: str | None, duration: int
@@ -175,6 +193,13 @@ def create_sts_app(store: DevSTSStore) -> Starlette:
         query: dict[str, Any] = parse_qs(raw or request.url.query, keep_blank_values=True)
         params = {key: values[-1] for key, values in query.items()}
         authorized = request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 ")
+        if params.get("Action") == "AssumeRole" and authorized:
+            store.requests += 1
+            fault = store.faults.popleft() if store.faults else None
+            if isinstance(fault, Hang):
+                await asyncio.sleep(fault.seconds)
+            elif fault is not None:
+                return _xml_error(fault)
         try:
             return _handle(store, params, authorized)
         except StsFault as fault:

@@ -1,0 +1,502 @@
+"""Upstream faults as a user sees them: STS throttling, failing, hanging or refusing (the sandbox's loopback
+STS stand-in, reached through boto3 and AWS_ENDPOINT_URL_STS), and an identity provider that throttles,
+fails, hangs or rotates its keys (a loopback issuer). Retry backoff runs on a fake clock; wall-clock bounds
+are asserted only where a real timeout is what cuts the wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ccweb.app import create_app
+from ccweb.config import ConfigError, parse_config
+from ccweb.errors import InvalidToken, UpstreamUnavailable
+from ccweb.sandbox.sts import (
+    INTERNAL_FAILURE,
+    SERVICE_UNAVAILABLE,
+    THROTTLING,
+    DevSTSStore,
+    Hang,
+    StsFault,
+    create_sts_app,
+)
+from ccweb.sessions import BotoSTS, RetryPolicy
+from ccweb.tokens import TokenVerifier, VerifiedToken
+from support import serve
+
+ACCOUNT = "111122223333"
+HOST = "git-codecommit.us-east-2.amazonaws.com"
+
+
+class Clock:
+    """Wall-clock time that a test moves by hand (token lifetimes, key-set age, refetch intervals)."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTime:
+    """The retry policy's monotonic clock and sleep: sleeping only moves the clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def new_key(kid: str) -> ECKey:
+    return ECKey.generate_key("P-256", parameters={"kid": kid})
+
+
+@dataclass
+class Idp:
+    """A loopback OIDC issuer that can throttle (429), fail (500), hang, and rotate its keys."""
+
+    signing: ECKey = field(default_factory=lambda: new_key("k1"))
+    published: list[ECKey] = field(default_factory=list)
+    mode: str | None = None
+    hang_seconds: float = 2.0
+    url: str = ""
+    discovery_hits: int = 0
+    jwks_hits: int = 0
+
+    def __post_init__(self) -> None:
+        self.published = self.published or [self.signing]
+
+    def rotate(self, kid: str) -> ECKey:
+        """Publish a new key and sign with it; the old one stays published."""
+        self.signing = new_key(kid)
+        self.published.append(self.signing)
+        return self.signing
+
+    def retire(self, key: ECKey) -> None:
+        self.published.remove(key)
+
+    def token(self, now: float, key: ECKey | None = None, **claims: Any) -> str:
+        key = key or self.signing
+        payload = {"iss": self.url, "aud": "ccweb", "sub": "u-1", "email": "dana@example.com",
+                   "iat": int(now), "exp": int(now) + 600, **claims}
+        return jwt.encode({"alg": "ES256", "kid": key.kid}, payload, key, algorithms=["ES256"])
+
+    async def _fault(self) -> Response | None:
+        if self.mode == "throttle":
+            return JSONResponse({"error": "slow_down"}, 429, headers={"Retry-After": "30"})
+        if self.mode == "fail":
+            return JSONResponse({"error": "server_error"}, 500)
+        if self.mode == "hang":
+            await asyncio.sleep(self.hang_seconds)
+        return None
+
+    def app(self) -> Starlette:
+        async def configuration(_: Request) -> Response:
+            self.discovery_hits += 1
+            return await self._fault() or JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
+
+        async def jwks(_: Request) -> Response:
+            self.jwks_hits += 1
+            return await self._fault() or JSONResponse({"keys": [k.as_dict(private=False) for k in self.published]})
+
+        return Starlette(routes=[Route("/.well-known/openid-configuration", configuration), Route("/jwks", jwks)])
+
+
+@pytest.fixture
+def idp() -> Iterator[Idp]:
+    state = Idp()
+    with serve(state.app()) as url:
+        state.url = url
+        yield state
+        state.mode = None
+
+
+def idp_config(*issuers: Idp, **extra: Any) -> dict[str, Any]:
+    return {
+        "issuers": [{"name": f"idp{n}" if n else "corp", "issuer": i.url, "audiences": ["ccweb"]}
+                    for n, i in enumerate(issuers)],
+        "rules": [{"name": "developers", "issuer": "corp", "claims": {"email": {"pattern": r".+@example\.com"}},
+                   "role_arn": f"arn:aws:iam::{ACCOUNT}:role/developers", "repositories": ["*"],
+                   "access": "write"}],
+        **extra,
+    }
+
+
+class Verifier:
+    """One TokenVerifier on one event loop for a whole test (its key cache lives across calls)."""
+
+    def __init__(self, idp: Idp, clock: Clock, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._http = httpx.AsyncClient(timeout=5)
+        self.verifier = TokenVerifier(parse_config(idp_config(idp)), self._http, clock=clock, **kwargs)
+        self.keys = self.verifier.issuer_keys()[0]
+
+    def __call__(self, token: str) -> VerifiedToken:
+        return self._loop.run_until_complete(self.verifier.verify(token))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._http.aclose())
+        self._loop.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def verifier(idp: Idp, clock: Clock) -> Iterator[Verifier]:
+    made = Verifier(idp, clock, key_max_age=300, refetch_interval=60, retry_interval=5, fetch_timeout=0.3)
+    yield made
+    made.close()
+
+
+# --- the identity provider -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["throttle", "fail", "hang"])
+def test_keys_already_fetched_keep_serving_while_the_idp_is_down(
+    idp: Idp, clock: Clock, verifier: Verifier, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert verifier.keys.state()["state"] == "ok"
+    idp.mode = mode
+    clock.now += 301  # the key set is past its age: the next token tries a refresh, which fails
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="ccweb.tokens"):
+        assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert time.monotonic() - started < 1.5  # a hanging IdP is cut by the fetch timeout (0.3 s)
+    state = verifier.keys.state()
+    assert state["state"] == "stale" and state["keys_loaded"] and state["last_error"]
+    assert state["keys_age_seconds"] == 301
+    assert "still using the one fetched 301s ago" in caplog.text
+    hits = idp.discovery_hits
+    for _ in range(5):  # still stale: no refetch inside the interval, and tokens still verify
+        assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert idp.discovery_hits == hits
+    idp.mode = None
+    clock.now += 61
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert verifier.keys.state() == {"state": "ok", "keys_loaded": True, "keys_age_seconds": 0, "last_error": None}
+
+
+def test_an_issuer_whose_keys_never_loaded_is_503_until_it_answers(
+    idp: Idp, clock: Clock, verifier: Verifier
+) -> None:
+    idp.mode = "fail"
+    with pytest.raises(UpstreamUnavailable) as caught:
+        verifier(idp.token(clock.now))
+    assert (caught.value.status, caught.value.reason, caught.value.retry_after) == (503, "jwks_unavailable", 5)
+    assert "try again" in caught.value.detail
+    assert verifier.keys.state()["state"] == "unavailable"
+    clock.now += 3
+    with pytest.raises(UpstreamUnavailable) as caught:
+        verifier(idp.token(clock.now))
+    assert caught.value.retry_after == 2  # the next attempt at the IdP, not a guess
+    assert idp.discovery_hits == 1
+    idp.mode = None
+    clock.now += 2
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert idp.discovery_hits == 2
+
+
+def test_a_flood_of_unknown_kids_refetches_at_most_once_per_interval(
+    idp: Idp, clock: Clock, verifier: Verifier
+) -> None:
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert idp.jwks_hits == 1
+    for round_ in range(3):
+        strangers = [idp.token(clock.now, new_key(f"made-up-{round_}-{n}")) for n in range(30)]
+        for token in strangers:
+            with pytest.raises(InvalidToken) as caught:
+                verifier(token)
+            assert caught.value.reason == "unknown_key"
+        assert idp.jwks_hits == 1 + round_  # round 0 is within the interval of the first fetch
+        clock.now += 61
+    idp.mode = "fail"  # an IdP that is down is not hammered either
+    for n in range(30):
+        with pytest.raises(InvalidToken):
+            verifier(idp.token(clock.now, new_key(f"down-{n}")))
+    assert idp.jwks_hits == 3
+    assert idp.discovery_hits == 4
+
+
+def test_a_rotated_key_is_picked_up_without_a_restart(idp: Idp, clock: Clock, verifier: Verifier) -> None:
+    old = idp.signing
+    old_token = idp.token(clock.now)
+    assert verifier(old_token).subject == "u-1"
+    clock.now += 61
+    idp.rotate("k2")
+    assert verifier(idp.token(clock.now)).subject == "u-1"  # an unknown kid: one refetch finds it
+    assert idp.jwks_hits == 2
+    assert verifier(old_token).subject == "u-1"  # the old key works while the issuer still publishes it
+    idp.retire(old)
+    clock.now += 301  # the next refresh (key-set age) learns that the issuer dropped it
+    with pytest.raises(InvalidToken) as caught:
+        verifier(idp.token(clock.now, old))
+    assert caught.value.reason == "unknown_key"
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+
+
+def test_a_key_first_seen_within_the_refetch_interval_waits_for_it(
+    idp: Idp, clock: Clock, verifier: Verifier
+) -> None:
+    """The price of the flood bound: a rotation right after a fetch is seen at most one interval late."""
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+    idp.rotate("k2")
+    clock.now += 30
+    with pytest.raises(InvalidToken):
+        verifier(idp.token(clock.now))
+    clock.now += 31
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+
+
+# --- STS through boto3 ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sts_url() -> Iterator[tuple[DevSTSStore, str]]:
+    store = DevSTSStore()
+    with serve(create_sts_app(store)) as url:
+        yield store, url
+
+
+@pytest.fixture
+def sts(sts_url: tuple[DevSTSStore, str], monkeypatch: pytest.MonkeyPatch) -> DevSTSStore:
+    """The loopback STS stand-in, named by AWS_ENDPOINT_URL_STS as an operator would; faults cleared."""
+    store, url = sts_url
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASERVICEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "service-secret-example")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store.faults.clear()
+    store.requests = 0
+    return store
+
+
+@dataclass
+class Api:
+    url: str
+    idp: Idp
+    clock: Clock
+    time: FakeTime
+    app: Any
+
+    def credentials(self, sub: str = "u-1") -> httpx.Response:
+        token = self.idp.token(self.clock.now, sub=sub)
+        return httpx.post(f"{self.url}/v1/credentials", json={"protocol": "https", "host": HOST,
+                          "path": "v1/repos/app"}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def readyz(self) -> httpx.Response:
+        return httpx.get(f"{self.url}/readyz", timeout=30)
+
+
+@contextlib.contextmanager
+def api(idps: list[Idp], sts: BotoSTS, clock: Clock, retry: RetryPolicy | None = None,
+        **extra: Any) -> Iterator[Api]:
+    config = parse_config(idp_config(*idps, **extra))
+    app = create_app(config, sts=sts, clock=clock)
+    fake = FakeTime()
+    # What create_app does with aws.retry_budget_seconds, on a fake clock with worst-case jitter.
+    app.state.sessions.retry = retry or RetryPolicy(
+        budget=config.aws.retry_budget_seconds, monotonic=fake.monotonic, sleep=fake.sleep, jitter=lambda c: c)
+    with serve(app) as url:
+        yield Api(url, idps[0], clock, fake, app)
+
+
+STS_FAULTS = [  # scripted faults, status, error/reason, Retry-After, STS requests, backoff slept
+    pytest.param([THROTTLING] * 2, 200, None, None, 3, [0.25, 0.5], id="throttled-twice-then-issued"),
+    pytest.param([INTERNAL_FAILURE], 200, None, None, 2, [0.25], id="500-once-then-issued"),
+    pytest.param([THROTTLING] * 10, 503, "sts_unavailable", "5", 6, [0.25, 0.5, 1, 2, 4], id="throttled"),
+    pytest.param([SERVICE_UNAVAILABLE] * 10, 503, "sts_unavailable", "5", 6, [0.25, 0.5, 1, 2, 4],
+                 id="503-throughout"),
+    pytest.param([StsFault(403, "AccessDenied", "not authorized to perform sts:AssumeRole")], 503,
+                 "sts_refused", "60", 1, [], id="access-denied-not-retried"),
+    pytest.param([StsFault(400, "MalformedPolicyDocument", "bad policy")], 503, "sts_refused", "60", 1, [],
+                 id="bad-policy-not-retried"),
+]
+
+
+@pytest.mark.parametrize(("faults", "status", "reason", "retry_after", "requests", "slept"), STS_FAULTS)
+def test_sts_faults_as_the_user_sees_them(  # noqa: PLR0917 (one row of the table)
+    idp: Idp, sts: DevSTSStore, clock: Clock, faults: list[StsFault], status: int, reason: str | None,
+    retry_after: str | None, requests: int, slept: list[float], caplog: pytest.LogCaptureFixture,
+) -> None:
+    sts.faults.extend(faults)
+    with api([idp], BotoSTS(session=boto3.session.Session()), clock) as service:
+        with caplog.at_level(logging.INFO):
+            response = service.credentials()
+        assert response.status_code == status, response.text
+        assert sts.requests == requests  # botocore made one attempt per retry: no hidden retries
+        assert service.time.sleeps == slept
+        assert service.time.now <= 10  # aws.retry_budget_seconds
+        if status == 200:
+            assert response.json()["username"].startswith("ASIA")
+            assert service.readyz().json()["sts"] == {"state": "ok", "last_error": None}
+            return
+        body = response.json()
+        assert body["error"] == "upstream_unavailable"
+        assert response.headers["Retry-After"] == retry_after
+        if reason == "sts_unavailable":
+            assert body["detail"] == "AWS STS is failing or throttling right now; try again in a few seconds."
+            ready = service.readyz()
+            assert ready.status_code == 200
+            assert ready.json()["status"] == "degraded"
+            assert ready.json()["sts"] == {"state": "failing", "last_error": faults[0].code}
+            sts.faults.clear()
+            assert service.credentials().status_code == 200  # not cached: the next request tries again
+            assert service.readyz().json()["status"] == "ok"
+        else:
+            assert "trust policy" in body["detail"]
+            assert service.readyz().json()["status"] == "ok"  # a refusal is configuration, not an outage
+    assert "service-secret-example" not in caplog.text and "DEVSECRET" not in caplog.text
+
+
+@pytest.mark.parametrize(("read_timeout", "attempts"), [
+    pytest.param(0.4, 2, id="cut-by-the-read-timeout-then-by-the-budget"),
+    pytest.param(5.0, 1, id="cut-by-the-budget"),
+])
+def test_a_hanging_sts_answers_503_within_the_budget(
+    idp: Idp, sts: DevSTSStore, clock: Clock, read_timeout: float, attempts: int
+) -> None:
+    sts.faults.extend([Hang(2.0)] * 3)
+    boto = BotoSTS(session=boto3.session.Session(), connect_timeout=1, read_timeout=read_timeout)
+    retry = RetryPolicy(budget=1.0, jitter=lambda c: c)  # the real clock: a real timeout cuts the wait
+    with api([idp], boto, clock, retry=retry) as service:
+        service.readyz()  # keys loaded first: the clock below measures STS alone
+        started = time.monotonic()
+        response = service.credentials()
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json()["error"] == "upstream_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert 0.9 < elapsed < 1.8
+    assert sts.requests == attempts
+
+
+def test_concurrent_requests_wait_for_one_retrying_sts_call(idp: Idp, sts: DevSTSStore, clock: Clock) -> None:
+    sts.faults.extend([Hang(0.3), THROTTLING])
+    boto = BotoSTS(session=boto3.session.Session(), read_timeout=0.2)
+    with api([idp], boto, clock, retry=RetryPolicy(budget=5.0, jitter=lambda c: c)) as service:
+        service.readyz()
+
+        async def burst() -> list[httpx.Response]:
+            token = idp.token(clock.now)
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await asyncio.gather(*(
+                    client.post(f"{service.url}/v1/credentials", headers={"Authorization": f"Bearer {token}"},
+                                json={"protocol": "https", "host": HOST, "path": "v1/repos/app"})
+                    for _ in range(20)))
+
+        responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 20
+    assert len({r.json()["username"] for r in responses}) == 1
+    assert sts.requests == 3  # hang (cut at 0.2 s), throttled, issued: one call for all twenty
+
+
+# --- /readyz -------------------------------------------------------------------------------------------
+
+
+def test_readyz_says_ok_then_degraded_while_stale_keys_serve(idp: Idp, sts: DevSTSStore, clock: Clock) -> None:
+    with api([idp], BotoSTS(session=boto3.session.Session()), clock) as service:
+        ready = service.readyz()  # a new replica's first probe fetches the keys
+        assert ready.status_code == 200
+        assert {k: v for k, v in ready.json().items() if k != "policy"} == {
+            "status": "ok",
+            "issuers": {"corp": {"state": "ok", "keys_loaded": True, "keys_age_seconds": 0, "last_error": None}},
+            "sts": {"state": "ok", "last_error": None},
+            "cached_sessions": 0,
+        }
+        assert service.credentials().status_code == 200
+        idp.mode = "fail"
+        clock.now += 3601  # past the key set's age: a refresh is due, and fails
+        assert service.credentials().status_code == 200  # stale keys still verify
+        ready = service.readyz()
+        assert ready.status_code == 200
+        body = ready.json()
+        assert body["status"] == "degraded"
+        assert body["issuers"]["corp"]["state"] == "stale"
+        assert body["issuers"]["corp"]["keys_age_seconds"] == 3601
+        assert "HTTP 500" in body["issuers"]["corp"]["last_error"]
+        idp.mode = None
+        clock.now += 61
+        assert service.credentials().status_code == 200
+        assert service.readyz().json()["status"] == "ok"
+
+
+def test_readyz_is_503_only_when_no_issuer_has_keys(sts: DevSTSStore, clock: Clock) -> None:
+    down, up = Idp(mode="fail"), Idp()
+    with serve(down.app()) as down_url, serve(up.app()) as up_url:
+        down.url, up.url = down_url, up_url
+        with api([down], BotoSTS(session=boto3.session.Session()), clock) as service:
+            ready = service.readyz()
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "unavailable"
+            assert ready.json()["issuers"]["corp"]["state"] == "unavailable"
+            response = service.credentials()
+            assert response.status_code == 503
+            assert response.json()["error"] == "upstream_unavailable"
+            assert int(response.headers["Retry-After"]) >= 1
+        with api([down, up], BotoSTS(session=boto3.session.Session()), clock) as service:
+            ready = service.readyz()
+            assert ready.status_code == 200  # one IdP's outage does not take the replica away from the others
+            assert ready.json()["status"] == "degraded"
+            assert {n: i["state"] for n, i in ready.json()["issuers"].items()} == {
+                "corp": "unavailable", "idp1": "ok"}
+
+
+def test_readyz_does_not_hang_on_a_hanging_idp(sts: DevSTSStore, clock: Clock) -> None:
+    hanging = Idp(mode="hang", hang_seconds=3)
+    with serve(hanging.app()) as url:
+        hanging.url = url
+        with api([hanging], BotoSTS(session=boto3.session.Session()), clock) as service:
+            started = time.monotonic()
+            ready = service.readyz()
+            assert time.monotonic() - started < 1.5
+            assert ready.status_code == 503
+            assert ready.json()["issuers"]["corp"]["state"] == "loading"
+
+
+# --- configuration ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    pytest.param(0.5, "aws.retry_budget_seconds: Input should be greater than or equal to 1", id="too-small"),
+    pytest.param(61, "aws.retry_budget_seconds: Input should be less than or equal to 60", id="too-large"),
+    pytest.param("10", "aws.retry_budget_seconds: Input should be a valid number", id="a-string"),
+    pytest.param(True, "aws.retry_budget_seconds: Input should be a valid number", id="a-boolean"),
+])
+def test_the_retry_budget_is_validated(value: Any, message: str) -> None:
+    base = {"issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": ["ccweb"]}]}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**base, "aws": {"retry_budget_seconds": value}})
+    assert caught.value.messages == [message]
+    assert parse_config({**base, "aws": {"retry_budget_seconds": 2.5}}).aws.retry_budget_seconds == 2.5
+    assert parse_config(base).aws.retry_budget_seconds == 10
