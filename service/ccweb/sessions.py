@@ -31,7 +31,7 @@ log = logging.getLogger("ccweb.sessions")
 T = TypeVar("T")
 
 REFRESH_MARGIN_SECONDS = 15 * 60
-RETRY_BUDGET_SECONDS = 10.0
+RETRY_BUDGET_SECONDS = 8.0  # under the helper's default 10 s timeout, so people see the 503, not a timeout
 RETRYABLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
      "IDPCommunicationError", "ServiceUnavailable", "InternalFailure", "InternalError", "RequestTimeout",

@@ -356,7 +356,7 @@ def test_sts_faults_as_the_user_sees_them(  # noqa: PLR0917 (one row of the tabl
         assert response.status_code == status, response.text
         assert sts.requests == requests  # botocore made one attempt per retry: no hidden retries
         assert service.time.sleeps == slept
-        assert service.time.now <= 10  # aws.retry_budget_seconds
+        assert service.time.now <= 8  # aws.retry_budget_seconds
         if status == 200:
             assert response.json()["username"].startswith("ASIA")
             assert service.readyz().json()["sts"] == {"state": "ok", "last_error": None}
@@ -499,4 +499,4 @@ def test_the_retry_budget_is_validated(value: Any, message: str) -> None:
         parse_config({**base, "aws": {"retry_budget_seconds": value}})
     assert caught.value.messages == [message]
     assert parse_config({**base, "aws": {"retry_budget_seconds": 2.5}}).aws.retry_budget_seconds == 2.5
-    assert parse_config(base).aws.retry_budget_seconds == 10
+    assert parse_config(base).aws.retry_budget_seconds == 8
