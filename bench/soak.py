@@ -1,0 +1,692 @@
+"""bench/soak: ``ccweb serve --workers 2`` under constant load for minutes; errors, latency and memory.
+
+Everything runs on 127.0.0.1 and stops by itself:
+
+1. a loopback runner in this process serves the development OIDC issuer (discovery and key set) and the
+   STS stand-in, each with uvicorn on 127.0.0.1;
+2. ``ccweb serve --config <generated policy> --workers 2`` starts as a subprocess in its own process
+   group, with throwaway AWS keys, ``AWS_ENDPOINT_URL_STS`` pointed at the stand-in and no proxies;
+3. wrk (``soak.lua``) POSTs ``/v1/credentials`` with RS256 tokens of many identities and rotating
+   repositories, hosts and regions: a priming run (cold caches), a calibration run at full speed, a
+   warm-up at the soak rate (``--fraction`` of the calibrated rate), then the soak as consecutive
+   bounded runs of ``--segment`` seconds, each reported;
+4. every ``--sample`` seconds the resident memory (VmRSS) of each uvicorn worker — the children of the
+   ``ccweb serve`` process — is read from /proc.
+
+It passes when no request failed (wrk: connect, read, write, timeout or a non-2xx status; the service:
+any audit outcome other than ``issued`` or any error line), the soak kept to within 10 % of its rate, no
+worker was replaced, and every worker's RSS at the end is less than ``--max-growth`` % above its RSS at
+the end of the warm-up. Exit status 0 = pass, 1 = fail, 2 = could not run.
+
+Last, a five-second probe sends requests back to back on one keep-alive connection; it is reported,
+not judged: its latency shows whether the workers' connections have Nagle's algorithm on (about 40 ms per
+request, waiting for the client's delayed ACK) or off (a few milliseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+LUA = HERE / "soak.lua"
+HOST = "127.0.0.1"
+ACCOUNT = "111122223333"
+REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
+WRITE_REPOS = [f"svc-{n:02d}" for n in range(12)] + [f"app-{n:02d}" for n in range(8)]
+READ_REPOS = [f"app-{n:02d}" for n in range(8)]
+MAX_MINUTES = 120
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the loopback runner: development issuer and STS stand-in --------------------------------------
+
+
+class LoopbackRunner:
+    """The dev issuer and the STS stand-in, each a uvicorn server on 127.0.0.1, in a background thread."""
+
+    def __init__(self) -> None:
+        import uvicorn  # noqa: PLC0415
+
+        from ccweb.sandbox.issuer import DevIssuer  # noqa: PLC0415
+        from ccweb.sandbox.sts import DevSTSStore, create_sts_app  # noqa: PLC0415
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:  # the driver owns the signals
+                yield
+
+        self._sockets = {name: _listen() for name in ("issuer", "sts")}
+        self.issuer_url = f"http://{HOST}:{self._sockets['issuer'].getsockname()[1]}"
+        self.sts_url = f"http://{HOST}:{self._sockets['sts'].getsockname()[1]}"
+        self.issuer = DevIssuer(self.issuer_url)
+        self.sts = DevSTSStore()
+        apps = {"issuer": self.issuer.app(), "sts": create_sts_app(self.sts)}
+        self._servers = [
+            (Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")), self._sockets[name])
+            for name, app in apps.items()
+        ]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in self._servers))
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not all(server.started for server, _ in self._servers):
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the loopback issuer and STS stand-in did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        for server, _ in self._servers:
+            server.should_exit = True
+        self._thread.join(15)
+        for sock in self._sockets.values():
+            sock.close()
+
+
+def _listen() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the workload: policy, identities, tokens, requests -------------------------------------------
+
+
+def policy(issuer_url: str) -> dict[str, Any]:
+    """Two rules, as in a real deployment: engineers write everywhere, contractors read app-* only."""
+    return {
+        "issuers": [{"name": "bench", "issuer": issuer_url, "audiences": ["ccweb"]}],
+        "rules": [
+            {
+                "name": "engineering",
+                "issuer": "bench",
+                "claims": {"groups": "engineering"},
+                "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ccweb-bench-write",
+                "repositories": ["*"],
+                "access": "write",
+            },
+            {
+                "name": "contractors",
+                "issuer": "bench",
+                "claims": {"groups": "contractors", "email": {"pattern": r".+@example\.com"}},
+                "role_arn": f"arn:aws:iam::{ACCOUNT}:role/ccweb-bench-read",
+                "repositories": ["app-*"],
+                "access": "read",
+            },
+        ],
+        "aws": {"session_duration": 3600},
+    }
+
+
+def write_requests(path: Path, issuer: Any, identities: int, ttl: int, seed: int = 4) -> int:
+    """One line per request, ``<token>\\t<body>``; every identity appears, each with several repositories."""
+    rng = random.Random(seed)  # noqa: S311 (a repeatable workload, not a secret)
+    tokens = []
+    for n in range(identities):
+        group = "engineering" if n % 2 == 0 else "contractors"
+        claims = {"sub": f"bench|user{n:05d}", "email": f"user{n:05d}@example.com", "groups": [group]}
+        tokens.append((group, issuer.mint(claims, ttl=ttl)))
+    lines = max(4096, identities * 4)
+    with path.open("w", encoding="ascii") as out:
+        for k in range(lines):
+            group, token = tokens[k % identities]
+            repo = rng.choice(WRITE_REPOS if group == "engineering" else READ_REPOS)
+            region = rng.choice(REGIONS)
+            path_value = f"{'/' if rng.random() < 0.5 else ''}v1/repos/{repo}"
+            body = json.dumps(
+                {"protocol": "https", "host": f"git-codecommit.{region}.amazonaws.com", "path": path_value},
+                separators=(",", ":"),
+            )
+            out.write(f"{token}\t{body}\n")
+    return lines
+
+
+# --- the service under test -------------------------------------------------------------------------
+
+
+def ccweb_command() -> list[str]:
+    script = Path(sys.executable).parent / "ccweb"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ccweb"]
+
+
+def service_environment(sts_url: str) -> dict[str, str]:
+    """This environment minus proxies and AWS settings, plus throwaway keys and the loopback STS."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("AWS_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "AKIABENCHEXAMPLE0000",
+            "AWS_SECRET_ACCESS_KEY": "bench-not-a-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_STS": sts_url,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    return env
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def workers(master: int) -> list[int]:
+    """uvicorn's worker processes: children of the master, not multiprocessing's resource tracker."""
+    result = []
+    for pid in children(master):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"resource_tracker" not in cmdline:
+            result.append(pid)
+    return result
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def wait_until_up(service: subprocess.Popen[bytes], url: str, service_log: Path) -> None:
+    up_by = time.monotonic() + 60
+    while not (http_ok(url + "/healthz") and len(workers(service.pid)) == 2):
+        if service.poll() is not None or time.monotonic() > up_by:
+            print(service_log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise RuntimeError("ccweb serve did not start")
+        time.sleep(0.2)
+
+
+def http_ok(url: str) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Sampler:
+    """Samples each worker's VmRSS every ``interval`` seconds into a CSV and memory."""
+
+    master: int
+    interval: float
+    csv: Path
+    phase: str = "start"
+    rows: list[tuple[float, str, int, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def sample(self) -> dict[int, int]:
+        now = time.monotonic() - self.started
+        taken = {}
+        for pid in workers(self.master):
+            value = rss_kib(pid)
+            if value is not None:
+                taken[pid] = value
+        with self._lock:
+            for pid, value in taken.items():
+                self.rows.append((now, self.phase, pid, value))
+        return taken
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.interval + 5)
+        with self._lock, self.csv.open("w") as out:
+            out.write("seconds,phase,pid,rss_kib\n")
+            for row in self.rows:
+                out.write(f"{row[0]:.1f},{row[1]},{row[2]},{row[3]}\n")
+
+
+# --- wrk ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    target_rate: float  # 0 = full speed
+    requests: int
+    seconds: float
+    errors: dict[str, int]
+    latency_us: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def line(self) -> str:
+        lat = self.latency_us
+        errors = ", ".join(f"{k} {v}" for k, v in self.errors.items() if v) or "none"
+        target = f" (target {self.target_rate:.0f})" if self.target_rate else " (full speed)"
+        return (
+            f"{self.name:<12} {self.requests:>8} req in {self.seconds:6.1f} s = {self.rate:7.1f} req/s{target}; "
+            f"latency p50 {lat['p50'] / 1000:.1f} ms, p99 {lat['p99'] / 1000:.1f} ms, "
+            f"max {lat['max'] / 1000:.1f} ms; errors: {errors}"
+        )
+
+
+class Wrk:
+    def __init__(self, url: str, requests_file: Path, threads: int, timeout: int, deadline: float) -> None:
+        self.url = url
+        self.requests_file = requests_file
+        self.threads = threads
+        self.timeout = timeout
+        self.deadline = deadline
+        self.process: subprocess.Popen[str] | None = None
+
+    def run(self, name: str, seconds: int, connections: int, rate: float = 0) -> Run:
+        if time.monotonic() + seconds > self.deadline:
+            raise TimeoutError(f"{name}: the run would pass the time bound; stopping")
+        command = [
+            "wrk",
+            "-t",
+            str(self.threads),
+            "-c",
+            str(max(connections, self.threads)),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            f"{self.timeout}s",
+            "-s",
+            str(LUA),
+            self.url,
+            "--",
+            str(self.requests_file),
+            f"{rate:.3f}",
+            str(self.threads),
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        try:
+            output, _ = self.process.communicate(timeout=seconds + self.timeout + 30)
+        finally:
+            self.kill()
+        for text in output.splitlines():
+            if text.startswith("SOAK_RESULT "):
+                data = json.loads(text.removeprefix("SOAK_RESULT "))
+                return Run(name, rate, data["requests"], data["duration_us"] / 1e6, data["errors"], data["latency_us"])
+        raise RuntimeError(f"wrk gave no result for {name}:\n{output}")
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def stop_service(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the service's own process group (the master and its workers), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def server_outcomes(log_path: Path) -> tuple[dict[str, int], list[str]]:
+    """Audit outcomes counted from the service's JSON log, and the first error lines."""
+    outcomes: dict[str, int] = {}
+    problems: list[str] = []
+    with log_path.open(encoding="utf-8", errors="replace") as handle:
+        for text in handle:
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                if text.strip() and len(problems) < 5:
+                    problems.append(text.strip()[:300])
+                continue
+            if entry.get("event") == "credential_decision":
+                outcome = str(entry.get("outcome"))
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            elif entry.get("level") in ("error", "critical") and len(problems) < 5:
+                problems.append(text.strip()[:300])
+    return outcomes, problems
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=5.0, help="soak length after warm-up (default 5)")
+    parser.add_argument("--warmup", type=int, default=60, help="warm-up seconds at the soak rate (default 60)")
+    parser.add_argument("--calibrate", type=int, default=20, help="full-speed calibration seconds (default 20)")
+    parser.add_argument("--rate", type=float, default=0, help="soak rate in req/s; skips calibration")
+    parser.add_argument("--fraction", type=float, default=0.7, help="soak rate as a share of calibrated (0.7)")
+    parser.add_argument("--identities", type=int, default=2000, help="distinct token identities (default 2000)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=0,
+        help="wrk connections while soaking (default: one per 100 ms of the rate, at least 16)",
+    )
+    parser.add_argument("--max-connections", type=int, default=128, help="wrk connections at full speed (128)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--segment", type=int, default=60, help="seconds per soak run (default 60)")
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples (default 5)")
+    parser.add_argument("--max-growth", type=float, default=10.0, help="allowed RSS growth in %% (default 10)")
+    parser.add_argument("--timeout", type=int, default=5, help="wrk's per-request timeout, seconds (default 5)")
+    parser.add_argument("--port", type=int, default=0, help="service port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (policy, log, samples)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    args = parser.parse_args(argv)
+    if not 0 < args.minutes <= MAX_MINUTES:
+        parser.error(f"--minutes must be above 0 and at most {MAX_MINUTES}")
+    if not 0 < args.fraction <= 1:
+        parser.error("--fraction must be in (0, 1]")
+    if args.identities < 1 or args.connections < 0 or args.threads < 1 or args.segment < 5:
+        parser.error("--identities, --connections and --threads must be positive; --segment at least 5")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(
+            "bench/soak needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS).",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        import ccweb  # noqa: F401, PLC0415
+    except ImportError:
+        print(f"bench/soak: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
+        return 2
+
+    soak_seconds = int(args.minutes * 60)
+    planned = 15 + (0 if args.rate else args.calibrate) + args.warmup + soak_seconds
+    deadline = time.monotonic() + planned + 240  # everything, with start-up and slack, or stop
+    workdir = Path(tempfile.mkdtemp(prefix="ccweb-soak-"))
+    runner: LoopbackRunner | None = None
+    service: subprocess.Popen[bytes] | None = None
+    sampler: Sampler | None = None
+    wrk: Wrk | None = None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def interrupted(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in previous:
+        signal.signal(sig, interrupted)
+    result: dict[str, Any] = {}
+    try:
+        runner = LoopbackRunner()
+        runner.start()
+        log(f"issuer {runner.issuer_url}, STS stand-in {runner.sts_url}")
+        config = workdir / "policy.yaml"
+        config.write_text(json.dumps(policy(runner.issuer_url), indent=2))  # JSON is YAML
+        requests_file = workdir / "requests.tsv"
+        started = time.monotonic()
+        lines = write_requests(requests_file, runner.issuer, args.identities, ttl=planned + 1800)
+        log(
+            f"{args.identities} identities, {lines} distinct requests "
+            f"({time.monotonic() - started:.1f} s to mint the RS256 tokens)"
+        )
+
+        port = args.port or free_port()
+        url = f"http://{HOST}:{port}"
+        service_log = workdir / "service.log"
+        command = [
+            *ccweb_command(),
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ]
+        log("starting: " + " ".join(command))
+        with service_log.open("wb") as log_handle:
+            service = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_handle,
+                stderr=log_handle,
+                env=service_environment(runner.sts_url),
+                start_new_session=True,
+            )
+        wait_until_up(service, url, service_log)
+        first_workers = workers(service.pid)
+        log(f"ccweb serve is up: master {service.pid}, workers {first_workers}")
+
+        sampler = Sampler(service.pid, args.sample, workdir / "rss.csv")
+        sampler.sample()
+        sampler.start()
+        wrk = Wrk(url, requests_file, args.threads, args.timeout, deadline)
+
+        sampler.phase = "prime"
+        prime = wrk.run("prime", 10, args.max_connections)
+        log(prime.line())
+        if args.rate:
+            calibration = None
+            rate = args.rate
+        else:
+            sampler.phase = "calibrate"
+            calibration = wrk.run("calibrate", args.calibrate, args.max_connections)
+            log(calibration.line())
+            rate = round(calibration.rate * args.fraction)
+        # Each connection sends about every 100 ms: the soak measures the service, not the ~40 ms a keep-alive
+        # request waits when it follows the previous answer closely (the probe below shows that separately).
+        connections = args.connections or max(16, math.ceil(rate * 0.1))
+        log(f"soak rate: {rate:.0f} req/s with {connections} connections")
+
+        sampler.phase = "warmup"
+        warmup = wrk.run("warm-up", args.warmup, connections, rate)
+        log(warmup.line())
+        baseline = sampler.sample()
+        log("RSS after warm-up: " + ", ".join(f"worker {p} {v / 1024:.1f} MiB" for p, v in baseline.items()))
+
+        sampler.phase = "soak"
+        segments: list[Run] = []
+        left = soak_seconds
+        while left > 0:
+            length = min(args.segment, left)
+            segments.append(wrk.run(f"soak {len(segments) + 1}", length, connections, rate))
+            log(segments[-1].line())
+            left -= length
+        final = sampler.sample()
+        sampler.phase = "probe"
+        probe = wrk.run("probe", 5, 1)
+        log(probe.line() + " (one keep-alive connection, back to back; information only)")
+        sampler.phase = "end"
+        sampler.stop()
+        last_workers = workers(service.pid)
+        soak_rows = [row for row in sampler.rows if row[1] == "soak"]
+        stop_service(service)
+        outcomes, problems = server_outcomes(service_log)
+
+        memory: list[dict[str, Any]] = []
+        for pid, start in baseline.items():
+            end = final.get(pid)
+            peak = max([r[3] for r in soak_rows if r[2] == pid] + [end or 0])
+            growth = None if end is None else 100.0 * (end - start) / start
+            memory.append(
+                {
+                    "pid": pid,
+                    "warmup_end_kib": start,
+                    "soak_end_kib": end,
+                    "soak_peak_kib": peak,
+                    "growth_percent": growth,
+                    "pass": growth is not None and growth < args.max_growth,
+                }
+            )
+        requests = sum(s.requests for s in segments)
+        seconds = sum(s.seconds for s in segments)
+        soak_errors = sum(s.error_count for s in segments) + warmup.error_count
+        not_issued = {k: v for k, v in outcomes.items() if k != "issued"}
+        achieved = requests / seconds if seconds else 0.0
+        p50_ms = statistics.median(s.latency_us["p50"] for s in segments) / 1000
+        p99_ms = max(s.latency_us["p99"] for s in segments) / 1000
+        checks = {
+            "no client errors (warm-up and soak)": soak_errors == 0,
+            "every audit outcome 'issued', no error lines": not not_issued and not problems,
+            "soak kept within 10 % of its rate": achieved >= 0.9 * rate,
+            "same two workers throughout": first_workers == last_workers and len(last_workers) == 2,
+            f"each worker's RSS grew less than {args.max_growth:g} %": all(m["pass"] for m in memory),
+        }
+        result = {
+            "command": " ".join(command),
+            "identities": args.identities,
+            "wrk": {
+                "threads": args.threads,
+                "connections": connections,
+                "max_connections": args.max_connections,
+                "timeout_s": args.timeout,
+            },
+            "prime": prime.__dict__,
+            "calibration": calibration.__dict__ if calibration else None,
+            "rate": rate,
+            "warmup": warmup.__dict__,
+            "segments": [s.__dict__ for s in segments],
+            "probe": probe.__dict__,
+            "soak": {
+                "requests": requests,
+                "seconds": seconds,
+                "rate": achieved,
+                "p50_ms_median": p50_ms,
+                "p99_ms_worst": p99_ms,
+                "errors": soak_errors,
+            },
+            "server": {"audit_outcomes": outcomes, "error_lines": problems, "sts_calls": len(runner.sts.calls)},
+            "memory": memory,
+            "checks": checks,
+            "pass": all(checks.values()),
+        }
+        print()
+        print(
+            f"soak: {requests} requests in {seconds:.0f} s = {achieved:.1f} req/s (target {rate:.0f}); "
+            f"p50 {p50_ms:.1f} ms (median of runs), "
+            f"p99 {p99_ms:.1f} ms (worst run); errors {soak_errors}"
+        )
+        print(
+            f"server: audit outcomes {outcomes}; STS AssumeRole calls {len(runner.sts.calls)}; "
+            f"error lines {len(problems)}"
+        )
+        for line in problems:
+            print(f"  {line}")
+        for m in memory:
+            end_text = "gone" if m["soak_end_kib"] is None else f"{m['soak_end_kib'] / 1024:.1f} MiB"
+            growth_text = "n/a" if m["growth_percent"] is None else f"{m['growth_percent']:+.1f} %"
+            print(
+                f"worker {m['pid']}: RSS {m['warmup_end_kib'] / 1024:.1f} MiB after warm-up -> {end_text} at the "
+                f"end (peak {m['soak_peak_kib'] / 1024:.1f} MiB), {growth_text}: "
+                f"{'pass' if m['pass'] else 'FAIL'}"
+            )
+        for name, ok in checks.items():
+            print(f"{'pass' if ok else 'FAIL'}  {name}")
+        print("PASS" if result["pass"] else "FAIL")
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0 if result["pass"] else 1
+    except KeyboardInterrupt as exc:
+        print(f"bench/soak: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
+        return 2
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"bench/soak: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if wrk is not None:
+            wrk.kill()
+        if sampler is not None and not sampler._stop.is_set():
+            sampler.stop()
+        if service is not None:
+            stop_service(service)
+        if runner is not None:
+            runner.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if args.keep:
+            print(f"bench/soak: kept {workdir} (policy.yaml, requests.tsv, service.log, rss.csv)", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
