@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -54,7 +55,9 @@ def run_workers(**options: Any) -> None:
     import uvicorn  # noqa: PLC0415
 
     config = uvicorn.Config(APP, factory=True, **options)
-    sock = config.bind_socket()
+    # uvicorn's socket says protocol 0, and asyncio sets TCP_NODELAY only on sockets that say TCP: recreated
+    # from the descriptor, the protocol is read back as TCP, so every worker answers without Nagle's 40 ms wait.
+    sock = socket.socket(fileno=config.bind_socket().detach())
     try:
         Supervisor(config, sockets=[sock]).run()
     finally:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "service"), str(ROOT / "helper")]),
@@ -78,3 +79,23 @@ def test_serve_runs_two_workers_from_the_environment_config(tmp_path: Path) -> N
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert "Traceback" not in stderr
+
+
+def test_workers_share_a_socket_that_says_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose protocol says TCP; without it
+    every keep-alive request behind a load balancer waited about 40 ms for a delayed ACK."""
+    from ccweb import server
+
+    seen: list[socket.socket] = []
+
+    class Recorder:
+        def __init__(self, _: object, sockets: list[socket.socket]) -> None:
+            seen.extend(sockets)
+
+        def run(self) -> None:
+            assert seen[0].proto == socket.IPPROTO_TCP
+            assert seen[0].type == socket.SOCK_STREAM
+
+    monkeypatch.setattr(server, "Supervisor", Recorder)
+    server.run_workers(host="127.0.0.1", port=0, workers=2)
+    assert len(seen) == 1 and seen[0].fileno() == -1  # closed after the supervisor returned
