@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from ccweb.limits import SERVER_OPTIONS
+
 
 class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
@@ -29,7 +31,8 @@ def serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     sock.bind((host, 0))
     sock.listen(64)
     port = sock.getsockname()[1]
-    server = _QuietServer(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server = _QuietServer(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http="h11",
+                                         **SERVER_OPTIONS))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)
     thread.start()

@@ -27,7 +27,7 @@ from ccweb.limits import RequestLimits, document_refusals
 from ccweb.metrics import Metrics
 from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name, suspended
 from ccweb.reload import RELOAD_INTERVAL_SECONDS, Policy, PolicyState
-from ccweb.sessions import AssumeRoleRequest, SessionCache, STSClient
+from ccweb.sessions import AssumeRoleRequest, RetryPolicy, SessionCache, STSClient
 from ccweb.signing import PASSWORD_LIFETIME_SECONDS, git_password, git_username
 from ccweb.targets import resolve
 from ccweb.tokens import VerifiedToken, token_sha256
@@ -163,7 +163,8 @@ def create_app(
     metrics = metrics or Metrics()
     own_http = http is None
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
-    sessions = SessionCache(sts, clock=clock, metrics=metrics)
+    sessions = SessionCache(sts, clock=clock, metrics=metrics,
+                            retry=RetryPolicy(budget=config.aws.retry_budget_seconds))
     policy = Policy(config, http=client, sessions=sessions, clock=clock, monotonic=monotonic, path=config_path,
                     metrics=metrics)
 

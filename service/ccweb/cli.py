@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["CCWEB_RELOAD_INTERVAL"] = str(args.reload_interval)
     os.environ["CCWEB_LOG_LEVEL"] = args.log_level
     os.environ["CCWEB_LOG_FORMAT"] = args.log_format
-    from ccweb import logs  # noqa: PLC0415
+    from ccweb import limits, logs  # noqa: PLC0415
     from ccweb.server import APP, run_workers  # noqa: PLC0415
 
     logs.setup(args.log_level, args.log_format)
@@ -42,6 +42,8 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "proxy_headers": True,
         "server_header": False,
+        "http": "h11",  # the parser whose head limit limits.SERVER_OPTIONS raises (httptools has none)
+        **limits.SERVER_OPTIONS,
     }
     if args.workers > 1:
         run_workers(**options)  # SIGHUP to this process reaches every worker

@@ -155,6 +155,7 @@ class Policy:
             return False
         new = self._build(config, old)
         self.current = new  # the swap: requests that started before keep their snapshot
+        self._sessions.retry.budget = config.aws.retry_budget_seconds
         self.reloads += 1
         self.last_error = None
         changed = sorted(name for name, key in old.session_rules.items() if new.session_rules.get(name) != key)

@@ -58,6 +58,7 @@ def policy(issuer_url: str) -> dict[str, Any]:
              "access": "read", "session_duration": 7200},
         ],
         "git_endpoints": [{"host": "git.internal.example.com:8443", "region": "eu-west-1"}],
+        "aws": {"retry_budget_seconds": 1},  # the fake STS may throttle forever: give up quickly
     }
 
 
@@ -226,6 +227,7 @@ def test_expired_token_says_so(env: Env) -> None:
 
 def test_sts_failure_is_503_with_retry_after(env: Env) -> None:
     env.sts.fail = StsError("Throttling", "Rate exceeded", retryable=True)
+    attempts = len(env.sts.requests)
     try:
         response = env.post({"protocol": "https", "host": US_EAST_2, "path": "v1/repos/x"},
                             env.token(sub="throttled", email="throttled@example.com", groups=["admins"]))
@@ -234,6 +236,7 @@ def test_sts_failure_is_503_with_retry_after(env: Env) -> None:
     assert response.status_code == 503
     assert response.json()["error"] == UpstreamUnavailable.error
     assert int(response.headers["Retry-After"]) > 0
+    assert len(env.sts.requests) - attempts > 1  # retried, within aws.retry_budget_seconds (1 s here)
 
 
 def test_whoami_lists_the_rules_the_identity_matches(env: Env) -> None:
@@ -265,7 +268,7 @@ def test_unknown_route_is_json_404(env: Env) -> None:
 def test_openapi_documents_what_the_service_does(env: Env) -> None:
     schema = httpx.get(f"{env.url}/openapi.json").json()
     operation = schema["paths"]["/v1/credentials"]["post"]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "429", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415", "429", "431", "503"}
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert {"/v1/whoami", "/.well-known/ccweb", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
 

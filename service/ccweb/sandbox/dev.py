@@ -25,6 +25,7 @@ import uvicorn
 
 from ccweb.app import create_app
 from ccweb.config import Config, parse_config
+from ccweb.limits import SERVER_OPTIONS
 from ccweb.sandbox.gitserver import create_demo_repository, create_git_app
 from ccweb.sandbox.issuer import CLIENT_ID as LOGIN_CLIENT_ID
 from ccweb.sandbox.issuer import DEMO_USERS, DevIssuer
@@ -159,7 +160,8 @@ class Sandbox:
             "git": create_git_app(self.sts, self.repos, region=REGION),
         }
         for name, app in apps.items():
-            config = uvicorn.Config(app, log_level=self._log_level, access_log=False, lifespan="on")
+            config = uvicorn.Config(app, log_level=self._log_level, access_log=False, lifespan="on", http="h11",
+                                    **SERVER_OPTIONS)
             self._servers.append((_Server(config), self._sockets[name]))
 
     async def serve(self, on_started: Callable[[], None] | None = None) -> None:
