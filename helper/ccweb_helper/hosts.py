@@ -44,7 +44,7 @@ def split_host(host: str) -> tuple[str, int | None]:
     Raises ValueError for anything that is not a plain host name with an optional numeric port.
     """
     host = host.strip().lower()
-    if not host or any(c in host for c in "/@?#\\ \t\r\n"):
+    if not host or not host.isascii() or any(c in host for c in "/@?#\\ \t\r\n"):
         raise ValueError("not a host name")
     if host.startswith("["):
         end = host.find("]")
@@ -66,7 +66,10 @@ def split_host(host: str) -> tuple[str, int | None]:
 
 def parse_codecommit_host(host: str) -> CodeCommitHost | None:
     """Return the CodeCommit endpoint named by ``host`` (``name[:port]``), or None if it is not one."""
-    text = host.strip().lower()
+    text = host.strip()
+    if not text.isascii():  # lower() would turn e.g. U+212A (Kelvin sign) into "k"
+        return None
+    text = text.lower()
     for form, pattern in _HOST_FORMS:
         match = pattern.fullmatch(text)
         if match:

@@ -185,8 +185,6 @@ def test_anything_else_is_refused(host: str) -> None:
 @PROPERTY
 @given(text=st.text())
 @example(text="vpce-0123456789abcdef\u212a-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com")  # Kelvin sign
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hosts.py lower-cases before matching, and U+212A (Kelvin sign) lower-cases to 'k'")
 def test_only_ascii_names_are_codecommit_hosts(text: str) -> None:
     parsed = parse_codecommit_host(text)
     assert parsed is None or text.strip().isascii()
@@ -209,8 +207,6 @@ def test_split_host_round_trips(name: str, port: int | None, upper: bool) -> Non
 @PROPERTY
 @given(name=HOST_NAMES, digits=st.text(st.characters(whitelist_categories=("Nd",)), min_size=1, max_size=5))
 @example(name="h", digits="\u0664\u0664\u0663")  # Arabic-Indic 443
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hosts.py: str.isdigit() and int() accept non-ASCII digits in a port")
 def test_split_host_ports_are_ascii_digits(name: str, digits: str) -> None:
     try:
         _, port = split_host(f"{name}:{digits}")
