@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
 
 from ccweb.app import create_app
 from ccweb.config import load_config
@@ -89,8 +90,9 @@ def issuer() -> Iterator[tuple[DevIssuer, list[str]]]:
 
 
 class Env:
-    def __init__(self, url: str, path: Path, issuer: DevIssuer, sts: CountingSTS, asked: list[str]) -> None:
-        self.url, self.path, self.issuer, self.sts, self.asked = url, path, issuer, sts, asked
+    def __init__(self, url: str, path: Path, issuer: DevIssuer, sts: CountingSTS, asked: list[str], *,
+                 app: FastAPI) -> None:
+        self.url, self.path, self.issuer, self.sts, self.asked, self.app = url, path, issuer, sts, asked, app
 
     def policy(self, **changes: Any) -> dict[str, Any]:
         return policy(self.issuer.issuer_url, **changes)
@@ -113,7 +115,7 @@ def env(issuer: tuple[DevIssuer, list[str]], tmp_path: Path) -> Iterator[Env]:
     sts = CountingSTS()
     app = create_app(load_config(path), sts=sts, config_path=path, reload_interval=0.05)
     with serve(app) as url:
-        yield Env(url, path, dev, sts, asked)
+        yield Env(url, path, dev, sts, asked, app=app)
 
 
 def test_an_edited_file_is_picked_up(env: Env) -> None:
@@ -176,10 +178,11 @@ def test_sessions_of_a_changed_rule_are_dropped(env: Env) -> None:
 
 def test_a_default_that_rules_inherit_counts_as_a_change(env: Env) -> None:
     assert env.get("read").status_code == 200
-    write(env.path, env.policy(aws={"session_duration": 7200}))
+    write(env.path, env.policy(aws={"session_duration": 7200, "retry_budget_seconds": 3}))
     wait_for(lambda: env.state()["reloads"] == 1, "the reload")
     assert env.get("read").status_code == 200
     assert [r.duration_seconds for r in env.sts.requests] == [3600, 7200]
+    assert env.app.state.sessions.retry.budget == 3  # the new STS retry budget, too
 
 
 def test_comments_and_layout_reload_nothing(env: Env) -> None:
