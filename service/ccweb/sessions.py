@@ -19,7 +19,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +31,7 @@ log = logging.getLogger("ccweb.sessions")
 T = TypeVar("T")
 
 REFRESH_MARGIN_SECONDS = 15 * 60
+CHAINED_MAX_SECONDS = 3600  # STS's limit for a role assumed with credentials of another role
 RETRY_BUDGET_SECONDS = 8.0  # under the helper's default 10 s timeout, so people see the 503, not a timeout
 RETRYABLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
@@ -192,6 +193,12 @@ SessionKey = tuple[str, str, str]
 """(rule name, issuer, identity)."""
 
 
+def _chaining_limit(exc: StsError) -> bool:
+    """STS's refusal of a chained session over an hour ("… exceeds the 1 hour session limit for roles assumed
+    by role chaining")."""
+    return exc.code == "ValidationError" and "role chaining" in str(exc)
+
+
 class SessionCache:
     def __init__(
         self,
@@ -216,6 +223,8 @@ class SessionCache:
         self.hits = 0
         self.upstream_error: str | None = None
         """The AWS error code of the last call that failed after its retries; cleared by the next success."""
+        self.chained = False
+        """STS said this service's sessions are chained (at most an hour): later calls ask for that at once."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -268,8 +277,24 @@ class SessionCache:
 
     async def _call_sts(self, request: AssumeRoleRequest) -> AwsCredentials:
         attempts_before = self.sts_calls
+        if self.chained and request.duration_seconds > CHAINED_MAX_SECONDS:
+            request = replace(request, duration_seconds=CHAINED_MAX_SECONDS)
         try:
-            creds = await self.retry.run(lambda: self._attempt(request))
+            try:
+                creds = await self.retry.run(lambda: self._attempt(request))
+            except StsError as exc:
+                if not _chaining_limit(exc) or request.duration_seconds <= CHAINED_MAX_SECONDS:
+                    raise
+                # The service's own identity is a role (IRSA, an instance role): STS allows chained
+                # sessions of one hour at most, and refuses longer ones outright.
+                self.chained = True
+                log.warning(
+                    "AssumeRole %s: role chaining limits sessions to %d s; asking for that instead of %d s "
+                    "(set session_duration to %d or less to silence this)",
+                    request.role_arn, CHAINED_MAX_SECONDS, request.duration_seconds, CHAINED_MAX_SECONDS,
+                )
+                request = replace(request, duration_seconds=CHAINED_MAX_SECONDS)
+                creds = await self.retry.run(lambda: self._attempt(request))
         except StsError as exc:
             attempts = self.sts_calls - attempts_before
             if exc.retryable:

@@ -5,7 +5,9 @@ AWS_ENDPOINT_URL_STS. Retries run on a fake clock; faults through the loopback S
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 import random
 import secrets
 import time
@@ -390,3 +392,40 @@ def test_unreachable_sts_is_a_retryable_error(aws_env: None) -> None:
         asyncio.run(sts.assume_role(REQUEST))
     assert raised.value.retryable
     assert "service-secret-example" not in str(raised.value)
+
+
+class ChainedSTS(FakeSTS):
+    """STS as it answers a service whose own identity is a role (IRSA): chained sessions are an hour at most."""
+
+    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
+        if request.duration_seconds > 3600:
+            self.calls.append(request)
+            raise StsError("ValidationError", "The requested DurationSeconds exceeds the 1 hour session limit for "
+                           "roles assumed by role chaining.", retryable=False)
+        return await super().assume_role(request)
+
+
+def test_role_chaining_asks_for_an_hour_instead_of_failing(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    sts = ChainedSTS(clock)
+    cache = SessionCache(sts, clock=clock)
+    long = dataclasses.replace(REQUEST, duration_seconds=7200)
+
+    async def scenario() -> None:
+        assert await cache.get(key("ann@example.com"), long)
+        assert await cache.get(key("bob@example.com"), long)  # asks for an hour at once
+
+    with caplog.at_level(logging.WARNING, logger="ccweb.sessions"):
+        asyncio.run(scenario())
+    assert [c.duration_seconds for c in sts.calls] == [7200, 3600, 3600]
+    assert sum("role chaining" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_other_validation_errors_are_not_mistaken_for_role_chaining() -> None:
+    clock = Clock()
+    sts = FakeSTS(clock)
+    sts.fail = StsError("ValidationError", "1 validation error detected: policy", retryable=False)
+    cache = SessionCache(sts, clock=clock)
+    with pytest.raises(UpstreamUnavailable):
+        asyncio.run(cache.get(key(), dataclasses.replace(REQUEST, duration_seconds=7200)))
+    assert [c.duration_seconds for c in sts.calls] == [7200]
