@@ -1,8 +1,9 @@
-"""The ``ccweb`` command: serve, check-config, dev."""
+"""The ``ccweb`` command: serve, check-config, schema, explain, dev."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -71,6 +72,79 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_schema() -> dict[str, Any]:
+    """The policy file's JSON Schema, from the models that validate it, for editors and linters.
+
+    The schema checks keys, types and ranges; ``ccweb check-config`` also checks what a schema cannot say
+    (issuer references, regular expressions that compile, session-policy sizes).
+    """
+    import re  # noqa: PLC0415
+
+    from ccweb.config import CLAIM_NAME, REPOSITORY_GLOB, ROLE_ARN, Config  # noqa: PLC0415
+
+    def ecma(pattern: re.Pattern[str]) -> str:  # JSON Schema regexes know no (?P<name>…)
+        return "^" + re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern) + "$"
+
+    schema = Config.model_json_schema()
+    rule = schema["$defs"]["Rule"]["properties"]
+    rule["role_arn"]["pattern"] = ecma(ROLE_ARN)
+    rule["repositories"]["items"]["pattern"] = ecma(REPOSITORY_GLOB)
+    for model in ("Rule", "DenyEntry"):
+        schema["$defs"][model]["properties"]["claims"]["propertyNames"] = {"pattern": ecma(CLAIM_NAME)}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "ccweb policy",
+        "description": "The ccweb policy file: issuers, an emergency deny list, rules (first match wins), git "
+        "endpoints, AWS settings and the rate limit. Unknown keys are errors. Validate fully with "
+        "`ccweb check-config FILE`.",
+    }
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from ccweb.config import ConfigError, load_config  # noqa: PLC0415
+    from ccweb.explain import ExplainError, explain, parse_claims, repository_target  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ccweb explain: {args.config} is not valid:", file=sys.stderr)
+        for line in exc.messages:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    try:
+        if args.claims == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.claims, encoding="utf-8") as handle:
+                text = handle.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print(f"ccweb explain: --claims {args.claims}: cannot read: {problem}", file=sys.stderr)
+        return 2
+    try:
+        claims = parse_claims(text)
+    except ExplainError as exc:
+        print(f"ccweb explain: --claims {args.claims}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        repository, region, default = repository_target(config, args.repo, args.region)
+        result = explain(config, claims, repository, region, args.issuer)
+    except ExplainError as exc:
+        print(f"ccweb explain: {exc}", file=sys.stderr)
+        return 2
+    lines = result.lines()
+    if default:
+        lines[0] = lines[0].replace(f" in {region}", f" in {region} (the default; choose with --region)", 1)
+    print("\n".join(lines))
+    return 0 if result.granted else 1
+
+
 def _dev(args: argparse.Namespace) -> int:
     from ccweb_helper.hosts import is_loopback  # noqa: PLC0415
 
@@ -119,6 +193,24 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a policy file")
     check.add_argument("file")
     check.set_defaults(run=_check_config)
+
+    schema = commands.add_parser(
+        "schema", help="print the policy file's JSON Schema (for editors: # yaml-language-server: $schema=…)"
+    )
+    schema.set_defaults(run=_schema)
+
+    why = commands.add_parser(
+        "explain", help="show which deny entry or rule decides for a token's claims, and why the others do not"
+    )
+    why.add_argument("--config", required=True, help="the policy file")
+    why.add_argument(
+        "--claims", required=True, metavar="FILE",
+        help="the token's claims as a JSON object, or the token itself (not verified); - reads stdin",
+    )
+    why.add_argument("--repo", required=True, metavar="NAME", help="repository name, or a clone URL")
+    why.add_argument("--region", help="the repository's region (default us-east-1; a clone URL names it)")
+    why.add_argument("--issuer", metavar="NAME", help="the issuer entry the token is from (default: by its iss)")
+    why.set_defaults(run=_explain)
 
     dev = commands.add_parser("dev", help="run the local sandbox (loopback only, nothing from AWS)")
     dev.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")

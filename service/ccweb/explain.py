@@ -1,0 +1,286 @@
+"""Why a token gets, or does not get, a repository: the deny list, then each rule in order, with reasons. Pure.
+
+``explain`` takes its decision from the service's own functions (``policy.suspended`` and ``policy.decide``),
+so it can never disagree with the service, and says for every deny entry and rule it looked at why it did
+or did not apply: the wrong issuer, a claim missing, a value not equal, a pattern not matching, the
+repository outside the rule's globs, the region not matched. Claims are taken as given: the signature and
+the expiry are the service's to check; an ``aud`` that is present is compared with the issuer's audiences.
+
+    ExplainError   bad input (claims that are not a JSON object or a JWT, an unknown issuer name, a bad
+                   repository or region): ``ccweb explain`` exits 2 with its message
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from ccweb.config import REGION, ClaimCondition, Config, DenyEntry, Issuer, Pattern, Rule
+from ccweb.errors import InvalidRequest
+from ccweb.policy import (
+    Grant,
+    Suspension,
+    claim_matches,
+    decide,
+    glob_matches,
+    identity_for,
+    suspended,
+)
+from ccweb.targets import resolve
+
+REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+DEFAULT_REGION = "us-east-1"
+MAX_SHOWN = 120
+
+Outcome = Literal["applies", "does not apply", "not reached"]
+
+
+class ExplainError(Exception):
+    """The input cannot be explained against: a sentence naming what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One deny entry or rule, as the decision met it."""
+
+    label: str
+    """``deny[0] 'offboarded-eve'``, ``rules[2] 'developers'``."""
+    outcome: Outcome
+    reasons: tuple[str, ...] = ()
+    """Why it does not apply (empty when it applies or was not reached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    repository: str
+    region: str
+    issuer: Issuer | None
+    """The token's issuer entry; None when the service would refuse the token before any rule."""
+    refused: str | None
+    """Why the service would refuse the token itself (401), when it would."""
+    deny: tuple[Step, ...]
+    rules: tuple[Step, ...]
+    suspension: Suspension | None
+    grant: Grant | None
+    identity: str
+
+    @property
+    def granted(self) -> bool:
+        return self.grant is not None
+
+    def lines(self) -> list[str]:
+        """The explanation for a person, one line each."""
+        where = f"repository {self.repository!r} in {self.region}"
+        if self.issuer is None:
+            return [where, f"denied: the service refuses this token (401 invalid_token): {self.refused}"]
+        lines = [f"{where}; token of issuer {self.issuer.name!r} ({self.issuer.issuer}); identity {self.identity}"]
+        if self.refused is not None:
+            return [*lines, f"denied: the service refuses this token (401 invalid_token): {self.refused}"]
+        lines.append("deny list, checked first:" if self.deny else "deny list: empty")
+        lines += _steps(self.deny)
+        lines.append("rules, first match wins:" if self.rules else "rules: none")
+        lines += _steps(self.rules)
+        if self.suspension is not None:
+            reason = self.suspension.entry.reason
+            lines.append(
+                f"denied: deny entry {self.suspension.label!r} suspends this identity"
+                + (f" ({reason})" if reason else "") + "; the service answers 403 access_denied"
+            )
+        elif self.grant is not None:
+            rule = self.grant.rule
+            lines.append(f"granted: rule {rule.name!r} gives {rule.access} access as {rule.role_arn}")
+        else:
+            lines.append(
+                f"denied: no rule grants {self.repository!r} in {self.region}; the service answers 403 access_denied"
+            )
+        return lines
+
+
+def _steps(steps: tuple[Step, ...]) -> list[str]:
+    lines = []
+    for step in steps:
+        lines.append(f"  {step.label}: {step.outcome}")
+        lines += [f"      - {reason}" for reason in step.reasons]
+    return lines
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def condition_failure(name: str, condition: ClaimCondition, claims: Mapping[str, Any]) -> str | None:
+    """Why one claim condition does not hold for ``claims``, or None when it holds."""
+    if name not in claims:
+        return f"claim {name} is missing"
+    value = claims[name]
+    if claim_matches(condition, value):
+        return None
+    if isinstance(condition, Pattern):
+        wanted = f"the pattern '{condition.pattern}'"
+        if isinstance(value, list):
+            return f"claim {name} = {_shown(value)}: no element matches {wanted}"
+        if not isinstance(value, str):
+            return f"claim {name} = {_shown(value)} is {_kind(value)}; {wanted} matches strings only"
+        return f"claim {name} = {_shown(value)} does not match {wanted} (the whole value must match)"
+    if isinstance(value, list):
+        return f"claim {name} = {_shown(value)}: no element equals {_shown(condition)}"
+    kinds = f" ({_kind(value)}, not {_kind(condition)})" if _kind(value) != _kind(condition) else ""
+    return f"claim {name} = {_shown(value)}, not equal to {_shown(condition)}{kinds}"
+
+
+def _claims_failures(conditions: Mapping[str, ClaimCondition], claims: Mapping[str, Any]) -> list[str]:
+    return [r for name, cond in conditions.items() if (r := condition_failure(name, cond, claims)) is not None]
+
+
+def repository_failure(rule: Rule, repository: str, region: str) -> str | None:
+    """Why the rule's globs do not cover ``region/repository``, or None when they do."""
+    if rule.repository_matches(repository, region):
+        return None
+    by_name = [glob for glob in rule.repositories if glob_matches(glob, repository, region)[0]]
+    if by_name:
+        globs = ", ".join(repr(g) for g in by_name)
+        return f"region {region} is not matched: {repository!r} matches {globs} only in another region"
+    globs = ", ".join(repr(g) for g in rule.repositories)
+    return f"repository {repository!r} is not in its repositories ({globs})"
+
+
+def rule_failures(rule: Rule, issuer_name: str, claims: Mapping[str, Any], repository: str, region: str) -> list[str]:
+    """Why ``rule`` does not grant ``region/repository`` to the token; empty when it does."""
+    if rule.issuer != issuer_name:
+        return [f"wrong issuer: the rule is for {rule.issuer!r}, the token is from {issuer_name!r}"]
+    reasons = _claims_failures(rule.claims, claims)
+    missed = repository_failure(rule, repository, region)
+    return reasons if missed is None else [*reasons, missed]
+
+
+def deny_failures(entry: DenyEntry, issuer_name: str, claims: Mapping[str, Any]) -> list[str]:
+    """Why the deny entry does not suspend the token; empty when it does."""
+    if entry.issuer is not None and entry.issuer != issuer_name:
+        return [f"wrong issuer: the entry is for {entry.issuer!r}, the token is from {issuer_name!r}"]
+    return _claims_failures(entry.claims, claims)
+
+
+def token_issuer(config: Config, claims: Mapping[str, Any], name: str | None) -> tuple[Issuer | None, str | None]:
+    """The issuer entry the token belongs to: the one named, else the one whose URL is the token's ``iss``.
+
+    Returns (issuer, why the service would refuse the token); ExplainError for an unknown name or no way to tell.
+    """
+    names = ", ".join(repr(i.name) for i in config.issuers)
+    if name is not None:
+        issuer = next((i for i in config.issuers if i.name == name), None)
+        if issuer is None:
+            raise ExplainError(f"--issuer: no issuer is named {name!r} (the configuration has {names})")
+    else:
+        iss = claims.get("iss")
+        if not isinstance(iss, str):
+            raise ExplainError(f"the claims have no 'iss'; name the issuer with --issuer (one of {names})")
+        issuer = next((i for i in config.issuers if i.issuer == iss), None)
+        if issuer is None:
+            urls = ", ".join(i.issuer for i in config.issuers)
+            return None, f"its iss {_shown(iss)} is not a configured issuer ({urls})"
+    aud = claims.get("aud")
+    if aud is not None:
+        values = aud if isinstance(aud, list) else [aud]
+        if not any(isinstance(v, str) and v in issuer.audiences for v in values):
+            return issuer, f"its aud {_shown(aud)} has none of the audiences of {issuer.name!r}: " + ", ".join(
+                issuer.audiences
+            )
+    return issuer, None
+
+
+def explain(config: Config, claims: Mapping[str, Any], repository: str, region: str,
+            issuer_name: str | None = None) -> Explanation:
+    """The service's decision for a token with ``claims`` asking for ``region/repository``, with reasons."""
+    issuer, refused = token_issuer(config, claims, issuer_name)
+    if issuer is None or refused is not None:
+        return Explanation(repository, region, issuer, refused, (), (), None, None, identity_for(None, claims))
+    suspension = suspended(config, issuer.name, claims)
+    deny: list[Step] = []
+    decided = False
+    for index, entry in enumerate(config.deny):
+        label = f"deny[{index}]" + (f" {entry.name!r}" if entry.name else "")
+        if decided:
+            deny.append(Step(label, "not reached"))
+        elif suspension is not None and suspension.entry is entry:
+            deny.append(Step(label, "applies"))
+            decided = True
+        else:
+            deny.append(Step(label, "does not apply", tuple(deny_failures(entry, issuer.name, claims))))
+    grant = None if suspension is not None else decide(config, issuer.name, claims, repository, region)
+    rules: list[Step] = []
+    for index, rule in enumerate(config.rules):
+        label = f"rules[{index}] {rule.name!r}"
+        if decided:
+            rules.append(Step(label, "not reached"))
+        elif grant is not None and grant.rule is rule:
+            rules.append(Step(label, "applies"))
+            decided = True
+        else:
+            rules.append(Step(label, "does not apply", tuple(rule_failures(rule, issuer.name, claims, repository,
+                                                                           region))))
+    identity = grant.identity if grant is not None else identity_for(None, claims)
+    return Explanation(repository, region, issuer, None, tuple(deny), tuple(rules), suspension, grant, identity)
+
+
+def parse_claims(text: str) -> dict[str, Any]:
+    """A JSON object of claims, or a JWT whose payload is one (decoded, not verified)."""
+    text = text.strip()
+    if re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", text):
+        payload = text.split(".")[1]
+        try:
+            text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ExplainError("the claims look like a JWT whose payload is not base64url JSON") from None
+    try:
+        claims = json.loads(text)
+    except ValueError as exc:
+        raise ExplainError(f"the claims are not JSON (or a JWT): {exc}") from None
+    if not isinstance(claims, dict):
+        raise ExplainError("the claims must be a JSON object, as a token's payload is")
+    return claims
+
+
+def repository_target(config: Config, repo: str, region: str | None) -> tuple[str, str, bool]:
+    """(repository, region, whether the region is the default) for ``--repo NAME`` or a clone URL."""
+    if "://" in repo:
+        parts = urlsplit(repo)
+        try:
+            target = resolve(config, parts.scheme, parts.netloc, parts.path)
+        except InvalidRequest as exc:
+            raise ExplainError(f"--repo: {exc.detail}") from None
+        if region is not None and region != target.region:
+            raise ExplainError(f"--region {region} contradicts the URL, whose host is in {target.region}")
+        return target.repository, target.region, False
+    if not REPOSITORY_NAME.fullmatch(repo):
+        raise ExplainError(
+            f"--repo: {repo[:100]!r} is not a repository name (1-100 letters, digits, '.', '_' or '-') "
+            "nor a clone URL"
+        )
+    if region is None:
+        return repo, DEFAULT_REGION, True
+    if not REGION.fullmatch(region):
+        raise ExplainError(f"--region: {region[:40]!r} is not an AWS region (e.g. us-east-1)")
+    return repo, region, False
