@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,7 +24,7 @@ from ccweb.config import Config
 from ccweb.errors import AccessDenied, InvalidRequest, InvalidToken, RateLimited, ServiceError, UpstreamUnavailable
 from ccweb.helper_dist import helper_zipapp
 from ccweb.limits import RequestLimits, document_refusals
-from ccweb.metrics import Metrics
+from ccweb.metrics import Metrics, RequestMetrics
 from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name, suspended
 from ccweb.reload import RELOAD_INTERVAL_SECONDS, Policy, PolicyState
 from ccweb.sessions import AssumeRoleRequest, RetryPolicy, SessionCache, STSClient
@@ -184,6 +184,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
+    app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too
     app.state.policy = policy  # policy.current: the running configuration, verifier and rate limiter
     app.state.sessions = sessions
 
@@ -363,7 +364,7 @@ def create_app(
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)  # all workers' counts
 
     _install_error_handlers(app)
     _install_openapi(app)

@@ -1,10 +1,55 @@
-"""Prometheus metrics, on a registry owned by the app (so several apps can live in one process)."""
+"""Prometheus metrics, on a registry owned by the app (so several apps can live in one process).
+
+Under ``ccweb serve --workers N`` every worker counts in files under ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus-client's multiprocess mode; ``multiprocess_directory()`` makes a private one), and ``/metrics``
+adds up the files of every worker, so whichever worker answers a scrape reports the whole service. A gauge
+added here must name its ``multiprocess_mode`` (how workers' values combine). A single process (tests, the
+sandbox) keeps its plain in-memory registry.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED = "unmatched"
+"""The ``route`` label of requests no route matches (the raw path would make the label unbounded)."""
+
+
+def multiprocess_dir() -> str | None:
+    """The directory workers count in, when prometheus-client was imported in multiprocess mode."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path or values.ValueClass is values.MutexValue:
+        return None  # not set, or set after prometheus-client was imported: nothing is counted in files
+    return path
+
+
+@contextlib.contextmanager
+def multiprocess_directory() -> Iterator[str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for worker processes started inside: the operator's, else a fresh private
+    (0700) temporary directory, removed (and the variable unset) on exit. Set it before workers start."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="ccweb-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -12,15 +57,24 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self.requests = Counter(
+            "ccweb_requests", "HTTP requests by route template and status (refusals before routing included).",
+            ["route", "status"], registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "ccweb_request_duration_seconds", "HTTP request latency by route template, until the response is sent.",
+            ["route"], registry=self.registry,
+        )
         self.decisions = Counter(
             "ccweb_decisions", "Credential decisions by rule and outcome.", ["rule", "outcome"],
             registry=self.registry,
         )
         self.sts_calls = Counter(
-            "ccweb_sts_calls", "AssumeRole calls by result.", ["result"], registry=self.registry
+            "ccweb_sts_calls", "AssumeRole calls by result: ok, or the AWS error code.", ["result"],
+            registry=self.registry,
         )
         self.sts_latency = Histogram(
-            "ccweb_sts_latency_seconds", "AssumeRole latency.", registry=self.registry
+            "ccweb_sts_latency_seconds", "AssumeRole latency (successful calls).", registry=self.registry
         )
         self.policy_reloads = Counter(
             "ccweb_policy_reloads", "Policy reloads: reloaded (the policy changed) or refused (invalid file).",
@@ -29,3 +83,62 @@ class Metrics:
         self.session_cache_hits = Counter(
             "ccweb_session_cache_hits", "Credentials signed from a cached STS session.", registry=self.registry
         )
+        self.session_cache_misses = Counter(
+            "ccweb_session_cache_misses", "Credential requests that needed an STS call (theirs or one in flight).",
+            registry=self.registry,
+        )
+        self.key_refreshes = Counter(
+            "ccweb_key_refreshes", "Fetches of an issuer's key set by issuer and result: ok or error.",
+            ["issuer", "result"], registry=self.registry,
+        )
+        self._directory = multiprocess_dir()
+        self._workers: CollectorRegistry | None = None
+        if self._directory is not None:
+            self._workers = CollectorRegistry()
+            MultiProcessCollector(self._workers, path=self._directory)  # type: ignore[no-untyped-call]
+
+    def exposition(self) -> bytes:
+        """The text format for ``/metrics``: every worker's counts added up, in multiprocess mode."""
+        return generate_latest(self._workers or self.registry)
+
+
+def route_template(routes: Iterable[BaseRoute], scope: Scope) -> str:
+    """The path template of the route ``scope`` is for (``/v1/credentials``), or ``UNMATCHED``."""
+    partial: str | None = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", UNMATCHED))
+        if match is Match.PARTIAL and partial is None:  # the path matched, the method did not (405)
+            partial = str(getattr(route, "path", UNMATCHED))
+    return partial or UNMATCHED
+
+
+class RequestMetrics:
+    """Count and time every HTTP request by route template and status (a pure ASGI middleware). ``routes`` is
+    the app's route list, matched here so that refusals made before routing are labelled too."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: Iterable[BaseRoute]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped to the server error handler
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route = route_template(self.routes, scope)
+            self.metrics.requests.labels(route=route, status=str(status)).inc()
+            self.metrics.request_latency.labels(route=route).observe(time.perf_counter() - started)

@@ -130,7 +130,7 @@ class Policy:
         self.current = self._build(config, None)
 
     def _build(self, config: Config, previous: PolicyState | None) -> PolicyState:
-        verifier = TokenVerifier(config, self._http, clock=self._clock)
+        verifier = TokenVerifier(config, self._http, clock=self._clock, metrics=self._metrics)
         limits = config.rate_limit
         if previous is not None:
             _carry_keys(previous.verifier, verifier)

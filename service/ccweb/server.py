@@ -2,7 +2,9 @@
 
 Configuration comes from the environment ``ccweb serve`` sets: ``CCWEB_CONFIG`` (the policy file),
 ``CCWEB_RELOAD_INTERVAL`` (seconds between checks of that file; 0: on SIGHUP only), ``CCWEB_LOG_LEVEL``,
-``CCWEB_LOG_FORMAT``. Every worker reloads the policy by itself, when the file changes or on SIGHUP.
+``CCWEB_LOG_FORMAT``. Every worker reloads the policy by itself, when the file changes or on SIGHUP. Workers
+count their metrics in ``PROMETHEUS_MULTIPROC_DIR`` (a private temporary directory unless the operator names
+one), so that ``/metrics`` adds up every worker's counts whichever worker answers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
-from ccweb import logs
+from ccweb import logs, metrics
 from ccweb.app import create_app
 from ccweb.config import load_config
 from ccweb.reload import RELOAD_INTERVAL_SECONDS
@@ -51,7 +53,8 @@ class Supervisor(Multiprocess):
 
 
 def run_workers(**options: Any) -> None:
-    """What ``uvicorn.run(APP, factory=True, workers=N, …)`` does, with ``Supervisor``."""
+    """What ``uvicorn.run(APP, factory=True, workers=N, …)`` does, with ``Supervisor``, and the workers'
+    metrics directory around it (made before they start, removed after they stop)."""
     import uvicorn  # noqa: PLC0415
 
     config = uvicorn.Config(APP, factory=True, **options)
@@ -59,6 +62,7 @@ def run_workers(**options: Any) -> None:
     # from the descriptor, the protocol is read back as TCP, so every worker answers without Nagle's 40 ms wait.
     sock = socket.socket(fileno=config.bind_socket().detach())
     try:
-        Supervisor(config, sockets=[sock]).run()
+        with metrics.multiprocess_directory():
+            Supervisor(config, sockets=[sock]).run()
     finally:
         sock.close()

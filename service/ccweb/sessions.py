@@ -240,6 +240,8 @@ class SessionCache:
             if self._metrics:
                 self._metrics.session_cache_hits.inc()
             return cached
+        if self._metrics:
+            self._metrics.session_cache_misses.inc()
         task = self._inflight.get(key)
         if task is None:
             # One STS call (with its retries) per key, owned by no single request: a caller that goes away

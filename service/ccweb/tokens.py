@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,6 +45,9 @@ from joserfc.jwt import JWTClaimsRegistry
 from ccweb.config import Config, Issuer
 from ccweb.errors import InvalidToken, UpstreamUnavailable
 from ccweb_helper.hosts import is_loopback
+
+if TYPE_CHECKING:
+    from ccweb.metrics import Metrics
 
 log = logging.getLogger("ccweb.tokens")
 
@@ -160,6 +163,7 @@ class IssuerKeys:
     last_error: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     warming: asyncio.Task[None] | None = None
+    metrics: Metrics | None = None
 
     async def _jwks_uri(self) -> str:
         if self.issuer.jwks_uri:
@@ -199,6 +203,7 @@ class IssuerKeys:
             try:
                 self.keys = await self._fetch()
             except DocumentError as exc:
+                self._count("error")
                 self.last_error = str(exc)
                 if self.keys is None:
                     log.warning("issuer %s: no key set yet: %s", self.issuer.name, exc)
@@ -206,9 +211,14 @@ class IssuerKeys:
                     log.warning("issuer %s: key set not refreshed, still using the one fetched %ds ago: %s",
                                 self.issuer.name, now - self.fetched_at, exc)
                 return
+            self._count("ok")
             self.fetched_at = now
             self.last_error = None
             log.info("issuer %s: key set fetched (%d keys)", self.issuer.name, sum(map(len, self.keys.values())))
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.key_refreshes.labels(issuer=self.issuer.name, result=result).inc()
 
     async def warm(self, wait: float) -> None:
         """Start fetching the key set if none was ever fetched, and wait at most ``wait`` seconds for it
@@ -269,12 +279,13 @@ class TokenVerifier:
         key_max_age: float = 3600.0,
         retry_interval: float = 5.0,
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._clock = clock
         self._issuers = {
             issuer.issuer: IssuerKeys(
                 issuer, http, clock, max_age=key_max_age, refetch_interval=refetch_interval,
-                retry_interval=retry_interval, fetch_timeout=fetch_timeout,
+                retry_interval=retry_interval, fetch_timeout=fetch_timeout, metrics=metrics,
             )
             for issuer in config.issuers
         }
