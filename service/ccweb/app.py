@@ -27,6 +27,7 @@ from ccweb.limits import RequestLimits, document_refusals
 from ccweb.metrics import Metrics, RequestMetrics
 from ccweb.policy import decide, describe, identity_for, matching_rules, session_policy, sts_name, suspended
 from ccweb.reload import RELOAD_INTERVAL_SECONDS, Policy, PolicyState
+from ccweb.requestid import RequestId, response_headers
 from ccweb.sessions import AssumeRoleRequest, RetryPolicy, SessionCache, STSClient
 from ccweb.signing import PASSWORD_LIFETIME_SECONDS, git_password, git_username
 from ccweb.targets import resolve
@@ -185,6 +186,7 @@ def create_app(
     )
     app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too
+    app.add_middleware(RequestId)  # outermost: every answer and log line of a request carries its X-Request-ID
     app.state.policy = policy  # policy.current: the running configuration, verifier and rate limiter
     app.state.sessions = sessions
 
@@ -448,7 +450,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
-        return _error(500, "internal_error", "ccweb failed unexpectedly; the operators can find why in its log.")
+        return _error(500, "internal_error", "ccweb failed unexpectedly; the operators can find why in its log.",
+                      response_headers())
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)

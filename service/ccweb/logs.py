@@ -1,4 +1,8 @@
-"""Log set-up: JSON lines (default) or text. Audit records pass their fields through ``extra``."""
+"""Log set-up: JSON lines (default) or text. Audit records pass their fields through ``extra``.
+
+Every record logged while a request is served carries that request's id (``request_id``, from
+``ccweb.requestid``): ``RequestIdFilter`` on the handler sets it, the formatters write it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,18 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import IO, Any
+
+from ccweb import requestid
+
+
+class RequestIdFilter(logging.Filter):
+    """Set ``record.request_id``: the id of the request being served, or None."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = requestid.current()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,6 +32,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            entry["request_id"] = request_id
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
@@ -29,16 +47,26 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            line += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+        pairs = dict(fields) if isinstance(fields, dict) else {}
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            pairs = {"request_id": request_id, **pairs}
+        if pairs:
+            line += " " + " ".join(f"{key}={value}" for key, value in pairs.items())
         return line
 
 
+def handler(stream: IO[str], fmt: str = "json") -> logging.Handler:
+    """A handler writing ``fmt`` (json or text) lines to ``stream``, with the request id."""
+    made = logging.StreamHandler(stream)
+    made.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    made.addFilter(RequestIdFilter())
+    return made
+
+
 def setup(level: str = "info", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler(sys.stderr, fmt)]
     root.setLevel(level.upper())
     for name in ("botocore", "boto3", "urllib3", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
