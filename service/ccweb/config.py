@@ -170,6 +170,12 @@ def _repository_glob(glob: str) -> str:
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
 
 
+def glob_matches(glob: str, repository: str, region: str) -> tuple[bool, bool]:
+    """One ``[region/]name`` glob of a rule: (the name matches, the region matches); no region part means any."""
+    glob_region, _, glob_name = glob.rpartition("/")
+    return fnmatch.fnmatchcase(repository, glob_name), not glob_region or fnmatch.fnmatchcase(region, glob_region)
+
+
 def _claim_names(value: dict[str, Any]) -> dict[str, Any]:
     for name in value:
         if not CLAIM_NAME.fullmatch(name):
@@ -225,13 +231,7 @@ class Rule(_Model):
         return match.group("account")
 
     def repository_matches(self, repository: str, region: str) -> bool:
-        for glob in self.repositories:
-            glob_region, _, glob_name = glob.rpartition("/")
-            if glob_region and not fnmatch.fnmatchcase(region, glob_region):
-                continue
-            if fnmatch.fnmatchcase(repository, glob_name):
-                return True
-        return False
+        return any(all(glob_matches(glob, repository, region)) for glob in self.repositories)
 
 
 class GitEndpoint(_Model):

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ccweb.config import REGION, ClaimCondition, Config, DenyEntry, Issuer, Pattern, Rule
+from ccweb.config import REGION, ClaimCondition, Config, DenyEntry, Issuer, Pattern, Rule, glob_matches
 from ccweb.errors import InvalidRequest
 from ccweb.policy import (
     Grant,
     Suspension,
     claim_matches,
     decide,
-    glob_matches,
     identity_for,
     suspended,
 )

@@ -9,7 +9,6 @@ when one of its globs matches ``name`` (and the region, for ``region/name`` glob
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import re
@@ -53,12 +52,6 @@ def conditions_hold(conditions: Mapping[str, ClaimCondition], claims: Mapping[st
 
 def rule_matches_claims(rule: Rule, issuer_name: str, claims: Mapping[str, Any]) -> bool:
     return rule.issuer == issuer_name and conditions_hold(rule.claims, claims)
-
-
-def glob_matches(glob: str, repository: str, region: str) -> tuple[bool, bool]:
-    """One ``[region/]name`` glob of a rule: (the name matches, the region matches); no region part means any."""
-    glob_region, _, glob_name = glob.rpartition("/")
-    return fnmatch.fnmatchcase(repository, glob_name), not glob_region or fnmatch.fnmatchcase(region, glob_region)
 
 
 @dataclass(frozen=True, slots=True)
