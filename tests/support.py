@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from ccweb.limits import SERVER_OPTIONS
+from ccweb.sandbox.issuer import DevIssuer
 
 
 class _QuietServer(uvicorn.Server):
@@ -95,3 +96,35 @@ def serve_http(handler: type[http.server.BaseHTTPRequestHandler], tls: ssl.SSLCo
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def serve_issuer(asked: list[str] | None = None) -> Iterator[DevIssuer]:
+    """The sandbox's development issuer on an ephemeral loopback port (``asked`` collects requested paths)."""
+    issuer = DevIssuer("http://127.0.0.1")  # its real address is known once it listens
+    inner = issuer.app()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if asked is not None and scope["type"] == "http":
+            asked.append(scope["path"])
+        await inner(scope, receive, send)
+
+    with serve(app) as url:
+        issuer.issuer_url = issuer.login.issuer_url = url
+        yield issuer
+
+
+class FakeTime:
+    """A monotonic clock that only sleeping moves, and the sleep that moves it (for the STS retry policy)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)

@@ -19,7 +19,7 @@ from ccweb.errors import UpstreamUnavailable
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sessions import AssumeRoleRequest, StsError
 from ccweb.signing import AwsCredentials, git_password
-from support import serve
+from support import serve, serve_issuer
 
 ACCOUNT = "111122223333"
 
@@ -79,21 +79,10 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    holder: dict[str, DevIssuer] = {}
-
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    # The issuer's URL must be known before its keys are served; mount it lazily behind a stable app.
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        await holder["issuer"].app()(scope, receive, send)
-
-    with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as issuer_url:
-        holder["issuer"] = DevIssuer(issuer_url)
+    with serve_issuer() as issuer:
         sts = FakeSTS()
-        app = create_app(parse_config(policy(issuer_url)), sts=sts)
-        with serve(app) as url:
-            yield Env(url, holder["issuer"], sts)
+        with serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
+            yield Env(url, issuer, sts)
 
 
 US_EAST_2 = "git-codecommit.us-east-2.amazonaws.com"

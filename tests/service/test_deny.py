@@ -21,7 +21,7 @@ from ccweb.policy import suspended
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
-from support import serve
+from support import serve, serve_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,19 +116,10 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    holder: dict[str, DevIssuer] = {}
-
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        await holder["issuer"].app()(scope, receive, send)
-
-    with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as issuer_url:
-        holder["issuer"] = DevIssuer(issuer_url)
+    with serve_issuer() as issuer:
         sts = FakeSTS()
-        with serve(create_app(parse_config(policy(issuer_url)), sts=sts)) as url:
-            yield Env(url, holder["issuer"], sts)
+        with serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
+            yield Env(url, issuer, sts)
 
 
 def test_a_deny_entry_beats_a_matching_rule(env: Env, caplog: pytest.LogCaptureFixture) -> None:

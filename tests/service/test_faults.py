@@ -37,7 +37,7 @@ from ccweb.sandbox.sts import (
 )
 from ccweb.sessions import BotoSTS, RetryPolicy
 from ccweb.tokens import TokenVerifier, VerifiedToken
-from support import serve
+from support import FakeTime, serve
 
 ACCOUNT = "111122223333"
 HOST = "git-codecommit.us-east-2.amazonaws.com"
@@ -51,22 +51,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class FakeTime:
-    """The retry policy's monotonic clock and sleep: sleeping only moves the clock."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def new_key(kid: str) -> ECKey:

@@ -32,15 +32,12 @@ from schemathesis.checks import (
     unsupported_method,
 )
 from schemathesis.config import SchemathesisConfig
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
-from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
-from support import serve
+from support import serve, serve_issuer
 
 ACCOUNT = "111122223333"
 # Not positive_data_acceptance: the schema cannot say which hosts and paths name a CodeCommit repository.
@@ -81,23 +78,16 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
-    holder: dict[str, DevIssuer] = {}
-
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        await holder["issuer"].app()(scope, receive, send)
-
-    with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as issuer_url:
-        issuer = holder["issuer"] = DevIssuer(issuer_url)
-        with serve(create_app(parse_config(policy(issuer_url)), sts=FakeSTS())) as url:
-            tokens = {
-                "admin": issuer.mint({"sub": "a-1", "email": "ann@example.org", "groups": ["admins"]}),
-                "reader": issuer.mint({"sub": "r-1", "email": "rex@example.com", "groups": []}),
-                "nobody": issuer.mint({"sub": "n-1", "email": "nat@example.net"}),
-                "expired": issuer.mint({"sub": "a-1", "groups": ["admins"]}, now=time.time() - 7200),
-                "other-audience": issuer.mint({"sub": "a-1", "groups": ["admins"]}, audience="elsewhere"),
-                "garbage": "not.a.jwt",
-            }
-            yield Api(url, schemathesis.openapi.from_url(f"{url}/openapi.json", config=CONFIG), tokens)
+    with serve_issuer() as issuer, serve(create_app(parse_config(policy(issuer.issuer_url)), sts=FakeSTS())) as url:
+        tokens = {
+            "admin": issuer.mint({"sub": "a-1", "email": "ann@example.org", "groups": ["admins"]}),
+            "reader": issuer.mint({"sub": "r-1", "email": "rex@example.com", "groups": []}),
+            "nobody": issuer.mint({"sub": "n-1", "email": "nat@example.net"}),
+            "expired": issuer.mint({"sub": "a-1", "groups": ["admins"]}, now=time.time() - 7200),
+            "other-audience": issuer.mint({"sub": "a-1", "groups": ["admins"]}, audience="elsewhere"),
+            "garbage": "not.a.jwt",
+        }
+        yield Api(url, schemathesis.openapi.from_url(f"{url}/openapi.json", config=CONFIG), tokens)
 
 
 # Invalid data must be refused with a 4xx: the defaults, plus the refusals of ccweb.limits (an invalid body

@@ -29,7 +29,7 @@ from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
-from support import clean_env, serve
+from support import clean_env, serve, serve_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ccweb.json"
@@ -56,14 +56,8 @@ def total(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[DevIssuer]:
-    holder: dict[str, DevIssuer] = {}
-
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        await holder["issuer"].app()(scope, receive, send)
-
-    with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as url:
-        holder["issuer"] = DevIssuer(url)
-        yield holder["issuer"]
+    with serve_issuer() as issuer:
+        yield issuer
 
 
 class FakeSTS:

@@ -14,7 +14,7 @@ from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
 from ccweb.ratelimit import RateLimiter
 from ccweb.sandbox.issuer import DevIssuer
-from support import serve
+from support import serve, serve_issuer
 
 
 class Clock:
@@ -125,24 +125,15 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    holder: dict[str, DevIssuer] = {}
-
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        await holder["issuer"].app()(scope, receive, send)
-
-    with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as issuer_url:
-        holder["issuer"] = DevIssuer(issuer_url)
+    with serve_issuer() as issuer:
         config = parse_config({
-            "issuers": [{"name": "corp", "issuer": issuer_url, "audiences": ["ccweb"]}],
+            "issuers": [{"name": "corp", "issuer": issuer.issuer_url, "audiences": ["ccweb"]}],
             "rules": [],  # nobody is granted anything: a request that gets past the limiter is a 403
             "rate_limit": {"requests_per_minute": 60, "burst": 3},
         })
         clock, sts = Clock(), FakeSTS()
         with serve(create_app(config, sts=sts, monotonic=clock)) as url:
-            yield Env(url, holder["issuer"], clock, sts)
+            yield Env(url, issuer, clock, sts)
 
 
 def test_quick_requests_get_429_with_retry_after(env: Env, caplog: pytest.LogCaptureFixture) -> None:

@@ -24,7 +24,7 @@ from ccweb.config import load_config
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
-from support import serve
+from support import serve, serve_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::111122223333:role/"
@@ -74,19 +74,9 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[tuple[DevIssuer, list[str]]]:
     """The development issuer on loopback, and the paths it was asked for."""
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    holder: dict[str, DevIssuer] = {}
     asked: list[str] = []
-
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        asked.append(scope["path"])
-        await holder["issuer"].app()(scope, receive, send)
-
-    with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as issuer_url:
-        holder["issuer"] = DevIssuer(issuer_url)
-        yield holder["issuer"], asked
+    with serve_issuer(asked) as issuer:
+        yield issuer, asked
 
 
 class Env:

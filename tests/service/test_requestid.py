@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from ccweb import logs, requestid
 from ccweb.app import create_app
@@ -25,7 +23,7 @@ from ccweb.requestid import RequestId
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
-from support import serve
+from support import serve, serve_issuer
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 US_EAST_2 = "git-codecommit.us-east-2.amazonaws.com"
@@ -138,11 +136,6 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     """A fresh app on loopback, with the service's own JSON log handler capturing what its thread logs."""
-    holder: dict[str, DevIssuer] = {}
-
-    async def issuer_app(scope: Any, receive: Any, send: Any) -> None:
-        await holder["issuer"].app()(scope, receive, send)
-
     stream = io.StringIO()
     handler = logs.handler(stream, "json")
     test_thread = threading.get_ident()
@@ -152,11 +145,10 @@ def served() -> Iterator[Served]:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     try:
-        with serve(Starlette(routes=[Mount("/", app=issuer_app)])) as issuer_url:
-            holder["issuer"] = DevIssuer(issuer_url)
+        with serve_issuer() as issuer:
             sts = FakeSTS()
-            with serve(create_app(parse_config(policy(issuer_url)), sts=sts)) as url:
-                served = Served(url, holder["issuer"], sts, stream)
+            with serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
+                served = Served(url, issuer, sts, stream)
                 served.lines()  # start-up
                 yield served
     finally:

@@ -14,17 +14,15 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from ccweb.sandbox.issuer import CLIENT_ID, DevIssuer
-from support import serve
+from support import serve_issuer
 
 REDIRECT = "http://127.0.0.1:53682/callback"
 
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[tuple[DevIssuer, str]]:
-    dev = DevIssuer("http://127.0.0.1")  # the real address is known once it listens
-    with serve(dev.app()) as url:
-        dev.issuer_url = dev.login.issuer_url = url
-        yield dev, url
+    with serve_issuer() as dev:
+        yield dev, dev.issuer_url
 
 
 def pkce() -> tuple[str, str]:

@@ -22,7 +22,7 @@ from ccweb.metrics import Metrics
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import AssumeRoleRequest, BotoSTS, RetryPolicy, SessionCache, StsError, full_jitter
 from ccweb.signing import AwsCredentials
-from support import serve
+from support import FakeTime, serve
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -36,22 +36,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class FakeTime:
-    """A monotonic clock that only sleeping moves, for RetryPolicy."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def fake_retry(time_: FakeTime, **kwargs: float) -> RetryPolicy:
