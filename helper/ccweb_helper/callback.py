@@ -31,15 +31,16 @@ PAGE = (
 
 
 class CallbackServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """Listens on ``127.0.0.1:<free port>`` and keeps the first answer that carries this sign-in's state."""
+    """Listens on ``127.0.0.1:<port>`` (0: a free one) and keeps the first answer that carries this sign-in's
+    state."""
 
     allow_reuse_address = False
     daemon_threads = True
     block_on_close = False
     timeout = POLL_SECONDS
 
-    def __init__(self, state: str) -> None:
-        super().__init__(("127.0.0.1", 0), _CallbackHandler)
+    def __init__(self, state: str, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _CallbackHandler)
         self.state = state
         self.result: dict[str, str] | None = None
         self.done = threading.Event()

@@ -419,7 +419,8 @@ def sign_in(login: LoginIssuer, env: Mapping[str, str], seconds: float, *, stder
     if wants_device and device is None and mode == "device":
         stderr.write(f"ccweb: {idp.what} offers no device sign-in; using the browser instead.\n")
     if browser is not None and (device is None or not wants_device):
-        answer = _browser_flow(idp, browser, seconds, stderr, fallback=mode == "auto" and device is not None)
+        answer = _browser_flow(idp, browser, seconds, stderr, fallback=mode == "auto" and device is not None,
+                               port=redirect_port(env))
         if answer is not None:
             id_token, refresh_token, nonce = answer
     if nonce is None and device is not None:  # chosen, the only one, or no browser could be started
@@ -489,15 +490,33 @@ def _device_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: I
     raise HelperError(DEVICE_EXPIRED.format(name=idp.login.name, why=why))
 
 
+def redirect_port(env: Mapping[str, str]) -> int:
+    """``CCWEB_LOGIN_PORT``: a fixed port for the loopback redirect, for identity providers that match
+    redirect URIs port and all; 0 (the default) lets the system pick a free one (RFC 8252)."""
+    text = env.get("CCWEB_LOGIN_PORT", "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit() and 1024 <= int(text) <= 65535):
+        raise HelperError(f"CCWEB_LOGIN_PORT must be a port number from 1024 to 65535, not {one_line(text, 40)!r}.")
+    return int(text)
+
+
 def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: IO[str], *,
-                  fallback: bool) -> tuple[object, object, str] | None:
+                  fallback: bool, port: int = 0) -> tuple[object, object, str] | None:
     """(ID token, refresh token, nonce) from the authorization code flow; None if no browser started and
     ``fallback`` allows the device flow instead."""
     from ccweb_helper import callback  # noqa: PLC0415 (an HTTP server only for a browser sign-in)
 
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier, challenge = pkce_pair()
-    with callback.CallbackServer(state) as server:
+    try:
+        server = callback.CallbackServer(state, port)
+    except OSError as exc:
+        raise HelperError(
+            f"cannot listen on 127.0.0.1:{port} for the sign-in's redirect ({exc.strerror or exc}); free that "
+            "port or change CCWEB_LOGIN_PORT."
+        ) from None
+    with server:
         redirect_uri = f"http://127.0.0.1:{server.port}/callback"
         query = urlencode({
             "response_type": "code", "client_id": idp.login.client_id, "redirect_uri": redirect_uri,

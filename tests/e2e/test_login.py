@@ -14,6 +14,7 @@ import re
 import select
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -279,6 +280,28 @@ def test_login_in_the_browser_then_get_answers_git(sandbox: Sandbox, provider: P
         if path.is_file():
             assert got.answer["password"] not in path.read_text(errors="replace"), path
             assert got.answer["username"].split("%")[1] not in path.read_text(errors="replace"), path
+
+
+def test_a_fixed_redirect_port_for_providers_that_match_it_exactly(sandbox: Sandbox, home: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = login(home, sandbox, "--browser", CCWEB_LOGIN_PORT=str(port))
+    assert f"redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcallback" in run.stderr
+    assert "signed in to corp as alice@example.com" in run.stderr
+
+
+def test_a_busy_or_bad_redirect_port_is_explained(sandbox: Sandbox, home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        taken = helper(["login", "--browser"], environment(home, sandbox, CCWEB_LOGIN_PORT=str(port)))
+    assert taken.code == 1 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    assert "CCWEB_LOGIN_PORT" in taken.stderr and "Traceback" not in taken.stderr
+    bad = helper(["login", "--browser"], environment(home, sandbox, CCWEB_LOGIN_PORT="80"))
+    assert bad.code == 1 and "CCWEB_LOGIN_PORT must be a port number from 1024 to 65535" in bad.stderr
+    assert browser_runs(home) == 0
 
 
 def test_cache_directory_is_0700_and_file_0600(sandbox: Sandbox, home: Path) -> None:
