@@ -128,3 +128,16 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+def isolate_aws(monkeypatch: Any) -> None:
+    """Throwaway service keys and no AWS files, profiles, endpoints or instance metadata: boto3 can reach only
+    what a test names (``AWS_ENDPOINT_URL_STS``, set after this)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASERVICEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "service-secret-example")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -37,7 +37,7 @@ from ccweb.sandbox.sts import (
 )
 from ccweb.sessions import BotoSTS, RetryPolicy
 from ccweb.tokens import TokenVerifier, VerifiedToken
-from support import FakeTime, serve
+from support import FakeTime, isolate_aws, serve
 
 ACCOUNT = "111122223333"
 HOST = "git-codecommit.us-east-2.amazonaws.com"
@@ -271,15 +271,8 @@ def sts_url() -> Iterator[tuple[DevSTSStore, str]]:
 def sts(sts_url: tuple[DevSTSStore, str], monkeypatch: pytest.MonkeyPatch) -> DevSTSStore:
     """The loopback STS stand-in, named by AWS_ENDPOINT_URL_STS as an operator would; faults cleared."""
     store, url = sts_url
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
+    isolate_aws(monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASERVICEEXAMPLE00")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "service-secret-example")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     store.faults.clear()
     store.requests = 0
     return store

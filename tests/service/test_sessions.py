@@ -22,7 +22,7 @@ from ccweb.metrics import Metrics
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import AssumeRoleRequest, BotoSTS, RetryPolicy, SessionCache, StsError, full_jitter
 from ccweb.signing import AwsCredentials
-from support import FakeTime, serve
+from support import FakeTime, isolate_aws, serve
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -328,14 +328,7 @@ def test_the_retry_quota_stops_a_retry_storm_and_successes_refill_it() -> None:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASERVICEEXAMPLE00")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "service-secret-example")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws(monkeypatch)
 
 
 def test_boto_sts_against_moto(aws_env: None) -> None:
