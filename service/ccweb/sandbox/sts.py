@@ -3,7 +3,9 @@
 It validates what real STS validates for ccweb's calls (session name, source identity, packed policy size,
 duration), keeps every issued session so the sandbox git server can check signatures and session policies
 the way CodeCommit does, and never talks to AWS. Credentials it mints carry the markers ``DEVSECRET`` and
-``DEVSESSIONTOKEN`` so tests can prove they never reach a log.
+``DEVSESSIONTOKEN`` so tests can prove they never reach a log. Its session tokens are as long as real ones
+(``SESSION_TOKEN_CHARS``), so memory measured against it is what a cached real session costs, and it can
+answer ``AssumeRole`` after a set ``latency`` (benchmarks), without holding up its event loop.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/(?:[\w+=,.@-]
 NAME = re.compile(r"[\w+=,.@-]{2,64}")
 MAX_POLICY_CHARS = 2048
 CALLER_ACCOUNT = "000000000000"
+SESSION_TOKEN_CHARS = 1000
+"""Real STS session tokens are opaque and of no fixed size: several hundred to over a thousand characters,
+longer with session policies and tags. ccweb's sessions carry a session policy."""
 
 
 class StsFault(Exception):
@@ -67,6 +72,8 @@ class DevSession:
     source_identity: str
     policy: str | None
     credentials: AwsCredentials
+    caller: str = ""
+    """The address the request came from, ``host:port`` (like CloudTrail's ``sourceIPAddress``)."""
 
     @property
     def access_key_id(self) -> str:
@@ -78,10 +85,27 @@ class DevSession:
 
 
 class DevSTSStore:
-    """Issued sessions, by access key id; thread-safe (the API's boto3 calls arrive from worker threads)."""
+    """Issued sessions, by access key id; thread-safe (the API's boto3 calls arrive from worker threads).
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    ``latency``: seconds each ``AssumeRole`` request waits before it is answered (an ``asyncio.sleep``; other
+    requests go on meanwhile); may be changed while serving. ``in_flight`` and ``max_in_flight`` count the
+    ``AssumeRole`` requests being answered at once, now and at most.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        latency: float = 0.0,
+        session_token_chars: int = SESSION_TOKEN_CHARS,
+    ) -> None:
+        if latency < 0 or session_token_chars < 32:
+            raise ValueError("latency must be at least 0 and session_token_chars at least 32")
         self._clock = clock
+        self.latency = latency
+        self.session_token_chars = session_token_chars
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._sessions: dict[str, DevSession] = {}
         self.calls: list[DevSession] = []
@@ -93,7 +117,14 @@ class DevSTSStore:
         """AssumeRole requests received, faulted ones included."""
 
     def assume_role(
-        self, role_arn: str, session_name: str, source_identity: str | None, policy: str | None, duration: int
+        self,
+        role_arn: str,
+        session_name: str,
+        source_identity: str | None,
+        policy: str | None,
+        duration: int,
+        *,
+        caller: str = "",
     ) -> DevSession:
         match = ROLE_ARN.fullmatch(role_arn)
         if match is None:
@@ -117,10 +148,12 @@ class DevSTSStore:
         credentials = AwsCredentials(
             "ASIA" + secrets.token_hex(8).upper(),
             "DEVSECRET" + secrets.token_urlsafe(24),
-            "DEVSESSIONTOKEN" + secrets.token_urlsafe(96),
+            ("DEVSESSIONTOKEN" + secrets.token_urlsafe(self.session_token_chars))[: self.session_token_chars],
             expiration,
         )
-        session = DevSession(role_arn, match[1], match[2], session_name, source_identity or "", policy, credentials)
+        session = DevSession(
+            role_arn, match[1], match[2], session_name, source_identity or "", policy, credentials, caller
+        )
         with self._lock:
             self._sessions[credentials.access_key_id] = session
             self.calls.append(session)
@@ -163,7 +196,7 @@ def _assume_role_result(session: DevSession) -> str:
     )
 
 
-def _handle(store: DevSTSStore, params: dict[str, str], authorized: bool) -> Response:
+def _handle(store: DevSTSStore, params: dict[str, str], authorized: bool, caller: str) -> Response:
     if not authorized:
         raise StsFault(403, "MissingAuthenticationToken", "Request is missing Authentication Token")
     action = params.get("Action", "")
@@ -182,9 +215,16 @@ def _handle(store: DevSTSStore, params: dict[str, str], authorized: bool) -> Res
         raise StsFault(400, "ValidationError", "DurationSeconds must be a number") from None
     session = store.assume_role(
         params.get("RoleArn", ""), params.get("RoleSessionName", ""), params.get("SourceIdentity"),
-        params.get("Policy"), duration,
+        params.get("Policy"), duration, caller=caller,
     )
     return _xml_response(action, _assume_role_result(session))
+
+
+def _answer(store: DevSTSStore, params: dict[str, str], authorized: bool, caller: str) -> Response:
+    try:
+        return _handle(store, params, authorized, caller)
+    except StsFault as fault:
+        return _xml_error(fault)
 
 
 def create_sts_app(store: DevSTSStore) -> Starlette:
@@ -193,17 +233,23 @@ def create_sts_app(store: DevSTSStore) -> Starlette:
         query: dict[str, Any] = parse_qs(raw or request.url.query, keep_blank_values=True)
         params = {key: values[-1] for key, values in query.items()}
         authorized = request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256 ")
-        if params.get("Action") == "AssumeRole" and authorized:
-            store.requests += 1
+        caller = f"{request.client.host}:{request.client.port}" if request.client else ""
+        if params.get("Action") != "AssumeRole" or not authorized:
+            return _answer(store, params, authorized, caller)
+        store.requests += 1
+        store.in_flight += 1
+        store.max_in_flight = max(store.max_in_flight, store.in_flight)
+        try:
+            if store.latency:
+                await asyncio.sleep(store.latency)
             fault = store.faults.popleft() if store.faults else None
             if isinstance(fault, Hang):
                 await asyncio.sleep(fault.seconds)
             elif fault is not None:
                 return _xml_error(fault)
-        try:
-            return _handle(store, params, authorized)
-        except StsFault as fault:
-            return _xml_error(fault)
+            return _answer(store, params, authorized, caller)
+        finally:
+            store.in_flight -= 1
 
     return Starlette(routes=[Route("/", endpoint, methods=["GET", "POST"])])
 
