@@ -9,16 +9,24 @@ exponential backoff inside one total time budget (``aws.retry_budget_seconds``),
 meanwhile wait for that same retrying call. botocore itself makes one attempt per call, so its retries
 never multiply the budget. A shared retry quota stops a crowd of distinct callers from turning an STS
 brown-out into a retry storm. Refusals (AccessDenied, a bad policy) are never retried.
+
+boto3 blocks, so ``BotoSTS`` runs its calls in a thread pool of its own, ``STS_CONCURRENCY`` threads with as
+many pooled connections: a cold start of many identities at once (a fleet of CI jobs) makes its STS calls
+side by side instead of queueing behind asyncio's small default pool (min(32, CPUs + 4) threads) and
+botocore's 10 connections, and the pool also caps how many calls one worker has in flight at STS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -32,6 +40,8 @@ T = TypeVar("T")
 
 REFRESH_MARGIN_SECONDS = 15 * 60
 CHAINED_MAX_SECONDS = 3600  # STS's limit for a role assumed with credentials of another role
+STS_CONCURRENCY = 64
+"""AssumeRole calls one ``BotoSTS`` makes at once (its threads and pooled connections); more wait their turn."""
 RETRY_BUDGET_SECONDS = 8.0  # under the helper's default 10 s timeout, so people see the 503, not a timeout
 RETRYABLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
@@ -74,9 +84,12 @@ class BotoSTS:
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
         max_attempts: int = 1,
+        concurrency: int = STS_CONCURRENCY,
     ) -> None:
         """``max_attempts`` is botocore's total per call; keep it 1 and let ``RetryPolicy`` retry, inside
-        its budget."""
+        its budget. ``concurrency``: calls in flight at once (threads, and botocore's pooled connections)."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         import boto3  # noqa: PLC0415 (heavy; only the service needs it)
         from botocore.config import Config as BotoConfig  # noqa: PLC0415
 
@@ -94,11 +107,16 @@ class BotoSTS:
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
+                max_pool_connections=concurrency,
             ),
         )
+        self.concurrency = concurrency
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ccweb-sts")
 
     async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        return await asyncio.to_thread(self._assume_role, request)
+        # As asyncio.to_thread, in this client's own pool: the context (the request id of log lines) goes along.
+        call = functools.partial(contextvars.copy_context().run, self._assume_role, request)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
