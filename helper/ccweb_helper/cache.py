@@ -17,9 +17,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from typing import Any
 
 FILE_NAME = "login.json"
 LOCK_NAME = "login.lock"

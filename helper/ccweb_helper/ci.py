@@ -20,11 +20,14 @@ nor the token it returns ever appears in a message, and no secret is passed on a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from ccweb_helper.client import HelperError, http_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, NamedTuple
 
 MAX_TOKEN_CHARS = 64 * 1024
 MAX_AUDIENCE_CHARS = 1024
@@ -38,9 +41,16 @@ BITBUCKET = "Bitbucket Pipelines"
 AZURE = "Azure Pipelines"
 
 
-class PlatformToken(NamedTuple):
-    token: str
-    platform: str
+if TYPE_CHECKING:
+
+    class PlatformToken(NamedTuple):
+        token: str
+        platform: str
+
+else:  # the same tuple without importing typing at run time
+    from collections import namedtuple
+
+    PlatformToken = namedtuple("PlatformToken", "token platform")
 
 
 def _true(env: Mapping[str, str], name: str) -> bool:

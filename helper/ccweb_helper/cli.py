@@ -4,8 +4,9 @@ Only ``sys`` is imported up front: ``store`` and ``erase`` return at once (ccweb
 and never stored), and ``get`` imports what it needs when it runs.
 """
 
+from __future__ import annotations
+
 import sys
-from typing import Optional
 
 USAGE = """usage: ccweb-helper <command>
 
@@ -30,7 +31,7 @@ COMMANDS = {
 }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else ""
     if command in ("store", "erase"):

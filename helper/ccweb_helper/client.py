@@ -1,22 +1,31 @@
-"""HTTP to the ccweb service with ``http.client``: bounded timeouts, size-capped answers, one-line errors.
+"""HTTP/1.1 to the ccweb service and its peers: bounded timeouts, size-capped answers, one-line errors.
 
 Every failure becomes a ``HelperError`` whose message is a sentence for the person at the terminal. No
 message ever contains the token: it travels only in the ``Authorization`` header.
+
+Git starts the helper for every fetch and push, so its start-up is kept short: one request per connection
+(``Connection: close``) spoken over ``socket`` directly, since ``http.client`` alone costs more to import
+(its ``email`` header parser) than the rest of the helper and the request together; ``ssl`` is imported only
+for an https URL; ``typing`` only by type checkers.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import socket
-import ssl
-from typing import Any, NamedTuple
+import sys
 from urllib.parse import urlsplit
 
 from ccweb_helper.hosts import is_loopback
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from io import BufferedReader
+    from typing import Any, NamedTuple
+
 MAX_RESPONSE_BYTES = 1 << 20
+MAX_LINE_BYTES = 65536  # a status or header line, or a chunk size, as http.client allows
+MAX_HEADERS = 100
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 USER_AGENT = "ccweb-helper"
 
@@ -29,18 +38,25 @@ class HelperError(Exception):
         self.message = message
 
 
-class Response(NamedTuple):
-    status: int
-    headers: dict[str, str]
-    body: Any
+if TYPE_CHECKING:
 
+    class Response(NamedTuple):
+        status: int
+        headers: dict[str, str]  # names in lower case
+        body: Any  # the JSON object, or None
 
-class ServiceURL(NamedTuple):
-    url: str
-    scheme: str
-    host: str
-    port: int | None
-    prefix: str
+    class ServiceURL(NamedTuple):
+        url: str
+        scheme: str
+        host: str
+        port: int | None
+        prefix: str
+
+else:  # the same tuples without importing typing at run time
+    from collections import namedtuple
+
+    Response = namedtuple("Response", "status headers body")
+    ServiceURL = namedtuple("ServiceURL", "url scheme host port prefix")
 
 
 def parse_service_url(url: str, source: str) -> ServiceURL:
@@ -113,47 +129,41 @@ def http_json(
     if parts.query:
         target += "?" + parts.query
     origin = where or f"{parts.scheme}://{parts.netloc}"
-    connection: http.client.HTTPConnection
-    if parts.scheme == "https":
-        connection = http.client.HTTPSConnection(
-            parts.hostname, port, timeout=timeout, context=ssl.create_default_context()
-        )
-    else:
-        connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
     if not all(_HEADER_VALUE.fullmatch(value) for value in sent.values()):
-        # Never let http.client see it: its error would quote the value, which is a token.
-        connection.close()
+        # Refused before anything is sent, and never quoted: the value is a token.
         raise HelperError(
             f"a credential to send to {what} holds characters an HTTP header cannot carry (a line break?); "
             "check where it comes from."
         )
+    import socket  # noqa: PLC0415 (the interpreter starts faster without it: store and erase never need it)
+
     try:
-        connection.request(method, target, body=body, headers=sent)
-        answer = connection.getresponse()
-        raw = answer.read(MAX_RESPONSE_BYTES + 1)
-        status = answer.status
-        answer_headers = {k.lower(): v for k, v in answer.getheaders()}
-    except ssl.SSLCertVerificationError as exc:
-        raise HelperError(
-            f"the TLS certificate of {what} at {origin} could not be verified ({exc.verify_message}); if your "
-            "company uses its own certificate authority, point SSL_CERT_FILE at its bundle."
-        ) from None
-    except (socket.timeout, TimeoutError):
-        raise HelperError(
-            f"{what} at {origin} did not answer within {timeout:g} seconds; try again, or raise CCWEB_TIMEOUT."
-        ) from None
-    except socket.gaierror:
+        status, answer_headers, raw = _exchange(
+            parts.scheme, parts.hostname, port, method=method, target=target, headers=sent, body=body, timeout=timeout
+        )
+    except BadAnswer as exc:
+        check = f"; check {hint}, and that it is running" if hint else ""
+        raise HelperError(f"cannot reach {what} at {origin} ({exc.kind}){check}.") from None
+    except (socket.gaierror, UnicodeError):  # UnicodeError: a name that cannot be an international domain name
         raise HelperError(
             f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
             f"{hint + ', and ' if hint else ''}your network or VPN."
         ) from None
-    except (OSError, http.client.HTTPException) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    except OSError as exc:
+        ssl = sys.modules.get("ssl")  # loaded for https URLs only
+        if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
+            raise HelperError(
+                f"the TLS certificate of {what} at {origin} could not be verified ({exc.verify_message}); if "
+                "your company uses its own certificate authority, point SSL_CERT_FILE at its bundle."
+            ) from None
+        if isinstance(exc, (socket.timeout, TimeoutError)):
+            raise HelperError(
+                f"{what} at {origin} did not answer within {timeout:g} seconds; try again, or raise CCWEB_TIMEOUT."
+            ) from None
+        reason = exc.strerror or type(exc).__name__
         check = f"; check {hint}, and that it is running" if hint else ""
         raise HelperError(f"cannot reach {what} at {origin} ({reason}){check}.") from None
-    finally:
-        connection.close()
     if len(raw) > MAX_RESPONSE_BYTES:
         raise HelperError(f"the answer of {what} at {origin} is too large to be one it would send.")
     try:
@@ -161,6 +171,122 @@ def http_json(
     except ValueError:
         parsed = None
     return Response(status, answer_headers, parsed if isinstance(parsed, dict) else None)
+
+
+class BadAnswer(Exception):
+    """The peer did not speak HTTP/1.1; ``kind`` names what was wrong (never any of the data)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+def _exchange(
+    scheme: str, hostname: str, port: int | None, *, method: str, target: str, headers: dict[str, str],
+    body: bytes | None, timeout: float,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new connection: (status, headers with lower-case names, at most
+    ``MAX_RESPONSE_BYTES + 1`` bytes of the body). ``timeout`` bounds the connection and each read, as
+    ``http.client`` does. OSError (``socket.gaierror``, ``ssl.SSLError``, timeouts …), UnicodeError or
+    BadAnswer when it fails."""
+    import socket  # noqa: PLC0415
+
+    if any(c <= " " or c == "\x7f" for c in target):
+        raise BadAnswer("InvalidURL")  # would break the request line
+    default_port = 443 if scheme == "https" else 80
+    # Resolved as bytes: a str makes getaddrinfo import the idna codec even for an ASCII name.
+    address = hostname.encode("ascii") if hostname.isascii() else hostname.encode("idna")
+    host = b"[" + address + b"]" if b":" in address else address
+    if port is not None and port != default_port:
+        host += b":%d" % port
+    head = [f"{method} {target} HTTP/1.1", "Host: " + host.decode("ascii"), "Accept-Encoding: identity"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        head.append(f"Content-Length: {len(body or b'')}")
+    head.append("Connection: close")
+    message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    sock = socket.create_connection((address, port or default_port), timeout=timeout)  # type: ignore[arg-type]
+    try:
+        if scheme == "https":
+            import ssl  # noqa: PLC0415 (only for https: it loads the system's certificate authorities)
+
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=hostname)
+        sock.sendall(message)
+        with sock.makefile("rb") as reader:
+            status, answer_headers = _head(reader)
+            while 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+                status, answer_headers = _head(reader)
+            return status, answer_headers, _body(reader, method, status, answer_headers)
+    finally:
+        sock.close()
+
+
+def _line(reader: BufferedReader) -> bytes:
+    line = reader.readline(MAX_LINE_BYTES + 1)
+    if len(line) > MAX_LINE_BYTES:
+        raise BadAnswer("LineTooLong")
+    return line
+
+
+def _head(reader: BufferedReader) -> tuple[int, dict[str, str]]:
+    line = _line(reader)
+    if not line:
+        raise BadAnswer("RemoteDisconnected")
+    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+    code = rest.strip().partition(" ")[0]
+    if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit() or code[0] == "0":
+        raise BadAnswer("BadStatusLine")
+    headers: dict[str, str] = {}
+    name = ""
+    for _ in range(MAX_HEADERS + 1):
+        text = _line(reader).decode("latin-1").rstrip("\r\n")
+        if not text:
+            return int(code), headers
+        if text[0] in " \t":  # an obsolete folded line continues the previous header
+            if name:
+                headers[name] = (headers[name] + " " + text.strip()).strip()
+            continue
+        field, sep, value = text.partition(":")
+        if sep:
+            name = field.strip().lower()
+            headers[name] = value.strip()  # a repeated header: the last one counts
+    raise BadAnswer("TooManyHeaders")
+
+
+def _body(reader: BufferedReader, method: str, status: int, headers: dict[str, str]) -> bytes:
+    limit = MAX_RESPONSE_BYTES + 1
+    if method == "HEAD" or status in (204, 304):
+        return b""
+    if headers.get("transfer-encoding", "").replace(" ", "").lower().rsplit(",", 1)[-1] == "chunked":
+        return _chunks(reader, limit)
+    length = headers.get("content-length", "").strip()
+    if length.isdigit():
+        expected = min(int(length), limit)
+        data = reader.read(expected)
+        if len(data) < expected:
+            raise BadAnswer("IncompleteRead")
+        return data
+    return reader.read(limit)  # no length: the answer ends when the server closes the connection
+
+
+def _chunks(reader: BufferedReader, limit: int) -> bytes:
+    data = bytearray()
+    while True:
+        size_text = _line(reader).split(b";", 1)[0].strip()
+        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            raise BadAnswer("IncompleteRead")
+        size = int(size_text, 16)
+        if size == 0:
+            return bytes(data)  # trailers, if any, are not read: the connection is closed next
+        wanted = min(size, limit - len(data))
+        chunk = reader.read(wanted)
+        if len(chunk) < wanted:
+            raise BadAnswer("IncompleteRead")
+        data += chunk
+        if len(data) >= limit:
+            return bytes(data)
+        if _line(reader).strip():
+            raise BadAnswer("IncompleteRead")
 
 
 def error_sentence(response: Response) -> str:

@@ -3,24 +3,32 @@ git endpoints, and the issuers that allow interactive login. Fetched at most onc
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from ccweb_helper.client import HelperError, request
 
-from ccweb_helper.client import HelperError, ServiceURL, request
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
 
+    from ccweb_helper.client import ServiceURL
 
-class LoginIssuer(NamedTuple):
-    """An issuer people sign in to interactively: its URL, the public client id and the scopes to ask for."""
+    class LoginIssuer(NamedTuple):
+        """An issuer people sign in to interactively: its URL, the public client id and the scopes to ask for."""
 
-    name: str
-    issuer: str
-    client_id: str
-    scopes: tuple[str, ...]
+        name: str
+        issuer: str
+        client_id: str
+        scopes: tuple[str, ...]
 
+    class Discovery(NamedTuple):
+        audience: str
+        git_endpoints: tuple[str, ...]  # host[:port], lower case
+        login: tuple[LoginIssuer, ...]
 
-class Discovery(NamedTuple):
-    audience: str
-    git_endpoints: tuple[str, ...]  # host[:port], lower case
-    login: tuple[LoginIssuer, ...]
+else:  # the same tuples without importing typing at run time
+    from collections import namedtuple
+
+    LoginIssuer = namedtuple("LoginIssuer", "name issuer client_id scopes")
+    Discovery = namedtuple("Discovery", "audience git_endpoints login")
 
 
 _fetched: dict[str, Discovery] = {}

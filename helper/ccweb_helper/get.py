@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import IO
 
 from ccweb_helper import discovery
 from ccweb_helper.client import HelperError, Response, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.hosts import parse_codecommit_host, split_host
 from ccweb_helper.protocol import Request, format_answer, parse
 from ccweb_helper.sources import find_token, service_url, timeout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO
 
 NO_PATH = (
     "git did not send the repository path, and a CodeCommit password is signed for one repository; run "

@@ -8,34 +8,50 @@ of the anchored forms below; anything else (``git-codecommit.us-east-1.amazonaws
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
 _REGION = r"(?P<region>[a-z]{2}(?:-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?)"
 _PORT = r"(?::(?P<port>[0-9]{1,5}))?"
 
-_HOST_FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("standard", re.compile(r"git-codecommit\." + _REGION + r"\.amazonaws\.com" + _PORT)),
-    ("fips", re.compile(r"git-codecommit-fips\." + _REGION + r"\.amazonaws\.com" + _PORT)),
-    ("china", re.compile(r"git-codecommit\.(?P<region>cn-[a-z]+-[1-9])\.amazonaws\.com\.cn" + _PORT)),
+# Compiled when first needed (``_compiled``): the helper starts for every git command and usually needs one.
+_HOST_FORMS: tuple[tuple[str, str], ...] = (
+    ("standard", r"git-codecommit\." + _REGION + r"\.amazonaws\.com" + _PORT),
+    ("fips", r"git-codecommit-fips\." + _REGION + r"\.amazonaws\.com" + _PORT),
+    ("china", r"git-codecommit\.(?P<region>cn-[a-z]+-[1-9])\.amazonaws\.com\.cn" + _PORT),
     (
         "vpce",
-        re.compile(
-            r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-[a-z]{2}(?:-[a-z]+)?-[a-z]+-[1-9][a-z])?"
-            r"\.git-codecommit(?:-fips)?\." + _REGION + r"\.vpce\.amazonaws\.com(?:\.cn)?" + _PORT
-        ),
+        r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-[a-z]{2}(?:-[a-z]+)?-[a-z]+-[1-9][a-z])?"
+        r"\.git-codecommit(?:-fips)?\." + _REGION + r"\.vpce\.amazonaws\.com(?:\.cn)?" + _PORT,
     ),
 )
+_REPO_PATH = r"/?v1/repos/(?P<name>[A-Za-z0-9._-]{1,100})/?"
+_patterns: dict[str, re.Pattern[str]] = {}
 
-_REPO_PATH = re.compile(r"/?v1/repos/(?P<name>[A-Za-z0-9._-]{1,100})/?")
+
+def _compiled(source: str) -> re.Pattern[str]:
+    pattern = _patterns.get(source)
+    if pattern is None:
+        pattern = _patterns[source] = re.compile(source)
+    return pattern
 
 
-class CodeCommitHost(NamedTuple):
-    """A recognised CodeCommit endpoint: the host name without port (what is signed) and its region."""
+if TYPE_CHECKING:
 
-    hostname: str
-    port: int | None
-    region: str
-    form: str
+    class CodeCommitHost(NamedTuple):
+        """A recognised CodeCommit endpoint: the host name without port (what is signed) and its region."""
+
+        hostname: str
+        port: int | None
+        region: str
+        form: str
+
+else:  # the same tuple without importing typing at run time
+    from collections import namedtuple
+
+    CodeCommitHost = namedtuple("CodeCommitHost", "hostname port region form")
 
 
 def split_host(host: str) -> tuple[str, int | None]:
@@ -70,8 +86,8 @@ def parse_codecommit_host(host: str) -> CodeCommitHost | None:
     if not text.isascii():  # lower() would turn e.g. U+212A (Kelvin sign) into "k"
         return None
     text = text.lower()
-    for form, pattern in _HOST_FORMS:
-        match = pattern.fullmatch(text)
+    for form, source in _HOST_FORMS:
+        match = _compiled(source).fullmatch(text)
         if match:
             port_text = match.group("port")
             port = int(port_text) if port_text else None
@@ -84,7 +100,7 @@ def parse_codecommit_host(host: str) -> CodeCommitHost | None:
 
 def parse_repository_path(path: str) -> str | None:
     """Return the repository name of a ``v1/repos/<name>`` path (leading/trailing slash allowed), or None."""
-    match = _REPO_PATH.fullmatch(path.strip())
+    match = _compiled(_REPO_PATH).fullmatch(path.strip())
     if match is None:
         return None
     name = match.group("name")

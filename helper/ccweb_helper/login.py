@@ -14,24 +14,26 @@ refresh token is ever printed.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import math
-import secrets
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any, NamedTuple
 from urllib.parse import urlencode
 
 from ccweb_helper import discovery
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.ci import is_jwt
-from ccweb_helper.client import HelperError, ServiceURL, http_json, one_line
-from ccweb_helper.discovery import LoginIssuer
+from ccweb_helper.client import HelperError, http_json, one_line
+
+# A cached token is the common case and needs none of base64, hashlib, hmac or secrets (imported where used).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from typing import IO, Any, NamedTuple
+
+    from ccweb_helper.client import ServiceURL
+    from ccweb_helper.discovery import LoginIssuer
 
 EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
 LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when it cannot be renewed just now
@@ -44,14 +46,27 @@ DEVICE_EXPIRED = "the sign-in code for {name} expired before it was used{why}; r
 CACHE_VERSION = 1
 
 
-class IdentityProvider(NamedTuple):
+if TYPE_CHECKING:
+
+    class _Endpoints(NamedTuple):
+        login: LoginIssuer
+        authorization_endpoint: str | None
+        token_endpoint: str
+        device_endpoint: str | None
+        revocation_endpoint: str | None
+
+else:  # the same tuple without importing typing at run time
+    from collections import namedtuple
+
+    _Endpoints = namedtuple(
+        "_Endpoints", "login authorization_endpoint token_endpoint device_endpoint revocation_endpoint"
+    )
+
+
+class IdentityProvider(_Endpoints):
     """The endpoints of an issuer, from ``{issuer}/.well-known/openid-configuration``."""
 
-    login: LoginIssuer
-    authorization_endpoint: str | None
-    token_endpoint: str
-    device_endpoint: str | None
-    revocation_endpoint: str | None
+    __slots__ = ()
 
     @property
     def what(self) -> str:
@@ -87,11 +102,16 @@ def prefers_device(env: Mapping[str, str], platform: str = sys.platform) -> bool
 
 
 def _b64url(data: bytes) -> str:
+    import base64  # noqa: PLC0415
+
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def pkce_pair() -> tuple[str, str]:
     """A PKCE code verifier (86 characters) and its S256 challenge."""
+    import hashlib  # noqa: PLC0415
+    import secrets  # noqa: PLC0415
+
     verifier = secrets.token_urlsafe(64)
     return verifier, _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
 
@@ -113,6 +133,8 @@ def epoch(value: object) -> float | None:
 
 def id_token_claims(id_token: str) -> dict[str, Any]:
     """The payload of a JWT, unverified (the service verifies the signature); ValueError when it is not one."""
+    import base64  # noqa: PLC0415
+
     if not is_jwt(id_token):
         raise ValueError("not a JWT")
     parts = id_token.split(".")
@@ -127,6 +149,8 @@ def check_id_token(
     id_token: object, login: LoginIssuer, *, now: float, nonce: str | None = None, subject: str | None = None,
 ) -> dict[str, Any]:
     """The claims of an ID token the identity provider just sent, after the checks a client must make."""
+    import hmac  # noqa: PLC0415
+
     what = f"the identity provider {login.name!r}"
     if not isinstance(id_token, str) or not id_token:
         raise HelperError(f"{what} sent no ID token; check that the login scopes include 'openid'.")
@@ -505,6 +529,8 @@ def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: 
                   fallback: bool, port: int = 0) -> tuple[object, object, str] | None:
     """(ID token, refresh token, nonce) from the authorization code flow; None if no browser started and
     ``fallback`` allows the device flow instead."""
+    import secrets  # noqa: PLC0415
+
     from ccweb_helper import callback  # noqa: PLC0415 (an HTTP server only for a browser sign-in)
 
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

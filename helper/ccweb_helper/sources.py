@@ -8,16 +8,21 @@ platform's own OIDC token (``ci``); the interactive login cache, or a login when
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Mapping
-from typing import IO, NamedTuple
+from ccweb_helper.client import HelperError
 
-from ccweb_helper.client import HelperError, ServiceURL
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO, NamedTuple
+
+    from ccweb_helper.client import ServiceURL
 
 MAX_TOKEN_BYTES = 64 * 1024
 
 
 def _git_config(*args: str) -> str | None:
+    import subprocess  # noqa: PLC0415 (not needed when CCWEB_URL is set)
+
     try:
         result = subprocess.run(
             ["git", "config", *args], capture_output=True, text=True, timeout=5, check=False,
@@ -52,9 +57,16 @@ def _checked(token: str, source: str) -> str:
     return token
 
 
-class FoundToken(NamedTuple):
-    token: str
-    source: str  # for people: "CCWEB_TOKEN", "GitHub Actions", "your ccweb-helper login", …
+if TYPE_CHECKING:
+
+    class FoundToken(NamedTuple):
+        token: str
+        source: str  # for people: "CCWEB_TOKEN", "GitHub Actions", "your ccweb-helper login", …
+
+else:  # the same tuple without importing typing at run time
+    from collections import namedtuple
+
+    FoundToken = namedtuple("FoundToken", "token source")
 
 
 def explicit_token(env: Mapping[str, str]) -> str | None:
