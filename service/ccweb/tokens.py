@@ -14,6 +14,11 @@ When the identity provider is down, slow or throttling, the keys already fetched
 (stale, with a warning in the log and ``"state": "stale"`` in ``/readyz``); only an issuer whose keys were
 never fetched answers 503 ``upstream_unavailable``, and it tries again every ``retry_interval``. One refresh
 (discovery and key set together) is cut after ``fetch_timeout`` seconds.
+
+A verified token is remembered by its SHA-256 (at most ``MAX_VERIFIED_TOKENS``, least recently used first)
+while it is unexpired, its issuer's key set is the very one it was verified with and that set is not older
+than ``key_max_age``: the next request with it costs a hash instead of a signature check. Anything else
+sends it through every check again. A policy reload starts with an empty memory.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,6 +63,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_DOCUMENT_BYTES = 256 * 1024
 LEEWAY_SECONDS = 60
 FETCH_TIMEOUT_SECONDS = 5.0
+MAX_VERIFIED_TOKENS = 20_000
 
 Key = RSAKey | ECKey
 
@@ -280,8 +287,12 @@ class TokenVerifier:
         retry_interval: float = 5.0,
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
         metrics: Metrics | None = None,
+        max_verified: int = MAX_VERIFIED_TOKENS,
     ) -> None:
+        """``max_verified``: how many verified tokens to remember (least recently used go first; 0: none)."""
         self._clock = clock
+        self._verified: OrderedDict[bytes, tuple[VerifiedToken, object]] = OrderedDict()
+        self._max_verified = max_verified
         self._issuers = {
             issuer.issuer: IssuerKeys(
                 issuer, http, clock, max_age=key_max_age, refetch_interval=refetch_interval,
@@ -298,9 +309,34 @@ class TokenVerifier:
         await asyncio.gather(*(keys.warm(wait) for keys in self._issuers.values()))
         return {keys.issuer.name: keys.state() for keys in self._issuers.values()}
 
+    def __len__(self) -> int:
+        """Verified tokens remembered."""
+        return len(self._verified)
+
     async def verify(self, token: str) -> VerifiedToken:
         if len(token) > MAX_TOKEN_BYTES:
             raise _refuse("too_large", f"it is larger than {MAX_TOKEN_BYTES} bytes")
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        remembered = self._verified.get(digest)
+        if remembered is not None:
+            verified, keyset = remembered
+            keys = self._issuers[verified.issuer.issuer]
+            if (
+                keys.keys is keyset
+                and self._clock() - keys.fetched_at <= keys.max_age
+                and self._clock() - LEEWAY_SECONDS <= verified.expires_at
+            ):
+                self._verified.move_to_end(digest)
+                return verified
+            del self._verified[digest]  # expired, or the key set changed: check it again from the start
+        verified = await self._verify(token, digest.hex())
+        if self._max_verified > 0:
+            self._verified[digest] = (verified, self._issuers[verified.issuer.issuer].keys)
+            if len(self._verified) > self._max_verified:
+                self._verified.popitem(last=False)
+        return verified
+
+    async def _verify(self, token: str, sha256: str) -> VerifiedToken:
         parts = token.split(".")
         if len(parts) != 3:
             raise _refuse("malformed", "it is not a signed JWT")
@@ -324,7 +360,7 @@ class TokenVerifier:
             raise _refuse("unknown_issuer", "its issuer is not one this service trusts")
         claims = await self._check_signature(token, alg, kid, keys)
         self._check_claims(claims, keys.issuer)
-        return VerifiedToken(keys.issuer, claims, token_sha256(token), float(claims["exp"]))
+        return VerifiedToken(keys.issuer, claims, sha256, float(claims["exp"]))
 
     async def _check_signature(self, token: str, alg: str, kid: str | None, keys: IssuerKeys) -> dict[str, Any]:
         candidates = await keys.candidates(kid)

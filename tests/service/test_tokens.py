@@ -244,3 +244,89 @@ def test_identity_provider_down_with_no_keys_is_503(issuer: Issuer) -> None:
         issuer.fail = False
     assert caught.value.status == 503
     assert caught.value.retry_after is not None
+
+
+def remembering_verifier(issuer: Issuer, clock: Callable[[], float], **kwargs: Any) -> tuple[
+    Callable[[str], VerifiedToken], TokenVerifier
+]:
+    """One verifier kept across calls (each call runs on its own event loop with its own HTTP client)."""
+    config = parse_config({"issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb"]}]})
+    holder: dict[str, TokenVerifier] = {}
+
+    def verify(token: str) -> VerifiedToken:
+        async def run() -> VerifiedToken:
+            async with httpx.AsyncClient() as http:
+                verifier = holder.setdefault("v", TokenVerifier(config, http, clock=clock, **kwargs))
+                for keys in verifier.issuer_keys():
+                    keys.http = http
+                    keys.lock = asyncio.Lock()
+                return await verifier.verify(token)
+
+        return asyncio.run(run())
+
+    verify(issuer.token())  # builds the verifier and fetches the key set
+    return verify, holder["v"]
+
+
+def test_a_repeated_token_is_checked_once_and_the_memory_is_bounded(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ccweb import tokens
+
+    checks: list[str] = []
+    real = tokens.jws.deserialize_compact
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(tokens.jws, "deserialize_compact", counting)
+    verify, verifier = remembering_verifier(issuer, lambda: NOW, max_verified=2)
+    first, second, third = (issuer.token(sub=f"repeat-{n}") for n in (1, 2, 3))
+    checks.clear()
+    for _ in range(3):
+        assert verify(first).subject == "repeat-1"
+    assert checks == [first]  # the signature was checked once; the repeats cost a hash
+
+    head, body, signature = first.split(".")
+    forged = f"{head}.{body}.{signature[:-4]}AAAA"  # the remembered token with another signature
+    with pytest.raises(InvalidToken) as caught:
+        verify(forged)
+    assert caught.value.reason == "bad_signature"
+
+    verify(second)
+    verify(third)
+    assert len(verifier) == 2  # bounded: the least recently used (first) went
+    checks.clear()
+    verify(first)
+    assert checks == [first]
+
+
+def test_a_remembered_token_still_expires(issuer: Issuer) -> None:
+    now = [float(NOW)]
+    verify, _ = remembering_verifier(issuer, lambda: now[0])
+    token = issuer.token(exp=NOW + 600)
+    assert verify(token).subject == "user-1"
+    now[0] = NOW + 600 + 61  # past exp and the 60 s leeway
+    with pytest.raises(InvalidToken) as caught:
+        verify(token)
+    assert caught.value.reason == "expired"
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_withdrawn() -> None:
+    rotating = Issuer()
+    with serve(rotating.app()) as url:
+        rotating.url = url
+        now = [float(NOW)]
+        verify, _ = remembering_verifier(rotating, lambda: now[0], key_max_age=300, refetch_interval=60)
+        token = rotating.token()
+        assert verify(token).subject == "user-1"
+        # The identity provider withdraws the key (say, it leaked) and publishes a new one under another kid.
+        rotating.rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-2"})
+        now[0] += 120
+        assert verify(token).subject == "user-1"  # within the key set's max age, as before this memory existed
+        now[0] += 300  # the key set is now older than its max age: it is fetched again, without rsa-1
+        with pytest.raises(InvalidToken) as caught:
+            verify(token)
+        assert caught.value.reason == "unknown_key"
+        assert verify(rotating.token()).subject == "user-1"
