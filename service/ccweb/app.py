@@ -1,6 +1,7 @@
 """create_app(config, sts=…): the HTTP API of the contract, its error handlers and its lifespan."""
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at run time.
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +37,9 @@ from ccweb.tokens import VerifiedToken, token_sha256
 
 log = logging.getLogger("ccweb.app")
 HELPER_PATH = "/helper/ccweb-helper"
+NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's built-in OpenTelemetry hooks, off: ccweb exports Prometheus metrics and JSON logs, and the hooks
+would otherwise look up the global providers on every request."""
 
 
 class CredentialRequest(BaseModel):
@@ -142,6 +147,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, exactly as FastAPI's ``HTTPBearer`` reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and scheme.lower() == "bearer" and token else None
+
+
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -183,6 +194,7 @@ def create_app(
         version=__version__,
         description="OIDC token in, CodeCommit git credential scoped by policy out.",
         lifespan=lifespan,
+        telemetry=NO_TELEMETRY,
     )
     app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too
@@ -192,31 +204,29 @@ def create_app(
 
     bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
 
-    def snapshot() -> PolicyState:
+    async def snapshot() -> PolicyState:
         return policy.current  # once per request (FastAPI caches it): one policy from start to end
 
     Current = Annotated[PolicyState, Depends(snapshot)]  # noqa: N806 (a type alias)
 
-    async def authenticate(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        state: Current,
-    ) -> VerifiedToken:
-        if credentials is None:
+    async def verified(token: str | None, state: PolicyState) -> VerifiedToken:
+        """The caller behind the bearer ``token``, within its rate limit."""
+        if token is None:
             raise InvalidToken(
                 "No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing"
             )
         try:
-            caller = await state.verifier.verify(credentials.credentials)
+            caller = await state.verifier.verify(token)
         except InvalidToken as exc:
-            metrics.decisions.labels(rule="", outcome="invalid_token").inc()
-            audit.decision("invalid_token", reason=exc.reason, token_sha256=token_sha256(credentials.credentials))
+            metrics.decided("", "invalid_token")
+            audit.decision("invalid_token", reason=exc.reason, token_sha256=token_sha256(token))
             raise
         wait = state.limiter.check((caller.issuer.name, caller.subject))
         if wait:
             identity = identity_for(None, caller.claims)
             audit.decision("rate_limited", issuer=caller.issuer.name, subject=caller.subject, identity=identity,
                            token_sha256=caller.sha256)
-            metrics.decisions.labels(rule="", outcome="rate_limited").inc()
+            metrics.decided("", "rate_limited")
             limiter = state.limiter
             raise RateLimited(
                 f"Too many requests from {identity}: ccweb answers each identity {limiter.requests_per_minute} "
@@ -226,6 +236,12 @@ def create_app(
             )
         return caller
 
+    async def authenticate(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        state: Current,
+    ) -> VerifiedToken:
+        return await verified(None if credentials is None else credentials.credentials, state)
+
     Caller = Annotated[VerifiedToken, Depends(authenticate)]  # noqa: N806 (a type alias)
 
     @app.post(
@@ -233,12 +249,18 @@ def create_app(
         response_model=CredentialResponse,
         responses=ERROR_RESPONSES,
         summary="A CodeCommit git username and password for one repository",
-        openapi_extra={"requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": CredentialRequest.model_json_schema()}},
-        }},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CredentialRequest.model_json_schema()}},
+            },
+            "security": [{"HTTPBearer": []}],
+        },
     )
-    async def credentials(request: Request, caller: Caller, state: Current) -> CredentialResponse:
+    async def credentials(request: Request) -> Response:
+        # The hot route: no dependencies (no thread-pool hop, no injection), the answer serialized once.
+        state = policy.current  # one policy from start to end
+        caller = await verified(bearer_token(request.headers.get("authorization")), state)
         # The body is read after the token is verified, so an unauthenticated caller learns nothing.
         config = state.config
         body = _credential_request(await request.body())
@@ -250,20 +272,20 @@ def create_app(
             target = resolve(config, body.protocol, body.host, body.path)
         except InvalidRequest as exc:
             audit.decision("invalid_request", reason=exc.reason, identity=identity_for(None, claims), **who)
-            metrics.decisions.labels(rule="", outcome="invalid_request").inc()
+            metrics.decided("", "invalid_request")
             raise
         where = {"repository": target.repository, "region": target.region}
         hold = suspended(config, caller.issuer.name, claims)
         if hold is not None:
             identity = identity_for(None, claims)
             audit.decision("denied", reason="suspended", deny=hold.label, identity=identity, **who, **where)
-            metrics.decisions.labels(rule="", outcome="denied").inc()
+            metrics.decided("", "denied")
             raise AccessDenied(_suspension(identity, caller, hold.entry.reason))
         grant = decide(config, caller.issuer.name, claims, target.repository, target.region)
         if grant is None:
             identity = identity_for(None, claims)
             audit.decision("denied", identity=identity, **who, **where)
-            metrics.decisions.labels(rule="", outcome="denied").inc()
+            metrics.decided("", "denied")
             raise AccessDenied(
                 f"No ccweb rule grants {identity} (subject {caller.subject!r} of issuer "
                 f"{caller.issuer.name!r}) access to repository {target.repository!r} in {target.region}; "
@@ -272,18 +294,18 @@ def create_app(
         rule = grant.rule
         name = sts_name(grant.identity)
         decided = {"rule": rule.name, "role_arn": rule.role_arn, "identity": grant.identity, "source_identity": name}
-        assume = AssumeRoleRequest(
-            role_arn=rule.role_arn,
-            session_name=name,
-            source_identity=name,
-            policy=session_policy(rule),
-            duration_seconds=config.session_duration(rule),
-        )
+        key = (state.session_rule(rule), caller.issuer.name, grant.identity)
         try:
-            session = await sessions.get((state.session_rule(rule), caller.issuer.name, grant.identity), assume)
+            session = await sessions.get(key, AssumeRoleRequest(
+                role_arn=rule.role_arn,
+                session_name=name,
+                source_identity=name,
+                policy=session_policy(rule),
+                duration_seconds=config.session_duration(rule),
+            ))
         except UpstreamUnavailable as exc:
             audit.decision("upstream_unavailable", reason=exc.reason, **who, **where, **decided)
-            metrics.decisions.labels(rule=rule.name, outcome="upstream_unavailable").inc()
+            metrics.decided(rule.name, "upstream_unavailable")
             raise
         now = int(clock())
         password = git_password(
@@ -297,17 +319,17 @@ def create_app(
         if session.expiration is not None:
             expiry = min(expiry, int(session.expiration.timestamp()))
         audit.decision("issued", **who, **where, **decided)
-        metrics.decisions.labels(rule=rule.name, outcome="issued").inc()
-        return CredentialResponse(
-            username=git_username(session),
-            password=password,
-            expires_at=_iso(expiry),
-            password_expiry_utc=expiry,
-            region=target.region,
-            repository=target.repository,
-            rule=rule.name,
-            role_arn=rule.role_arn,
-        )
+        metrics.decided(rule.name, "issued")
+        return Response(json.dumps({
+            "username": git_username(session),
+            "password": password,
+            "expires_at": _iso(expiry),
+            "password_expiry_utc": expiry,
+            "region": target.region,
+            "repository": target.repository,
+            "rule": rule.name,
+            "role_arn": rule.role_arn,
+        }, separators=(",", ":")), media_type="application/json")
 
     @app.get("/v1/whoami", response_model=WhoAmI, responses={s: ERROR_RESPONSES[s] for s in (401, 429, 503)},
              summary="The verified identity and the rules it matches")

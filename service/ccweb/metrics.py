@@ -91,11 +91,19 @@ class Metrics:
             "ccweb_key_refreshes", "Fetches of an issuer's key set by issuer and result: ok or error.",
             ["issuer", "result"], registry=self.registry,
         )
+        self._decided: dict[tuple[str, str], Counter] = {}
         self._directory = multiprocess_dir()
         self._workers: CollectorRegistry | None = None
         if self._directory is not None:
             self._workers = CollectorRegistry()
             MultiProcessCollector(self._workers, path=self._directory)  # type: ignore[no-untyped-call]
+
+    def decided(self, rule: str, outcome: str) -> None:
+        """Count one credential decision (``decisions`` by rule and outcome; the labelled child is kept)."""
+        child = self._decided.get((rule, outcome))
+        if child is None:
+            child = self._decided[rule, outcome] = self.decisions.labels(rule=rule, outcome=outcome)
+        child.inc()
 
     def exposition(self) -> bytes:
         """The text format for ``/metrics``: every worker's counts added up, in multiprocess mode."""
@@ -122,6 +130,7 @@ class RequestMetrics:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}  # by route template and status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,6 +148,13 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route = route_template(self.routes, scope)
-            self.metrics.requests.labels(route=route, status=str(status)).inc()
-            self.metrics.request_latency.labels(route=route).observe(time.perf_counter() - started)
+            matched = scope.get("route")  # set by the router on the very scope it was given
+            route = str(getattr(matched, "path", "")) or route_template(self.routes, scope)
+            children = self._children.get((route, status))
+            if children is None:
+                children = self._children[route, status] = (
+                    self.metrics.requests.labels(route=route, status=str(status)),
+                    self.metrics.request_latency.labels(route=route),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)

@@ -9,6 +9,7 @@ when one of its globs matches ``name`` (and the region, for ``region/name`` glob
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -113,10 +114,14 @@ def _partition(role_arn: str) -> str:
 
 
 def repository_arns(rule: Rule) -> list[str]:
+    return _repository_arns(rule.role_arn, rule.account, tuple(rule.repositories))
+
+
+def _repository_arns(role_arn: str, account: str, repositories: tuple[str, ...]) -> list[str]:
     arns = []
-    for glob in rule.repositories:
+    for glob in repositories:
         region, _, name = glob.rpartition("/")
-        arns.append(f"arn:{_partition(rule.role_arn)}:codecommit:{region or '*'}:{rule.account}:{name}")
+        arns.append(f"arn:{_partition(role_arn)}:codecommit:{region or '*'}:{account}:{name}")
     return sorted(set(arns))
 
 
@@ -129,7 +134,14 @@ def actions(access: str) -> list[str]:
 
 def session_policy(rule: Rule) -> str:
     """The inline session policy: the rule's git actions on its repositories, in the role's account only."""
-    statement = {"Effect": "Allow", "Action": actions(rule.access), "Resource": repository_arns(rule)}
+    return _session_policy(rule.access, rule.role_arn, rule.account, tuple(rule.repositories))
+
+
+@functools.lru_cache(maxsize=1024)
+def _session_policy(access: str, role_arn: str, account: str, repositories: tuple[str, ...]) -> str:
+    """Cached: a rule's policy is the same string for every request it grants."""
+    resources = _repository_arns(role_arn, account, repositories)
+    statement = {"Effect": "Allow", "Action": actions(access), "Resource": resources}
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
 
 

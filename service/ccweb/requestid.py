@@ -9,8 +9,8 @@ onto every log record (``ccweb.logs`` adds it as the ``request_id`` field).
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from typing import Final
 
@@ -31,7 +31,7 @@ def accept(value: bytes | None) -> str:
     """``value`` if it is a safe request id, else a new one (32 hex digits)."""
     if value is not None and _ACCEPTED.fullmatch(value):
         return value.decode("ascii")
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4, without building a UUID
 
 
 class RequestId:
