@@ -31,21 +31,11 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["CCWEB_RELOAD_INTERVAL"] = str(args.reload_interval)
     os.environ["CCWEB_LOG_LEVEL"] = args.log_level
     os.environ["CCWEB_LOG_FORMAT"] = args.log_format
-    from ccweb import limits, logs  # noqa: PLC0415
-    from ccweb.server import APP, run_workers  # noqa: PLC0415
+    from ccweb import logs  # noqa: PLC0415
+    from ccweb.server import APP, run_workers, uvicorn_options  # noqa: PLC0415
 
     logs.setup(args.log_level, args.log_format)
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "log_config": None,
-        "access_log": False,
-        "proxy_headers": True,
-        "server_header": False,
-        "http": "h11",  # the parser whose head limit limits.SERVER_OPTIONS raises (httptools has none)
-        **limits.SERVER_OPTIONS,
-    }
+    options = uvicorn_options(args.host, args.port, args.workers)
     if args.workers > 1:
         run_workers(**options)  # SIGHUP to this process reaches every worker
     else:

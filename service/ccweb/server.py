@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
-from ccweb import logs, metrics
+from ccweb import limits, logs, metrics
 from ccweb.app import create_app
 from ccweb.config import load_config
 from ccweb.reload import RELOAD_INTERVAL_SECONDS
@@ -40,6 +40,21 @@ def app_from_environment() -> FastAPI:
                       reload_on_sighup=True)
 
 
+def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+    """uvicorn's settings for ``ccweb serve``."""
+    return {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "server_header": False,
+        "http": "h11",  # the parser whose head limit limits.SERVER_OPTIONS raises (httptools has none)
+        **limits.SERVER_OPTIONS,
+    }
+
+
 class Supervisor(Multiprocess):
     """uvicorn's worker supervisor, except that SIGHUP goes on to every worker, which reloads the policy in
     place. (uvicorn's own SIGHUP replaces every worker: each would lose its cached STS sessions, and with an
@@ -52,12 +67,13 @@ class Supervisor(Multiprocess):
                     os.kill(process.pid, signal.SIGHUP)
 
 
-def run_workers(**options: Any) -> None:
-    """What ``uvicorn.run(APP, factory=True, workers=N, …)`` does, with ``Supervisor``, and the workers'
-    metrics directory around it (made before they start, removed after they stop)."""
+def run_workers(app: str = APP, **options: Any) -> None:
+    """What ``uvicorn.run(app, factory=True, workers=N, …)`` does, with ``Supervisor``, and the workers'
+    metrics directory around it (made before they start, removed after they stop). ``app`` names a factory;
+    the benchmarks serve their bare reference app through this same path."""
     import uvicorn  # noqa: PLC0415
 
-    config = uvicorn.Config(APP, factory=True, **options)
+    config = uvicorn.Config(app, factory=True, **options)
     # uvicorn's socket says protocol 0, and asyncio sets TCP_NODELAY only on sockets that say TCP: recreated
     # from the descriptor, the protocol is read back as TCP, so every worker answers without Nagle's 40 ms wait.
     sock = socket.socket(fileno=config.bind_socket().detach())
