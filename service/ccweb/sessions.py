@@ -42,6 +42,10 @@ REFRESH_MARGIN_SECONDS = 15 * 60
 CHAINED_MAX_SECONDS = 3600  # STS's limit for a role assumed with credentials of another role
 STS_CONCURRENCY = 64
 """AssumeRole calls one ``BotoSTS`` makes at once (its threads and pooled connections); more wait their turn."""
+MAX_SESSIONS = 20_000
+"""Sessions one cache (one worker) keeps. Each costs about 4 KiB of resident memory in a worker (1.5 KiB of
+objects, a real-length session token most of it, plus the heap it leaves behind; bench/memory), so a full
+cache stays near 170 MiB per worker, under 200 MiB. One evicted later costs one more AssumeRole."""
 RETRY_BUDGET_SECONDS = 8.0  # under the helper's default 10 s timeout, so people see the 503, not a timeout
 RETRYABLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
@@ -224,7 +228,7 @@ class SessionCache:
         *,
         clock: Callable[[], float] = time.time,
         refresh_margin: float = REFRESH_MARGIN_SECONDS,
-        max_entries: int = 50_000,
+        max_entries: int = MAX_SESSIONS,
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
