@@ -173,6 +173,56 @@ def test_boto3_speaks_to_the_sts_stand_in(store: DevSTSStore) -> None:
         assert "MissingAuthenticationToken" in unsigned.text
 
 
+def assume_role_form(name: str) -> dict[str, str]:
+    return {"Action": "AssumeRole", "Version": "2011-06-15", "RoleArn": ROLE, "RoleSessionName": name,
+            "SourceIdentity": name, "DurationSeconds": "900"}
+
+
+def test_the_sts_stand_in_answers_after_its_latency_without_holding_up_other_calls() -> None:
+    """Five calls wait out the latency side by side (a blocking wait would let only one in at a time)."""
+    import asyncio
+
+    store = DevSTSStore(latency=0.2)
+    transport = httpx.ASGITransport(app=create_sts_app(store))
+    signed_header = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/x"}
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://sts") as client:
+            calls = [asyncio.create_task(client.post("/", data=assume_role_form(f"user-{n}"), headers=signed_header))
+                     for n in range(5)]
+
+            async def all_waiting() -> None:
+                while store.in_flight < 5:
+                    await asyncio.sleep(0.001)
+
+            await asyncio.wait_for(all_waiting(), 10)  # a guard against a hang, not a measurement
+            assert not store.calls, "no call is answered before its latency"
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * 5
+    assert (store.requests, store.max_in_flight, store.in_flight, len(store.calls)) == (5, 5, 0, 5)
+    assert {session.caller for session in store.calls} == {"127.0.0.1:123"}  # httpx's ASGI client address
+
+
+def test_the_sts_stand_in_answers_at_once_by_default() -> None:
+    assert DevSTSStore().latency == 0
+    with pytest.raises(ValueError, match="latency"):
+        DevSTSStore(latency=-1)
+
+
+@pytest.mark.parametrize("chars", [None, 200])
+def test_the_sts_stand_in_mints_session_tokens_as_long_as_real_ones(chars: int | None) -> None:
+    from ccweb.sandbox.sts import SESSION_TOKEN_CHARS
+
+    store = DevSTSStore() if chars is None else DevSTSStore(session_token_chars=chars)
+    tokens = [store.assume_role(ROLE, f"user-{n}", None, None, 900).credentials.session_token for n in range(3)]
+    assert SESSION_TOKEN_CHARS >= 800
+    assert all(t is not None and t.startswith("DEVSESSIONTOKEN") for t in tokens)
+    assert {len(t or "") for t in tokens} == {chars or SESSION_TOKEN_CHARS}
+    assert len(set(tokens)) == 3
+
+
 def test_demo_repository_has_a_readme_on_main(tmp_path: Path) -> None:
     bare = create_demo_repository(tmp_path, "demo")
     assert (bare / "HEAD").read_text().strip() == "ref: refs/heads/main"

@@ -406,3 +406,112 @@ def test_other_validation_errors_are_not_mistaken_for_role_chaining() -> None:
     with pytest.raises(UpstreamUnavailable):
         asyncio.run(cache.get(key(), dataclasses.replace(REQUEST, duration_seconds=7200)))
     assert [c.duration_seconds for c in sts.calls] == [7200]
+
+
+class GatedSTS(FakeSTS):
+    """Holds every call until ``expected`` are in flight at once (a call that waits for its turn would keep
+    the gate shut, and the test fails on the guard instead of passing by luck)."""
+
+    def __init__(self, clock: Clock, expected: int) -> None:
+        super().__init__(clock)
+        self.expected = expected
+        self.in_flight = 0
+        self.most = 0
+        self.gate = asyncio.Event()
+
+    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight >= self.expected:
+            self.gate.set()
+        await asyncio.wait_for(self.gate.wait(), 10)  # a guard against a hang, not a measurement
+        self.in_flight -= 1
+        return await super().assume_role(request)
+
+
+def test_sts_calls_for_distinct_keys_are_all_in_flight_at_once() -> None:
+    """A cold start of many identities: one call per key, none waiting for another key's call."""
+    clock = Clock()
+    sts = GatedSTS(clock, expected=100)
+    cache = SessionCache(sts, clock=clock)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(cache.get(key(f"user{n}@example.com"), REQUEST) for n in range(100) for _ in range(10)))
+
+    asyncio.run(scenario())
+    assert sts.most == 100
+    assert len(sts.calls) == cache.sts_calls == len(cache) == 100
+    assert cache.retry.available == cache.retry.quota, "successes spend nothing of the retry quota"
+
+
+def test_the_session_cache_is_bounded_by_default() -> None:
+    from ccweb.sessions import MAX_SESSIONS
+
+    clock = Clock()
+    cache = SessionCache(FakeSTS(clock), clock=clock)
+    assert cache._max == MAX_SESSIONS <= 20_000
+
+
+class BlockingClient:
+    """boto3's STS client, as far as BotoSTS uses it: blocks each call until ``expected`` are in flight."""
+
+    def __init__(self, expected: int) -> None:
+        import threading
+
+        self.expected = expected
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most = 0
+        self.gate = threading.Event()
+        self.threads: set[str] = set()
+        self.request_ids: list[str | None] = []
+
+    def assume_role(self, **_: object) -> dict[str, object]:
+        import threading
+
+        from ccweb import requestid
+
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.threads.add(threading.current_thread().name)
+            self.request_ids.append(requestid.current())
+            if self.in_flight >= self.expected:
+                self.gate.set()
+        self.gate.wait(10)  # a guard against a hang, not a measurement
+        with self.lock:
+            self.in_flight -= 1
+        expiration = datetime.now(UTC) + timedelta(hours=1)
+        return {"Credentials": {"AccessKeyId": "ASIA" + "A" * 16, "SecretAccessKey": "s", "SessionToken": "t",
+                                "Expiration": expiration}}
+
+
+@pytest.mark.parametrize(("concurrency", "calls", "expected"), [(64, 40, 40), (4, 12, 4)])
+def test_boto_sts_runs_its_calls_side_by_side_in_a_pool_of_its_own(
+    aws_env: None, concurrency: int, calls: int, expected: int
+) -> None:
+    """Not asyncio's default pool (min(32, CPUs + 4) threads): up to ``concurrency`` calls at once, with as
+    many pooled connections, and never more."""
+    from ccweb import requestid
+
+    sts = BotoSTS(session=boto3.session.Session(), max_attempts=1, concurrency=concurrency)
+    assert sts._client.meta.config.max_pool_connections == concurrency
+    client = BlockingClient(expected)
+    sts._client = client
+
+    async def one(n: int) -> AwsCredentials:
+        requestid._CURRENT.set(f"req-{n}")
+        return await sts.assume_role(REQUEST)
+
+    async def scenario() -> list[AwsCredentials]:
+        return await asyncio.gather(*(asyncio.create_task(one(n)) for n in range(calls)))
+
+    assert len(asyncio.run(scenario())) == calls
+    assert client.most == expected
+    assert all(name.startswith("ccweb-sts") for name in client.threads)
+    assert sorted(client.request_ids) == sorted(f"req-{n}" for n in range(calls)), "the caller's context goes along"
+
+
+def test_boto_sts_refuses_a_pool_of_nothing(aws_env: None) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        BotoSTS(session=boto3.session.Session(), concurrency=0)
