@@ -49,11 +49,15 @@ def cache_dir(env: Mapping[str, str], platform: str = sys.platform, home: str | 
 
 
 class Cache:
-    """The cache file and its lock in ``directory``; ``read`` never fails, ``write`` and ``lock`` may (OSError)."""
+    """The cache file and its lock in ``directory``; ``read`` never fails, ``write`` and ``lock`` may (OSError).
 
-    def __init__(self, directory: Path) -> None:
+    ``name`` is the file: the login cache by default; ``discovery.json`` holds what services said about
+    themselves (``discovery``), with the same modes and atomic replacement.
+    """
+
+    def __init__(self, directory: Path, name: str = FILE_NAME) -> None:
         self.directory = directory
-        self.path = directory / FILE_NAME
+        self.path = directory / name
         self.lock_path = directory / LOCK_NAME
 
     def _ensure_directory(self) -> None:
@@ -80,10 +84,8 @@ class Cache:
 
     def write(self, data: Mapping[str, Any]) -> None:
         """Replace the file atomically with ``data``; mode 0600 from the first byte."""
-        import tempfile  # noqa: PLC0415 (only when writing: a cached login is read far more often)
-
         self._ensure_directory()
-        fd, temporary = tempfile.mkstemp(prefix=".login-", suffix=".tmp", dir=self.directory)  # mode 0600
+        fd, temporary = _temporary(self.directory, "." + self.path.stem + "-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(data, handle, separators=(",", ":"), sort_keys=True)
@@ -126,6 +128,19 @@ class Cache:
                 _unlock(fd)
         finally:
             os.close(fd)
+
+
+def _temporary(directory: Path, prefix: str) -> tuple[int, str]:
+    """A new file of mode 0600 next to the target, as ``tempfile.mkstemp`` makes one (without importing
+    ``tempfile``, which costs more than the write)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")
 
 
 def replace(source: str, target: Path, retry_seconds: float) -> None:

@@ -1,14 +1,27 @@
 """What the service tells the helper (``GET /.well-known/ccweb``): the audience CI tokens must carry, its extra
-git endpoints, and the issuers that allow interactive login. Fetched at most once per process."""
+git endpoints, and the issuers that allow interactive login.
+
+Fetched at most once per process. ``git`` starts the helper for every command, so ``get`` also keeps the
+document for ``TTL_SECONDS`` in ``discovery.json`` in the helper's cache directory (``cache.cache_dir``; the
+directory 0700, the file 0600 and replaced atomically), one entry per service URL: a CI job or a person
+with a cached login then spends one round trip to the service per git command, not two. An entry that is
+expired, dated in the future, for another URL or not readable as one is ignored and the document fetched
+again; a cache that cannot be written is simply not kept. Only a document the service answered with
+HTTP 200 and that names its git endpoints is kept.
+"""
 
 from __future__ import annotations
+
+import time
 
 from ccweb_helper.client import HelperError, request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, NamedTuple
 
+    from ccweb_helper.cache import Cache
     from ccweb_helper.client import ServiceURL
 
     class LoginIssuer(NamedTuple):
@@ -32,6 +45,10 @@ else:  # the same tuples without importing typing at run time
 
 
 _fetched: dict[str, Discovery] = {}
+TTL_SECONDS = 300
+FILE_NAME = "discovery.json"
+FILE_VERSION = 1
+MAX_SERVICES = 16  # entries kept in the file; the oldest go first
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -43,19 +60,39 @@ def cached() -> tuple[Discovery, ...]:
     return tuple(_fetched.values())
 
 
-def fetch(service: ServiceURL, seconds: float) -> Discovery:
-    """The service's discovery document; HelperError when it cannot be had or is not ccweb's."""
+def fetch(service: ServiceURL, seconds: float, env: Mapping[str, str] | None = None) -> Discovery:
+    """The service's discovery document; HelperError when it cannot be had or is not ccweb's.
+
+    With ``env`` (``get``: git is waiting) a document kept in the cache directory it names is used while
+    it is fresh, and one fetched is kept; without it, only this process's memory is used.
+    """
     known = _fetched.get(service.url)
     if known is not None:
         return known
+    store = _store(env) if env is not None else None
+    if store is not None:
+        remembered = _remembered(store, service, time.time())
+        if remembered is not None:
+            _fetched[service.url] = remembered
+            return remembered
     found = request(service, "GET", "/.well-known/ccweb", timeout=seconds)
-    body = found.body
-    endpoints = body.get("git_endpoints") if found.status == 200 else None
-    if not isinstance(endpoints, list):
+    discovered = _document(found.body if found.status == 200 else None)
+    if discovered is None:
         raise HelperError(
             f"{service.url}/.well-known/ccweb did not list git endpoints (HTTP {found.status}); check that "
             "CCWEB_URL (or git config ccweb.url) names the ccweb service."
         )
+    _fetched[service.url] = discovered
+    if store is not None:
+        _remember(store, service, found.body, time.time())
+    return discovered
+
+
+def _document(body: Any) -> Discovery | None:
+    """The Discovery a JSON object describes; None when it does not list git endpoints."""
+    endpoints = body.get("git_endpoints") if isinstance(body, dict) else None
+    if not isinstance(endpoints, list):
+        return None
     login = []
     offered = body.get("login")
     for item in offered if isinstance(offered, list) else []:
@@ -65,12 +102,51 @@ def fetch(service: ServiceURL, seconds: float) -> Discovery:
         if isinstance(name, str) and isinstance(issuer, str) and isinstance(client_id, str) and issuer and client_id:
             login.append(LoginIssuer(name, issuer.rstrip("/"), client_id, _strings(item.get("scopes")) or ("openid",)))
     audience = body.get("audience")
-    discovered = Discovery(
+    return Discovery(
         audience=audience if isinstance(audience, str) else "",
         git_endpoints=tuple(
             str(e.get("host", "")).lower() for e in endpoints if isinstance(e, dict) and e.get("host")
         ),
         login=tuple(login),
     )
-    _fetched[service.url] = discovered
-    return discovered
+
+
+# --- the file kept between processes -----------------------------------------------------------------------
+
+
+def _store(env: Mapping[str, str]) -> Cache:
+    from ccweb_helper.cache import Cache, cache_dir  # noqa: PLC0415 (only when a document is needed)
+
+    return Cache(cache_dir(env), FILE_NAME)
+
+
+def _entries(store: Cache) -> dict[str, Any]:
+    document = store.read()
+    entries = document.get("services") if document.get("version") == FILE_VERSION else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def _fresh(entry: Any, now: float) -> bool:
+    fetched = entry.get("fetched_at") if isinstance(entry, dict) else None
+    if isinstance(fetched, bool) or not isinstance(fetched, (int, float)):
+        return False
+    return 0 <= now - fetched < TTL_SECONDS  # a time in the future: the clock was changed, ask again
+
+
+def _remembered(store: Cache, service: ServiceURL, now: float) -> Discovery | None:
+    entry = _entries(store).get(service.url)
+    if not isinstance(entry, dict) or not _fresh(entry, now):
+        return None
+    return _document(entry.get("document"))
+
+
+def _remember(store: Cache, service: ServiceURL, body: dict[str, Any], now: float) -> None:
+    """Keep what the service said (the fields the helper reads) for the next process; best effort."""
+    entries = {url: entry for url, entry in _entries(store).items() if url != service.url and _fresh(entry, now)}
+    kept = sorted(entries.items(), key=lambda item: float(item[1]["fetched_at"]))[-(MAX_SERVICES - 1):]
+    document = {k: body[k] for k in ("audience", "git_endpoints", "login") if k in body}
+    entries = {**dict(kept), service.url: {"fetched_at": int(now), "document": document}}
+    import contextlib  # noqa: PLC0415
+
+    with contextlib.suppress(OSError):  # a cache directory that cannot be written: the next process asks again
+        store.write({"version": FILE_VERSION, "services": entries})

@@ -44,13 +44,13 @@ def _remote_url(req: Request) -> str:
     return f"{req.get('protocol')}://{req.get('host')}/{path}"
 
 
-def _advertised(service: ServiceURL, host: str, seconds: float) -> bool:
+def _advertised(service: ServiceURL, host: str, seconds: float, env: Mapping[str, str]) -> bool:
     """Whether ``host`` is one of the service's git endpoints (``GET /.well-known/ccweb``).
 
     A service that cannot be asked is a failure, not a "no": the helper was configured to speak for this
     host, and falling through would let git prompt or try a stale stored password.
     """
-    return host.lower() in discovery.fetch(service, seconds).git_endpoints
+    return host.lower() in discovery.fetch(service, seconds, env).git_endpoints
 
 
 def get(req: Request, env: Mapping[str, str], stderr: IO[str]) -> list[tuple[str, str]]:
@@ -64,7 +64,7 @@ def get(req: Request, env: Mapping[str, str], stderr: IO[str]) -> list[tuple[str
     configured = service_url(env, _remote_url(req))
     seconds = timeout(env)
     if parse_codecommit_host(host) is None and (
-        configured is None or not _advertised(parse_service_url(*configured), host, seconds)
+        configured is None or not _advertised(parse_service_url(*configured), host, seconds, env)
     ):
         return []  # not ours: let git ask the next helper
     if configured is None:
@@ -75,7 +75,7 @@ def get(req: Request, env: Mapping[str, str], stderr: IO[str]) -> list[tuple[str
     service = parse_service_url(*configured)
     if not req.get("path").strip("/"):
         raise HelperError(NO_PATH)
-    token = find_token(env, service, seconds, stderr=stderr).token
+    token = find_token(env, service, seconds, stderr=stderr, cached_discovery=True).token
     answer = request(
         service, "POST", "/v1/credentials", timeout=seconds, token=token,
         body={"protocol": protocol, "host": host, "path": req.get("path")},

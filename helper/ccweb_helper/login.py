@@ -25,6 +25,7 @@ from ccweb_helper import discovery
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.ci import is_jwt
 from ccweb_helper.client import HelperError, http_json, one_line
+from ccweb_helper.discovery import LoginIssuer
 
 # A cached token is the common case and needs none of base64, hashlib, hmac or secrets (imported where used).
 TYPE_CHECKING = False
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from typing import IO, Any, NamedTuple
 
     from ccweb_helper.client import ServiceURL
-    from ccweb_helper.discovery import LoginIssuer
 
 EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
 LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when it cannot be renewed just now
@@ -214,13 +214,13 @@ def new_entry(login: LoginIssuer, id_token: str, claims: Mapping[str, Any], refr
 
 
 def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr: IO[str],
-          interactive: bool) -> str | None:
+          interactive: bool, cached_discovery: bool = False) -> str | None:
     """A valid ID token for one of the service's login issuers: cached, refreshed, or from a new sign-in.
 
     None when there is none and ``interactive`` is False (or the service offers no login); HelperError when
     the login has expired and cannot be renewed without a person, or cannot be renewed just now.
     """
-    issuers = discovery.fetch(service, seconds).login
+    issuers = discovery.fetch(service, seconds, env if cached_discovery else None).login
     if not issuers:
         return None
     return token_for(issuers, Cache(cache_dir(env)), env, seconds, stderr=stderr, interactive=interactive)

@@ -98,23 +98,27 @@ def in_ci(env: Mapping[str, str]) -> bool:
 
 def find_token(
     env: Mapping[str, str], service: ServiceURL, seconds: float, *, stderr: IO[str], interactive: bool = True,
+    cached_discovery: bool = False,
 ) -> FoundToken:
     """The first token found, in the contract's order; HelperError with what to configure when there is none.
 
     ``interactive=False`` never starts a login (``doctor``, ``status``); under ``CI=true`` none starts either.
+    ``cached_discovery`` (``get``) lets the service's discovery document come from the helper's cache
+    directory while it is fresh (``discovery.fetch``).
     """
     token = explicit_token(env)
     if token is not None:
         return FoundToken(token, "CCWEB_TOKEN" if env.get("CCWEB_TOKEN", "").strip() else "CCWEB_TOKEN_FILE")
     from ccweb_helper import ci, discovery  # noqa: PLC0415 (only when no token was given)
 
-    found = ci.platform_token(env, lambda: discovery.fetch(service, seconds).audience, seconds)
+    remember = env if cached_discovery else None
+    found = ci.platform_token(env, lambda: discovery.fetch(service, seconds, remember).audience, seconds)
     if found is not None:
         return FoundToken(found.token, found.platform)
     from ccweb_helper import login  # noqa: PLC0415 (only when no CI platform gave one)
 
     person = interactive and not in_ci(env) and login.can_prompt(env, stderr)
-    token = login.token(service, env, seconds, stderr=stderr, interactive=person)
+    token = login.token(service, env, seconds, stderr=stderr, interactive=person, cached_discovery=cached_discovery)
     if token is not None:
         return FoundToken(token, "your ccweb-helper login")
     raise HelperError(no_token_sentence(env, service, seconds))
