@@ -1,0 +1,315 @@
+"""The service's discovery document kept between helper processes (``discovery.json`` in the cache directory):
+used while fresh, fetched again when expired, dated in the future, corrupt or for another service, one entry
+per service URL, 0600, and never in the way when it cannot be written. Against a loopback stand-in that counts
+what it is asked."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccweb_helper import discovery, login
+from ccweb_helper.cache import Cache
+from ccweb_helper.client import HelperError, ServiceURL, parse_service_url
+from support import home_env, serve_http
+
+CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
+ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n"
+JWT = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJjaSJ9.c2ln"  # the stand-in checks nothing: any JWT-shaped token
+REQUEST_TOKEN = "PLANTED-request-token-0c1d"
+
+
+class Service:
+    """``/.well-known/ccweb`` (``document``), a GitHub-style token endpoint and ``/v1/credentials``; counts."""
+
+    def __init__(self) -> None:
+        self.document: dict[str, Any] = {
+            "version": "1", "audience": "ccweb-ci", "git_endpoints": [{"host": "git.example.com", "region": "x"}],
+            "login": [{"name": "corp", "issuer": "https://idp.example.com/", "client_id": "ccweb-cli",
+                       "scopes": ["openid"]}],
+            "helper": "/helper",
+        }
+        self.status = 200
+        self.asked: list[str] = []
+
+    def answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        self.asked.append(path.split("?", 1)[0])
+        if path == "/.well-known/ccweb":
+            return self.status, self.document
+        if path.startswith("/token"):
+            return 200, {"value": JWT}
+        if path == "/v1/credentials":
+            return 200, {"username": "ASIAEXAMPLE", "password": "20261123T000000Zsig", "password_expiry_utc": 1}
+        return 404, {"error": "not_found"}
+
+
+@contextlib.contextmanager
+def running(service: Service) -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._reply()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self._reply()
+
+        def _reply(self) -> None:
+            status, body = service.answer(self.path)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with serve_http(Handler) as url:
+        yield url
+
+
+@pytest.fixture
+def service() -> Iterator[tuple[Service, ServiceURL]]:
+    stand_in = Service()
+    with running(stand_in) as url:
+        yield stand_in, parse_service_url(url, "CCWEB_URL")
+
+
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each fetch below is a new helper process: nothing remembered in memory."""
+    monkeypatch.setattr(discovery, "_fetched", {})
+
+
+def new_process() -> None:
+    discovery._fetched.clear()
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {"CCWEB_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def cache_file(tmp_path: Path) -> Path:
+    return tmp_path / "cache" / discovery.FILE_NAME
+
+
+def test_a_fresh_document_is_used_by_the_next_process_without_asking(
+    service: tuple[Service, ServiceURL], tmp_path: Path,
+) -> None:
+    stand_in, url = service
+    env = env_for(tmp_path)
+    first = discovery.fetch(url, 5, env)
+    new_process()
+    again = discovery.fetch(url, 5, env)
+    assert stand_in.asked == ["/.well-known/ccweb"]
+    assert again == first
+    assert first.audience == "ccweb-ci" and first.git_endpoints == ("git.example.com",)
+    assert first.login == (discovery.LoginIssuer("corp", "https://idp.example.com", "ccweb-cli", ("openid",)),)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_the_file_is_0600_in_a_0700_directory_and_holds_only_what_the_helper_reads(
+    service: tuple[Service, ServiceURL], tmp_path: Path,
+) -> None:
+    previous = os.umask(0)
+    try:
+        discovery.fetch(service[1], 5, env_for(tmp_path))
+    finally:
+        os.umask(previous)
+    path = cache_file(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    saved = json.loads(path.read_text())
+    assert saved["version"] == discovery.FILE_VERSION
+    assert set(saved["services"]) == {service[1].url}
+    assert set(saved["services"][service[1].url]["document"]) == {"audience", "git_endpoints", "login"}
+    assert [p.name for p in path.parent.iterdir()] == [discovery.FILE_NAME]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("age", [discovery.TTL_SECONDS, discovery.TTL_SECONDS * 10, -60],
+                         ids=["just-expired", "long-expired", "in-the-future"])
+def test_an_expired_or_future_entry_is_fetched_again_and_replaced(
+    service: tuple[Service, ServiceURL], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, age: int,
+) -> None:
+    stand_in, url = service
+    env = env_for(tmp_path)
+    discovery.fetch(url, 5, env)
+    stand_in.document["audience"] = "renamed"
+    now = discovery.time.time()
+    monkeypatch.setattr(discovery.time, "time", lambda: now + age)
+    new_process()
+    assert discovery.fetch(url, 5, env).audience == "renamed"
+    assert stand_in.asked == ["/.well-known/ccweb"] * 2
+    new_process()
+    assert discovery.fetch(url, 5, env).audience == "renamed"  # the new one is kept
+    assert len(stand_in.asked) == 2
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"not json", b"[]", b'{"version": 99, "services": {}}', b'{"version": 1, "services": []}',
+    b'{"version": 1, "services": {"URL": "x"}}',
+    b'{"version": 1, "services": {"URL": {"fetched_at": "now", "document": {"git_endpoints": []}}}}',
+    b'{"version": 1, "services": {"URL": {"fetched_at": true, "document": {"git_endpoints": []}}}}',
+    b'{"version": 1, "services": {"URL": {"fetched_at": NOW, "document": ["x"]}}}',
+    b'{"version": 1, "services": {"URL": {"fetched_at": NOW, "document": {"audience": "a"}}}}',
+    b"\xff\xfe" + b"x" * 100,
+], ids=["empty", "garbage", "list", "version", "services-list", "entry-string", "time-string", "time-bool",
+        "document-list", "no-endpoints", "binary"])
+def test_a_corrupt_cache_is_ignored_and_replaced(
+    service: tuple[Service, ServiceURL], tmp_path: Path, content: bytes,
+) -> None:
+    stand_in, url = service
+    path = cache_file(tmp_path)
+    path.parent.mkdir(mode=0o700)
+    now = str(int(discovery.time.time())).encode()
+    path.write_bytes(content.replace(b"URL", url.url.encode()).replace(b"NOW", now))
+    env = env_for(tmp_path)
+    assert discovery.fetch(url, 5, env).audience == "ccweb-ci"
+    assert stand_in.asked == ["/.well-known/ccweb"]
+    new_process()
+    discovery.fetch(url, 5, env)
+    assert stand_in.asked == ["/.well-known/ccweb"]  # replaced by a good one
+
+
+def test_a_cached_document_is_checked_like_a_fetched_one(
+    service: tuple[Service, ServiceURL], tmp_path: Path,
+) -> None:
+    stand_in, url = service
+    path = cache_file(tmp_path)
+    path.parent.mkdir(mode=0o700)
+    odd = {"audience": 5, "git_endpoints": [{"host": "GIT.Example.com"}, "x", {}], "login": [{"name": "n"}, 3]}
+    entry = {"fetched_at": int(discovery.time.time()), "document": odd}
+    path.write_text(json.dumps({"version": 1, "services": {url.url: entry}}))
+    found = discovery.fetch(url, 5, env_for(tmp_path))
+    assert found == discovery.Discovery(audience="", git_endpoints=("git.example.com",), login=())
+    assert stand_in.asked == []
+
+
+def test_each_service_url_has_its_own_entry(tmp_path: Path) -> None:
+    first, second = Service(), Service()
+    second.document["audience"] = "other"
+    env = env_for(tmp_path)
+    with running(first) as one, running(second) as two:
+        urls = parse_service_url(one, "CCWEB_URL"), parse_service_url(two, "CCWEB_URL")
+        assert [discovery.fetch(u, 5, env).audience for u in urls] == ["ccweb-ci", "other"]
+        new_process()
+        assert [discovery.fetch(u, 5, env).audience for u in urls] == ["ccweb-ci", "other"]
+    assert (first.asked, second.asked) == (["/.well-known/ccweb"], ["/.well-known/ccweb"])
+    assert set(json.loads(cache_file(tmp_path).read_text())["services"]) == {urls[0].url, urls[1].url}
+
+
+def test_the_file_keeps_a_bounded_number_of_services(service: tuple[Service, ServiceURL], tmp_path: Path) -> None:
+    path = cache_file(tmp_path)
+    path.parent.mkdir(mode=0o700)
+    now = int(discovery.time.time())
+    others = {f"https://s{n}.example.com": {"fetched_at": now - n, "document": {"git_endpoints": []}}
+              for n in range(40)}
+    path.write_text(json.dumps({"version": 1, "services": others}))
+    discovery.fetch(service[1], 5, env_for(tmp_path))
+    kept = json.loads(path.read_text())["services"]
+    assert len(kept) == discovery.MAX_SERVICES
+    assert service[1].url in kept and "https://s0.example.com" in kept and "https://s39.example.com" not in kept
+
+
+def test_a_refused_document_is_not_kept(service: tuple[Service, ServiceURL], tmp_path: Path) -> None:
+    stand_in, url = service
+    stand_in.status = 503
+    with pytest.raises(HelperError, match="did not list git endpoints"):
+        discovery.fetch(url, 5, env_for(tmp_path))
+    assert not cache_file(tmp_path).exists()
+
+
+def test_without_an_environment_the_file_is_neither_read_nor_written(
+    service: tuple[Service, ServiceURL], tmp_path: Path,
+) -> None:
+    stand_in, url = service
+    env = env_for(tmp_path)
+    discovery.fetch(url, 5, env)
+    new_process()
+    discovery.fetch(url, 5)  # doctor, status, setup, login: always what the service says now
+    assert len(stand_in.asked) == 2
+    cache_file(tmp_path).unlink()
+    new_process()
+    discovery.fetch(url, 5)
+    assert not cache_file(tmp_path).exists()
+
+
+def test_a_cache_directory_that_cannot_be_written_is_no_failure(
+    service: tuple[Service, ServiceURL], tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    env = {"CCWEB_CACHE_DIR": str(blocked / "cache")}  # below a regular file: never a directory
+    assert discovery.fetch(service[1], 5, env).audience == "ccweb-ci"
+    new_process()
+    assert discovery.fetch(service[1], 5, env).audience == "ccweb-ci"
+    assert len(service[0].asked) == 2
+
+
+def test_a_cached_login_token_source_reads_the_kept_document(
+    service: tuple[Service, ServiceURL], tmp_path: Path,
+) -> None:
+    stand_in, url = service
+    env = env_for(tmp_path)
+    entry = {"name": "corp", "issuer": "https://idp.example.com", "client_id": "ccweb-cli", "id_token": JWT,
+             "expires_at": int(discovery.time.time()) + 3600}
+    Cache(tmp_path / "cache").write({"version": login.CACHE_VERSION,
+                                     "logins": {"https://idp.example.com ccweb-cli": entry}})
+    for _ in range(2):
+        new_process()
+        assert login.token(url, env, 5, stderr=io.StringIO(), interactive=False, cached_discovery=True) == JWT
+    assert stand_in.asked == ["/.well-known/ccweb"]
+    new_process()
+    login.token(url, env, 5, stderr=io.StringIO(), interactive=False)  # `ccweb-helper status`: asks
+    assert len(stand_in.asked) == 2
+
+
+def test_git_in_a_github_actions_job_asks_the_service_for_its_audience_once(tmp_path: Path) -> None:
+    stand_in = Service()
+    home = tmp_path / "home"
+    home.mkdir()
+    with running(stand_in) as url:
+        env = home_env(home, XDG_CACHE_HOME=str(home / ".cache"), CCWEB_URL=url, CI="true", GITHUB_ACTIONS="true",
+                       ACTIONS_ID_TOKEN_REQUEST_URL=url + "/token?api-version=2.0",
+                       ACTIONS_ID_TOKEN_REQUEST_TOKEN=REQUEST_TOKEN)
+        for _ in range(3):
+            run = subprocess.run([sys.executable, "-m", "ccweb_helper", "get"], input=ATTRS, env=env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+            assert (run.returncode, run.stderr) == (0, ""), run.stderr
+            assert run.stdout.startswith("username=ASIAEXAMPLE\npassword=")
+    assert stand_in.asked == ["/.well-known/ccweb"] + ["/token", "/v1/credentials"] * 3
+    assert (home / ".cache" / "ccweb" / discovery.FILE_NAME).exists()
+
+
+@pytest.mark.parametrize("source", ["CCWEB_TOKEN", "GitHub Actions"])
+def test_get_over_http_imports_no_module_it_does_not_need(tmp_path: Path, source: str) -> None:
+    """What git waits for on every command: no http.client (its email parser), ssl (an http URL), typing,
+    subprocess (CCWEB_URL is set), tempfile, hashlib or secrets."""
+    stand_in = Service()
+    home = tmp_path / "home"
+    home.mkdir()
+    heavy = ("http.client", "email.parser", "ssl", "typing", "subprocess", "tempfile", "hashlib", "secrets")
+    code = ("import sys; from ccweb_helper.cli import main; status = main(['get']); "
+            f"sys.stderr.write(repr([m for m in {heavy!r} if m in sys.modules])); sys.exit(status)")
+    with running(stand_in) as url:
+        extra = {"CCWEB_TOKEN": JWT} if source == "CCWEB_TOKEN" else {
+            "CI": "true", "GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": url + "/token",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN}
+        env = home_env(home, XDG_CACHE_HOME=str(home / ".cache"), CCWEB_URL=url, **extra)
+        run = subprocess.run([sys.executable, "-c", code], input=ATTRS, env=env, capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("username=ASIAEXAMPLE\n")
+    assert run.stderr == "[]"
