@@ -20,6 +20,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from ccweb import __version__, audit
 from ccweb.config import Config
@@ -258,7 +259,8 @@ def create_app(
         },
     )
     async def credentials(request: Request) -> Response:
-        # The hot route: no dependencies (no thread-pool hop, no injection), the answer serialized once.
+        # The hot route: no dependencies (no thread-pool hop, no injection), the answer serialized once, and
+        # served by the plain Starlette route inserted below.
         state = policy.current  # one policy from start to end
         caller = await verified(bearer_token(request.headers.get("authorization")), state)
         # The body is read after the token is verified, so an unauthenticated caller learns nothing.
@@ -330,6 +332,10 @@ def create_app(
             "rule": rule.name,
             "role_arn": rule.role_arn,
         }, separators=(",", ":")), media_type="application/json")
+
+    # FastAPI's route for /v1/credentials stays for the OpenAPI document; requests go to this plain route
+    # ahead of it, which skips what FastAPI adds for every route (dependency solving, an exit stack).
+    app.router.routes.insert(0, Route("/v1/credentials", credentials, methods=["POST"]))
 
     @app.get("/v1/whoami", response_model=WhoAmI, responses={s: ERROR_RESPONSES[s] for s in (401, 429, 503)},
              summary="The verified identity and the rules it matches")
