@@ -189,6 +189,9 @@ def create_app(
         finally:
             if own_http:
                 await client.aclose()
+            close_sts = getattr(sts, "aclose", None)  # BotoSTS's HTTP client
+            if close_sts is not None:
+                await close_sts()
 
     app = FastAPI(
         title="ccweb",
