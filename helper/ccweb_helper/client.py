@@ -12,7 +12,6 @@ for an https URL; ``typing`` only by type checkers.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from urllib.parse import urlsplit
 
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 MAX_RESPONSE_BYTES = 1 << 20
 MAX_LINE_BYTES = 65536  # a status or header line, or a chunk size, as http.client allows
 MAX_HEADERS = 100
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 USER_AGENT = "ccweb-helper"
 
 
@@ -130,7 +128,7 @@ def http_json(
         target += "?" + parts.query
     origin = where or f"{parts.scheme}://{parts.netloc}"
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
-    if not all(_HEADER_VALUE.fullmatch(value) for value in sent.values()):
+    if not all(_header_value(value) for value in sent.values()):
         # Refused before anything is sent, and never quoted: the value is a token.
         raise HelperError(
             f"a credential to send to {what} holds characters an HTTP header cannot carry (a line break?); "
@@ -171,6 +169,11 @@ def http_json(
     except ValueError:
         parsed = None
     return Response(status, answer_headers, parsed if isinstance(parsed, dict) else None)
+
+
+def _header_value(value: str) -> bool:
+    """Whether ``value`` is only printable ASCII (``[\\x20-\\x7e]*``), so it cannot end the header early."""
+    return value.isascii() and value.isprintable()
 
 
 class BadAnswer(Exception):

@@ -7,7 +7,9 @@ Output is LF-only, and a value that would break the protocol (a newline or NUL) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class Request:
