@@ -220,10 +220,14 @@ def awscli(venv: Path) -> Path:
 # --- the helper -----------------------------------------------------------------------------------------
 
 
-def helper_command() -> tuple[list[str], str]:
+def helper_command(chosen: Path | None) -> tuple[list[str], str]:
     """The installed ``ccweb-helper`` and the interpreter its script starts (from its ``#!`` line)."""
     script = Path(sys.executable).parent / "ccweb-helper"
     found = str(script) if script.exists() else shutil.which("ccweb-helper")
+    if chosen is not None:
+        found = str(chosen) if chosen.is_file() and os.access(chosen, os.X_OK) else None
+        if found is None:
+            raise CouldNotRun(f"--helper {chosen} is not an executable file")
     if found is None:
         raise CouldNotRun(f"ccweb-helper is not installed for {sys.executable}; run: pip install .")
     with open(found, "rb") as handle:
@@ -309,6 +313,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_AWSCLI_VENV,
         help=f"the venv awscli is installed into once and reused (default {DEFAULT_AWSCLI_VENV})",
     )
+    parser.add_argument(
+        "--helper",
+        type=Path,
+        help="the ccweb-helper to time (default: the one installed next to this Python), e.g. from a regular, "
+        "not editable, install",
+    )
     parser.add_argument("--port", type=int, default=0, help="service port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (policy, service log)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
@@ -353,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in previous:
         signal.signal(sig, interrupted)
     try:
-        helper, interpreter = helper_command()
+        helper, interpreter = helper_command(args.helper)
         aws = awscli(args.awscli_venv)
         runner = LoopbackRunner()
         runner.start()
