@@ -27,6 +27,25 @@ UNMATCHED = "unmatched"
 """The ``route`` label of requests no route matches (the raw path would make the label unbounded)."""
 
 
+_pid = os.getpid()
+
+
+def _process_identifier() -> int:
+    return _pid
+
+
+def _forked() -> None:
+    global _pid  # noqa: PLW0603 (one value per process, reset in a forked child)
+    _pid = os.getpid()
+
+
+if values.ValueClass is not values.MutexValue:
+    # In multiprocess mode every update of a value asks os.getpid(), a system call, to notice a fork (five per
+    # request here). Ask once per process instead, and again in a forked child; values are made after this.
+    os.register_at_fork(after_in_child=_forked)
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)  # type: ignore[no-untyped-call]
+
+
 def multiprocess_dir() -> str | None:
     """The directory workers count in, when prometheus-client was imported in multiprocess mode."""
     path = os.environ.get(MULTIPROC_ENV)

@@ -28,7 +28,7 @@ class AwsCredentials:
 
 
 def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return hmac.digest(key, message.encode(), "sha256")
 
 
 def git_username(credentials: AwsCredentials) -> str:
@@ -52,7 +52,7 @@ def git_password(secret_access_key: str, *, hostname: str, path: str, region: st
     key = _hmac(key, region)
     key = _hmac(key, SERVICE)
     key = _hmac(key, "aws4_request")
-    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    signature = _hmac(key, string_to_sign).hex()
     return f"{timestamp}Z{signature}"
 
 
