@@ -232,7 +232,9 @@ def helper_command(chosen: Path | None) -> tuple[list[str], str]:
         raise CouldNotRun(f"ccweb-helper is not installed for {sys.executable}; run: pip install .")
     with open(found, "rb") as handle:
         first = handle.readline().decode(errors="replace").strip()
-    interpreter = first[2:].strip() if first.startswith("#!") and " " not in first[2:].strip() else sys.executable
+    interpreter = first[2:].strip() if first.startswith("#!") and " " not in first[2:].strip() else ""
+    if not Path(interpreter).name.startswith(("python", "pypy")):
+        interpreter = sys.executable  # not a Python script of its own: compare with this interpreter
     return [found], interpreter
 
 
