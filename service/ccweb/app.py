@@ -4,7 +4,7 @@
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ccweb import __version__, audit
 from ccweb.config import Config
@@ -193,7 +193,7 @@ def create_app(
             if close_sts is not None:
                 await close_sts()
 
-    app = FastAPI(
+    app = CcwebApp(
         title="ccweb",
         version=__version__,
         description="OIDC token in, CodeCommit git credential scoped by policy out.",
@@ -262,13 +262,17 @@ def create_app(
         },
     )
     async def credentials(request: Request) -> Response:
-        # The hot route: no dependencies (no thread-pool hop, no injection), the answer serialized once, and
-        # served by the plain Starlette route inserted below.
+        # Documents the route; requests reach issue() through the app's fast path (CcwebApp), not this.
+        return Response(await issue(request.headers.get("authorization"), request.body),
+                        media_type="application/json")
+
+    async def issue(authorization: str | None, read_body: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The credential for ``POST /v1/credentials``, as the JSON body of the 200; a ServiceError else."""
         state = policy.current  # one policy from start to end
-        caller = await verified(bearer_token(request.headers.get("authorization")), state)
+        caller = await verified(bearer_token(authorization), state)
         # The body is read after the token is verified, so an unauthenticated caller learns nothing.
         config = state.config
-        body = _credential_request(await request.body())
+        body = _credential_request(await read_body())
         claims = caller.claims
         who: dict[str, Any] = {
             "issuer": caller.issuer.name, "subject": caller.subject, "token_sha256": caller.sha256,
@@ -325,7 +329,7 @@ def create_app(
             expiry = min(expiry, int(session.expiration.timestamp()))
         audit.decision("issued", **who, **where, **decided)
         metrics.decided(rule.name, "issued")
-        return Response(json.dumps({
+        return json.dumps({
             "username": git_username(session),
             "password": password,
             "expires_at": _iso(expiry),
@@ -334,11 +338,45 @@ def create_app(
             "repository": target.repository,
             "rule": rule.name,
             "role_arn": rule.role_arn,
-        }, separators=(",", ":")), media_type="application/json")
+        }, separators=(",", ":")).encode()
 
-    # FastAPI's route for /v1/credentials stays for the OpenAPI document; requests go to this plain route
-    # ahead of it, which skips what FastAPI adds for every route (dependency solving, an exit stack).
-    app.router.routes.insert(0, Route("/v1/credentials", credentials, methods=["POST"]))
+    async def credentials_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+
+        async def read_body() -> bytes:
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise ClientGone
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    return bytes(body)
+
+        try:
+            payload = await issue(authorization, read_body)
+        except ClientGone:
+            return
+        except ServiceError as exc:
+            await _error(exc.status, exc.error, exc.detail, exc.headers())(scope, receive, send)
+            return
+        except Exception as exc:  # noqa: BLE001 (answered and logged as the app's own handler does)
+            await _unexpected(exc)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": payload})
+
+    # POST /v1/credentials, the route every git call takes, goes around FastAPI's layers (dependency solving,
+    # exit stacks, Request and Response objects), through ccweb's own middlewares only.
+    app.fast_paths[("POST", "/v1/credentials")] = RequestId(RequestMetrics(
+        RequestLimits(credentials_asgi), metrics=metrics, routes=app.router.routes
+    ))
 
     @app.get("/v1/whoami", response_model=WhoAmI, responses={s: ERROR_RESPONSES[s] for s in (401, 429, 503)},
              summary="The verified identity and the rules it matches")
@@ -450,6 +488,32 @@ def _error(status: int, error: str, detail: str, headers: dict[str, str] | None 
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+def _unexpected(exc: Exception) -> JSONResponse:
+    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+    return _error(500, "internal_error", "ccweb failed unexpectedly; the operators can find why in its log.",
+                  response_headers())
+
+
+class ClientGone(Exception):
+    """The client went away before its request body arrived: nothing to answer."""
+
+
+class CcwebApp(FastAPI):
+    """FastAPI, plus fast paths: pure ASGI apps that serve one (method, path) ahead of everything else."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_paths: dict[tuple[str, str], ASGIApp] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            fast = self.fast_paths.get((scope["method"], scope["path"]))
+            if fast is not None:
+                await fast(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def service_error(_: Request, exc: Exception) -> Response:
         if not isinstance(exc, ServiceError):
@@ -480,9 +544,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     async def unexpected(_: Request, exc: Exception) -> Response:
-        log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
-        return _error(500, "internal_error", "ccweb failed unexpectedly; the operators can find why in its log.",
-                      response_headers())
+        return _unexpected(exc)
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
