@@ -72,6 +72,7 @@ GOAL_RATIO = 0.10
 GOAL_STORE_MS = 15.0
 RUN_SECONDS = 60  # the longest one process may take
 TOKEN_TTL = 6 * 3600  # far from expiry: no refresh, no re-login while the bench runs
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AWSCLI_VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccweb-bench" / "awscli-venv"
 INSTALLED_MARK = ".ccweb-bench-installed"
 
@@ -220,6 +221,50 @@ def awscli(venv: Path) -> Path:
 # --- the helper -----------------------------------------------------------------------------------------
 
 
+def standalone_helper(workdir: Path) -> Path:
+    """``ccweb-helper`` as people install it: this repository's ``helper/`` distribution (standard library only),
+    a regular install alone in a venv of its own, built and installed with no network."""
+    wheels, venv = workdir / "wheels", workdir / "helper-venv"
+    log(f"installing this repository's helper/ into {venv}")
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(wheels),
+                str(ROOT / "helper"),
+            ],
+            check=True,
+            timeout=300,
+        )
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-index",
+                "--no-deps",
+                *map(str, wheels.glob("ccweb_helper-*.whl")),
+            ],
+            check=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CouldNotRun(f"cannot install the helper into {venv} ({exc})") from None
+    return venv / "bin" / "ccweb-helper"
+
+
 def helper_command(chosen: Path | None) -> tuple[list[str], str]:
     """The installed ``ccweb-helper`` and the interpreter its script starts (from its ``#!`` line)."""
     script = Path(sys.executable).parent / "ccweb-helper"
@@ -318,8 +363,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--helper",
         type=Path,
-        help="the ccweb-helper to time (default: the one installed next to this Python), e.g. from a regular, "
-        "not editable, install",
+        help="the ccweb-helper to time (default: this repository's helper/, installed alone in a fresh venv)",
+    )
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="time the ccweb-helper installed next to this Python instead (an editable install starts slower)",
     )
     parser.add_argument("--port", type=int, default=0, help="service port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (policy, service log)")
@@ -365,7 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     for sig in previous:
         signal.signal(sig, interrupted)
     try:
-        helper, interpreter = helper_command(args.helper)
+        chosen = args.helper
+        if chosen is None and not args.installed:
+            chosen = standalone_helper(workdir)
+        helper, interpreter = helper_command(chosen)
         aws = awscli(args.awscli_venv)
         runner = LoopbackRunner()
         runner.start()
