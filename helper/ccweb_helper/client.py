@@ -12,6 +12,7 @@ for an https URL; ``typing`` only by type checkers.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from ccweb_helper.hosts import is_loopback
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from io import BufferedReader
     from typing import Any, NamedTuple
 
@@ -211,9 +213,18 @@ def _exchange(
     sock = socket.create_connection((address, port or default_port), timeout=timeout)  # type: ignore[arg-type]
     try:
         if scheme == "https":
-            import ssl  # noqa: PLC0415 (only for https: it loads the system's certificate authorities)
+            import ssl  # noqa: PLC0415 (only for https)
 
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=hostname)
+            context, lazy = tls_context()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=hostname)
+            except ssl.SSLCertVerificationError:
+                if not lazy:
+                    raise
+                # Not in the hashed directory (a bundle edited by hand?): once more, with every authority loaded.
+                sock.close()
+                sock = socket.create_connection((address, port or default_port), timeout=timeout)  # type: ignore[arg-type]
+                sock = tls_context(every_authority=True)[0].wrap_socket(sock, server_hostname=hostname)
         sock.sendall(message)
         with sock.makefile("rb") as reader:
             status, answer_headers = _head(reader)
@@ -222,6 +233,33 @@ def _exchange(
             return status, answer_headers, _body(reader, method, status, answer_headers)
     finally:
         sock.close()
+
+
+def tls_context(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:
+    """The verifying TLS context, and whether it finds the certificate authorities lazily.
+
+    Loading the system's whole CA bundle costs OpenSSL 3 some 30 ms, at every git call. Where the system also
+    keeps its authorities as a hashed directory (Debian, Ubuntu, Alpine: ``update-ca-certificates`` keeps the
+    two in step), OpenSSL reads from it only the authority a server's chain names. ``SSL_CERT_FILE`` (a
+    company's bundle) always loads that bundle, as does ``every_authority``.
+    """
+    import ssl  # noqa: PLC0415
+
+    if not every_authority and not os.environ.get("SSL_CERT_FILE"):
+        directory = ssl.get_default_verify_paths().capath
+        if directory and _hashed(directory):
+            return ssl.create_default_context(capath=directory), True
+    return ssl.create_default_context(), False
+
+
+def _hashed(directory: str) -> bool:
+    """Whether ``directory`` holds certificates under OpenSSL's hashed names (``5ad8a5d6.0``)."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(len(name) == 10 and name.endswith(".0") and all(c in "0123456789abcdef" for c in name[:8])
+                       for name in (entry.name for entry in entries))
+    except OSError:
+        return False
 
 
 def _line(reader: BufferedReader) -> bytes:

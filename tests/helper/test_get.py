@@ -378,3 +378,67 @@ def test_ctrl_c_while_waiting_stops_git_without_a_traceback(home: Path) -> None:
     assert process.returncode == 130
     assert out == "quit=1\n"
     assert err.strip() == "ccweb: cancelled."
+
+
+def _hashed_directory(directory: Path, *certs: Path) -> Path:
+    """A CA directory the way ``update-ca-certificates`` leaves one: each certificate under OpenSSL's hash name."""
+    directory.mkdir()
+    for cert in certs:
+        name = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(cert)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        (directory / f"{name}.0").write_bytes(cert.read_bytes())
+    return directory
+
+
+def test_a_hashed_ca_directory_is_read_lazily_and_trusted_like_the_bundle(home: Path, tmp_path: Path) -> None:
+    from ccweb_helper.client import tls_context
+
+    cert, key = _certificate(tmp_path)
+    authorities = _hashed_directory(tmp_path / "certs", cert)
+    (tmp_path / "stranger").mkdir()
+    others = _hashed_directory(tmp_path / "others", _certificate(tmp_path / "stranger")[0])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    body = json.dumps({"username": "AKIA%tok", "password": "20261122T101500Z" + "0" * 64,
+                       "password_expiry_utc": 1795343400}).encode()
+    with canned(200, body, tls=context) as (url, seen):
+        trusted = helper(home, attrs(), CCWEB_URL=url, CCWEB_TOKEN="a.b.c", SSL_CERT_DIR=str(authorities))
+        elsewhere = helper(home, attrs(), CCWEB_URL=url, CCWEB_TOKEN="a.b.c", SSL_CERT_DIR=str(others))
+    assert trusted.code == 0, trusted.stderr
+    assert trusted.answer["password_expiry_utc"] == "1795343400"
+    elsewhere.assert_refused("could not be verified")  # not in that directory, nor in the system's bundle
+    assert len(seen) == 1
+    previous = os.environ.pop("SSL_CERT_FILE", None)
+    try:
+        os.environ["SSL_CERT_DIR"] = str(authorities)
+        assert tls_context()[1] is True  # lazily, from the hashed directory
+        os.environ["SSL_CERT_FILE"] = str(cert)
+        assert tls_context()[1] is False  # a bundle named by SSL_CERT_FILE is always loaded whole
+    finally:
+        os.environ.pop("SSL_CERT_DIR", None)
+        os.environ.pop("SSL_CERT_FILE", None)
+        if previous is not None:
+            os.environ["SSL_CERT_FILE"] = previous
+
+
+def test_an_authority_missing_from_the_hashed_directory_is_looked_for_in_every_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ccweb_helper import client
+
+    cert, key = _certificate(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    asked: list[bool] = []
+
+    def contexts(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:
+        asked.append(every_authority)
+        if every_authority:
+            return ssl.create_default_context(cafile=str(cert)), False
+        return ssl.create_default_context(cadata=""), True  # a directory without this server's authority
+
+    monkeypatch.setattr(client, "tls_context", contexts)
+    with canned(200, b'{"ok": true}', tls=server) as (url, seen):
+        answer = client.http_json(url + "/x", "the test service", timeout=10)
+    assert answer.status == 200 and answer.body == {"ok": True}
+    assert asked == [False, True] and len(seen) == 1
