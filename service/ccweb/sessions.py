@@ -6,31 +6,39 @@ requests for the same key share one STS call. The cache is bounded (least recent
 
 When STS throttles, answers 5xx, cannot be reached or hangs, the call is retried with jittered
 exponential backoff inside one total time budget (``aws.retry_budget_seconds``), and callers that join
-meanwhile wait for that same retrying call. botocore itself makes one attempt per call, so its retries
-never multiply the budget. A shared retry quota stops a crowd of distinct callers from turning an STS
+meanwhile wait for that same retrying call. Each attempt is one HTTP request, so no lower layer's retries
+multiply the budget. A shared retry quota stops a crowd of distinct callers from turning an STS
 brown-out into a retry storm. Refusals (AccessDenied, a bad policy) are never retried.
 
-boto3 blocks, so ``BotoSTS`` runs its calls in a thread pool of its own, ``STS_CONCURRENCY`` threads with as
-many pooled connections: a cold start of many identities at once (a fleet of CI jobs) makes its STS calls
-side by side instead of queueing behind asyncio's small default pool (min(32, CPUs + 4) threads) and
-botocore's 10 connections, and the pool also caps how many calls one worker has in flight at STS.
+``BotoSTS`` calls AssumeRole on the event loop itself: boto3 resolves the service's credentials, the STS
+endpoint and the signing region once; each call is a Query API request signed with botocore's SigV4 and sent
+with shared ``httpx.AsyncClient``s (pools of ``SHARD_CONNECTIONS``: httpcore's pool costs grow with the square
+of its size), its XML answer parsed with ElementTree. No thread per call (botocore's own call path costs
+milliseconds of CPU under the GIL, and 64 threads of it starved the event loop during a cold start of many
+identities); an ``asyncio.Semaphore`` caps the calls one worker has in flight at STS (``STS_CONCURRENCY``, as
+many pooled connections in all). It honours ``AWS_CA_BUNDLE`` and the proxy environment
+(``HTTPS_PROXY``, ``NO_PROXY``, …) as botocore would.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
+import os
 import random
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlencode, urlsplit
+from xml.etree import ElementTree
 
+import httpx
+
+from ccweb import __version__
 from ccweb.errors import UpstreamUnavailable
 from ccweb.metrics import Metrics
 from ccweb.signing import AwsCredentials
@@ -41,7 +49,11 @@ T = TypeVar("T")
 REFRESH_MARGIN_SECONDS = 15 * 60
 CHAINED_MAX_SECONDS = 3600  # STS's limit for a role assumed with credentials of another role
 STS_CONCURRENCY = 64
-"""AssumeRole calls one ``BotoSTS`` makes at once (its threads and pooled connections); more wait their turn."""
+"""AssumeRole calls one ``BotoSTS`` makes at once (and its pooled connections); more wait their turn."""
+SHARD_CONNECTIONS = 8
+"""Connections per ``httpx`` pool of a ``BotoSTS``; it keeps as many pools as ``concurrency`` needs."""
+STS_API_VERSION = "2011-06-15"
+FORM = "application/x-www-form-urlencoded; charset=utf-8"
 MAX_SESSIONS = 20_000
 """Sessions one cache (one worker) keeps. Each costs about 4 KiB of resident memory in a worker (1.5 KiB of
 objects, a real-length session token most of it, plus the heap it leaves behind; bench/memory), so a full
@@ -77,7 +89,14 @@ class STSClient(Protocol):
 
 
 class BotoSTS:
-    """AssumeRole with boto3, honouring the standard AWS environment (``AWS_ENDPOINT_URL_STS`` included)."""
+    """AssumeRole over asyncio: a request signed with botocore's SigV4, sent with a shared ``httpx.AsyncClient``.
+
+    boto3 serves once, at construction, for what it resolves: the service's credentials chain (environment,
+    IRSA web identity, instance role, …), the endpoint (``AWS_ENDPOINT_URL_STS``, regional and FIPS settings
+    included) and the signing region. No call runs in a thread, except the refresh of refreshable service
+    credentials when one is due (IMDS or web identity I/O). The client and the bound on calls in flight
+    belong to the event loop that first uses them (a later loop gets its own); ``aclose()`` closes them.
+    """
 
     def __init__(
         self,
@@ -90,64 +109,160 @@ class BotoSTS:
         max_attempts: int = 1,
         concurrency: int = STS_CONCURRENCY,
     ) -> None:
-        """``max_attempts`` is botocore's total per call; keep it 1 and let ``RetryPolicy`` retry, inside
-        its budget. ``concurrency``: calls in flight at once (threads, and botocore's pooled connections)."""
+        """``max_attempts`` is accepted for compatibility: each call is one HTTP attempt, and ``RetryPolicy``
+        retries, inside its budget. ``concurrency``: calls in flight at once (and pooled connections)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         import boto3  # noqa: PLC0415 (heavy; only the service needs it)
         from botocore.config import Config as BotoConfig  # noqa: PLC0415
 
-        # botocore logs whole STS response bodies (secret keys, session tokens) at DEBUG: never let it.
-        for name in ("botocore", "boto3"):
+        # botocore logs whole STS response bodies and request signatures at DEBUG, httpcore its exchanges:
+        # never let them.
+        for name in ("botocore", "boto3", "httpcore"):
             logger = logging.getLogger(name)
             if logger.level < logging.INFO:
                 logger.setLevel(logging.INFO)
         session = session or boto3.session.Session()
-        self._client = session.client(
+        client = session.client(
             "sts",
             region_name=region or session.region_name or "us-east-1",
             endpoint_url=endpoint_url,
-            config=BotoConfig(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"mode": "standard", "total_max_attempts": max_attempts},
-                max_pool_connections=concurrency,
-            ),
+            config=BotoConfig(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                              retries={"mode": "standard", "total_max_attempts": max_attempts}),
         )
+        self.endpoint_url: str = client.meta.endpoint_url
+        self.region: str = client.meta.region_name
+        self._credentials: Any = session.get_credentials()  # botocore resolved them for the client already
         self.concurrency = concurrency
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ccweb-sts")
+        self.max_attempts = max_attempts
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
+        # Made once, here (loading a CA bundle takes milliseconds), and shared by every client.
+        bundle = os.environ.get("AWS_CA_BUNDLE")
+        self._tls = ssl.create_default_context(cafile=bundle) if bundle else httpx.create_ssl_context(trust_env=True)
+        self._transport: _Transport | None = None
+
+    def _current(self) -> _Transport:
+        loop = asyncio.get_running_loop()
+        transport = self._transport
+        if transport is None or transport.loop is not loop:
+            # httpcore's pool rescans every connection for every queued request (quadratic in its size, several
+            # milliseconds a call at 64): pools of at most SHARD_CONNECTIONS, each call on the least busy one.
+            shards = -(-self.concurrency // SHARD_CONNECTIONS)
+            size = -(-self.concurrency // shards)
+            clients = [
+                httpx.AsyncClient(
+                    timeout=self._timeout,
+                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                    verify=self._tls,
+                    trust_env=True,  # HTTPS_PROXY, HTTP_PROXY, NO_PROXY, as botocore honours them
+                    follow_redirects=False,
+                    headers={"User-Agent": f"ccweb/{__version__}"},
+                )
+                for _ in range(shards)
+            ]
+            transport = self._transport = _Transport(loop, clients, [0] * shards,
+                                                     asyncio.Semaphore(self.concurrency), asyncio.Lock())
+        return transport
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (and its pooled connections); a later call opens a new one."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            for client in transport.clients:
+                await client.aclose()
+
+    async def _frozen_credentials(self, transport: _Transport) -> Any:
+        credentials = self._credentials
+        if credentials is None:
+            raise StsError("NoCredentials", "no AWS credentials found for the service (environment, web identity, "
+                           "shared files or instance role)", retryable=False)
+        due = getattr(credentials, "refresh_needed", None)
+        if due is None or not due():
+            return credentials.get_frozen_credentials()
+        async with transport.refreshing:  # one refresh at a time, off the event loop; its waiters reuse it
+            if not due():
+                return credentials.get_frozen_credentials()
+            try:
+                return await asyncio.to_thread(credentials.get_frozen_credentials)
+            except Exception as exc:  # noqa: BLE001 (whatever the provider raises; its words may hold secrets)
+                raise StsError(type(exc).__name__, "could not refresh the service's own AWS credentials",
+                               retryable=True) from None
 
     async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        # As asyncio.to_thread, in this client's own pool: the context (the request id of log lines) goes along.
-        call = functools.partial(contextvars.copy_context().run, self._assume_role, request)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        from botocore.auth import SigV4Auth  # noqa: PLC0415
+        from botocore.awsrequest import AWSRequest  # noqa: PLC0415
 
-    def _assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+        transport = self._current()
+        frozen = await self._frozen_credentials(transport)
+        body = urlencode({
+            "Action": "AssumeRole",
+            "Version": STS_API_VERSION,
+            "RoleArn": request.role_arn,
+            "RoleSessionName": request.session_name,
+            "SourceIdentity": request.source_identity,
+            "Policy": request.policy,
+            "DurationSeconds": str(request.duration_seconds),
+        }).encode()
+        async with transport.slots:
+            signed = AWSRequest(method="POST", url=self._url, data=body, headers={"Content-Type": FORM})
+            SigV4Auth(frozen, "sts", self.region).add_auth(signed)  # signed when sent: its date is now
+            # The least busy pool: with at most ``concurrency`` calls in flight, none holds more than its size.
+            shard = transport.load.index(min(transport.load))
+            transport.load[shard] += 1
+            try:
+                response = await transport.clients[shard].post(self._url, content=body,
+                                                               headers=dict(signed.headers.items()))
+            except httpx.HTTPError as exc:
+                raise StsError(type(exc).__name__, "could not reach STS", retryable=True) from None
+            finally:
+                transport.load[shard] -= 1
+        return _parse_assume_role(response.status_code, response.content)
 
+
+@dataclass(slots=True)
+class _Transport:
+    """What ``BotoSTS`` keeps per event loop: its HTTP clients and the calls in flight on each, the bound on calls
+    in flight, the refresh lock."""
+
+    loop: asyncio.AbstractEventLoop
+    clients: list[httpx.AsyncClient]
+    load: list[int]
+    slots: asyncio.Semaphore
+    refreshing: asyncio.Lock
+
+
+def _text(element: ElementTree.Element | None, path: str) -> str | None:
+    found = element.find(path) if element is not None else None
+    return found.text if found is not None else None
+
+
+def _parse_assume_role(status: int, body: bytes) -> AwsCredentials:
+    """STS's XML answer as credentials, or the ``StsError`` it says (never quoting the body: it may hold
+    credentials)."""
+    try:
+        # STS's own answer over TLS; expat expands no external entities and caps internal expansion.
+        root = ElementTree.fromstring(body)  # noqa: S314
+    except ElementTree.ParseError:
+        root = None
+    if status != 200:
+        error = root.find(".//{*}Error") if root is not None else None
+        code = _text(error, "{*}Code") or str(status)
+        message = _text(error, "{*}Message") or f"STS answered HTTP {status}"
+        retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
+        raise StsError(code, message, retryable=retryable)
+    creds = root.find("{*}AssumeRoleResult/{*}Credentials") if root is not None else None
+    key_id, secret = _text(creds, "{*}AccessKeyId"), _text(creds, "{*}SecretAccessKey")
+    token, expiration = _text(creds, "{*}SessionToken"), _text(creds, "{*}Expiration")
+    if key_id and secret and token and expiration:
         try:
-            response = self._client.assume_role(
-                RoleArn=request.role_arn,
-                RoleSessionName=request.session_name,
-                SourceIdentity=request.source_identity,
-                Policy=request.policy,
-                DurationSeconds=request.duration_seconds,
-            )
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "Unknown"))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            retryable = code in RETRYABLE_CODES or status >= 500 or status == 429
-            raise StsError(code, str(error.get("Message", "")), retryable=retryable) from None
-        except BotoCoreError as exc:
-            raise StsError(type(exc).__name__, "could not reach STS", retryable=True) from None
-        creds = response["Credentials"]
-        expiration = creds["Expiration"]
-        if isinstance(expiration, str):
-            expiration = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
-        return AwsCredentials(
-            creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"], expiration.astimezone(UTC)
-        )
+            expires = datetime.fromisoformat(expiration.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+            return AwsCredentials(key_id.strip(), secret.strip(), token.strip(), expires.astimezone(UTC))
+    raise StsError("MalformedResponse", "STS answered 200 without readable credentials", retryable=True)
 
 
 def full_jitter(ceiling: float) -> float:
