@@ -1,5 +1,5 @@
 """Upstream faults as a user sees them: STS throttling, failing, hanging or refusing (the sandbox's loopback
-STS stand-in, reached through boto3 and AWS_ENDPOINT_URL_STS), and an identity provider that throttles,
+STS stand-in, reached through BotoSTS and AWS_ENDPOINT_URL_STS), and an identity provider that throttles,
 fails, hangs or rotates its keys (a loopback issuer). Retry backoff runs on a fake clock; wall-clock bounds
 are asserted only where a real timeout is what cuts the wait."""
 
@@ -257,7 +257,7 @@ def test_a_key_first_seen_within_the_refetch_interval_waits_for_it(
     assert verifier(idp.token(clock.now)).subject == "u-1"
 
 
-# --- STS through boto3 ---------------------------------------------------------------------------------
+# --- STS through BotoSTS -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,7 @@ def test_sts_faults_as_the_user_sees_them(  # noqa: PLR0917 (one row of the tabl
         with caplog.at_level(logging.INFO):
             response = service.credentials()
         assert response.status_code == status, response.text
-        assert sts.requests == requests  # botocore made one attempt per retry: no hidden retries
+        assert sts.requests == requests  # one HTTP attempt per retry: no hidden retries
         assert service.time.sleeps == slept
         assert service.time.now <= 8  # aws.retry_budget_seconds
         if status == 200:

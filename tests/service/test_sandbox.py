@@ -15,7 +15,7 @@ import pytest
 from ccweb.sandbox.gitserver import create_demo_repository, create_git_app, policy_allows
 from ccweb.sandbox.sts import DevSession, DevSTSStore, StsFault, create_sts_app
 from ccweb.sessions import AssumeRoleRequest, BotoSTS, StsError
-from ccweb.signing import git_password, git_username
+from ccweb.signing import AwsCredentials, git_password, git_username
 from support import serve
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
@@ -149,7 +149,7 @@ def test_sts_stand_in_validates_like_sts(args: tuple[str, str, str, str | None, 
     assert raised.value.code == code
 
 
-def test_boto3_speaks_to_the_sts_stand_in(store: DevSTSStore) -> None:
+def test_boto_sts_speaks_to_the_sts_stand_in(store: DevSTSStore) -> None:
     import asyncio
 
     import boto3
@@ -157,17 +157,27 @@ def test_boto3_speaks_to_the_sts_stand_in(store: DevSTSStore) -> None:
     with serve(create_sts_app(store)) as url:
         boto = boto3.session.Session(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x", region_name=REGION)
         sts = BotoSTS(session=boto, region=REGION, endpoint_url=url, max_attempts=1)
-        creds = asyncio.run(sts.assume_role(AssumeRoleRequest(ROLE, "dana", "dana@example.com",
-                                                               session_policy("codecommit:GitPull"), 900)))
+
+        async def scenario() -> tuple[AwsCredentials, StsError]:
+            try:
+                creds = await sts.assume_role(AssumeRoleRequest(ROLE, "dana", "dana@example.com",
+                                                                session_policy("codecommit:GitPull"), 900))
+                with pytest.raises(StsError) as raised:
+                    await sts.assume_role(AssumeRoleRequest(ROLE, "dana", "dana", "{", 900))
+                return creds, raised.value
+            finally:
+                await sts.aclose()
+
+        creds, error = asyncio.run(scenario())
         issued = store.lookup(creds.access_key_id)
         assert issued is not None
         assert issued.source_identity == "dana@example.com"
         assert issued.credentials.secret_access_key == creds.secret_access_key
+        assert issued.credentials.session_token == creds.session_token
         assert creds.expiration is not None and creds.expiration > datetime.now(UTC)
-        with pytest.raises(StsError) as raised:
-            asyncio.run(sts.assume_role(AssumeRoleRequest(ROLE, "dana", "dana", "{", 900)))
-        assert raised.value.code == "MalformedPolicyDocument"
-        assert not raised.value.retryable
+        assert creds.expiration == issued.credentials.expiration
+        assert error.code == "MalformedPolicyDocument"
+        assert not error.retryable
         unsigned = httpx.post(url, data={"Action": "AssumeRole", "RoleArn": ROLE})
         assert unsigned.status_code == 403
         assert "MissingAuthenticationToken" in unsigned.text
