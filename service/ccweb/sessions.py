@@ -443,6 +443,15 @@ class SessionCache:
                     "AWS STS is failing or throttling right now; try again in a few seconds.",
                     reason="sts_unavailable",
                 ) from None
+            if exc.code == "NoCredentials":
+                self.upstream_error = exc.code
+                log.warning("AssumeRole %s: the service has no AWS credentials of its own", request.role_arn)
+                raise UpstreamUnavailable(
+                    "ccweb has no AWS credentials of its own to assume roles with; ask the ccweb operators to give "
+                    "the service an AWS identity (IRSA, an instance role, or AWS_* variables).",
+                    reason="sts_no_credentials",
+                    retry_after=60,
+                ) from None
             raise UpstreamUnavailable(
                 f"AWS refused to let ccweb assume the role {request.role_arn} ({exc.code}); "
                 "ask the ccweb operators to check that role's trust policy and permissions.",

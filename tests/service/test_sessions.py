@@ -882,3 +882,24 @@ def test_aws_ca_bundle_is_the_trust_for_sts(aws_env: None, monkeypatch: pytest.M
         [creds] = assume(BotoSTS(session=boto3.session.Session(), endpoint_url=url), REQUEST)
     assert (creds.access_key_id, creds.secret_access_key) == ("ASIAPLANTED", PLANTED_SECRET)
     assert creds.expiration == datetime(2099, 1, 1, tzinfo=UTC)
+
+
+def test_a_service_without_credentials_tells_the_caller_who_can_fix_it(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    for name in ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    cache = SessionCache(BotoSTS(session=boto3.session.Session(), endpoint_url="http://127.0.0.1:9"))
+
+    async def run() -> UpstreamUnavailable:
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await cache.get(("rule", "corp", "alice"), REQUEST)
+        return raised.value
+
+    error = asyncio.run(run())
+    assert (error.status, error.reason, error.retry_after) == (503, "sts_no_credentials", 60)
+    assert "no AWS credentials of its own" in error.detail and "trust policy" not in error.detail
+    assert cache.sts_calls == 1  # not retried: nothing will change until the operators act
