@@ -13,10 +13,12 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import threading
 from typing import Any
 
 from fastapi import FastAPI
+from uvicorn.config import Config
 from uvicorn.supervisors import Multiprocess
 
 from ccweb import limits, logs, metrics
@@ -55,10 +57,76 @@ def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
     }
 
 
+def listening_socket(host: str, port: int, backlog: int, *, share_port: bool = False) -> socket.socket:
+    """A TCP listening socket, inheritable by the workers. It says IPPROTO_TCP, not 0 as uvicorn's does:
+    asyncio sets TCP_NODELAY only on sockets that say TCP, and without it every keep-alive request behind a
+    load balancer waits about 40 ms for a delayed ACK (Nagle). ``share_port``: SO_REUSEPORT, so that every
+    worker can listen on the same port with a socket of its own."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, except that SIGHUP goes on to every worker, which reloads the policy in
-    place. (uvicorn's own SIGHUP replaces every worker: each would lose its cached STS sessions, and with an
-    invalid file the first replacement would fail to start.)"""
+    """uvicorn's worker supervisor, except that:
+
+    - SIGHUP goes on to every worker, which reloads the policy in place. (uvicorn's own SIGHUP replaces every
+      worker: each would lose its cached STS sessions, and with an invalid file the first replacement would
+      fail to start.)
+    - With ``port`` (Linux), every worker gets a listening socket of its own on that port (SO_REUSEPORT), and
+      the kernel spreads new connections evenly across them. With one shared socket, the worker that wakes
+      first takes every connection waiting (asyncio accepts up to the backlog at once): a burst of clients, or
+      a load balancer opening its pool of keep-alive connections, can land on a single worker while the
+      others idle. This process hands each socket to one worker and closes its own copy, so no socket is left
+      that nobody accepts on; a worker's socket closes with it, and its replacement gets a new one.
+    """
+
+    def __init__(self, config: Config, sockets: list[socket.socket], *, port: int | None = None) -> None:
+        super().__init__(config, sockets)
+        self._port = port
+        self._handed: list[socket.socket] = []
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """What the next worker started listens on (uvicorn reads this for every worker it starts)."""
+        if self._port is None:
+            return self._shared
+        sock = self._shared.pop() if self._shared else listening_socket(
+            self.config.host, self._port, self.config.backlog, share_port=True
+        )
+        self._handed.append(sock)
+        return [sock]
+
+    @sockets.setter
+    def sockets(self, value: list[socket.socket]) -> None:
+        self._shared = list(value)
+
+    def _close_handed(self) -> None:
+        # A started worker holds its own descriptor (spawn passes it at exec): this process's copy can go.
+        while self._handed:
+            self._handed.pop().close()
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        self._close_handed()
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()
+        self._close_handed()
+
+    def handle_signals(self) -> None:
+        super().handle_signals()  # SIGTTIN starts one more worker
+        self._close_handed()
 
     def handle_hup(self) -> None:
         for process in self.processes:
@@ -74,11 +142,11 @@ def run_workers(app: str = APP, **options: Any) -> None:
     import uvicorn  # noqa: PLC0415
 
     config = uvicorn.Config(app, factory=True, **options)
-    # uvicorn's socket says protocol 0, and asyncio sets TCP_NODELAY only on sockets that say TCP: recreated
-    # from the descriptor, the protocol is read back as TCP, so every worker answers without Nagle's 40 ms wait.
-    sock = socket.socket(fileno=config.bind_socket().detach())
+    per_worker = sys.platform == "linux"  # elsewhere SO_REUSEPORT does not spread connections: one shared socket
+    sock = listening_socket(config.host, config.port, config.backlog, share_port=per_worker)
+    port = sock.getsockname()[1] if per_worker else None  # the port chosen for port 0, for the other workers
     try:
         with metrics.multiprocess_directory():
-            Supervisor(config, sockets=[sock]).run()
+            Supervisor(config, sockets=[sock], port=port).run()
     finally:
         sock.close()

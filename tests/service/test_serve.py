@@ -75,13 +75,58 @@ def test_serve_runs_two_workers_from_the_environment_config(tmp_path: Path) -> N
         denied = httpx.post(f"http://127.0.0.1:{port}/v1/credentials", json={})
         assert denied.status_code == 401
         assert denied.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+        if sys.platform == "linux":
+            # 64 clients connecting at once (CI jobs starting together, a load balancer filling its pool) are
+            # spread over both workers, not all taken by whichever woke first.
+            clients = []
+            for _ in range(64):  # all connecting at once, as wrk or a crowd of jobs do
+                client = socket.socket()
+                client.setblocking(False)
+                client.connect_ex(("127.0.0.1", port))
+                clients.append(client)
+            try:
+                held = _connections_by_worker(server.pid, port, expected=64)
+            finally:
+                for client in clients:
+                    client.close()
+            assert len(held) == 2 and min(held.values()) >= 8, held
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
     assert "Traceback" not in stderr
 
 
-def test_workers_share_a_socket_that_says_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
+def _connections_by_worker(master: int, port: int, expected: int) -> dict[int, int]:
+    """How many established connections to ``port`` each worker (child of ``master``) holds, once ``expected``
+    are accepted (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        established = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                        established.add(fields[9])  # the socket's inode
+        held: dict[int, int] = {}
+        for child in Path("/proc").iterdir():
+            if not child.name.isdigit():
+                continue
+            try:
+                if int((child / "stat").read_text().rsplit(")", 1)[1].split()[1]) != master:
+                    continue
+                inodes = {os.readlink(fd).removeprefix("socket:[").rstrip("]") for fd in (child / "fd").iterdir()}
+            except OSError:
+                continue
+            count = len(inodes & established)
+            if count:
+                held[int(child.name)] = count
+        if sum(held.values()) >= expected or time.monotonic() > deadline:
+            return held
+        time.sleep(0.1)
+
+
+def test_workers_listen_on_sockets_that_say_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
     """asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose protocol says TCP; without it
     every keep-alive request behind a load balancer waited about 40 ms for a delayed ACK."""
     from ccweb import server
@@ -89,12 +134,16 @@ def test_workers_share_a_socket_that_says_tcp(monkeypatch: pytest.MonkeyPatch) -
     seen: list[socket.socket] = []
 
     class Recorder:
-        def __init__(self, _: object, sockets: list[socket.socket]) -> None:
+        def __init__(self, _: object, sockets: list[socket.socket], port: int | None) -> None:
             seen.extend(sockets)
+            self.port = port
 
         def run(self) -> None:
             assert seen[0].proto == socket.IPPROTO_TCP
             assert seen[0].type == socket.SOCK_STREAM
+            if sys.platform == "linux":  # every worker listens on a socket of its own, on the same port
+                assert seen[0].getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+                assert self.port == seen[0].getsockname()[1] != 0
 
     monkeypatch.setattr(server, "Supervisor", Recorder)
     server.run_workers(host="127.0.0.1", port=0, workers=2)
