@@ -29,12 +29,9 @@ import contextlib
 import json
 import os
 import resource
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -53,8 +50,10 @@ from common import (
     http_ok,
     log,
     policy,
+    run_bench,
     server_outcomes,
     service_environment,
+    start_logged,
     stop_service,
     workers,
 )
@@ -87,15 +86,7 @@ def start_service(
     service_log = workdir / f"service-{worker_count}w.log"
     command = [*ccweb_command(), "serve", "--config", str(config), "--host", HOST, "--port", str(port)]
     command += ["--workers", str(worker_count)]
-    with service_log.open("wb") as log_handle:
-        service = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log_handle,
-            stderr=log_handle,
-            env=service_environment(runner.sts_url),
-            start_new_session=True,
-        )
+    service = start_logged(command, service_log, service_environment(runner.sts_url))
     try:
         _wait_up(service, url, service_log, worker_count)
     except BaseException:
@@ -486,21 +477,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import ccweb  # noqa: F401, PLC0415
-    except ImportError:
-        print(f"bench/burst: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="ccweb-burst-"))
+    return run_bench("bench/burst", lambda workdir: run(args, workdir), keep=args.keep, bound=TIME_BOUND_SECONDS)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
     runner: LoopbackRunner | None = None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
-
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in previous:
-        signal.signal(sig, interrupted)
-    signal.alarm(TIME_BOUND_SECONDS)  # a bound on everything: SIGALRM stops it like Ctrl-C
     runs: list[dict[str, Any]] = []
     try:
         raise_open_files(2 * args.requests + 512)
@@ -523,22 +504,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0 if result["pass"] else 1
-    except KeyboardInterrupt as exc:
-        print(f"bench/burst: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
-        return 2
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench/burst: {exc}", file=sys.stderr)
-        return 2
     finally:
-        signal.alarm(0)
         if runner is not None:
             runner.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep:
-            print(f"bench/burst: kept {workdir} (policy.yaml, service logs)", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +186,15 @@ def service_environment(sts_url: str) -> dict[str, str]:
         }
     )
     return env
+
+
+def start_logged(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``command`` in a process group of its own (``stop_service`` stops it whole), stdin closed, its output
+    in ``log_path``."""
+    with log_path.open("wb") as handle:
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle, env=env, start_new_session=True
+        )
 
 
 def children(pid: int) -> list[int]:
@@ -402,3 +414,64 @@ def server_outcomes(log_path: Path) -> tuple[dict[str, int], list[str]]:
             elif entry.get("level") in ("error", "critical") and len(problems) < 5:
                 problems.append(text.strip()[:300])
     return outcomes, problems
+
+
+# --- a run: checks, a work directory, signals, exit status ----------------------------------------------
+
+
+class CouldNotRun(Exception):
+    """The benchmark could not run (exit status 2); the message says why."""
+
+
+def run_bench(
+    name: str,
+    body: Callable[[Path], int],
+    *,
+    keep: bool = False,
+    bound: float | None = None,
+    needs_wrk: bool = False,
+) -> int:
+    """Run ``body(workdir)`` and return its exit status, or 2 when it could not run.
+
+    Before: wrk (``needs_wrk``) and ccweb must be installed. Around: a fresh work directory, removed after
+    unless ``keep``; SIGINT, SIGTERM and, after ``bound`` seconds, SIGALRM raise KeyboardInterrupt, so that
+    every ``finally`` in ``body`` stops what it started.
+    """
+    if needs_wrk and shutil.which("wrk") is None:
+        print(
+            f"{name} needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS).", file=sys.stderr
+        )
+        return 2
+    try:
+        import ccweb  # noqa: F401, PLC0415
+    except ImportError:
+        print(f"{name}: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix=f"ccweb-{name.rsplit('/', 1)[-1]}-"))
+    signals = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGALRM,) if bound else ())
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def interrupted(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in signals:
+        signal.signal(sig, interrupted)
+    if bound:
+        signal.alarm(math.ceil(bound))  # a bound on everything: SIGALRM stops it like Ctrl-C
+    try:
+        return body(workdir)
+    except KeyboardInterrupt as exc:
+        print(f"{name}: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
+        return 2
+    except (CouldNotRun, RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bound:
+            signal.alarm(0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if keep:
+            print(f"{name}: kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)

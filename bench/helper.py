@@ -38,11 +38,9 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -54,12 +52,15 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     HOST,
+    CouldNotRun,
     LoopbackRunner,
     ccweb_command,
     free_port,
     log,
     policy,
+    run_bench,
     service_environment,
+    start_logged,
     stop_service,
     wait_until_up,
 )
@@ -75,10 +76,6 @@ TOKEN_TTL = 6 * 3600  # far from expiry: no refresh, no re-login while the bench
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_AWSCLI_VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccweb-bench" / "awscli-venv"
 INSTALLED_MARK = ".ccweb-bench-installed"
-
-
-class CouldNotRun(Exception):
-    """The bench cannot measure (exit 2)."""
 
 
 class Failed(Exception):
@@ -396,23 +393,13 @@ def identity(name: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import ccweb  # noqa: F401, PLC0415
-        import ccweb_helper  # noqa: F401, PLC0415
-    except ImportError:
-        print(f"bench/helper: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="ccweb-bench-helper-"))
+    return run_bench("bench/helper", lambda workdir: run(args, workdir), keep=args.keep)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
     runner: LoopbackRunner | None = None
     github: GitHubTokenService | None = None
     service: subprocess.Popen[bytes] | None = None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in previous:
-        signal.signal(sig, interrupted)
     try:
         chosen = args.helper
         if chosen is None and not args.installed:
@@ -436,15 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [*ccweb_command(), "serve", "--config", str(config), "--host", HOST, "--port", str(port)]
         command += ["--workers", "1"]
         log("starting: " + " ".join(command))
-        with service_log.open("wb") as log_handle:
-            service = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=log_handle,
-                env=service_environment(runner.sts_url),
-                start_new_session=True,
-            )
+        service = start_logged(command, service_log, service_environment(runner.sts_url))
         wait_until_up(service, url, service_log, count=0)  # --workers 1: uvicorn serves in the process itself
         log(f"ccweb serve is up: pid {service.pid}")
 
@@ -564,15 +543,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0 if passed else 1
-    except KeyboardInterrupt as exc:
-        print(f"bench/helper: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
-        return 2
     except Failed as exc:
         print(f"bench/helper: FAIL: {exc}", file=sys.stderr)
         return 1
-    except (CouldNotRun, RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        print(f"bench/helper: {exc}", file=sys.stderr)
-        return 2
     finally:
         if service is not None:
             stop_service(service)
@@ -580,12 +553,6 @@ def main(argv: list[str] | None = None) -> int:
             github.stop()
         if runner is not None:
             runner.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep:
-            print(f"bench/helper: kept {workdir} (policy.yaml, service.log, home/)", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from burst import (
@@ -45,7 +41,7 @@ from burst import (
     service_pids,
     start_service,
 )
-from common import HOST, READ_REPOS, WRITE_REPOS, LoopbackRunner, log, server_outcomes, stop_service
+from common import HOST, READ_REPOS, WRITE_REPOS, LoopbackRunner, log, run_bench, server_outcomes, stop_service
 
 TIME_BOUND_SECONDS = 1800
 MAX_ROUNDS = 60
@@ -184,22 +180,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        from ccweb.sessions import SessionCache  # noqa: PLC0415
-    except ImportError:
-        print(f"bench/memory: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="ccweb-memory-"))
+    return run_bench("bench/memory", lambda workdir: run(args, workdir), keep=args.keep, bound=TIME_BOUND_SECONDS)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
+    from ccweb.sessions import SessionCache  # noqa: PLC0415 (installed: run_bench checked)
+
     runner: LoopbackRunner | None = None
     service: subprocess.Popen[bytes] | None = None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
-
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in previous:
-        signal.signal(sig, interrupted)
-    signal.alarm(TIME_BOUND_SECONDS)  # a bound on everything: SIGALRM stops it like Ctrl-C
     try:
         raise_open_files(4 * args.concurrency + 1024)
         runner = LoopbackRunner()
@@ -320,24 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0 if result["pass"] else 1
-    except KeyboardInterrupt as exc:
-        print(f"bench/memory: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
-        return 2
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench/memory: {exc}", file=sys.stderr)
-        return 2
     finally:
-        signal.alarm(0)
         if service is not None:
             stop_service(service)
         if runner is not None:
             runner.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep:
-            print(f"bench/memory: kept {workdir} (policy.yaml, service log)", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

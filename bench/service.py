@@ -23,14 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
@@ -43,8 +40,10 @@ from common import (
     free_port,
     log,
     policy,
+    run_bench,
     server_outcomes,
     service_environment,
+    start_logged,
     stop_service,
     wait_until_up,
     workers,
@@ -79,13 +78,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy on PATH: pip install py-spy")
     return args
-
-
-def start(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log_path.open("wb") as handle:
-        return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle, env=env, start_new_session=True
-        )
 
 
 def prime(wrk: Wrk, runner: LoopbackRunner, identities: int, connections: int, deadline: float) -> list[Run]:
@@ -137,31 +129,15 @@ def profile(wrk: Wrk, pids: list[int], seconds: int, connections: int, out: Path
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(
-            "bench/service needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS).",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        import ccweb  # noqa: F401, PLC0415
-    except ImportError:
-        print(f"bench/service: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
-        return 2
+    return run_bench("bench/service", lambda workdir: run(args, workdir), keep=args.keep, needs_wrk=True)
 
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
     planned = 120 + args.rounds * 2 * args.seconds + args.paced_seconds + (args.seconds if args.profile else 0)
     deadline = time.monotonic() + planned + 240
-    workdir = Path(tempfile.mkdtemp(prefix="ccweb-bench-service-"))
     runner: LoopbackRunner | None = None
     processes: list[subprocess.Popen[bytes]] = []
     wrks: list[Wrk] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in previous:
-        signal.signal(sig, interrupted)
     try:
         runner = LoopbackRunner()
         runner.start()
@@ -188,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             "--workers",
             "2",
         ]
-        service = start(command, service_log, env)
+        service = start_logged(command, service_log, env)
         processes.append(service)
-        echo = start([sys.executable, str(HERE / "echo.py"), "--port", str(echo_port), "--workers", "2"], echo_log, env)
+        echo = start_logged(
+            [sys.executable, str(HERE / "echo.py"), "--port", str(echo_port), "--workers", "2"], echo_log, env
+        )
         processes.append(echo)
         wait_until_up(service, ccweb_url, service_log)
         wait_until_up(echo, echo_url, echo_log)  # its /healthz is the echo too (GET, empty body: JSON null)
@@ -285,12 +263,6 @@ def main(argv: list[str] | None = None) -> int:
             }
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0 if passed else 1
-    except KeyboardInterrupt as exc:
-        print(f"bench/service: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
-        return 2
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench/service: {exc}", file=sys.stderr)
-        return 2
     finally:
         for wrk in wrks:
             wrk.kill()
@@ -298,12 +270,6 @@ def main(argv: list[str] | None = None) -> int:
             stop_service(process)
         if runner is not None:
             runner.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep:
-            print(f"bench/service: kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,8 +47,10 @@ from common import (
     free_port,
     log,
     policy,
+    run_bench,
     server_outcomes,
     service_environment,
+    start_logged,
     stop_service,
     wait_until_up,
     workers,
@@ -96,33 +95,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print(
-            "bench/soak needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu), brew install wrk (macOS).",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        import ccweb  # noqa: F401, PLC0415
-    except ImportError:
-        print(f"bench/soak: ccweb is not installed for {sys.executable}; run: pip install .", file=sys.stderr)
-        return 2
+    return run_bench("bench/soak", lambda workdir: run(args, workdir), keep=args.keep, needs_wrk=True)
 
+
+def run(args: argparse.Namespace, workdir: Path) -> int:
     soak_seconds = int(args.minutes * 60)
     planned = 15 + (0 if args.rate else args.calibrate) + args.warmup + soak_seconds
     deadline = time.monotonic() + planned + 240  # everything, with start-up and slack, or stop
-    workdir = Path(tempfile.mkdtemp(prefix="ccweb-soak-"))
     runner: LoopbackRunner | None = None
     service: subprocess.Popen[bytes] | None = None
     sampler: Sampler | None = None
     wrk: Wrk | None = None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for sig in previous:
-        signal.signal(sig, interrupted)
     result: dict[str, Any] = {}
     try:
         runner = LoopbackRunner()
@@ -154,15 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "2",
         ]
         log("starting: " + " ".join(command))
-        with service_log.open("wb") as log_handle:
-            service = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_handle,
-                stderr=log_handle,
-                env=service_environment(runner.sts_url),
-                start_new_session=True,
-            )
+        service = start_logged(command, service_log, service_environment(runner.sts_url))
         wait_until_up(service, url, service_log)
         first_workers = workers(service.pid)
         log(f"ccweb serve is up: master {service.pid}, workers {first_workers}")
@@ -296,12 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0 if result["pass"] else 1
-    except KeyboardInterrupt as exc:
-        print(f"bench/soak: interrupted ({exc}); stopping everything it started.", file=sys.stderr)
-        return 2
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench/soak: {exc}", file=sys.stderr)
-        return 2
     finally:
         if wrk is not None:
             wrk.kill()
@@ -311,12 +280,6 @@ def main(argv: list[str] | None = None) -> int:
             stop_service(service)
         if runner is not None:
             runner.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if args.keep:
-            print(f"bench/soak: kept {workdir} (policy.yaml, requests.tsv, service.log, rss.csv)", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
