@@ -7,10 +7,8 @@ the sandbox exits 0, and each broken configuration exits 1 and names its fix."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import email.utils
 import http.server
-import ipaddress
 import json
 import re
 import shlex
@@ -29,7 +27,7 @@ import pytest
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
 from ccweb_helper.doctor import classify
-from support import home_env, serve_http
+from support import home_env, self_signed, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDARD = "git-codecommit.us-east-1.amazonaws.com"
@@ -258,31 +256,6 @@ def stand_in(offset: float = 0.0, tls: ssl.SSLContext | None = None,
         yield url
 
 
-def _tls_context(tmp: Path) -> ssl.SSLContext:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccweb test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return context
-
-
 PLANTED_PASSWORD = "20261122T101500Z" + "ab" * 32
 PLANTED_KEY_ID, PLANTED_SESSION = "ASIAPLANTEDKEYID0001", "PLANTED-SESSION-TOKEN"
 
@@ -440,7 +413,7 @@ def test_clock_skew_against_the_service(sandbox: Sandbox, tmp_path: Path, offset
 def test_untrusted_tls_is_explained(sandbox: Sandbox, tmp_path: Path) -> None:
     box = Machine(tmp_path, sandbox)
     box.setup()
-    with stand_in(tls=_tls_context(tmp_path)) as url:
+    with stand_in(tls=self_signed(tmp_path)[1]) as url:
         box.env.update({"CCWEB_URL": url, "CCWEB_TOKEN": "PLANTED.TOKEN.VALUE"})
         result = box.doctor()
     assert result.returncode == 1

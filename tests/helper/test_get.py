@@ -4,9 +4,7 @@ servers — the ccweb sandbox for the real service, small stand-ins for a hangin
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import http.server
-import ipaddress
 import json
 import os
 import signal
@@ -24,7 +22,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb.signing import git_password
-from support import home_env, serve_http
+from support import home_env, self_signed, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
@@ -280,34 +278,8 @@ def test_answers_that_are_not_a_credential_are_explained(home: Path, status: int
     run.assert_refused(sentence)
 
 
-def _certificate(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccweb test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_tls_is_verified_and_a_company_ca_can_be_trusted(home: Path, tmp_path: Path) -> None:
-    cert, key = _certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    cert, context = self_signed(tmp_path)
     body = json.dumps({"username": "AKIA%tok", "password": "20261122T101500Z" + "0" * 64,
                        "password_expiry_utc": 1795343400}).encode()
     with canned(200, body, tls=context) as (url, seen):
@@ -393,12 +365,10 @@ def _hashed_directory(directory: Path, *certs: Path) -> Path:
 def test_a_hashed_ca_directory_is_read_lazily_and_trusted_like_the_bundle(home: Path, tmp_path: Path) -> None:
     from ccweb_helper.client import tls_context
 
-    cert, key = _certificate(tmp_path)
+    cert, context = self_signed(tmp_path)
     authorities = _hashed_directory(tmp_path / "certs", cert)
     (tmp_path / "stranger").mkdir()
-    others = _hashed_directory(tmp_path / "others", _certificate(tmp_path / "stranger")[0])
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    others = _hashed_directory(tmp_path / "others", self_signed(tmp_path / "stranger")[0])
     body = json.dumps({"username": "AKIA%tok", "password": "20261122T101500Z" + "0" * 64,
                        "password_expiry_utc": 1795343400}).encode()
     with canned(200, body, tls=context) as (url, seen):
@@ -426,9 +396,7 @@ def test_an_authority_missing_from_the_hashed_directory_is_looked_for_in_every_o
 ) -> None:
     from ccweb_helper import client
 
-    cert, key = _certificate(tmp_path)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
+    cert, server = self_signed(tmp_path)
     asked: list[bool] = []
 
     def contexts(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:

@@ -15,7 +15,6 @@ import logging
 import random
 import re
 import secrets
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -37,7 +36,7 @@ from ccweb.metrics import Metrics
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import AssumeRoleRequest, BotoSTS, RetryPolicy, SessionCache, StsError, full_jitter
 from ccweb.signing import AwsCredentials
-from support import FakeTime, isolate_aws, serve, serve_http
+from support import FakeTime, isolate_aws, self_signed, serve, serve_http
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -824,34 +823,6 @@ def test_a_closed_client_opens_a_new_one_when_used_again(aws_env: None) -> None:
         assume(sts, REQUEST)
         assume(sts, REQUEST)  # another event loop, after aclose()
     assert store.requests == 2
-
-
-def self_signed(tmp: Path) -> tuple[Path, ssl.SSLContext]:
-    """A certificate for 127.0.0.1 (its PEM file) and a server context that presents it."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccweb test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
-    return cert_path, context
 
 
 class IssuingHandler(http.server.BaseHTTPRequestHandler):
