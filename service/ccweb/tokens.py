@@ -292,6 +292,7 @@ class TokenVerifier:
         """``max_verified``: how many verified tokens to remember (least recently used go first; 0: none)."""
         self._clock = clock
         self._verified: OrderedDict[bytes, tuple[VerifiedToken, object]] = OrderedDict()
+        self._checking: dict[bytes, asyncio.Future[VerifiedToken]] = {}
         self._max_verified = max_verified
         self._issuers = {
             issuer.issuer: IssuerKeys(
@@ -329,12 +330,24 @@ class TokenVerifier:
                 self._verified.move_to_end(digest)
                 return verified
             del self._verified[digest]  # expired, or the key set changed: check it again from the start
-        verified = await self._verify(token, digest.hex())
-        if self._max_verified > 0:
+        checking = self._checking.get(digest)
+        if checking is None:
+            # One check per token at a time: the requests that bring the same token meanwhile (a job's parallel
+            # fetches, a crowd arriving while the key set is fetched) wait for it and share its outcome.
+            checking = asyncio.ensure_future(self._verify(token, digest.hex()))
+            self._checking[digest] = checking
+            checking.add_done_callback(lambda done: self._checked(digest, done))
+        verified = await asyncio.shield(checking)
+        if self._max_verified > 0 and digest not in self._verified:
             self._verified[digest] = (verified, self._issuers[verified.issuer.issuer].keys)
             if len(self._verified) > self._max_verified:
                 self._verified.popitem(last=False)
         return verified
+
+    def _checked(self, digest: bytes, done: asyncio.Future[VerifiedToken]) -> None:
+        del self._checking[digest]
+        if not done.cancelled():
+            done.exception()  # its waiters raise it; this only keeps asyncio from calling it never retrieved
 
     async def _verify(self, token: str, sha256: str) -> VerifiedToken:
         parts = token.split(".")

@@ -330,3 +330,34 @@ def test_a_remembered_token_is_refused_once_its_key_is_withdrawn() -> None:
             verify(token)
         assert caught.value.reason == "unknown_key"
         assert verify(rotating.token()).subject == "user-1"
+
+
+def test_requests_bringing_the_same_token_at_once_share_one_check(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ccweb import tokens
+
+    checks: list[str] = []
+    real = tokens.jws.deserialize_compact
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(tokens.jws, "deserialize_compact", counting)
+    config = parse_config({"issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb"]}]})
+    good = issuer.token(sub="crowd-1")
+    head, body, signature = issuer.token(sub="crowd-2").split(".")
+    forged = f"{head}.{body}.{signature[:-4]}AAAA"
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        async with httpx.AsyncClient() as http:
+            verifier = TokenVerifier(config, http, clock=lambda: NOW)  # no key set yet: they all wait for it
+            accepted = await asyncio.gather(*(verifier.verify(good) for _ in range(20)), return_exceptions=True)
+            refused = await asyncio.gather(*(verifier.verify(forged) for _ in range(20)), return_exceptions=True)
+            return accepted, refused
+
+    accepted, refused = asyncio.run(run())
+    assert all(isinstance(v, VerifiedToken) and v.subject == "crowd-1" for v in accepted), accepted
+    assert all(isinstance(e, InvalidToken) and e.reason == "bad_signature" for e in refused), refused
+    assert checks == [good, forged]  # one signature check each, not twenty
