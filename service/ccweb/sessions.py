@@ -131,14 +131,14 @@ class BotoSTS:
                               retries={"mode": "standard", "total_max_attempts": max_attempts}),
         )
         self.endpoint_url: str = client.meta.endpoint_url
-        self.region: str = client.meta.region_name
+        self.region: str = _signing_region(client)
         self._credentials: Any = session.get_credentials()  # botocore resolved them for the client already
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
         # Made once, here (loading a CA bundle takes milliseconds), and shared by every client.
-        bundle = os.environ.get("AWS_CA_BUNDLE")
+        bundle = _config_variable(session, "ca_bundle") or os.environ.get("AWS_CA_BUNDLE")  # profile, or environment
         self._tls = ssl.create_default_context(cafile=bundle) if bundle else httpx.create_ssl_context(trust_env=True)
         self._transport: _Transport | None = None
 
@@ -215,9 +215,35 @@ class BotoSTS:
                                                                headers=dict(signed.headers.items()))
             except httpx.HTTPError as exc:
                 raise StsError(type(exc).__name__, "could not reach STS", retryable=True) from None
+            except RuntimeError:  # the client was closed under this call (the app is shutting down)
+                raise StsError("ClientClosed", "the connection to STS was closed", retryable=True) from None
             finally:
                 transport.load[shard] -= 1
         return _parse_assume_role(response.status_code, response.content)
+
+
+def _signing_region(client: Any) -> str:
+    """The region STS wants signatures scoped to: the client's, but for what botocore's endpoint rules say
+    otherwise (with ``sts_regional_endpoints = legacy`` the global ``sts.amazonaws.com`` signs for us-east-1)."""
+    region: str = client.meta.region_name
+    try:
+        endpoint = client._ruleset_resolver.construct_endpoint(  # botocore has no public way to ask
+            operation_model=client.meta.service_model.operation_model("AssumeRole"), call_args={},
+            request_context={},
+        )
+        schemes = endpoint.properties.get("authSchemes") or [{}]
+        return str(schemes[0].get("signingRegion") or region)
+    except Exception:  # noqa: BLE001 (another botocore): the one endpoint that signs elsewhere, by name
+        return "us-east-1" if urlsplit(client.meta.endpoint_url).hostname == "sts.amazonaws.com" else region
+
+
+def _config_variable(session: Any, name: str) -> str | None:
+    """A setting of the boto3 session's configuration chain (environment, then profile), if any."""
+    try:
+        value = session._session.get_config_variable(name)  # boto3 keeps botocore's session here
+    except Exception:  # noqa: BLE001 (not a boto3 session)
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(slots=True)

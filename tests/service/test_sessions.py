@@ -855,6 +855,32 @@ def test_aws_ca_bundle_is_the_trust_for_sts(aws_env: None, monkeypatch: pytest.M
     assert creds.expiration == datetime(2099, 1, 1, tzinfo=UTC)
 
 
+def test_a_profiles_ca_bundle_is_the_trust_for_sts_too(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cert, context = self_signed(tmp_path)
+    config = tmp_path / "config"
+    config.write_text(f"[default]\nca_bundle = {cert}\n")
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    with serve_http(IssuingHandler, tls=context) as url:
+        [creds] = assume(BotoSTS(session=boto3.session.Session(), endpoint_url=url), REQUEST)
+    assert creds.access_key_id == "ASIAPLANTED"
+
+
+@pytest.mark.parametrize(("setting", "region", "endpoint", "signing_region"), [
+    ("regional", "eu-west-1", "https://sts.eu-west-1.amazonaws.com", "eu-west-1"),
+    ("legacy", "eu-west-1", "https://sts.amazonaws.com", "us-east-1"),  # the global endpoint signs for us-east-1
+    ("legacy", "us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+])
+def test_requests_are_signed_for_the_region_their_endpoint_expects(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, setting: str, region: str, *, endpoint: str, signing_region: str
+) -> None:
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", setting)
+    sts = BotoSTS(session=boto3.session.Session(), region=region)
+    assert (sts.endpoint_url, sts.region) == (endpoint, signing_region)
+
+
 def test_a_service_without_credentials_tells_the_caller_who_can_fix_it(
     aws_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
