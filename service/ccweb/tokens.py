@@ -63,7 +63,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_DOCUMENT_BYTES = 256 * 1024
 LEEWAY_SECONDS = 60
 FETCH_TIMEOUT_SECONDS = 5.0
-MAX_VERIFIED_TOKENS = 20_000
+MAX_VERIFIED_TOKENS = 10_000  # about 4.5 KiB each with a CI platform's claims: ~45 MiB per worker when full
 
 Key = RSAKey | ECKey
 
@@ -292,7 +292,7 @@ class TokenVerifier:
         """``max_verified``: how many verified tokens to remember (least recently used go first; 0: none)."""
         self._clock = clock
         self._verified: OrderedDict[bytes, tuple[VerifiedToken, object]] = OrderedDict()
-        self._checking: dict[bytes, asyncio.Future[VerifiedToken]] = {}
+        self._checking: dict[bytes, asyncio.Future[tuple[VerifiedToken, object]]] = {}
         self._max_verified = max_verified
         self._issuers = {
             issuer.issuer: IssuerKeys(
@@ -337,19 +337,22 @@ class TokenVerifier:
             checking = asyncio.ensure_future(self._verify(token, digest.hex()))
             self._checking[digest] = checking
             checking.add_done_callback(lambda done: self._checked(digest, done))
-        verified = await asyncio.shield(checking)
-        if self._max_verified > 0 and digest not in self._verified:
-            self._verified[digest] = (verified, self._issuers[verified.issuer.issuer].keys)
-            if len(self._verified) > self._max_verified:
-                self._verified.popitem(last=False)
+        verified, _ = await asyncio.shield(checking)
         return verified
 
-    def _checked(self, digest: bytes, done: asyncio.Future[VerifiedToken]) -> None:
+    def _checked(self, digest: bytes, done: asyncio.Future[tuple[VerifiedToken, object]]) -> None:
         del self._checking[digest]
-        if not done.cancelled():
-            done.exception()  # its waiters raise it; this only keeps asyncio from calling it never retrieved
+        if done.cancelled() or done.exception() is not None:
+            return  # its waiters raise the exception; asking for it here keeps asyncio from calling it unretrieved
+        # Remembered with the key set its signature was checked against, taken before any later refresh.
+        self._verified[digest] = done.result()
+        if self._max_verified <= 0:
+            self._verified.clear()
+        while len(self._verified) > self._max_verified:
+            self._verified.popitem(last=False)
 
-    async def _verify(self, token: str, sha256: str) -> VerifiedToken:
+    async def _verify(self, token: str, sha256: str) -> tuple[VerifiedToken, object]:
+        """The verified token, and the key set (the very object) its signature was checked against."""
         parts = token.split(".")
         if len(parts) != 3:
             raise _refuse("malformed", "it is not a signed JWT")
@@ -371,12 +374,16 @@ class TokenVerifier:
         keys = self._issuers.get(iss) if isinstance(iss, str) else None
         if keys is None:
             raise _refuse("unknown_issuer", "its issuer is not one this service trusts")
-        claims = await self._check_signature(token, alg, kid, keys)
+        claims, keyset = await self._check_signature(token, alg, kid, keys)
         self._check_claims(claims, keys.issuer)
-        return VerifiedToken(keys.issuer, claims, sha256, float(claims["exp"]))
+        return VerifiedToken(keys.issuer, claims, sha256, float(claims["exp"])), keyset
 
-    async def _check_signature(self, token: str, alg: str, kid: str | None, keys: IssuerKeys) -> dict[str, Any]:
+    async def _check_signature(
+        self, token: str, alg: str, kid: str | None, keys: IssuerKeys
+    ) -> tuple[dict[str, Any], object]:
+        """The claims, and the key set the candidate keys came from."""
         candidates = await keys.candidates(kid)
+        keyset = keys.keys  # no await since: the set the candidates are from
         if not candidates:
             raise _refuse("unknown_key", "it is signed with a key its issuer does not publish")
         for key in candidates:
@@ -389,7 +396,7 @@ class TokenVerifier:
             except ValueError:
                 break
             if isinstance(claims, dict):
-                return claims
+                return claims, keyset
             break
         raise _refuse("bad_signature", "its signature does not verify")
 
