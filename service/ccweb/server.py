@@ -10,6 +10,7 @@ one), so that ``/metrics`` adds up every worker's counts whichever worker answer
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from ccweb.reload import RELOAD_INTERVAL_SECONDS
 from ccweb.sessions import BotoSTS
 
 APP = "ccweb.server:app_from_environment"
+log = logging.getLogger("ccweb.server")
 
 
 def app_from_environment() -> FastAPI:
@@ -143,10 +145,21 @@ def run_workers(app: str = APP, **options: Any) -> None:
 
     config = uvicorn.Config(app, factory=True, **options)
     per_worker = sys.platform == "linux"  # elsewhere SO_REUSEPORT does not spread connections: one shared socket
-    sock = listening_socket(config.host, config.port, config.backlog, share_port=per_worker)
-    port = sock.getsockname()[1] if per_worker else None  # the port chosen for port 0, for the other workers
+    port = config.port
+    try:
+        if per_worker:
+            # SO_REUSEPORT would let this bind join another server already on the port (an old ccweb left
+            # running) and share its connections: a bind without it fails on a port in use, as a plain one would.
+            with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((config.host, port))
+                port = probe.getsockname()[1]
+        sock = listening_socket(config.host, port, config.backlog, share_port=per_worker)
+    except OSError as exc:
+        log.error("cannot listen on %s port %d: %s", config.host, config.port, exc.strerror or exc)  # noqa: TRY400 (a sentence, no traceback)
+        raise SystemExit(1) from None
     try:
         with metrics.multiprocess_directory():
-            Supervisor(config, sockets=[sock], port=port).run()
+            Supervisor(config, sockets=[sock], port=port if per_worker else None).run()
     finally:
         sock.close()

@@ -148,3 +148,23 @@ def test_workers_listen_on_sockets_that_say_tcp(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(server, "Supervisor", Recorder)
     server.run_workers(host="127.0.0.1", port=0, workers=2)
     assert len(seen) == 1 and seen[0].fileno() == -1  # closed after the supervisor returned
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-worker sockets are Linux's")
+def test_serve_refuses_a_port_another_server_shares_out(tmp_path: Path) -> None:
+    """Each worker's socket says SO_REUSEPORT; that must not let a second service join one already listening
+    (an old one left running) and take a share of its connections."""
+    config = tmp_path / "policy.yaml"
+    config.write_text(GOOD)
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "ccweb", "serve", "--config", str(config), "--port", str(port), "--workers", "2"],
+            env=ENV, capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1 port {port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
