@@ -262,6 +262,11 @@ def _hashed(directory: str) -> bool:
         return False
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes superscripts such as '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _line(reader: BufferedReader) -> bytes:
     line = reader.readline(MAX_LINE_BYTES + 1)
     if len(line) > MAX_LINE_BYTES:
@@ -275,7 +280,7 @@ def _head(reader: BufferedReader) -> tuple[int, dict[str, str]]:
         raise BadAnswer("RemoteDisconnected")
     version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
     code = rest.strip().partition(" ")[0]
-    if not version.startswith("HTTP/") or len(code) != 3 or not code.isdigit() or code[0] == "0":
+    if not version.startswith("HTTP/") or len(code) != 3 or not _digits(code) or code[0] == "0":
         raise BadAnswer("BadStatusLine")
     headers: dict[str, str] = {}
     name = ""
@@ -301,7 +306,7 @@ def _body(reader: BufferedReader, method: str, status: int, headers: dict[str, s
     if headers.get("transfer-encoding", "").replace(" ", "").lower().rsplit(",", 1)[-1] == "chunked":
         return _chunks(reader, limit)
     length = headers.get("content-length", "").strip()
-    if length.isdigit():
+    if _digits(length):
         expected = min(int(length), limit)
         data = reader.read(expected)
         if len(data) < expected:
@@ -338,7 +343,7 @@ def error_sentence(response: Response) -> str:
         f"the service refused the request (HTTP {response.status}, {code})"
     )
     retry = response.headers.get("retry-after")
-    if response.status in (429, 503) and retry and retry.isdigit():
+    if response.status in (429, 503) and retry and _digits(retry):
         text = f"{text.rstrip('.')} (retry after {retry} s)."
     return one_line(text)
 

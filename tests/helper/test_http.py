@@ -120,17 +120,24 @@ def test_an_empty_answer_has_no_body(peer: Peer) -> None:
     assert (answer.status, answer.body) == (204, None)
 
 
+@pytest.mark.parametrize("peer", [b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{\"ok\": true}"], indirect=True)
+def test_a_length_that_is_not_ascii_digits_is_not_trusted(peer: Peer) -> None:
+    answer = http_json(peer.url, "the peer", timeout=5)  # read to the close, not a ValueError
+    assert (answer.status, answer.body) == (200, {"ok": True})
+
+
 @pytest.mark.parametrize(("peer", "kind"), [
     (b"", "RemoteDisconnected"),
     (b"SSH-2.0-OpenSSH_9.6\r\n", "BadStatusLine"),
     (b"HTTP/1.1 2000 OK\r\n\r\n", "BadStatusLine"),
+    (b"HTTP/1.1 2\xb20 OK\r\n\r\n", "BadStatusLine"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ok\": ", "IncompleteRead"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "IncompleteRead"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort", "IncompleteRead"),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", "TooManyHeaders"),
     (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", "LineTooLong"),
-], indirect=["peer"], ids=["closed", "not-http", "bad-code", "short-body", "bad-chunk", "short-chunk",
-                           "headers", "long-line"])
+], indirect=["peer"], ids=["closed", "not-http", "bad-code", "superscript-code", "short-body", "bad-chunk",
+                           "short-chunk", "headers", "long-line"])
 def test_an_answer_that_is_not_http_is_one_sentence(peer: Peer, kind: str) -> None:
     with pytest.raises(HelperError) as caught:
         http_json(peer.url, "the peer", timeout=5, headers={"Authorization": "Bearer SECRET.TOKEN.VALUE"},
