@@ -268,19 +268,23 @@ def remembering_verifier(issuer: Issuer, clock: Callable[[], float], **kwargs: A
     return verify, holder["v"]
 
 
-def test_a_repeated_token_is_checked_once_and_the_memory_is_bounded(
-    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token whose signature is checked, in order."""
     from ccweb import tokens
 
-    checks: list[str] = []
+    checked: list[str] = []
     real = tokens.jws.deserialize_compact
 
     def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        checks.append(token)
+        checked.append(token)
         return real(token, *args, **kwargs)
 
     monkeypatch.setattr(tokens.jws, "deserialize_compact", counting)
+    return checked
+
+
+def test_a_repeated_token_is_checked_once_and_the_memory_is_bounded(issuer: Issuer, checks: list[str]) -> None:
     verify, verifier = remembering_verifier(issuer, lambda: NOW, max_verified=2)
     first, second, third = (issuer.token(sub=f"repeat-{n}") for n in (1, 2, 3))
     checks.clear()
@@ -332,19 +336,7 @@ def test_a_remembered_token_is_refused_once_its_key_is_withdrawn() -> None:
         assert verify(rotating.token()).subject == "user-1"
 
 
-def test_requests_bringing_the_same_token_at_once_share_one_check(
-    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ccweb import tokens
-
-    checks: list[str] = []
-    real = tokens.jws.deserialize_compact
-
-    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
-        checks.append(token)
-        return real(token, *args, **kwargs)
-
-    monkeypatch.setattr(tokens.jws, "deserialize_compact", counting)
+def test_requests_bringing_the_same_token_at_once_share_one_check(issuer: Issuer, checks: list[str]) -> None:
     config = parse_config({"issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb"]}]})
     good = issuer.token(sub="crowd-1")
     head, body, signature = issuer.token(sub="crowd-2").split(".")
