@@ -16,7 +16,7 @@ with shared ``httpx.AsyncClient``s (pools of ``SHARD_CONNECTIONS``: httpcore's p
 of its size), its XML answer parsed with ElementTree. No thread per call (botocore's own call path costs
 milliseconds of CPU under the GIL, and 64 threads of it starved the event loop during a cold start of many
 identities); an ``asyncio.Semaphore`` caps the calls one worker has in flight at STS (``STS_CONCURRENCY``, as
-many pooled connections in all). It honours ``AWS_CA_BUNDLE`` and the proxy environment
+many pooled connections in all). It honours ``ca_bundle``/``AWS_CA_BUNDLE`` and the proxy environment
 (``HTTPS_PROXY``, ``NO_PROXY``, …) as botocore would.
 """
 
@@ -106,15 +106,13 @@ class BotoSTS:
         endpoint_url: str | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
-        max_attempts: int = 1,
         concurrency: int = STS_CONCURRENCY,
     ) -> None:
-        """``max_attempts`` is accepted for compatibility: each call is one HTTP attempt, and ``RetryPolicy``
-        retries, inside its budget. ``concurrency``: calls in flight at once (and pooled connections)."""
+        """Each call is one HTTP attempt (``RetryPolicy`` retries, inside its budget). ``concurrency``: calls in
+        flight at once (and pooled connections)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         import boto3  # noqa: PLC0415 (heavy; only the service needs it)
-        from botocore.config import Config as BotoConfig  # noqa: PLC0415
 
         # botocore logs whole STS response bodies and request signatures at DEBUG, httpcore its exchanges:
         # never let them.
@@ -123,18 +121,13 @@ class BotoSTS:
             if logger.level < logging.INFO:
                 logger.setLevel(logging.INFO)
         session = session or boto3.session.Session()
-        client = session.client(
-            "sts",
-            region_name=region or session.region_name or "us-east-1",
-            endpoint_url=endpoint_url,
-            config=BotoConfig(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                              retries={"mode": "standard", "total_max_attempts": max_attempts}),
-        )
+        # Never called: it resolves the endpoint and the signing region as boto3 would.
+        client = session.client("sts", region_name=region or session.region_name or "us-east-1",
+                                endpoint_url=endpoint_url)
         self.endpoint_url: str = client.meta.endpoint_url
         self.region: str = _signing_region(client)
         self._credentials: Any = session.get_credentials()  # botocore resolved them for the client already
         self.concurrency = concurrency
-        self.max_attempts = max_attempts
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
         # Made once, here (loading a CA bundle takes milliseconds), and shared by every client.

@@ -156,7 +156,7 @@ def test_boto_sts_speaks_to_the_sts_stand_in(store: DevSTSStore) -> None:
 
     with serve(create_sts_app(store)) as url:
         boto = boto3.session.Session(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="x", region_name=REGION)
-        sts = BotoSTS(session=boto, region=REGION, endpoint_url=url, max_attempts=1)
+        sts = BotoSTS(session=boto, region=REGION, endpoint_url=url)
 
         async def scenario() -> tuple[AwsCredentials, StsError]:
             try:

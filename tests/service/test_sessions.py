@@ -373,7 +373,7 @@ def assume(sts: BotoSTS, *requests: AssumeRoleRequest) -> list[AwsCredentials]:
 
 
 def test_boto_sts_against_moto(moto_sts: str) -> None:
-    [creds] = assume(BotoSTS(endpoint_url=moto_sts, max_attempts=1), REQUEST)
+    [creds] = assume(BotoSTS(endpoint_url=moto_sts), REQUEST)
     assert creds.access_key_id.startswith("ASIA")
     assert creds.secret_access_key and creds.session_token
     assert creds.expiration is not None
@@ -393,7 +393,7 @@ def test_aws_endpoint_url_sts_is_honoured(aws_env: None, monkeypatch: pytest.Mon
     store = DevSTSStore()
     with serve(create_sts_app(store)) as url:
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", url)
-        [creds] = assume(BotoSTS(session=boto3.session.Session(), max_attempts=1), REQUEST)
+        [creds] = assume(BotoSTS(session=boto3.session.Session()), REQUEST)
     issued = store.lookup(creds.access_key_id)
     assert issued is not None, "the call did not reach the loopback STS"
     assert (issued.role_arn, issued.role_session_name, issued.source_identity) == (
@@ -418,7 +418,7 @@ def test_unreachable_sts_is_a_retryable_error(aws_env: None) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    sts = BotoSTS(session=boto3.session.Session(), endpoint_url=dead, max_attempts=1, connect_timeout=1)
+    sts = BotoSTS(session=boto3.session.Session(), endpoint_url=dead, connect_timeout=1)
     with pytest.raises(StsError) as raised:
         assume(sts, REQUEST)
     assert raised.value.retryable
