@@ -374,8 +374,10 @@ def create_app(
 
     # POST /v1/credentials, the route every git call takes, goes around FastAPI's layers (dependency solving,
     # exit stacks, Request and Response objects), through ccweb's own middlewares only.
+    # Its metrics label comes from FastAPI's route for it, the only one that can match, not from a scan of all.
+    documented = [route for route in app.router.routes if getattr(route, "path", None) == "/v1/credentials"]
     app.fast_paths[("POST", "/v1/credentials")] = RequestId(RequestMetrics(
-        RequestLimits(credentials_asgi), metrics=metrics, routes=app.router.routes
+        RequestLimits(credentials_asgi), metrics=metrics, routes=documented
     ))
 
     @app.get("/v1/whoami", response_model=WhoAmI, responses={s: ERROR_RESPONSES[s] for s in (401, 429, 503)},
