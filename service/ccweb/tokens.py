@@ -322,10 +322,11 @@ class TokenVerifier:
         if remembered is not None:
             verified, keyset = remembered
             keys = self._issuers[verified.issuer.issuer]
+            now = self._clock()
             if (
                 keys.keys is keyset
-                and self._clock() - keys.fetched_at <= keys.max_age
-                and self._clock() - LEEWAY_SECONDS <= verified.expires_at
+                and now - keys.fetched_at <= keys.max_age
+                and now - LEEWAY_SECONDS <= verified.expires_at
             ):
                 self._verified.move_to_end(digest)
                 return verified
