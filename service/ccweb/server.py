@@ -59,13 +59,16 @@ def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
     }
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def listening_socket(host: str, port: int, backlog: int, *, share_port: bool = False) -> socket.socket:
     """A TCP listening socket, inheritable by the workers. It says IPPROTO_TCP, not 0 as uvicorn's does:
     asyncio sets TCP_NODELAY only on sockets that say TCP, and without it every keep-alive request behind a
     load balancer waits about 40 ms for a delayed ACK (Nagle). ``share_port``: SO_REUSEPORT, so that every
     worker can listen on the same port with a socket of its own."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if share_port:
@@ -150,7 +153,7 @@ def run_workers(app: str = APP, **options: Any) -> None:
         if per_worker:
             # SO_REUSEPORT would let this bind join another server already on the port (an old ccweb left
             # running) and share its connections: a bind without it fails on a port in use, as a plain one would.
-            with socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET) as probe:
+            with socket.socket(_family(config.host)) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((config.host, port))
                 port = probe.getsockname()[1]
