@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import http.server
 import os
 import socket
@@ -17,6 +18,8 @@ import uvicorn
 
 from ccweb.limits import SERVER_OPTIONS
 from ccweb.sandbox.issuer import DevIssuer
+from ccweb.sessions import AssumeRoleRequest
+from ccweb.signing import AwsCredentials
 
 
 class _QuietServer(uvicorn.Server):
@@ -146,7 +149,6 @@ def isolate_aws(monkeypatch: Any) -> None:
 def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
     """A certificate for 127.0.0.1 that is its own authority (``directory``/cert.pem, with its key beside it)
     and a server context that presents it."""
-    import datetime as dt
     import ipaddress
 
     from cryptography import x509
@@ -172,3 +174,14 @@ def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     return cert_path, context
+
+
+class RecordingSTS:
+    """An STS stand-in for one app in this process: every AssumeRole request kept, one fixed session an hour long."""
+
+    def __init__(self) -> None:
+        self.requests: list[AssumeRoleRequest] = []
+
+    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
+        self.requests.append(request)
+        return AwsCredentials("ASIAEXAMPLE", "secret", "session", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))

@@ -7,7 +7,6 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,9 @@ from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
 from ccweb.policy import suspended
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.sessions import AssumeRoleRequest
-from ccweb.signing import AwsCredentials
-from support import serve, serve_issuer
+from support import RecordingSTS, serve, serve_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class FakeSTS:
-    def __init__(self) -> None:
-        self.requests: list[AssumeRoleRequest] = []
-
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        self.requests.append(request)
-        return AwsCredentials("ASIAEXAMPLE", "secret", "session", datetime.now(UTC) + timedelta(hours=1))
 
 
 def policy(issuer_url: str = "https://login.example.com", deny: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -103,7 +91,7 @@ def test_check_config_validates_the_deny_list(tmp_path: Path) -> None:
 
 
 class Env:
-    def __init__(self, url: str, issuer: DevIssuer, sts: FakeSTS) -> None:
+    def __init__(self, url: str, issuer: DevIssuer, sts: RecordingSTS) -> None:
         self.url, self.issuer, self.sts = url, issuer, sts
 
     def get(self, claims: dict[str, Any]) -> tuple[httpx.Response, httpx.Response]:
@@ -117,7 +105,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     with serve_issuer() as issuer:
-        sts = FakeSTS()
+        sts = RecordingSTS()
         with serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
             yield Env(url, issuer, sts)
 

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,7 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
-from ccweb.sessions import AssumeRoleRequest
-from ccweb.signing import AwsCredentials
-from support import clean_env, serve, serve_issuer
+from support import RecordingSTS, clean_env, serve, serve_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ccweb.json"
@@ -60,11 +57,6 @@ def issuer() -> Iterator[DevIssuer]:
         yield issuer
 
 
-class FakeSTS:
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        return AwsCredentials("ASIAEXAMPLE", "secret", "session", datetime.now(UTC) + timedelta(hours=1))
-
-
 ROUTES = {
     # name: (method, path, headers, body, route label, status)
     "matched": ("GET", "/healthz", {}, None, "/healthz", "200"),
@@ -78,7 +70,7 @@ ROUTES = {
 @pytest.mark.parametrize("case", ROUTES)
 def test_requests_are_labelled_by_route_template_never_by_raw_path(issuer: DevIssuer, case: str) -> None:
     method, path, headers, body, route, status = ROUTES[case]
-    app = create_app(parse_config(policy(issuer.issuer_url)), sts=FakeSTS())
+    app = create_app(parse_config(policy(issuer.issuer_url)), sts=RecordingSTS())
     with serve(app) as url:
         assert httpx.request(method, url + path, headers=headers, content=body).status_code == int(status)
         text = httpx.get(f"{url}/metrics").text
@@ -119,7 +111,7 @@ def test_the_dashboard_asks_only_for_what_the_service_exports(issuer: DevIssuer)
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = list(_expressions(dashboard))
     assert len(exprs) >= 10
-    app = create_app(parse_config(policy(issuer.issuer_url)), sts=FakeSTS())
+    app = create_app(parse_config(policy(issuer.issuer_url)), sts=RecordingSTS())
     with serve(app) as url:
         token = issuer.mint({"sub": "u-1", "email": "dana@example.com"})
         issued = httpx.post(f"{url}/v1/credentials", json=BODY, headers={"Authorization": f"Bearer {token}"})

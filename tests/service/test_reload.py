@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,11 @@ from fastapi import FastAPI
 from ccweb.app import create_app
 from ccweb.config import load_config
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.sessions import AssumeRoleRequest
-from ccweb.signing import AwsCredentials
-from support import serve, serve_issuer
+from support import RecordingSTS, serve, serve_issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::111122223333:role/"
 HOST = "git-codecommit.us-east-1.amazonaws.com"
-
-
-class CountingSTS:
-    def __init__(self) -> None:
-        self.requests: list[AssumeRoleRequest] = []
-
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        self.requests.append(request)
-        return AwsCredentials("ASIAEXAMPLE", "secret", "session", datetime.now(UTC) + timedelta(hours=1))
 
 
 def policy(issuer_url: str, **changes: Any) -> dict[str, Any]:
@@ -80,7 +68,7 @@ def issuer() -> Iterator[tuple[DevIssuer, list[str]]]:
 
 
 class Env:
-    def __init__(self, url: str, path: Path, issuer: DevIssuer, sts: CountingSTS, asked: list[str], *,
+    def __init__(self, url: str, path: Path, issuer: DevIssuer, sts: RecordingSTS, asked: list[str], *,
                  app: FastAPI) -> None:
         self.url, self.path, self.issuer, self.sts, self.asked, self.app = url, path, issuer, sts, asked, app
 
@@ -102,7 +90,7 @@ def env(issuer: tuple[DevIssuer, list[str]], tmp_path: Path) -> Iterator[Env]:
     dev, asked = issuer
     path = tmp_path / "policy.yaml"
     write(path, policy(dev.issuer_url))
-    sts = CountingSTS()
+    sts = RecordingSTS()
     app = create_app(load_config(path), sts=sts, config_path=path, reload_interval=0.05)
     with serve(app) as url:
         yield Env(url, path, dev, sts, asked, app=app)
