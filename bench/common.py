@@ -225,14 +225,21 @@ def workers(master: int) -> list[int]:
     return result
 
 
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS, RssAnon, RssFile and VmHWM of ``pid`` in KiB, from /proc/<pid>/status (OSError once it is gone)."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            found[name] = int(value.split()[0])
+    return found
+
+
 def rss_kib(pid: int) -> int | None:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        return memory_kib(pid).get("VmRSS")
     except OSError:
         return None
-    return None
 
 
 def wait_until_up(service: subprocess.Popen[bytes], url: str, service_log: Path, count: int = 2) -> None:

@@ -41,20 +41,20 @@ from burst import (
     service_pids,
     start_service,
 )
-from common import HOST, READ_REPOS, WRITE_REPOS, LoopbackRunner, log, run_bench, server_outcomes, stop_service
+from common import (
+    HOST,
+    READ_REPOS,
+    WRITE_REPOS,
+    LoopbackRunner,
+    log,
+    memory_kib,
+    run_bench,
+    server_outcomes,
+    stop_service,
+)
 
 TIME_BOUND_SECONDS = 1800
 MAX_ROUNDS = 60
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """VmRSS, RssAnon, RssFile and VmHWM of ``pid`` in KiB, from /proc/<pid>/status."""
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-            found[name] = int(value.split()[0])
-    return found
 
 
 def readings(pids: list[int]) -> dict[int, dict[str, int]]:
