@@ -6,7 +6,6 @@ Patterns are compiled here with whole-value (full-match) semantics, so a bad fil
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from ccweb.iam import MAX_SESSION_POLICY, session_policy
 from ccweb_helper.hosts import is_loopback, split_host
 
 ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:iam::(?P<account>[0-9]{12}):role/[\w+=,.@/-]{1,512}")
@@ -170,12 +170,6 @@ def _repository_glob(glob: str) -> str:
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
 
 
-def glob_matches(glob: str, repository: str, region: str) -> tuple[bool, bool]:
-    """One ``[region/]name`` glob of a rule: (the name matches, the region matches); no region part means any."""
-    glob_region, _, glob_name = glob.rpartition("/")
-    return fnmatch.fnmatchcase(repository, glob_name), not glob_region or fnmatch.fnmatchcase(region, glob_region)
-
-
 def _claim_names(value: dict[str, Any]) -> dict[str, Any]:
     for name in value:
         if not CLAIM_NAME.fullmatch(name):
@@ -213,9 +207,7 @@ class Rule(_Model):
 
     @model_validator(mode="after")
     def _policy_size(self) -> Rule:
-        from ccweb.policy import MAX_SESSION_POLICY, session_policy  # noqa: PLC0415 (cycle)
-
-        size = len(session_policy(self))
+        size = len(session_policy(self.access, self.role_arn, self.account, self.repositories))
         if size > MAX_SESSION_POLICY:
             raise ValueError(
                 f"repositories: the session policy would be {size} characters, over STS's limit of "
@@ -229,9 +221,6 @@ class Rule(_Model):
         if match is None:  # pragma: no cover - validated when the model was built
             raise ValueError(self.role_arn)
         return match.group("account")
-
-    def repository_matches(self, repository: str, region: str) -> bool:
-        return any(all(glob_matches(glob, repository, region)) for glob in self.repositories)
 
 
 class GitEndpoint(_Model):
@@ -365,7 +354,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text
 
 
-def _messages(error: ValidationError) -> list[str]:
+def messages(error: ValidationError) -> list[str]:
     lines: list[str] = []
     for item in error.errors(include_url=False):
         key = _location(item["loc"])
@@ -393,7 +382,7 @@ def parse_config(data: Any) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_messages(exc)) from None
+        raise ConfigError(messages(exc)) from None
 
 
 def load_config(path: str | Path) -> Config:

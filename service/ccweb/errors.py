@@ -17,6 +17,8 @@ from __future__ import annotations
 class ServiceError(Exception):
     status = 500
     error = "internal_error"
+    when = "ccweb failed unexpectedly"
+    """The contract's "when" column: the OpenAPI document's description of this status."""
 
     def __init__(self, detail: str, *, reason: str = "", retry_after: int | None = None) -> None:
         super().__init__(detail)
@@ -27,15 +29,21 @@ class ServiceError(Exception):
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
+    def body(self) -> dict[str, str]:
+        """The JSON body every error answer has: ``{"error": <code>, "detail": <sentence>}``."""
+        return {"error": self.error, "detail": self.detail}
+
 
 class InvalidRequest(ServiceError):
     status = 400
     error = "invalid_request"
+    when = "not a CodeCommit host or configured git endpoint, or a bad path or body"
 
 
 class InvalidToken(ServiceError):
     status = 401
     error = "invalid_token"
+    when = "the bearer token is missing or was refused"
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -44,16 +52,28 @@ class InvalidToken(ServiceError):
 class AccessDenied(ServiceError):
     status = 403
     error = "access_denied"
+    when = "no rule grants this repository"
 
 
 class RateLimited(ServiceError):
     status = 429
     error = "rate_limited"
+    when = "too many requests from one identity"
 
 
 class UpstreamUnavailable(ServiceError):
     status = 503
     error = "upstream_unavailable"
+    when = "STS or the identity provider is failing"
 
     def __init__(self, detail: str, *, reason: str = "", retry_after: int | None = 5) -> None:
         super().__init__(detail, reason=reason, retry_after=retry_after)
+
+
+def bad_body(problems: list[str]) -> InvalidRequest:
+    """The 400 for a request body that is not the credential request; ``problems``: ``field: what is wrong``."""
+    return InvalidRequest(
+        "The request body must be a JSON object with string fields protocol, host and path ("
+        + "; ".join(problems[:3]) + ").",
+        reason="bad_body",
+    )

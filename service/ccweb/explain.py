@@ -1,7 +1,7 @@
 """Why a token gets, or does not get, a repository: the deny list, then each rule in order, with reasons. Pure.
 
-``explain`` takes its decision from the service's own functions (``policy.suspended`` and ``policy.decide``),
-so it can never disagree with the service, and says for every deny entry and rule it looked at why it did
+``explain`` takes its decision from the service's own decision core (``Policy.decide``), so it can never
+disagree with the service, and says for every deny entry and rule it looked at why it did
 or did not apply: the wrong issuer, a claim missing, a value not equal, a pattern not matching, the
 repository outside the rule's globs, the region not matched. Claims are taken as given: the signature and
 the expiry are the service's to check; an ``aud`` that is present is compared with the issuer's audiences.
@@ -16,20 +16,24 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ccweb.config import REGION, ClaimCondition, Config, DenyEntry, Issuer, Pattern, Rule, glob_matches
+from ccweb.config import REGION, Config, Issuer, Pattern
 from ccweb.errors import InvalidRequest
 from ccweb.policy import (
-    Grant,
-    Suspension,
-    claim_matches,
-    decide,
-    identity_for,
-    suspended,
+    CompiledDeny,
+    CompiledRule,
+    Condition,
+    Granted,
+    NoRule,
+    Policy,
+    Repository,
+    Suspended,
+    default_identity,
 )
 from ccweb.targets import resolve
 
@@ -65,13 +69,13 @@ class Explanation:
     """Why the service would refuse the token itself (401), when it would."""
     deny: tuple[Step, ...]
     rules: tuple[Step, ...]
-    suspension: Suspension | None
-    grant: Grant | None
+    decision: Granted | Suspended | NoRule | None
+    """What ``Policy.decide`` said; None when the service would refuse the token before deciding."""
     identity: str
 
     @property
     def granted(self) -> bool:
-        return self.grant is not None
+        return isinstance(self.decision, Granted)
 
     def lines(self) -> list[str]:
         """The explanation for a person, one line each."""
@@ -85,14 +89,14 @@ class Explanation:
         lines += _steps(self.deny)
         lines.append("rules, first match wins:" if self.rules else "rules: none")
         lines += _steps(self.rules)
-        if self.suspension is not None:
-            reason = self.suspension.entry.reason
+        if isinstance(self.decision, Suspended):
+            entry = self.decision.entry
             lines.append(
-                f"denied: deny entry {self.suspension.label!r} suspends this identity"
-                + (f" ({reason})" if reason else "") + "; the service answers 403 access_denied"
+                f"denied: deny entry {entry.label!r} suspends this identity"
+                + (f" ({entry.reason})" if entry.reason else "") + "; the service answers 403 access_denied"
             )
-        elif self.grant is not None:
-            rule = self.grant.rule
+        elif isinstance(self.decision, Granted):
+            rule = self.decision.rule
             lines.append(f"granted: rule {rule.name!r} gives {rule.access} access as {rule.role_arn}")
         else:
             lines.append(
@@ -130,56 +134,57 @@ def _kind(value: object) -> str:
     return "null"
 
 
-def condition_failure(name: str, condition: ClaimCondition, claims: Mapping[str, Any]) -> str | None:
+def condition_failure(condition: Condition, claims: Mapping[str, Any]) -> str | None:
     """Why one claim condition does not hold for ``claims``, or None when it holds."""
+    name, source = condition.claim, condition.source
     if name not in claims:
         return f"claim {name} is missing"
     value = claims[name]
-    if claim_matches(condition, value):
+    if condition.holds(claims):
         return None
-    if isinstance(condition, Pattern):
-        wanted = f"the pattern '{condition.pattern}'"
+    if condition.pattern is not None and isinstance(source, Pattern):
+        wanted = f"the pattern '{source.pattern}'"
         if isinstance(value, list):
             return f"claim {name} = {_shown(value)}: no element matches {wanted}"
         if not isinstance(value, str):
             return f"claim {name} = {_shown(value)} is {_kind(value)}; {wanted} matches strings only"
         return f"claim {name} = {_shown(value)} does not match {wanted} (the whole value must match)"
     if isinstance(value, list):
-        return f"claim {name} = {_shown(value)}: no element equals {_shown(condition)}"
-    kinds = f" ({_kind(value)}, not {_kind(condition)})" if _kind(value) != _kind(condition) else ""
-    return f"claim {name} = {_shown(value)}, not equal to {_shown(condition)}{kinds}"
+        return f"claim {name} = {_shown(value)}: no element equals {_shown(source)}"
+    kinds = f" ({_kind(value)}, not {_kind(source)})" if _kind(value) != _kind(source) else ""
+    return f"claim {name} = {_shown(value)}, not equal to {_shown(source)}{kinds}"
 
 
-def _claims_failures(conditions: Mapping[str, ClaimCondition], claims: Mapping[str, Any]) -> list[str]:
-    return [r for name, cond in conditions.items() if (r := condition_failure(name, cond, claims)) is not None]
+def _claims_failures(conditions: tuple[Condition, ...], claims: Mapping[str, Any]) -> list[str]:
+    return [r for condition in conditions if (r := condition_failure(condition, claims)) is not None]
 
 
-def repository_failure(rule: Rule, repository: str, region: str) -> str | None:
-    """Why the rule's globs do not cover ``region/repository``, or None when they do."""
-    if rule.repository_matches(repository, region):
+def repository_failure(rule: CompiledRule, where: Repository) -> str | None:
+    """Why the rule's globs do not cover ``where``, or None when they do."""
+    if rule.covers(where):
         return None
-    by_name = [glob for glob in rule.repositories if glob_matches(glob, repository, region)[0]]
+    by_name = [glob.text for glob in rule.globs if glob.covers_name(where.repository)]
     if by_name:
         globs = ", ".join(repr(g) for g in by_name)
-        return f"region {region} is not matched: {repository!r} matches {globs} only in another region"
-    globs = ", ".join(repr(g) for g in rule.repositories)
-    return f"repository {repository!r} is not in its repositories ({globs})"
+        return f"region {where.region} is not matched: {where.repository!r} matches {globs} only in another region"
+    globs = ", ".join(repr(g.text) for g in rule.globs)
+    return f"repository {where.repository!r} is not in its repositories ({globs})"
 
 
-def rule_failures(rule: Rule, issuer_name: str, claims: Mapping[str, Any], repository: str, region: str) -> list[str]:
-    """Why ``rule`` does not grant ``region/repository`` to the token; empty when it does."""
+def rule_failures(rule: CompiledRule, issuer_name: str, claims: Mapping[str, Any], where: Repository) -> list[str]:
+    """Why ``rule`` does not grant ``where`` to the token; empty when it does."""
     if rule.issuer != issuer_name:
         return [f"wrong issuer: the rule is for {rule.issuer!r}, the token is from {issuer_name!r}"]
-    reasons = _claims_failures(rule.claims, claims)
-    missed = repository_failure(rule, repository, region)
+    reasons = _claims_failures(rule.conditions, claims)
+    missed = repository_failure(rule, where)
     return reasons if missed is None else [*reasons, missed]
 
 
-def deny_failures(entry: DenyEntry, issuer_name: str, claims: Mapping[str, Any]) -> list[str]:
+def deny_failures(entry: CompiledDeny, issuer_name: str, claims: Mapping[str, Any]) -> list[str]:
     """Why the deny entry does not suspend the token; empty when it does."""
     if entry.issuer is not None and entry.issuer != issuer_name:
         return [f"wrong issuer: the entry is for {entry.issuer!r}, the token is from {issuer_name!r}"]
-    return _claims_failures(entry.claims, claims)
+    return _claims_failures(entry.conditions, claims)
 
 
 def token_issuer(config: Config, claims: Mapping[str, Any], name: str | None) -> tuple[Issuer | None, str | None]:
@@ -210,38 +215,38 @@ def token_issuer(config: Config, claims: Mapping[str, Any], name: str | None) ->
     return issuer, None
 
 
-def explain(config: Config, claims: Mapping[str, Any], repository: str, region: str,
+def explain(policy: Policy, claims: Mapping[str, Any], repository: str, region: str,
             issuer_name: str | None = None) -> Explanation:
     """The service's decision for a token with ``claims`` asking for ``region/repository``, with reasons."""
-    issuer, refused = token_issuer(config, claims, issuer_name)
+    issuer, refused = token_issuer(policy.config, claims, issuer_name)
+    where = Repository(repository, region)
     if issuer is None or refused is not None:
-        return Explanation(repository, region, issuer, refused, (), (), None, None, identity_for(None, claims))
-    suspension = suspended(config, issuer.name, claims)
+        return Explanation(repository, region, issuer, refused, (), (), None, default_identity(claims))
+    decision = policy.decide(issuer.name, claims, where)
+    decided_by = decision.entry if isinstance(decision, Suspended) else (
+        decision.rule if isinstance(decision, Granted) else None)
     deny: list[Step] = []
-    decided = False
-    for index, entry in enumerate(config.deny):
-        label = f"deny[{index}]" + (f" {entry.name!r}" if entry.name else "")
-        if decided:
-            deny.append(Step(label, "not reached"))
-        elif suspension is not None and suspension.entry is entry:
-            deny.append(Step(label, "applies"))
-            decided = True
-        else:
-            deny.append(Step(label, "does not apply", tuple(deny_failures(entry, issuer.name, claims))))
-    grant = None if suspension is not None else decide(config, issuer.name, claims, repository, region)
     rules: list[Step] = []
-    for index, rule in enumerate(config.rules):
-        label = f"rules[{index}] {rule.name!r}"
-        if decided:
-            rules.append(Step(label, "not reached"))
-        elif grant is not None and grant.rule is rule:
-            rules.append(Step(label, "applies"))
-            decided = True
-        else:
-            rules.append(Step(label, "does not apply", tuple(rule_failures(rule, issuer.name, claims, repository,
-                                                                           region))))
-    identity = grant.identity if grant is not None else identity_for(None, claims)
-    return Explanation(repository, region, issuer, None, tuple(deny), tuple(rules), suspension, grant, identity)
+    reached = True
+    for entry in policy.deny:
+        label = f"deny[{entry.index}]" + (f" {entry.source.name!r}" if entry.source.name else "")
+        reached = _step(deny, label, reached, entry is decided_by, partial(deny_failures, entry, issuer.name, claims))
+    for rule in policy.rules:
+        label = f"rules[{rule.index}] {rule.name!r}"
+        reached = _step(rules, label, reached, rule is decided_by,
+                        partial(rule_failures, rule, issuer.name, claims, where))
+    return Explanation(repository, region, issuer, None, tuple(deny), tuple(rules), decision, decision.identity)
+
+
+def _step(steps: list[Step], label: str, reached: bool, decides: bool, failures: Callable[[], list[str]]) -> bool:
+    """Add one deny entry's or rule's step; whether the next one is still reached."""
+    if not reached:
+        steps.append(Step(label, "not reached"))
+    elif decides:
+        steps.append(Step(label, "applies"))
+    else:
+        steps.append(Step(label, "does not apply", tuple(failures())))
+    return reached and not decides
 
 
 def parse_claims(text: str) -> dict[str, Any]:

@@ -1,152 +1,313 @@
-"""Who may have what: the deny list first, then rules in file order, first match wins. Pure functions, no I/O.
+"""The decision core: the policy file compiled once into an immutable ``Policy`` with one ``decide()``.
 
-A deny entry matches a verified token when the token comes from the entry's issuer (any issuer, if it
-names none) and every claim condition holds; a match refuses everything, whatever the rules say. A rule
-matches a verified token when the token comes from the rule's issuer and every claim condition holds
-(exact value, or a full-match pattern; for a list-valued claim, any element). It grants a repository
-when one of its globs matches ``name`` (and the region, for ``region/name`` globs).
+    Policy.decide(issuer, claims, where)   → Granted | Suspended | NoRule
+    Policy.decide(issuer, claims, None)    → Entitled | Suspended | NoRule   (every repository: /v1/whoami)
+
+The deny list is checked first: an entry matches a verified token when the token comes from the entry's
+issuer (any issuer, if it names none) and every claim condition holds, and then it refuses everything,
+whatever the rules say. Then the rules, in file order, first match wins: a rule matches when the token comes
+from its issuer and every claim condition holds (exact value of the same type, or a full-match pattern on a
+string; for a list-valued claim, any element; a missing claim never matches), and it grants a repository
+when one of its ``[region/]name`` globs covers it.
+
+Every surface that decides (the credentials route, ``/v1/whoami``, ``ccweb explain``) calls only
+``decide``. Compiling checks nothing the models have not checked already; it precomputes what every request
+would otherwise recompute: the matchers, each rule's session policy, duration, identity claims and the
+fingerprint that keys its cached STS sessions. Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import functools
+import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, overload
 
-from ccweb.config import ClaimCondition, Config, DenyEntry, Pattern, Rule
+from ccweb.config import ClaimCondition, Config, DenyEntry, Pattern, Rule, value_pattern
+from ccweb.iam import session_policy, sts_name
+from ccweb.sts import AssumeRoleRequest
 
-_STS_NAME_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
-STS_NAME_MAX = 64
-GIT_PULL, GIT_PUSH = "codecommit:GitPull", "codecommit:GitPush"
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    rule: Rule
-    identity: str
-    """The claim value used for SourceIdentity and the session cache key (before sanitising)."""
+SessionKey = tuple[str, str, str]
+"""(the rule's ``name#fingerprint``, issuer name, identity): what a cached STS session is for."""
+IDENTITY_CLAIMS = ("email", "sub")
+"""Where the identity of a person or job comes from when its rule names no ``source_identity`` claim."""
+_MISSING = object()
 
 
-def _value_matches(condition: object, value: object) -> bool:
-    if isinstance(condition, Pattern):
-        return isinstance(value, str) and condition.matches(value)
-    if isinstance(condition, bool) or isinstance(value, bool):
-        return condition is value
-    return type(condition) is type(value) and condition == value
+class Where(Protocol):
+    """A repository in a region: what ``decide`` is asked about."""
 
+    @property
+    def repository(self) -> str: ...
 
-def claim_matches(condition: object, value: object) -> bool:
-    """One condition against one claim value; a list-valued claim matches when any element does."""
-    if isinstance(value, list):
-        return any(_value_matches(condition, item) for item in value)
-    return _value_matches(condition, value)
-
-
-def conditions_hold(conditions: Mapping[str, ClaimCondition], claims: Mapping[str, Any]) -> bool:
-    """Every condition holds; a missing claim never matches."""
-    return all(name in claims and claim_matches(cond, claims[name]) for name, cond in conditions.items())
-
-
-def rule_matches_claims(rule: Rule, issuer_name: str, claims: Mapping[str, Any]) -> bool:
-    return rule.issuer == issuer_name and conditions_hold(rule.claims, claims)
+    @property
+    def region(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Suspension:
-    entry: DenyEntry
+class Repository:
+    repository: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One claim condition, compiled: the claim must be present and equal ``expected`` (same type), or match
+    ``pattern`` in full when it is a string; a list-valued claim holds when any element does."""
+
+    claim: str
+    source: ClaimCondition
+    expected: object
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def compile(cls, claim: str, source: ClaimCondition) -> Condition:
+        if isinstance(source, Pattern):
+            return cls(claim, source, None, re.compile(value_pattern(source.pattern)))
+        return cls(claim, source, source, None)
+
+    def matches(self, value: object) -> bool:
+        """This condition against one claim value (not a list)."""
+        if self.pattern is not None:
+            return isinstance(value, str) and self.pattern.fullmatch(value) is not None
+        expected = self.expected
+        if isinstance(expected, bool) or isinstance(value, bool):
+            return expected is value
+        return type(expected) is type(value) and expected == value
+
+    def holds(self, claims: Mapping[str, Any]) -> bool:
+        value = claims.get(self.claim, _MISSING)
+        if value is _MISSING:
+            return False
+        if isinstance(value, list):
+            return any(self.matches(item) for item in value)
+        return self.matches(value)
+
+
+def _all_hold(conditions: tuple[Condition, ...], claims: Mapping[str, Any]) -> bool:
+    return all(condition.holds(claims) for condition in conditions)
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """One ``[region/]name`` glob of a rule; no region part means every region."""
+
+    text: str
+    name: re.Pattern[str]
+    region: re.Pattern[str] | None
+
+    @classmethod
+    def compile(cls, text: str) -> Glob:
+        region, _, name = text.rpartition("/")
+        return cls(text, re.compile(fnmatch.translate(name)), re.compile(fnmatch.translate(region)) if region else None)
+
+    def covers_name(self, repository: str) -> bool:
+        return self.name.match(repository) is not None
+
+    def covers_region(self, region: str) -> bool:
+        return self.region is None or self.region.match(region) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledDeny:
+    index: int
     label: str
     """The entry's ``name``, else ``deny[<index>]``: what the audit line and the log call it."""
+    issuer: str | None
+    conditions: tuple[Condition, ...]
+    source: DenyEntry
+
+    @property
+    def reason(self) -> str | None:
+        return self.source.reason
+
+    def applies(self, issuer: str, claims: Mapping[str, Any]) -> bool:
+        return (self.issuer is None or self.issuer == issuer) and _all_hold(self.conditions, claims)
 
 
-def suspended(config: Config, issuer_name: str, claims: Mapping[str, Any]) -> Suspension | None:
-    """The first deny entry that matches the verified token, or None."""
-    for index, entry in enumerate(config.deny):
-        if (entry.issuer is None or entry.issuer == issuer_name) and conditions_hold(entry.claims, claims):
-            return Suspension(entry, entry.name or f"deny[{index}]")
-    return None
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    index: int
+    name: str
+    issuer: str
+    role_arn: str
+    access: str
+    conditions: tuple[Condition, ...]
+    globs: tuple[Glob, ...]
+    identity_claims: tuple[str, ...]
+    session_policy: str
+    duration_seconds: int
+    session_key: str
+    """``<name>#<fingerprint>``: the fingerprint covers the rule, its issuer entry and its session duration, so
+    sessions cached for a rule that changed are never served for the new one."""
+    source: Rule
+
+    def matches(self, issuer: str, claims: Mapping[str, Any]) -> bool:
+        return self.issuer == issuer and _all_hold(self.conditions, claims)
+
+    def covers(self, where: Where) -> bool:
+        return any(glob.covers_name(where.repository) and glob.covers_region(where.region) for glob in self.globs)
+
+    def identity(self, claims: Mapping[str, Any]) -> str:
+        return identity_for(self.identity_claims, claims)
 
 
-def identity_for(rule: Rule | None, claims: Mapping[str, Any]) -> str:
-    """The verified person or job: the rule's ``source_identity`` claim, else email, else sub."""
-    for name in ((rule.source_identity,) if rule and rule.source_identity else ()) + ("email", "sub"):
+def default_identity(claims: Mapping[str, Any]) -> str:
+    """The verified person or job where no rule names a claim for it: email, else sub."""
+    return identity_for(IDENTITY_CLAIMS, claims)
+
+
+def identity_for(names: tuple[str, ...], claims: Mapping[str, Any]) -> str:
+    """The verified person or job: the first of the claims ``names`` that is a non-empty string, else ``sub``."""
+    for name in names:
         value = claims.get(name)
         if isinstance(value, str) and value:
             return value
     return str(claims.get("sub", ""))
 
 
-def matching_rules(config: Config, issuer_name: str, claims: Mapping[str, Any]) -> list[Rule]:
-    return [rule for rule in config.rules if rule_matches_claims(rule, issuer_name, claims)]
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """A rule grants the repository: what to ask STS for and under which key to cache it."""
+
+    rule: CompiledRule
+    identity: str
+    source_identity: str
+    session_key: SessionKey
+    request: AssumeRoleRequest
 
 
-def decide(
-    config: Config, issuer_name: str, claims: Mapping[str, Any], repository: str, region: str
-) -> Grant | None:
-    """The first rule that matches the claims and grants ``region/repository``, or None."""
-    for rule in config.rules:
-        if rule_matches_claims(rule, issuer_name, claims) and rule.repository_matches(repository, region):
-            return Grant(rule, identity_for(rule, claims))
-    return None
+@dataclass(frozen=True, slots=True)
+class Entitled:
+    """Without a repository: the rules that match the token, in order (never empty)."""
+
+    rules: tuple[CompiledRule, ...]
+    identity: str
 
 
-def sts_name(identity: str) -> str:
-    """``identity`` in STS's SourceIdentity/RoleSessionName alphabet, 2..64 characters, stable.
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """A deny entry matches the token: nothing is granted."""
 
-    Characters outside ``[A-Za-z0-9_+=,.@-]`` become ``-`` (so STS's reserved ``aws:`` prefix cannot
-    occur); a value that had to be shortened keeps a hash
-    of the original so two long identities never share a name.
-    """
-    name = _STS_NAME_CHARS.sub("-", identity)
-    if len(name) > STS_NAME_MAX:
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
-        name = f"{name[: STS_NAME_MAX - 9]}-{digest}"
-    if len(name) < 2:
-        name = f"id-{name}" if name else "id-unknown"
-    return name
+    entry: CompiledDeny
+    identity: str
 
 
-def _partition(role_arn: str) -> str:
-    return role_arn.split(":", 2)[1]
+@dataclass(frozen=True, slots=True)
+class NoRule:
+    """No rule grants the repository (or, without one, no rule matches the token)."""
+
+    identity: str
 
 
-def repository_arns(rule: Rule) -> list[str]:
-    return _repository_arns(rule.role_arn, rule.account, tuple(rule.repositories))
+Decision = Granted | Suspended | NoRule
 
 
-def _repository_arns(role_arn: str, account: str, repositories: tuple[str, ...]) -> list[str]:
-    arns = []
-    for glob in repositories:
-        region, _, name = glob.rpartition("/")
-        arns.append(f"arn:{_partition(role_arn)}:codecommit:{region or '*'}:{account}:{name}")
-    return sorted(set(arns))
-
-
-MAX_SESSION_POLICY = 2048
-
-
-def actions(access: str) -> list[str]:
-    return [GIT_PULL, GIT_PUSH] if access == "write" else [GIT_PULL]
-
-
-def session_policy(rule: Rule) -> str:
-    """The inline session policy: the rule's git actions on its repositories, in the role's account only."""
-    return _session_policy(rule.access, rule.role_arn, rule.account, tuple(rule.repositories))
-
-
-@functools.lru_cache(maxsize=1024)
-def _session_policy(access: str, role_arn: str, account: str, repositories: tuple[str, ...]) -> str:
-    """Cached: a rule's policy is the same string for every request it grants."""
-    resources = _repository_arns(role_arn, account, repositories)
-    statement = {"Effect": "Allow", "Action": actions(access), "Resource": resources}
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":"))
-
-
-def describe(rules: Iterable[Rule]) -> list[dict[str, Any]]:
-    return [
-        {"rule": r.name, "role_arn": r.role_arn, "repositories": list(r.repositories), "access": r.access}
-        for r in rules
+def _session_key(rule: Rule, config: Config) -> str:
+    material = [
+        rule.model_dump(mode="json"),
+        config.issuer_named(rule.issuer).model_dump(mode="json"),
+        config.session_duration(rule),
     ]
+    return f"{rule.name}#{hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]}"
+
+
+def _compile_rule(index: int, rule: Rule, config: Config) -> CompiledRule:
+    return CompiledRule(
+        index=index,
+        name=rule.name,
+        issuer=rule.issuer,
+        role_arn=rule.role_arn,
+        access=rule.access,
+        conditions=tuple(Condition.compile(claim, cond) for claim, cond in rule.claims.items()),
+        globs=tuple(Glob.compile(glob) for glob in rule.repositories),
+        identity_claims=((rule.source_identity,) if rule.source_identity else ()) + IDENTITY_CLAIMS,
+        session_policy=session_policy(rule.access, rule.role_arn, rule.account, rule.repositories),
+        duration_seconds=config.session_duration(rule),
+        session_key=_session_key(rule, config),
+        source=rule,
+    )
+
+
+def _compile_deny(index: int, entry: DenyEntry) -> CompiledDeny:
+    return CompiledDeny(
+        index=index,
+        label=entry.name or f"deny[{index}]",
+        issuer=entry.issuer,
+        conditions=tuple(Condition.compile(claim, cond) for claim, cond in entry.claims.items()),
+        source=entry,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The policy file, compiled (``compile_policy``). Immutable: a reload compiles a new one."""
+
+    config: Config
+    digest: str
+    """SHA-256 of the validated configuration (not of the file: comments and layout do not count)."""
+    deny: tuple[CompiledDeny, ...]
+    rules: tuple[CompiledRule, ...]
+
+    @overload
+    def decide(self, issuer: str, claims: Mapping[str, Any], where: Where) -> Granted | Suspended | NoRule: ...
+
+    @overload
+    def decide(self, issuer: str, claims: Mapping[str, Any], where: None) -> Entitled | Suspended | NoRule: ...
+
+    def decide(
+        self, issuer: str, claims: Mapping[str, Any], where: Where | None
+    ) -> Granted | Entitled | Suspended | NoRule:
+        """The decision for a verified token from ``issuer`` with ``claims`` asking for ``where`` (None: for
+        every repository at once). The deny list first, then the first rule that matches and covers ``where``."""
+        for entry in self.deny:
+            if entry.applies(issuer, claims):
+                return Suspended(entry, default_identity(claims))
+        if where is None:
+            rules = tuple(rule for rule in self.rules if rule.matches(issuer, claims))
+            if rules:
+                return Entitled(rules, rules[0].identity(claims))
+            return NoRule(default_identity(claims))
+        for rule in self.rules:
+            if rule.matches(issuer, claims) and rule.covers(where):
+                identity = rule.identity(claims)
+                name = sts_name(identity)
+                return Granted(
+                    rule=rule,
+                    identity=identity,
+                    source_identity=name,
+                    session_key=(rule.session_key, issuer, identity),
+                    request=AssumeRoleRequest(
+                        role_arn=rule.role_arn,
+                        session_name=name,
+                        source_identity=name,
+                        policy=rule.session_policy,
+                        duration_seconds=rule.duration_seconds,
+                    ),
+                )
+        return NoRule(default_identity(claims))
+
+    def rule_named(self, name: str) -> CompiledRule | None:
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+    @property
+    def session_keys(self) -> dict[str, str]:
+        """Rule name → its part of the session-cache key."""
+        return {rule.name: rule.session_key for rule in self.rules}
+
+
+def config_digest(config: Config) -> str:
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+
+
+def compile_policy(config: Config) -> Policy:
+    """``config`` (validated by its models) compiled for ``decide``."""
+    return Policy(
+        config=config,
+        digest=config_digest(config),
+        deny=tuple(_compile_deny(index, entry) for index, entry in enumerate(config.deny)),
+        rules=tuple(_compile_rule(index, rule, config) for index, rule in enumerate(config.rules)),
+    )

@@ -1,7 +1,7 @@
 """The running policy and its hot reload: on SIGHUP, when the file changes, or on ``reload()``.
 
-``PolicyState`` is one loaded configuration with everything built from it (the token verifier, the rate
-limiter, the session-cache key of each rule). A request reads ``Policy.current`` once and keeps that
+``Snapshot`` is one loaded configuration, compiled (``ccweb.policy.Policy``), with what is built from it (the
+token verifier, the rate limiter). A request reads ``RunningPolicy.current`` once and keeps that
 snapshot to the end; a reload validates the new file completely, builds a new state and replaces the
 reference in one assignment on the event loop, so no request ever sees half of two files.
 
@@ -25,22 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ccweb.config import Config, ConfigError, Rule, load_config
+from ccweb.config import Config, ConfigError, load_config
 from ccweb.metrics import Metrics
+from ccweb.policy import Policy, compile_policy
 from ccweb.ratelimit import RateLimiter
 from ccweb.sessions import SessionCache
 from ccweb.tokens import TokenVerifier
@@ -51,36 +50,18 @@ RELOAD_INTERVAL_SECONDS = 2.0
 _UNSEEN = object()
 
 
-def config_digest(config: Config) -> str:
-    """SHA-256 of the validated configuration (not of the file: comments and layout do not count)."""
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()
-
-
-def session_rule_keys(config: Config) -> dict[str, str]:
-    """Rule name → the rule's part of the session-cache key: ``<name>#<fingerprint>``."""
-    keys = {}
-    for rule in config.rules:
-        material = [
-            rule.model_dump(mode="json"),
-            config.issuer_named(rule.issuer).model_dump(mode="json"),
-            config.session_duration(rule),
-        ]
-        digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-        keys[rule.name] = f"{rule.name}#{digest[:16]}"
-    return keys
-
-
 @dataclass(frozen=True, slots=True)
-class PolicyState:
-    config: Config
-    digest: str
+class Snapshot:
+    """One loaded policy and what is built from it; a request keeps one snapshot from start to end."""
+
+    policy: Policy
     verifier: TokenVerifier
     limiter: RateLimiter
-    session_rules: Mapping[str, str]
     loaded_at: float
 
-    def session_rule(self, rule: Rule) -> str:
-        return self.session_rules[rule.name]
+    @property
+    def config(self) -> Config:
+        return self.policy.config
 
 
 def _carry_keys(old: TokenVerifier, new: TokenVerifier) -> None:
@@ -101,8 +82,8 @@ def _signature(path: Path) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class Policy:
-    """Holds the current ``PolicyState``; reloads it from ``path`` (if any)."""
+class RunningPolicy:
+    """Holds the current ``Snapshot``; reloads it from ``path`` (if any)."""
 
     def __init__(
         self,
@@ -127,9 +108,10 @@ class Policy:
         """The problems of the last file refused, until a good one is loaded."""
         self._lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.current = self._build(config, None)
+        self.current = self._build(compile_policy(config), None)
 
-    def _build(self, config: Config, previous: PolicyState | None) -> PolicyState:
+    def _build(self, policy: Policy, previous: Snapshot | None) -> Snapshot:
+        config = policy.config
         verifier = TokenVerifier(config, self._http, clock=self._clock, metrics=self._metrics)
         limits = config.rate_limit
         if previous is not None:
@@ -138,34 +120,29 @@ class Policy:
             limiter = previous.limiter
         else:
             limiter = RateLimiter(limits.requests_per_minute, limits.burst, clock=self._monotonic)
-        return PolicyState(
-            config=config,
-            digest=config_digest(config),
-            verifier=verifier,
-            limiter=limiter,
-            session_rules=session_rule_keys(config),
-            loaded_at=self._clock(),
-        )
+        return Snapshot(policy=policy, verifier=verifier, limiter=limiter, loaded_at=self._clock())
 
     def apply(self, config: Config, *, trigger: str = "reload") -> bool:
         """Make ``config`` the running policy (on the event loop); False when nothing changed."""
         old = self.current
-        if config_digest(config) == old.digest:
+        policy = compile_policy(config)
+        if policy.digest == old.policy.digest:
             self.last_error = None
             return False
-        new = self._build(config, old)
+        new = self._build(policy, old)
         self.current = new  # the swap: requests that started before keep their snapshot
         self._sessions.retry.budget = config.aws.retry_budget_seconds
         self.reloads += 1
         self.last_error = None
-        changed = sorted(name for name, key in old.session_rules.items() if new.session_rules.get(name) != key)
+        old_keys, new_keys = old.policy.session_keys, new.policy.session_keys
+        changed = sorted(name for name, key in old_keys.items() if new_keys.get(name) != key)
         before = len(self._sessions)
         for name in changed:
-            self._sessions.drop_rule(old.session_rules[name])
-        added = sorted(set(new.session_rules) - set(old.session_rules))
+            self._sessions.drop_rule(old_keys[name])
+        added = sorted(set(new_keys) - set(old_keys))
         log.info(
             "policy reloaded (%s): %s; rules changed or removed: %s; rules added: %s; %d cached session(s) dropped",
-            trigger, new.digest[:12], ", ".join(changed) or "none", ", ".join(added) or "none",
+            trigger, new.policy.digest[:12], ", ".join(changed) or "none", ", ".join(added) or "none",
             before - len(self._sessions),
         )
         if self._metrics is not None:

@@ -20,7 +20,7 @@ import yaml
 from cfnlint.api import ManualArgs, lint_file
 
 from ccweb.config import ROLE_ARN
-from ccweb.policy import actions as ccweb_actions
+from ccweb.iam import actions as ccweb_actions
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "aws"
 SERVICE = DEPLOY / "ccweb-service-role.yaml"

@@ -16,7 +16,7 @@ import yaml
 
 from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
-from ccweb.policy import suspended
+from ccweb.policy import Repository, Suspended, compile_policy
 from ccweb.sandbox.issuer import DevIssuer
 from support import RecordingSTS, serve, serve_issuer
 
@@ -50,8 +50,9 @@ MATCHES = {
 
 @pytest.mark.parametrize(("issuer", "claims", "label"), MATCHES.values(), ids=MATCHES.keys())
 def test_suspended(issuer: str, claims: dict[str, Any], label: str | None) -> None:
-    hold = suspended(parse_config(policy()), issuer, claims)
-    assert (hold.label if hold else None) == label
+    for where in (Repository("app", "us-east-1"), None):  # a repository, or every one (whoami)
+        decision = compile_policy(parse_config(policy())).decide(issuer, claims, where)
+        assert (decision.entry.label if isinstance(decision, Suspended) else None) == label
 
 
 REFUSED = {

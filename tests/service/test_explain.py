@@ -12,7 +12,7 @@ import pytest
 from ccweb.cli import main
 from ccweb.config import parse_config
 from ccweb.explain import ExplainError, explain, parse_claims, repository_target
-from ccweb.policy import decide, suspended
+from ccweb.policy import Granted, Repository, Suspended, compile_policy
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-"
 POLICY_DATA: dict[str, Any] = {
@@ -37,7 +37,7 @@ POLICY_DATA: dict[str, Any] = {
          "repositories": ["app-web"]},
     ],
 }
-POLICY = parse_config(POLICY_DATA)
+POLICY = compile_policy(parse_config(POLICY_DATA))
 CORP = {"iss": "https://login.example.com", "aud": "ccweb", "sub": "u1"}
 CI = {"iss": "https://token.actions.githubusercontent.com", "aud": ["ccweb"],
       "sub": "repo:acme/app:ref:refs/heads/main"}
@@ -102,16 +102,16 @@ def test_explanations(claims: dict[str, Any], repository: str, region: str, deci
                       reasons: dict[str, str]) -> None:
     result = explain(POLICY, claims, repository, region)
     assert result.issuer is not None
-    suspension = suspended(POLICY, result.issuer.name, claims)
-    grant = None if suspension else decide(POLICY, result.issuer.name, claims, repository, region)
-    assert (result.suspension, result.grant) == (suspension, grant), "explain decides as the service does"
-    decided = suspension.label if suspension else grant.rule.name if grant else None
+    decision = POLICY.decide(result.issuer.name, claims, Repository(repository, region))
+    assert result.decision == decision, "explain decides as the service does"
+    decided = (decision.entry.label if isinstance(decision, Suspended)
+               else decision.rule.name if isinstance(decision, Granted) else None)
     assert decided == decides
     lines = result.lines()
     for label, reason in reasons.items():
         assert reason in step_text(lines, label)
-    assert lines[-1].startswith("granted: " if grant else "denied: ")
-    if suspension is not None:
+    assert lines[-1].startswith("granted: " if isinstance(decision, Granted) else "denied: ")
+    if isinstance(decision, Suspended):
         assert f"deny entry {decides!r} suspends" in lines[-1]
     for step in (*result.deny, *result.rules):
         assert bool(step.reasons) == (step.outcome == "does not apply"), step
@@ -135,7 +135,7 @@ def test_tokens_the_service_refuses_before_any_rule(claims: dict[str, Any], issu
 
 def test_issuer_named_on_the_command_line_needs_no_iss() -> None:
     result = explain(POLICY, {"groups": "admins"}, "x", "us-east-1", "corp")
-    assert result.grant is not None and result.grant.rule.name == "admins"
+    assert isinstance(result.decision, Granted) and result.decision.rule.name == "admins"
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_bad_claims(text: str, message: str) -> None:
     ],
 )
 def test_repository_target(repo: str, region: str | None, expected: tuple[str, str, bool]) -> None:
-    assert repository_target(POLICY, repo, region) == expected
+    assert repository_target(POLICY.config, repo, region) == expected
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ def test_repository_target(repo: str, region: str | None, expected: tuple[str, s
 )
 def test_bad_repository(repo: str, region: str | None, message: str) -> None:
     with pytest.raises(ExplainError, match=message.replace("?", r"\?")):
-        repository_target(POLICY, repo, region)
+        repository_target(POLICY.config, repo, region)
 
 
 @pytest.fixture

@@ -1,25 +1,29 @@
-"""Who gets what: first match in file order, claim conditions, repository globs, identities, session policies."""
+"""The decision core: first match in file order, claim conditions, repository globs, identities, session policies,
+the deny list first, and what a grant asks STS for."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 
-from ccweb.config import Config, parse_config
-from ccweb.policy import decide, identity_for, matching_rules, session_policy, sts_name
+from ccweb.config import parse_config
+from ccweb.iam import sts_name
+from ccweb.policy import Entitled, Granted, NoRule, Policy, Repository, Suspended, compile_policy
 
 ACCOUNT = "111122223333"
 
 
-def config(*rules: dict[str, Any]) -> Config:
-    return parse_config({
+def config(*rules: dict[str, Any], deny: list[dict[str, Any]] | None = None) -> Policy:
+    return compile_policy(parse_config({
         "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": ["ccweb"]},
                     {"name": "ci", "issuer": "https://token.actions.githubusercontent.com", "audiences": ["ccweb"]}],
+        "deny": deny or [],
         "rules": [{"issuer": "corp", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/r", "repositories": ["*"],
                    **rule} for rule in rules],
-    })
+    }))
 
 
 POLICY = config(
@@ -72,13 +76,67 @@ CASES = [
 
 @pytest.mark.parametrize(("issuer", "claims", "repository", "region", "rule"), CASES)
 def test_decide(issuer: str, claims: dict[str, Any], repository: str, region: str, rule: str | None) -> None:
-    grant = decide(POLICY, issuer, {"sub": "s", **claims}, repository, region)
-    assert (grant.rule.name if grant else None) == rule
+    decision = POLICY.decide(issuer, {"sub": "s", **claims}, Repository(repository, region))
+    assert (decision.rule.name if isinstance(decision, Granted) else None) == rule
+    assert isinstance(decision, Granted if rule else NoRule)
 
 
-def test_matching_rules_lists_every_rule_in_order() -> None:
+def test_without_a_repository_every_matching_rule_in_order() -> None:
     claims = {"sub": "s", "groups": ["admins", "app"], "email": "ann@example.com"}
-    assert [r.name for r in matching_rules(POLICY, "corp", claims)] == ["admins", "app-team"]
+    decision = POLICY.decide("corp", claims, None)
+    assert isinstance(decision, Entitled)
+    assert [r.name for r in decision.rules] == ["admins", "app-team"]
+    assert isinstance(POLICY.decide("corp", {"sub": "s", "groups": ["staff"]}, None), NoRule)
+
+
+def test_a_grant_carries_the_assume_role_request_and_the_session_key() -> None:
+    claims = {"sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app", "ref": "refs/heads/main",
+              "job_workflow_ref": "acme/app/.github/workflows/ci.yml@main"}
+    decision = POLICY.decide("ci", claims, Repository("app-web", "eu-west-1"))
+    assert isinstance(decision, Granted)
+    rule = decision.rule
+    assert decision.identity == "acme/app/.github/workflows/ci.yml@main"
+    assert decision.source_identity == sts_name(decision.identity)
+    assert decision.request.role_arn == rule.role_arn == f"arn:aws:iam::{ACCOUNT}:role/r"
+    assert decision.request.session_name == decision.request.source_identity == decision.source_identity
+    assert decision.request.duration_seconds == 3600
+    assert json.loads(decision.request.policy)["Statement"][0]["Resource"] == [
+        f"arn:aws:codecommit:*:{ACCOUNT}:app-web"]
+    assert decision.session_key == (rule.session_key, "ci", decision.identity)
+    assert rule.session_key.startswith("ci-main#")
+
+
+def test_the_session_key_changes_with_the_rule_its_issuer_and_its_duration() -> None:
+    base = {"name": "r", "claims": {"groups": "g"}}
+    keys = {
+        compile_policy(parse_config({
+            "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": audiences}],
+            "rules": [{"issuer": "corp", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/r", "repositories": ["*"],
+                       **base, **extra}],
+        })).rules[0].session_key
+        for audiences, extra in [(["ccweb"], {}), (["ccweb", "other"], {}), (["ccweb"], {"access": "write"}),
+                                 (["ccweb"], {"session_duration": 900})]
+    }
+    assert len(keys) == 4
+
+
+DENY = [{"name": "eve", "issuer": "corp", "claims": {"email": "eve@example.com"}, "reason": "left"}]
+
+
+@pytest.mark.parametrize("where", [Repository("app", "us-east-1"), None], ids=["a-repository", "every-repository"])
+def test_the_deny_list_comes_first_in_every_decision(where: Repository | None) -> None:
+    policy = config({"name": "everyone", "access": "write"}, deny=DENY)
+    decision = policy.decide("corp", {"sub": "u-eve", "email": "eve@example.com"}, where)
+    assert isinstance(decision, Suspended)
+    assert (decision.entry.label, decision.entry.reason, decision.identity) == ("eve", "left", "eve@example.com")
+    assert not isinstance(policy.decide("corp", {"sub": "u-ann", "email": "ann@example.com"}, where), Suspended)
+
+
+def test_the_compiled_policy_is_immutable() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        POLICY.rules = ()  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        POLICY.rules[0].role_arn = "arn:aws:iam::999999999999:role/x"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(("rule_index", "claims", "identity"), [
@@ -90,7 +148,7 @@ def test_matching_rules_lists_every_rule_in_order() -> None:
     (3, {"sub": "repo:acme/app"}, "repo:acme/app"),
 ], ids=["email", "sub-without-email", "non-string-email", "rule-claim", "rule-claim-missing"])
 def test_identity(rule_index: int, claims: dict[str, Any], identity: str) -> None:
-    assert identity_for(POLICY.rules[rule_index], claims) == identity
+    assert POLICY.rules[rule_index].identity(claims) == identity
 
 
 @pytest.mark.parametrize(("identity", "expected"), [
@@ -113,9 +171,10 @@ def test_long_identities_stay_distinct_within_64_characters() -> None:
     assert sts_name(first) == names[0]  # stable
 
 
-def statement(rule_name: str, policy: Config = POLICY) -> dict[str, Any]:
-    rule = next(r for r in policy.rules if r.name == rule_name)
-    document = json.loads(session_policy(rule))
+def statement(rule_name: str, policy: Policy = POLICY) -> dict[str, Any]:
+    rule = policy.rule_named(rule_name)
+    assert rule is not None
+    document = json.loads(rule.session_policy)
     assert len(document["Statement"]) == 1
     return dict(document["Statement"][0])
 
@@ -135,9 +194,9 @@ def test_write_rule_session_policy_adds_push_and_keeps_regions_and_account() -> 
 
 
 def test_session_policy_follows_the_role_partition() -> None:
-    china = parse_config({
+    china = compile_policy(parse_config({
         "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": ["ccweb"]}],
         "rules": [{"name": "cn", "issuer": "corp", "role_arn": f"arn:aws-cn:iam::{ACCOUNT}:role/r",
                    "repositories": ["cn-north-1/*"]}],
-    })
+    }))
     assert statement("cn", china)["Resource"] == [f"arn:aws-cn:codecommit:cn-north-1:{ACCOUNT}:*"]

@@ -1,0 +1,99 @@
+"""The HTTP API's bodies as pydantic models: what the OpenAPI document shows and the routes answer."""
+
+# No `from __future__ import annotations`: FastAPI and pydantic read these annotations at run time.
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CredentialRequest(BaseModel):
+    """The attributes git gave the helper."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "examples": [{"protocol": "https", "host": "git-codecommit.us-east-2.amazonaws.com",
+                      "path": "v1/repos/MyDemoRepo"}]
+    })
+    protocol: Annotated[str, Field(strict=True, max_length=16)]
+    host: Annotated[str, Field(strict=True, min_length=1, max_length=300)]
+    path: Annotated[str | None, Field(strict=True, max_length=1024)] = None
+
+
+class CredentialResponse(BaseModel):
+    username: str
+    password: str
+    expires_at: str
+    password_expiry_utc: int
+    region: str
+    repository: str
+    rule: str
+    role_arn: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class RuleSummary(BaseModel):
+    rule: str
+    role_arn: str
+    repositories: list[str]
+    access: str
+
+
+class WhoAmI(BaseModel):
+    issuer: str
+    issuer_url: str
+    subject: str
+    identity: str
+    expires_at: str
+    rules: list[RuleSummary]
+    suspended: str | None = Field(
+        default=None, description="Set when a deny entry suspends this identity: why, as a sentence; rules is empty."
+    )
+
+
+class GitEndpointInfo(BaseModel):
+    host: str
+    region: str
+
+
+class LoginIssuer(BaseModel):
+    name: str
+    issuer: str
+    client_id: str
+    scopes: list[str]
+
+
+class Discovery(BaseModel):
+    service: str = "ccweb"
+    version: str
+    audience: str = Field(description="The audience CI platforms' OIDC tokens must be requested for.")
+    git_endpoints: list[GitEndpointInfo]
+    login: list[LoginIssuer] = Field(description="Issuers that allow interactive login, first the default.")
+    helper: str = Field(description="Where to download ccweb-helper as one file (a Python 3.9+ zipapp).")
+
+
+class Health(BaseModel):
+    status: str = Field(description="Always 'ok' while the process serves requests.")
+
+
+class IssuerKeys(BaseModel):
+    keys_loaded: bool
+    last_error: str | None
+
+
+class PolicyInfo(BaseModel):
+    digest: str = Field(description="SHA-256 of the running policy as validated (comments and layout do not count).")
+    loaded_at: str
+    reloads: int = Field(description="Reloads that changed the policy since this process started.")
+    reload_error: list[str] | None = Field(
+        description="Why the file on disk was refused (the running policy stayed), until a good one is loaded."
+    )
+
+
+class Readiness(BaseModel):
+    status: str
+    issuers: dict[str, IssuerKeys] = Field(description="Each issuer's key set, by issuer name.")
+    cached_sessions: int
+    policy: PolicyInfo

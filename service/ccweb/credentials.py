@@ -1,0 +1,230 @@
+"""One credential request, start to end: verify → resolve the target → decide → STS session → sign.
+
+``CredentialFlow.issue`` is the whole of ``POST /v1/credentials``; every outcome ends in exactly one audit line
+and one count of ``ccweb_credential_decisions`` (``_record``). ``CredentialFlow.caller`` (verify, then the
+rate limit) is shared with ``/v1/whoami``. ``CredentialsEndpoint`` serves the flow as a plain ASGI app:
+git's busiest route skips FastAPI's dependency solving and Request/Response objects, and still passes
+through every middleware of the app, as a route of its router.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
+
+from ccweb import audit
+from ccweb.api_models import CredentialRequest
+from ccweb.errors import (
+    AccessDenied,
+    InvalidRequest,
+    InvalidToken,
+    RateLimited,
+    ServiceError,
+    UpstreamUnavailable,
+    bad_body,
+)
+from ccweb.metrics import Metrics
+from ccweb.policy import Granted, NoRule, Suspended, default_identity
+from ccweb.reload import RunningPolicy, Snapshot
+from ccweb.responses import error_response, unexpected_response
+from ccweb.sessions import SessionCache
+from ccweb.signing import PASSWORD_LIFETIME_SECONDS, git_password, git_username
+from ccweb.targets import Target, resolve
+from ccweb.tokens import VerifiedToken, token_sha256
+
+log = logging.getLogger("ccweb.credentials")
+CREDENTIALS_PATH = "/v1/credentials"
+
+
+def iso_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def suspension_sentence(identity: str, caller: VerifiedToken, reason: str | None) -> str:
+    because = f" ({reason.rstrip('.')})" if reason else ""
+    return (
+        f"Access to ccweb for {identity} (subject {caller.subject!r} of issuer {caller.issuer.name!r}) is "
+        f"suspended by its operators{because}; ask them to lift the suspension."
+    )
+
+
+def _no_rule_sentence(identity: str, caller: VerifiedToken, target: Target) -> str:
+    return (
+        f"No ccweb rule grants {identity} (subject {caller.subject!r} of issuer {caller.issuer.name!r}) access "
+        f"to repository {target.repository!r} in {target.region}; ask the owners of the ccweb policy for access, "
+        "or check the repository name."
+    )
+
+
+def _credential_request(raw: bytes) -> CredentialRequest:
+    try:
+        return CredentialRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in item.get('loc', ())) or 'body'}: {item.get('msg', 'invalid')}"
+            for item in exc.errors(include_url=False)
+        ]
+        raise bad_body(problems) from None
+
+
+class CredentialFlow:
+    """``POST /v1/credentials`` and the caller check it shares with ``/v1/whoami``."""
+
+    def __init__(self, running: RunningPolicy, sessions: SessionCache, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.running = running
+        self.sessions = sessions
+        self.metrics = metrics
+        self.clock = clock
+
+    def _record(self, outcome: str, rule: str = "", **fields: Any) -> None:
+        """The one audit line and the one metrics count of a decision."""
+        audit.decision(outcome, rule=rule or None, **fields)
+        self.metrics.decided(rule, outcome)
+
+    async def caller(self, snapshot: Snapshot, token: str | None) -> VerifiedToken:
+        """The caller behind the bearer ``token``, within its rate limit; InvalidToken or RateLimited else."""
+        if token is None:
+            raise InvalidToken("No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing")
+        try:
+            caller = await snapshot.verifier.verify(token)
+        except InvalidToken as exc:
+            self._record("invalid_token", reason=exc.reason, token_sha256=token_sha256(token))
+            raise
+        limiter = snapshot.limiter
+        wait = limiter.check((caller.issuer.name, caller.subject))
+        if wait:
+            identity = default_identity(caller.claims)
+            self._record("rate_limited", issuer=caller.issuer.name, subject=caller.subject, identity=identity,
+                         token_sha256=caller.sha256)
+            raise RateLimited(
+                f"Too many requests from {identity}: ccweb answers each identity {limiter.requests_per_minute} "
+                f"times a minute, in bursts of up to {limiter.burst}; wait a little (Retry-After), and look for "
+                "a script or job that runs git in a loop.",
+                retry_after=wait,
+            )
+        return caller
+
+    async def issue(self, token: str | None, read_body: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The credential, as the JSON body of the 200; a ServiceError else."""
+        snapshot = self.running.current  # one policy from start to end
+        caller = await self.caller(snapshot, token)
+        # The body is read after the token is verified, so an unauthenticated caller learns nothing.
+        body = _credential_request(await read_body())
+        who: dict[str, Any] = {"issuer": caller.issuer.name, "subject": caller.subject, "token_sha256": caller.sha256}
+        policy = snapshot.policy
+        try:
+            target = resolve(policy.config, body.protocol, body.host, body.path)
+        except InvalidRequest as exc:
+            self._record("invalid_request", reason=exc.reason, identity=default_identity(caller.claims), **who)
+            raise
+        where = {"repository": target.repository, "region": target.region}
+        decision = policy.decide(caller.issuer.name, caller.claims, target)
+        if isinstance(decision, Suspended):
+            self._record("denied", reason="suspended", deny=decision.entry.label, identity=decision.identity,
+                         **who, **where)
+            raise AccessDenied(suspension_sentence(decision.identity, caller, decision.entry.reason))
+        if isinstance(decision, NoRule):
+            self._record("denied", identity=decision.identity, **who, **where)
+            raise AccessDenied(_no_rule_sentence(decision.identity, caller, target))
+        return await self._sign(decision, target, who, where)
+
+    async def _sign(self, grant: Granted, target: Target, who: dict[str, Any], where: dict[str, Any]) -> bytes:
+        rule = grant.rule
+        decided = {"role_arn": rule.role_arn, "identity": grant.identity, "source_identity": grant.source_identity}
+        try:
+            session = await self.sessions.get(grant.session_key, grant.request)
+        except UpstreamUnavailable as exc:
+            self._record("upstream_unavailable", rule.name, reason=exc.reason, **who, **where, **decided)
+            raise
+        now = int(self.clock())
+        password = git_password(session.secret_access_key, hostname=target.hostname, path=target.path,
+                                region=target.region, now=datetime.fromtimestamp(now, UTC))
+        expiry = now + PASSWORD_LIFETIME_SECONDS
+        if session.expiration is not None:
+            expiry = min(expiry, int(session.expiration.timestamp()))
+        self._record("issued", rule.name, **who, **where, **decided)
+        return json.dumps({
+            "username": git_username(session),
+            "password": password,
+            "expires_at": iso_time(expiry),
+            "password_expiry_utc": expiry,
+            "region": target.region,
+            "repository": target.repository,
+            "rule": rule.name,
+            "role_arn": rule.role_arn,
+        }, separators=(",", ":")).encode()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, as FastAPI's ``HTTPBearer`` reads it."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class ClientGone(Exception):
+    """The client went away before its request body arrived: nothing to answer."""
+
+
+class CredentialsEndpoint:
+    """``CredentialFlow.issue`` as a plain ASGI app."""
+
+    def __init__(self, flow: CredentialFlow) -> None:
+        self.flow = flow
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+
+        async def read_body() -> bytes:
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise ClientGone
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    return bytes(body)
+
+        try:
+            payload = await self.flow.issue(bearer_token(authorization), read_body)
+        except ClientGone:
+            return
+        except ServiceError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:  # noqa: BLE001 (answered and logged as the app's own handler does)
+            await unexpected_response(exc)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+        ]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+class CredentialsRoute(Route):
+    """``POST /v1/credentials`` in the app's router, served by ``CredentialsEndpoint``. It matches first and by
+    a plain comparison, and names itself in the scope as FastAPI's routes do (the metrics label it by)."""
+
+    def __init__(self, endpoint: CredentialsEndpoint) -> None:
+        super().__init__(CREDENTIALS_PATH, endpoint, methods=["POST"], include_in_schema=False)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["path"] != CREDENTIALS_PATH:
+            return Match.NONE, {}
+        if scope["method"] != "POST":
+            return Match.PARTIAL, {"endpoint": self.endpoint, "path_params": {}, "route": self}
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": {}, "route": self}

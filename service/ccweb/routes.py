@@ -1,0 +1,121 @@
+"""The API's FastAPI routes besides ``POST /v1/credentials``: whoami, discovery, the helper download, health,
+readiness and metrics. Each reads the running policy once (one snapshot per request) and decides, where it
+decides, only through ``Policy.decide``."""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at run time.
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ccweb import __version__
+from ccweb.api_models import (
+    Discovery,
+    GitEndpointInfo,
+    Health,
+    LoginIssuer,
+    PolicyInfo,
+    Readiness,
+    RuleSummary,
+    WhoAmI,
+)
+from ccweb.config import Config
+from ccweb.credentials import CredentialFlow, iso_time, suspension_sentence
+from ccweb.errors import InvalidToken, RateLimited, UpstreamUnavailable
+from ccweb.helper_dist import helper_zipapp
+from ccweb.openapi import error_responses
+from ccweb.policy import Entitled, Suspended
+from ccweb.reload import RunningPolicy
+
+HELPER_PATH = "/helper/ccweb-helper"
+
+
+def discovery_document(config: Config) -> Discovery:
+    return Discovery(
+        version=__version__,
+        audience=config.audience_for_ci,
+        git_endpoints=[GitEndpointInfo(host=e.host, region=e.region) for e in config.git_endpoints],
+        login=[
+            LoginIssuer(name=i.name, issuer=i.issuer, client_id=i.login.client_id, scopes=list(i.login.scopes))
+            for i in config.issuers if i.login is not None
+        ],
+        helper=HELPER_PATH,
+    )
+
+
+def _policy_info(running: RunningPolicy) -> dict[str, Any]:
+    current = running.current
+    return PolicyInfo(digest=current.policy.digest, loaded_at=iso_time(current.loaded_at), reloads=running.reloads,
+                      reload_error=running.last_error).model_dump()
+
+
+def api_router(flow: CredentialFlow) -> APIRouter:
+    running, sessions, metrics = flow.running, flow.sessions, flow.metrics
+    router = APIRouter()
+    bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
+
+    @router.get("/v1/whoami", response_model=WhoAmI, summary="The verified identity and the rules it matches",
+                responses=error_responses(InvalidToken, RateLimited, UpstreamUnavailable))
+    async def whoami(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> WhoAmI:
+        snapshot = running.current
+        caller = await flow.caller(snapshot, None if credentials is None else credentials.credentials)
+        decision = snapshot.policy.decide(caller.issuer.name, caller.claims, None)
+        rules = decision.rules if isinstance(decision, Entitled) else ()
+        return WhoAmI(
+            issuer=caller.issuer.name,
+            issuer_url=caller.issuer.issuer,
+            subject=caller.subject,
+            identity=decision.identity,
+            expires_at=iso_time(caller.expires_at),
+            rules=[RuleSummary(rule=r.name, role_arn=r.role_arn, repositories=list(r.source.repositories),
+                               access=r.access) for r in rules],
+            suspended=(suspension_sentence(decision.identity, caller, decision.entry.reason)
+                       if isinstance(decision, Suspended) else None),
+        )
+
+    @router.get("/.well-known/ccweb", response_model=Discovery, summary="What the helper needs to know")
+    async def discovery() -> Discovery:
+        return discovery_document(running.current.config)
+
+    @router.get(HELPER_PATH, summary="ccweb-helper as one file: a Python 3.9+ zipapp with no dependencies",
+                response_class=Response, responses={
+                    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    304: {"description": "Not modified: the If-None-Match ETag is the current one"}})
+    async def helper_download(request: Request) -> Response:
+        bundle = helper_zipapp()
+        etag = f'"{bundle.sha256}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
+                   "Content-Disposition": 'attachment; filename="ccweb-helper"'}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(bundle.content, media_type="application/octet-stream", headers=headers)
+
+    @router.get("/healthz", summary="Liveness", response_model=Health)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness, with the state of each issuer's key set", response_model=Readiness)
+    async def readyz() -> JSONResponse:
+        # ok; degraded (200: an issuer serves stale keys or has none, or STS failed after its retries);
+        # unavailable (503: no issuer has keys, so no token can be verified). An IdP or STS outage that every
+        # replica shares does not take replicas out of service for the issuers that still work.
+        issuers = await running.current.verifier.readiness()
+        sts_state = {"state": "failing" if sessions.upstream_error else "ok", "last_error": sessions.upstream_error}
+        if not any(i["keys_loaded"] for i in issuers.values()):
+            status = "unavailable"
+        elif sessions.upstream_error or any(i["state"] != "ok" for i in issuers.values()):
+            status = "degraded"
+        else:
+            status = "ok"
+        body = {"status": status, "issuers": issuers, "sts": sts_state, "cached_sessions": len(sessions),
+                "policy": _policy_info(running)}
+        return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+                responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)  # all workers' counts
+
+    return router
