@@ -1,4 +1,4 @@
-"""The ``ccweb`` command: serve, check-config, schema, explain, dev."""
+"""The ``ccweb`` command: serve, check-config, schema, explain, test-policy, dev."""
 
 from __future__ import annotations
 
@@ -25,29 +25,22 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.messages:
             print(f"  {line}", file=sys.stderr)
         return 1
-    import uvicorn  # noqa: PLC0415
-
-    os.environ["CCWEB_CONFIG"] = os.path.abspath(path)
-    os.environ["CCWEB_RELOAD_INTERVAL"] = str(args.reload_interval)
-    os.environ["CCWEB_LOG_LEVEL"] = args.log_level
-    os.environ["CCWEB_LOG_FORMAT"] = args.log_format
     from ccweb import logs  # noqa: PLC0415
-    from ccweb.server import APP, run_workers, uvicorn_options  # noqa: PLC0415
+    from ccweb.server import ServeSettings, serve  # noqa: PLC0415
 
-    logs.setup(args.log_level, args.log_format)
-    options = uvicorn_options(args.host, args.port, args.workers)
-    if args.workers > 1:
-        run_workers(**options)  # SIGHUP to this process reaches every worker
-    else:
-        uvicorn.run(APP, factory=True, **options)
+    settings = ServeSettings(config_path=os.path.abspath(path), reload_interval=args.reload_interval,
+                             log_level=args.log_level, log_format=args.log_format)
+    logs.setup(settings.log_level, settings.log_format)
+    serve(settings, args.host, args.port, args.workers)  # every worker builds its app from these settings
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
     from ccweb.config import ConfigError, load_config  # noqa: PLC0415
+    from ccweb.policy import compile_policy  # noqa: PLC0415
 
     try:
-        config = load_config(args.file)
+        config = compile_policy(load_config(args.file)).config  # what serve would run, compiled the same way
     except ConfigError as exc:
         for line in exc.messages:
             print(line, file=sys.stderr)
@@ -99,14 +92,12 @@ def _schema(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from ccweb.config import ConfigError, load_config  # noqa: PLC0415
     from ccweb.explain import ExplainError, explain, parse_claims, repository_target  # noqa: PLC0415
+    from ccweb.policy import compile_policy  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"ccweb explain: {args.config} is not valid:", file=sys.stderr)
-        for line in exc.messages:
-            print(f"  {line}", file=sys.stderr)
-        return 2
+        return _invalid("explain", args.config, exc.messages)
     try:
         if args.claims == "-":
             text = sys.stdin.read()
@@ -124,7 +115,7 @@ def _explain(args: argparse.Namespace) -> int:
         return 2
     try:
         repository, region, default = repository_target(config, args.repo, args.region)
-        result = explain(config, claims, repository, region, args.issuer)
+        result = explain(compile_policy(config), claims, repository, region, args.issuer)
     except ExplainError as exc:
         print(f"ccweb explain: {exc}", file=sys.stderr)
         return 2
@@ -133,6 +124,37 @@ def _explain(args: argparse.Namespace) -> int:
         lines[0] = lines[0].replace(f" in {region}", f" in {region} (the default; choose with --region)", 1)
     print("\n".join(lines))
     return 0 if result.granted else 1
+
+
+def _invalid(command: str, what: str, problems: list[str]) -> int:
+    print(f"ccweb {command}: {what} is not valid:", file=sys.stderr)
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+    return 2
+
+
+def _test_policy(args: argparse.Namespace) -> int:
+    from ccweb.config import ConfigError, load_config  # noqa: PLC0415
+    from ccweb.policy import compile_policy  # noqa: PLC0415
+    from ccweb.policytest import differences, load_cases  # noqa: PLC0415
+
+    try:
+        policy = compile_policy(load_config(args.config))
+    except ConfigError as exc:
+        return _invalid("test-policy", args.config, exc.messages)
+    try:
+        cases = load_cases(args.cases, policy)
+    except ConfigError as exc:
+        return _invalid("test-policy", args.cases, exc.messages)
+    lines = differences(policy, cases)
+    for line in lines:
+        print(line)
+    held = f"{len(cases) - len(lines)} of {len(cases)} case(s) hold"
+    if lines:
+        print(f"ccweb test-policy: {held}", file=sys.stderr)
+        return 1
+    print(f"{held}: the policy decides as expected")
+    return 0
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -201,6 +223,14 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--region", help="the repository's region (default us-east-1; a clone URL names it)")
     why.add_argument("--issuer", metavar="NAME", help="the issuer entry the token is from (default: by its iss)")
     why.set_defaults(run=_explain)
+
+    cases = commands.add_parser(
+        "test-policy", help="check a policy against a table of cases (exit 1 when any case decides otherwise)"
+    )
+    cases.add_argument("--config", required=True, help="the policy file")
+    cases.add_argument("cases", metavar="CASES.yaml",
+                       help="the cases: name, issuer, claims, repository, region, expect")
+    cases.set_defaults(run=_test_policy)
 
     dev = commands.add_parser("dev", help="run the local sandbox (loopback only, nothing from AWS)")
     dev.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")

@@ -1,0 +1,100 @@
+"""``ccweb test-policy``: a table of cases checked against the policy, for CI on policy changes. Pure.
+
+    cases:
+      - name: alice writes app
+        issuer: corp                 # optional when the policy has one issuer
+        claims: {sub: alice, groups: [engineering]}
+        repository: app
+        region: us-east-1            # optional (default us-east-1)
+        expect: developers           # a rule name, `denied` or `suspended`
+
+Each case is decided by ``Policy.decide``, exactly as the service decides a verified token with those claims.
+A case file that does not validate is refused whole, every problem naming its key (``cases[2].expect: …``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ccweb.config import REGION, ConfigError, messages
+from ccweb.explain import DEFAULT_REGION, REPOSITORY_NAME
+from ccweb.policy import Granted, Policy, Repository, Suspended
+
+DENIED, SUSPENDED = "denied", "suspended"
+
+
+class Case(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    issuer: str | None = None
+    claims: dict[str, Any]
+    repository: Annotated[str, Field(pattern=REPOSITORY_NAME.pattern.join("^$"))]
+    region: Annotated[str, Field(pattern=REGION.pattern.join("^$"))] = DEFAULT_REGION
+    expect: Annotated[str, Field(min_length=1)]
+
+
+class Cases(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cases: Annotated[list[Case], Field(min_length=1)]
+
+
+def parse_cases(data: Any, policy: Policy) -> list[Case]:
+    """The cases of a parsed YAML document, checked against ``policy``'s issuers and rules; ConfigError else."""
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): the cases file must be a mapping with a 'cases' list"])
+    try:
+        cases = Cases.model_validate(data).cases
+    except ValidationError as exc:
+        raise ConfigError(messages(exc)) from None
+    issuers = [issuer.name for issuer in policy.config.issuers]
+    outcomes = {rule.name for rule in policy.rules} | {DENIED, SUSPENDED}
+    problems = []
+    for index, case in enumerate(cases):
+        if case.issuer is None and len(issuers) > 1:
+            problems.append(f"cases[{index}].issuer: the policy has several issuers ({', '.join(issuers)}); "
+                            "name the token's")
+        elif case.issuer is not None and case.issuer not in issuers:
+            problems.append(f"cases[{index}].issuer: no issuer is named {case.issuer!r}")
+        if case.expect not in outcomes:
+            problems.append(f"cases[{index}].expect: {case.expect!r} is no rule of the policy, nor "
+                            f"{DENIED!r} or {SUSPENDED!r}")
+    if problems:
+        raise ConfigError(problems)
+    return cases
+
+
+def load_cases(path: str | Path, policy: Policy) -> list[Case]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the cases file: {exc.strerror}"]) from None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise ConfigError([f"{path}: not valid YAML"]) from None
+    return parse_cases(data, policy)
+
+
+def outcome(policy: Policy, case: Case) -> tuple[str, str]:
+    """What the service decides for the case: (a rule name, ``denied`` or ``suspended``; why, as words)."""
+    issuer = case.issuer or policy.config.issuers[0].name
+    decision = policy.decide(issuer, case.claims, Repository(case.repository, case.region))
+    if isinstance(decision, Granted):
+        return decision.rule.name, f"rule {decision.rule.name!r} grants {decision.rule.access} access"
+    if isinstance(decision, Suspended):
+        return SUSPENDED, f"deny entry {decision.entry.label!r} suspends {decision.identity}"
+    return DENIED, f"no rule grants {case.repository!r} in {case.region}"
+
+
+def differences(policy: Policy, cases: list[Case]) -> list[str]:
+    """One line per case whose outcome is not the one expected."""
+    lines = []
+    for index, case in enumerate(cases):
+        got, why = outcome(policy, case)
+        if got != case.expect:
+            lines.append(f"cases[{index}] {case.name!r}: expected {case.expect}, got {got} ({why})")
+    return lines
