@@ -107,15 +107,18 @@ def test_a_grant_carries_the_assume_role_request_and_the_session_key() -> None:
 
 
 def test_the_session_key_changes_with_the_rule_its_issuer_and_its_duration() -> None:
-    base = {"name": "r", "claims": {"groups": "g"}}
+    base: dict[str, Any] = {"name": "r", "claims": {"groups": "g"}}
+    variants: list[tuple[list[str], dict[str, Any]]] = [
+        (["ccweb"], {}), (["ccweb", "other"], {}), (["ccweb"], {"access": "write"}),
+        (["ccweb"], {"session_duration": 900}),
+    ]
     keys = {
         compile_policy(parse_config({
             "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": audiences}],
             "rules": [{"issuer": "corp", "role_arn": f"arn:aws:iam::{ACCOUNT}:role/r", "repositories": ["*"],
                        **base, **extra}],
         })).rules[0].session_key
-        for audiences, extra in [(["ccweb"], {}), (["ccweb", "other"], {}), (["ccweb"], {"access": "write"}),
-                                 (["ccweb"], {"session_duration": 900})]
+        for audiences, extra in variants
     }
     assert len(keys) == 4
 
