@@ -63,7 +63,8 @@ def config_schema() -> dict[str, Any]:
     """
     import re  # noqa: PLC0415
 
-    from ccweb.config import CLAIM_NAME, REPOSITORY_GLOB, ROLE_ARN, Config  # noqa: PLC0415
+    from ccweb.claims import CLAIM_NAME  # noqa: PLC0415
+    from ccweb.config import REPOSITORY_GLOB, ROLE_ARN, Config  # noqa: PLC0415
 
     def ecma(pattern: re.Pattern[str]) -> str:  # JSON Schema regexes know no (?P<name>…)
         return "^" + re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern) + "$"

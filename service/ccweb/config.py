@@ -16,25 +16,27 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    PrivateAttr,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from ccweb.claims import CLAIM_NAME, ClaimConditions
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
-from ccweb_helper.hosts import is_loopback, split_host
+from ccweb_helper.hosts import (
+    REGION_PATTERN,
+    REPOSITORY_NAME_CHARACTERS,
+    REPOSITORY_NAME_MAX,
+    is_loopback,
+    split_host,
+)
 
 ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov|-iso|-iso-b)?:iam::(?P<account>[0-9]{12}):role/[\w+=,.@/-]{1,512}")
-REGION = re.compile(r"[a-z]{2}(?:-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?")
-REPOSITORY_GLOB = re.compile(r"(?:(?P<region>[a-z0-9*?-]+)/)?(?P<name>[A-Za-z0-9._*?-]{1,100})")
-CLAIM_NAME = re.compile(r"[A-Za-z0-9_:.\-/]{1,128}")
+REGION = re.compile(REGION_PATTERN)
+REPOSITORY_GLOB = re.compile(
+    rf"(?:(?P<region>[a-z0-9*?-]+)/)?(?P<name>[*?{REPOSITORY_NAME_CHARACTERS}]{{1,{REPOSITORY_NAME_MAX}}})"
+)
 MIN_SESSION, MAX_SESSION = 900, 43200
 
 
@@ -105,55 +107,6 @@ class Issuer(_Model):
         return self
 
 
-class Pattern(_Model):
-    pattern: str
-    _compiled: re.Pattern[str] = PrivateAttr()
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
-
-    def model_post_init(self, context: Any, /) -> None:
-        self._compiled = re.compile(value_pattern(self.pattern))
-
-    def matches(self, value: str) -> bool:
-        return self._compiled.fullmatch(value) is not None
-
-
-def value_pattern(pattern: str) -> str:
-    return f"(?:{pattern})"
-
-
-def _condition_kind(value: Any) -> str | None:
-    if isinstance(value, dict | Pattern):
-        return "<pattern>"
-    if isinstance(value, bool):
-        return "<boolean>"
-    if isinstance(value, int):
-        return "<integer>"
-    if isinstance(value, str):
-        return "<string>"
-    return None
-
-
-ClaimCondition = Annotated[
-    Annotated[StrictStr, Tag("<string>")]
-    | Annotated[StrictBool, Tag("<boolean>")]
-    | Annotated[StrictInt, Tag("<integer>")]
-    | Annotated[Pattern, Tag("<pattern>")],
-    Discriminator(
-        _condition_kind,
-        custom_error_type="claim_condition",
-        custom_error_message="must be a string, a boolean, an integer or {pattern: <regular expression>}",
-    ),
-]
-
-
 def _repository_glob(glob: str) -> str:
     match = REPOSITORY_GLOB.fullmatch(glob)
     if not match:
@@ -168,17 +121,6 @@ def _repository_glob(glob: str) -> str:
 
 
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
-
-
-def _claim_names(value: dict[str, Any]) -> dict[str, Any]:
-    for name in value:
-        if not CLAIM_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a claim name")
-    return value
-
-
-ClaimConditions = Annotated[dict[str, ClaimCondition], AfterValidator(_claim_names)]
-"""Claim name → condition; every one must hold."""
 
 
 class Rule(_Model):

@@ -22,7 +22,8 @@ from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ccweb.config import REGION, Config, Issuer, Pattern
+from ccweb.claims import Pattern
+from ccweb.config import REGION, Config, Issuer
 from ccweb.errors import InvalidRequest
 from ccweb.policy import (
     CompiledDeny,
@@ -36,8 +37,9 @@ from ccweb.policy import (
     default_identity,
 )
 from ccweb.targets import resolve
+from ccweb_helper.hosts import REPOSITORY_NAME_PATTERN
 
-REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+REPOSITORY_NAME = re.compile(REPOSITORY_NAME_PATTERN)
 DEFAULT_REGION = "us-east-1"
 MAX_SHOWN = 120
 

@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
 
-from ccweb.config import ClaimCondition, Config, DenyEntry, Pattern, Rule, value_pattern
+from ccweb.claims import ClaimCondition, Pattern, value_pattern
+from ccweb.config import Config, DenyEntry, Rule
 from ccweb.iam import session_policy, sts_name
 from ccweb.sts import AssumeRoleRequest
 
