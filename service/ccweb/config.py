@@ -24,6 +24,7 @@ from pydantic import (
 
 from ccweb.claims import CLAIM_NAME, ClaimConditions
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
+from ccweb.retry import RETRY_BUDGET_SECONDS
 from ccweb_helper.hosts import (
     REGION_PATTERN,
     REPOSITORY_NAME_CHARACTERS,
@@ -183,7 +184,7 @@ class AwsSettings(_Model):
     session_duration: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] = 3600
     region: Annotated[str, Field(pattern=REGION.pattern.join("^$"))] | None = None
     """Region of the STS endpoint; default from the AWS environment, else us-east-1."""
-    retry_budget_seconds: Annotated[float, Field(strict=True, ge=1, le=60, allow_inf_nan=False)] = 8.0
+    retry_budget_seconds: Annotated[float, Field(strict=True, ge=1, le=60, allow_inf_nan=False)] = RETRY_BUDGET_SECONDS
     """How long one AssumeRole may take, retries of throttling, 5xx and timeouts included, before the
     caller gets 503 ``upstream_unavailable``."""
 

@@ -1,7 +1,7 @@
 """One credential request, start to end: verify → resolve the target → decide → STS session → sign.
 
 ``CredentialFlow.issue`` is the whole of ``POST /v1/credentials``; every outcome ends in exactly one audit line
-and one count of ``ccweb_credential_decisions`` (``_record``). ``CredentialFlow.caller`` (verify, then the
+and one count of ``ccweb_decisions_total`` (``_record``). ``CredentialFlow.caller`` (verify, then the
 rate limit) is shared with ``/v1/whoami``. ``CredentialsEndpoint`` serves the flow as a plain ASGI app:
 git's busiest route skips FastAPI's dependency solving and Request/Response objects, and still passes
 through every middleware of the app, as a route of its router.
