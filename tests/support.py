@@ -18,8 +18,8 @@ import uvicorn
 
 from ccweb.limits import SERVER_OPTIONS
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
+from ccweb.sts import AssumeRoleRequest
 
 
 class _QuietServer(uvicorn.Server):

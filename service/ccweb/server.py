@@ -26,7 +26,7 @@ from ccweb import limits, logs, metrics
 from ccweb.app import create_app
 from ccweb.config import load_config
 from ccweb.reload import RELOAD_INTERVAL_SECONDS
-from ccweb.sessions import BotoSTS
+from ccweb.sts import BotoSTS
 
 APP = "ccweb.server:app_from_environment"
 log = logging.getLogger("ccweb.server")

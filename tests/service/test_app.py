@@ -17,8 +17,8 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.errors import UpstreamUnavailable
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.sessions import AssumeRoleRequest, StsError
 from ccweb.signing import AwsCredentials, git_password
+from ccweb.sts import AssumeRoleRequest, StsError
 from support import serve, serve_issuer
 
 ACCOUNT = "111122223333"

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
 from ccweb.errors import InvalidToken, UpstreamUnavailable
+from ccweb.retry import RetryPolicy
 from ccweb.sandbox.sts import (
     INTERNAL_FAILURE,
     SERVICE_UNAVAILABLE,
@@ -35,7 +36,7 @@ from ccweb.sandbox.sts import (
     StsFault,
     create_sts_app,
 )
-from ccweb.sessions import BotoSTS, RetryPolicy
+from ccweb.sts import BotoSTS
 from ccweb.tokens import TokenVerifier, VerifiedToken
 from support import FakeTime, isolate_aws, serve
 

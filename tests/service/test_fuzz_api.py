@@ -35,8 +35,8 @@ from schemathesis.config import SchemathesisConfig
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
-from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
+from ccweb.sts import AssumeRoleRequest
 from support import serve, serve_issuer
 
 ACCOUNT = "111122223333"

@@ -28,8 +28,8 @@ from ccweb.limits import (
     SERVER_OPTIONS,
     is_json,
 )
-from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
+from ccweb.sts import AssumeRoleRequest
 
 HOST = "git-codecommit.us-east-2.amazonaws.com"
 

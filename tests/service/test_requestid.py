@@ -21,8 +21,8 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.requestid import RequestId
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.sessions import AssumeRoleRequest
 from ccweb.signing import AwsCredentials
+from ccweb.sts import AssumeRoleRequest
 from support import serve, serve_issuer
 
 GENERATED = re.compile(r"[0-9a-f]{32}")

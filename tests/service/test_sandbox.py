@@ -14,8 +14,8 @@ import pytest
 
 from ccweb.sandbox.gitserver import create_demo_repository, create_git_app, policy_allows
 from ccweb.sandbox.sts import DevSession, DevSTSStore, StsFault, create_sts_app
-from ccweb.sessions import AssumeRoleRequest, BotoSTS, StsError
 from ccweb.signing import AwsCredentials, git_password, git_username
+from ccweb.sts import AssumeRoleRequest, BotoSTS, StsError
 from support import serve
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"

@@ -33,9 +33,11 @@ from starlette.routing import Route
 
 from ccweb.errors import UpstreamUnavailable
 from ccweb.metrics import Metrics
+from ccweb.retry import RetryPolicy, full_jitter
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
-from ccweb.sessions import AssumeRoleRequest, BotoSTS, RetryPolicy, SessionCache, StsError, full_jitter
+from ccweb.sessions import SessionCache
 from ccweb.signing import AwsCredentials
+from ccweb.sts import AssumeRoleRequest, BotoSTS, StsError
 from support import FakeTime, isolate_aws, self_signed, serve, serve_http
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"

@@ -30,7 +30,7 @@ from ccweb.sandbox.gitserver import create_demo_repository, create_git_app
 from ccweb.sandbox.issuer import CLIENT_ID as LOGIN_CLIENT_ID
 from ccweb.sandbox.issuer import DEMO_USERS, DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
-from ccweb.sessions import BotoSTS
+from ccweb.sts import BotoSTS
 from ccweb_helper.hosts import is_loopback
 
 ACCOUNT = "111122223333"
