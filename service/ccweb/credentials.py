@@ -36,12 +36,14 @@ from ccweb.policy import Granted, NoRule, Suspended, default_identity
 from ccweb.reload import RunningPolicy, Snapshot
 from ccweb.responses import error_response, unexpected_response
 from ccweb.sessions import SessionCache
-from ccweb.signing import PASSWORD_LIFETIME_SECONDS, git_password, git_username
+from ccweb.signing import PASSWORD_LIFETIME_SECONDS, AwsCredentials, git_password, git_username
 from ccweb.targets import Target, resolve
 from ccweb.tokens import VerifiedToken, token_sha256
 
 log = logging.getLogger("ccweb.credentials")
 CREDENTIALS_PATH = "/v1/credentials"
+MAX_DECISIONS = 3
+"""Decisions one request may take when the policy is reloaded while STS answers it (each reload decides again)."""
 
 
 def iso_time(timestamp: float) -> str:
@@ -115,19 +117,30 @@ class CredentialFlow:
 
     async def issue(self, token: str | None, read_body: Callable[[], Awaitable[bytes]]) -> bytes:
         """The credential, as the JSON body of the 200; a ServiceError else."""
-        snapshot = self.running.current  # one policy from start to end
+        snapshot = self.running.current  # one policy for the token, the body and the decision
         caller = await self.caller(snapshot, token)
-        # The body is read after the token is verified, so an unauthenticated caller learns nothing.
+        # The body is parsed after the token is verified, so an unauthenticated caller learns nothing.
         body = _credential_request(await read_body())
         who: dict[str, Any] = {"issuer": caller.issuer.name, "subject": caller.subject, "token_sha256": caller.sha256}
-        policy = snapshot.policy
         try:
-            target = resolve(policy.config, body.protocol, body.host, body.path)
+            target = resolve(snapshot.config, body.protocol, body.host, body.path)
         except InvalidRequest as exc:
             self._record("invalid_request", reason=exc.reason, identity=default_identity(caller.claims), **who)
             raise
         where = {"repository": target.repository, "region": target.region}
-        decision = policy.decide(caller.issuer.name, caller.claims, target)
+        for _ in range(MAX_DECISIONS):
+            grant = self._grant(snapshot, caller, target, who, where)
+            session = await self._session(grant, who, where)
+            if self.running.current is snapshot:
+                break
+            # The policy was reloaded while STS answered: what it decides now (a suspension or a narrowed rule
+            # added meanwhile) applies to this request too. The same grant finds its session cached.
+            snapshot = self.running.current
+        return self._answer(grant, session, target, who, where)
+
+    def _grant(self, snapshot: Snapshot, caller: VerifiedToken, target: Target, who: dict[str, Any],
+               where: dict[str, Any]) -> Granted:
+        decision = snapshot.policy.decide(caller.issuer.name, caller.claims, target)
         if isinstance(decision, Suspended):
             self._record("denied", reason="suspended", deny=decision.entry.label, identity=decision.identity,
                          **who, **where)
@@ -135,23 +148,30 @@ class CredentialFlow:
         if isinstance(decision, NoRule):
             self._record("denied", identity=decision.identity, **who, **where)
             raise AccessDenied(_no_rule_sentence(decision.identity, caller, target))
-        return await self._sign(decision, target, who, where)
+        return decision
 
-    async def _sign(self, grant: Granted, target: Target, who: dict[str, Any], where: dict[str, Any]) -> bytes:
-        rule = grant.rule
-        decided = {"role_arn": rule.role_arn, "identity": grant.identity, "source_identity": grant.source_identity}
+    @staticmethod
+    def _decided(grant: Granted) -> dict[str, Any]:
+        return {"role_arn": grant.rule.role_arn, "identity": grant.identity, "source_identity": grant.source_identity}
+
+    async def _session(self, grant: Granted, who: dict[str, Any], where: dict[str, Any]) -> AwsCredentials:
         try:
-            session = await self.sessions.get(grant.session_key, grant.request)
+            return await self.sessions.get(grant.session_key, grant.request)
         except UpstreamUnavailable as exc:
-            self._record("upstream_unavailable", rule.name, reason=exc.reason, **who, **where, **decided)
+            self._record("upstream_unavailable", grant.rule.name, reason=exc.reason, **who, **where,
+                         **self._decided(grant))
             raise
+
+    def _answer(self, grant: Granted, session: AwsCredentials, target: Target, who: dict[str, Any],
+                where: dict[str, Any]) -> bytes:
+        rule = grant.rule
         now = int(self.clock())
         password = git_password(session.secret_access_key, hostname=target.hostname, path=target.path,
                                 region=target.region, now=datetime.fromtimestamp(now, UTC))
         expiry = now + PASSWORD_LIFETIME_SECONDS
         if session.expiration is not None:
             expiry = min(expiry, int(session.expiration.timestamp()))
-        self._record("issued", rule.name, **who, **where, **decided)
+        self._record("issued", rule.name, **who, **where, **self._decided(grant))
         return json.dumps({
             "username": git_username(session),
             "password": password,
@@ -169,6 +189,7 @@ def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
+    token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
 
 
@@ -215,6 +236,15 @@ class CredentialsEndpoint:
         await send({"type": "http.response.body", "body": payload})
 
 
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's ``root_path`` (a prefix a proxy or a mount took away), as routes see it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
+
+
 class CredentialsRoute(Route):
     """``POST /v1/credentials`` in the app's router, served by ``CredentialsEndpoint``. It matches first and by
     a plain comparison, and names itself in the scope as FastAPI's routes do (the metrics label it by)."""
@@ -223,7 +253,7 @@ class CredentialsRoute(Route):
         super().__init__(CREDENTIALS_PATH, endpoint, methods=["POST"], include_in_schema=False)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope["path"] != CREDENTIALS_PATH:
+        if scope["type"] != "http" or _route_path(scope) != CREDENTIALS_PATH:
             return Match.NONE, {}
         if scope["method"] != "POST":
             return Match.PARTIAL, {"endpoint": self.endpoint, "path_params": {}, "route": self}

@@ -3,11 +3,11 @@ readiness and metrics. Each reads the running policy once (one snapshot per requ
 decides, only through ``Policy.decide``."""
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at run time.
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ccweb import __version__
@@ -22,7 +22,7 @@ from ccweb.api_models import (
     WhoAmI,
 )
 from ccweb.config import Config
-from ccweb.credentials import CredentialFlow, iso_time, suspension_sentence
+from ccweb.credentials import CredentialFlow, bearer_token, iso_time, suspension_sentence
 from ccweb.errors import InvalidToken, RateLimited, UpstreamUnavailable
 from ccweb.helper_dist import helper_zipapp
 from ccweb.openapi import error_responses
@@ -57,10 +57,11 @@ def api_router(flow: CredentialFlow) -> APIRouter:
     bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
 
     @router.get("/v1/whoami", response_model=WhoAmI, summary="The verified identity and the rules it matches",
-                responses=error_responses(InvalidToken, RateLimited, UpstreamUnavailable))
-    async def whoami(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> WhoAmI:
+                responses=error_responses(InvalidToken, RateLimited, UpstreamUnavailable),
+                dependencies=[Depends(bearer)])  # documents the bearer token; read as the credentials route reads it
+    async def whoami(request: Request) -> WhoAmI:
         snapshot = running.current
-        caller = await flow.caller(snapshot, None if credentials is None else credentials.credentials)
+        caller = await flow.caller(snapshot, bearer_token(request.headers.get("authorization")))
         decision = snapshot.policy.decide(caller.issuer.name, caller.claims, None)
         rules = decision.rules if isinstance(decision, Entitled) else ()
         return WhoAmI(
