@@ -66,10 +66,22 @@ ClaimCondition = Annotated[
 ]
 
 
+def claim_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a claim in the policy, or None."""
+    if name.startswith("/"):
+        # Read as a literal top-level name, a pointer would never match: a deny entry written with one would
+        # quietly suspend no one.
+        return f"{name!r} is a JSON Pointer (a path into nested claims), which this version does not support yet"
+    if not CLAIM_NAME.fullmatch(name):
+        return f"{name!r} is not a claim name"
+    return None
+
+
 def _claim_names(value: dict[str, Any]) -> dict[str, Any]:
     for name in value:
-        if not CLAIM_NAME.fullmatch(name):
-            raise ValueError(f"{name!r} is not a claim name")
+        problem = claim_name_problem(name)
+        if problem:
+            raise ValueError(problem)
     return value
 
 

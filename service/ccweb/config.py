@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from ccweb.claims import CLAIM_NAME, ClaimConditions
+from ccweb.claims import ClaimConditions, claim_name_problem
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
 from ccweb.retry import RETRY_BUDGET_SECONDS
 from ccweb_helper.hosts import (
@@ -124,6 +124,10 @@ def _repository_glob(glob: str) -> str:
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
 
 
+RESERVED_RULE_NAMES = frozenset({"denied", "suspended"})
+"""Outcomes, not rules: ``ccweb test-policy`` expects them by these names."""
+
+
 class Rule(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     issuer: str
@@ -133,6 +137,13 @@ class Rule(_Model):
     access: Literal["read", "write"] = "read"
     source_identity: str | None = None
     session_duration: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_an_outcome(cls, value: str) -> str:
+        if value in RESERVED_RULE_NAMES:
+            raise ValueError(f"{value!r} is reserved for an outcome (ccweb test-policy expects it); rename the rule")
+        return value
 
     @field_validator("role_arn")
     @classmethod
@@ -144,8 +155,9 @@ class Rule(_Model):
     @field_validator("source_identity")
     @classmethod
     def _claim(cls, value: str | None) -> str | None:
-        if value is not None and not CLAIM_NAME.fullmatch(value):
-            raise ValueError("not a claim name")
+        problem = None if value is None else claim_name_problem(value)
+        if problem:
+            raise ValueError(problem if value and value.startswith("/") else "not a claim name")
         return value
 
     @model_validator(mode="after")
@@ -328,17 +340,39 @@ def parse_config(data: Any) -> Config:
         raise ConfigError(messages(exc)) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate the YAML file at ``path``; raise ConfigError with ``key: problem`` lines."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML would keep the last silently: a
+    second ``deny:`` appended during an incident would replace the first list)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is written twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The YAML document in the file at ``path`` (``what`` it is, for messages); ConfigError naming the line."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from None
+        raise ConfigError([f"{path}: cannot read the {what}: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: the {what} is not UTF-8 text"]) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError([f"{path}{where}: {problem}"]) from None
-    return parse_config(data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``; raise ConfigError with ``key: problem`` lines."""
+    return parse_config(read_yaml(path, "configuration file"))

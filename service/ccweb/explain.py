@@ -199,6 +199,10 @@ def token_issuer(config: Config, claims: Mapping[str, Any], name: str | None) ->
         issuer = next((i for i in config.issuers if i.name == name), None)
         if issuer is None:
             raise ExplainError(f"--issuer: no issuer is named {name!r} (the configuration has {names})")
+        iss = claims.get("iss")
+        if iss is not None and iss != issuer.issuer:
+            raise ExplainError(f"--issuer {name}: the claims' iss {_shown(iss)} is not that issuer's "
+                               f"({issuer.issuer}); leave --issuer out to use the iss")
     else:
         iss = claims.get("iss")
         if not isinstance(iss, str):
@@ -207,6 +211,9 @@ def token_issuer(config: Config, claims: Mapping[str, Any], name: str | None) ->
         if issuer is None:
             urls = ", ".join(i.issuer for i in config.issuers)
             return None, f"its iss {_shown(iss)} is not a configured issuer ({urls})"
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        return issuer, "it has no sub, or one that is not a non-empty string"
     aud = claims.get("aud")
     if aud is not None:
         values = aud if isinstance(aud, list) else [aud]

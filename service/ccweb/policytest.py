@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ccweb.config import REGION, ConfigError, messages
+from ccweb.config import REGION, ConfigError, messages, read_yaml
 from ccweb.explain import DEFAULT_REGION, REPOSITORY_NAME
 from ccweb.policy import Granted, Policy, Repository, Suspended
 
@@ -36,6 +35,20 @@ class Case(BaseModel):
     repository: Annotated[str, Field(pattern=REPOSITORY_NAME.pattern.join("^$"))]
     region: Annotated[str, Field(pattern=REGION.pattern.join("^$"))] = DEFAULT_REGION
     expect: Annotated[str, Field(min_length=1)]
+
+    @field_validator("repository")
+    @classmethod
+    def _not_a_dot_name(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} is not a repository name")
+        return value
+
+    @field_validator("claims")
+    @classmethod
+    def _has_a_subject(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("sub"), str) or not value["sub"]:
+            raise ValueError("a token's claims have a sub, a non-empty string (the service refuses a token without)")
+        return value
 
 
 class Cases(BaseModel):
@@ -70,13 +83,7 @@ def parse_cases(data: Any, policy: Policy) -> list[Case]:
 
 
 def load_cases(path: str | Path, policy: Policy) -> list[Case]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the cases file: {exc.strerror}"]) from None
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise ConfigError([f"{path}: not valid YAML"]) from None
-    return parse_cases(data, policy)
+    return parse_cases(read_yaml(path, "cases file"), policy)
 
 
 def outcome(policy: Policy, case: Case) -> tuple[str, str]:

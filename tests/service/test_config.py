@@ -100,6 +100,12 @@ INVALID = [
                  id="pattern-misspelt"),
     pytest.param("rules.0.claims", {"bad claim!": "x"}, "rules[0].claims: 'bad claim!' is not a claim name",
                  id="bad-claim-name"),
+    pytest.param("rules.0.claims", {"/realm_access/roles": "admin"},
+                 "rules[0].claims: '/realm_access/roles' is a JSON Pointer", id="pointer-not-yet"),
+    pytest.param("rules.0.source_identity", "/preferred_username", "rules[0].source_identity: '/preferred_username' "
+                 "is a JSON Pointer", id="pointer-source-identity"),
+    pytest.param("rules.0.name", "denied", "rules[0].name: 'denied' is reserved for an outcome", id="rule-denied"),
+    pytest.param("rules.1.name", "suspended", "rules[1].name: 'suspended' is reserved", id="rule-suspended"),
     pytest.param("rules.0.repositories", [], "rules[0].repositories", id="no-repositories"),
     pytest.param("rules.0.repositories", ["repo/with/slashes"], "rules[0].repositories[0]: 'repo/with/slashes'",
                  id="bad-glob"),
@@ -188,6 +194,27 @@ def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
         load_config(path)
     assert str(path) in raised.value.messages[0]
     assert "line " in raised.value.messages[0]
+
+
+@pytest.mark.parametrize("text", [
+    "issuers: []\nrules: []\nissuers: []\n",
+    "issuers:\n  - name: corp\n    name: other\n",
+    "deny:\n  - issuer: corp\nissuers: []\ndeny: []\n",
+], ids=["top-level", "nested", "a-second-deny-list"])
+def test_a_key_written_twice_is_refused_not_overwritten(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert "is written twice in one mapping" in raised.value.messages[0]
+    assert "(line " in raised.value.messages[0]
+
+
+def test_a_deny_entry_on_a_pointer_would_suspend_no_one_so_it_is_refused() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**base(), "deny": [{"claims": {"/realm_access/roles": "suspended"}}]})
+    assert raised.value.messages == ["deny[0].claims: '/realm_access/roles' is a JSON Pointer (a path into nested "
+                                     "claims), which this version does not support yet"]
 
 
 def test_missing_file_is_explained(tmp_path: Path) -> None:

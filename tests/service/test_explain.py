@@ -124,6 +124,9 @@ def test_explanations(claims: dict[str, Any], repository: str, region: str, deci
                      "its iss \"https://evil.example.com\" is not a configured issuer", id="unknown-iss"),
         pytest.param({**CORP, "aud": "other"}, None, "its aud \"other\" has none of the audiences of 'corp': ccweb",
                      id="wrong-audience"),
+        pytest.param({k: v for k, v in CORP.items() if k != "sub"}, None, "it has no sub", id="no-sub"),
+        pytest.param({**CORP, "sub": 7}, None, "it has no sub, or one that is not a non-empty string",
+                     id="sub-not-a-string"),
     ],
 )
 def test_tokens_the_service_refuses_before_any_rule(claims: dict[str, Any], issuer: str | None,
@@ -134,7 +137,7 @@ def test_tokens_the_service_refuses_before_any_rule(claims: dict[str, Any], issu
 
 
 def test_issuer_named_on_the_command_line_needs_no_iss() -> None:
-    result = explain(POLICY, {"groups": "admins"}, "x", "us-east-1", "corp")
+    result = explain(POLICY, {"sub": "u-1", "groups": "admins"}, "x", "us-east-1", "corp")
     assert isinstance(result.decision, Granted) and result.decision.rule.name == "admins"
 
 
@@ -144,6 +147,8 @@ def test_issuer_named_on_the_command_line_needs_no_iss() -> None:
         pytest.param({"groups": "admins"}, None, "the claims have no 'iss'; name the issuer with --issuer (one of "
                      "'corp', 'ci')", id="no-iss"),
         pytest.param(CORP, "nobody", "--issuer: no issuer is named 'nobody'", id="unknown-issuer-name"),
+        pytest.param(CORP, "ci", "--issuer ci: the claims' iss \"https://login.example.com\" is not that issuer's",
+                     id="issuer-contradicts-iss"),
     ],
 )
 def test_bad_issuer_input(claims: dict[str, Any], issuer: str | None, message: str) -> None:

@@ -83,6 +83,12 @@ def test_the_issuer_may_be_left_out_when_the_policy_has_one(tmp_path: Path) -> N
     pytest.param({"cases": [{**HOLDING[0], "expected": "denied"}]}, "cases[0].expected: unknown key",
                  id="unknown-key"),
     pytest.param({"cases": []}, "cases: List should have at least 1 item", id="no-cases"),
+    pytest.param({"cases": [{**HOLDING[0], "repository": ".."}]}, "cases[0].repository: '..' is not a repository",
+                 id="dot-dot"),
+    pytest.param({"cases": [{**HOLDING[0], "claims": {"groups": ["engineering"]}}]},
+                 "cases[0].claims: a token's claims have a sub", id="no-sub"),
+    pytest.param({"cases": [{**HOLDING[0], "claims": {**ALICE, "sub": 7}}]}, "cases[0].claims: a token's claims",
+                 id="sub-not-a-string"),
     pytest.param(["not", "a", "mapping"], "(top level): the cases file must be a mapping", id="not-a-mapping"),
 ])
 def test_a_bad_cases_file_is_refused_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -99,6 +105,13 @@ def test_a_bad_policy_is_refused_before_any_case(tmp_path: Path, capsys: pytest.
     broken = {**POLICY, "rules": [{**POLICY["rules"][0], "role_arn": "arn:aws:iam::1:role/x"}]}
     assert run(tmp_path, {"cases": HOLDING}, broken) == 2
     assert "rules[0].role_arn: not an IAM role ARN" in capsys.readouterr().err
+
+
+def test_a_case_written_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
+    (tmp_path / "cases.yaml").write_text("cases:\n  - name: a\n    expect: denied\n    expect: developers\n")
+    assert main(["test-policy", "--config", str(tmp_path / "policy.yaml"), str(tmp_path / "cases.yaml")]) == 2
+    assert "the key 'expect' is written twice in one mapping" in capsys.readouterr().err
 
 
 def test_an_unreadable_cases_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
