@@ -47,6 +47,8 @@ ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "E
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 MAX_TOKEN_BYTES = 16 * 1024
 LEEWAY_SECONDS = 60
+LAST_EXPIRY = 253_402_300_799
+"""The last second of the year 9999: a later ``exp`` is no time a token can mean (nor a date to print)."""
 MAX_VERIFIED_TOKENS = 10_000  # about 4.5 KiB each with a CI platform's claims: ~45 MiB per worker when full
 
 
@@ -165,10 +167,10 @@ class TokenVerifier:
             raise _refuse("malformed", "it is not a signed JWT")
         try:
             header, payload = _b64json(parts[0]), _b64json(parts[1])
-        except (ValueError, TypeError):  # bad base64, bad UTF-8, bad JSON, not an object
+        except (ValueError, TypeError, RecursionError):  # bad base64, UTF-8 or JSON, not an object, too deep
             raise _refuse("malformed", "it is not a signed JWT") from None
         alg = header.get("alg")
-        if alg not in ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise _refuse("algorithm", f"the signing algorithm {str(alg)[:16]!r} is not accepted")
         if FORBIDDEN_HEADERS & header.keys():
             raise _refuse("forbidden_header", "its header names keys by URL or embeds a key")
@@ -200,7 +202,7 @@ class TokenVerifier:
                 continue
             try:
                 claims = json.loads(signed.payload)
-            except ValueError:
+            except (ValueError, RecursionError):
                 break
             if isinstance(claims, dict):
                 return claims, keyset
@@ -237,3 +239,5 @@ class TokenVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise _refuse("missing_claim", "it has no subject ('sub')")
+        if not isinstance(claims["exp"], int | float) or not 0 < claims["exp"] <= LAST_EXPIRY:
+            raise _refuse("invalid_claim", "its exp claim is invalid")

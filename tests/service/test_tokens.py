@@ -185,6 +185,13 @@ REJECTED: list[tuple[str, Callable[[Issuer], str], str]] = [
     ("jwe-five-parts", lambda i: "a.b.c.d.e", "malformed"),
     ("header-not-json", lambda i: "bm90IGpzb24." + i.token().split(".", 1)[1], "malformed"),
     ("payload-json-array", lambda i: signed_rs256(i, {"alg": "RS256", "kid": "rsa-1"}, b"[1,2]"), "malformed"),
+    ("header-nested-deeply", lambda i: b64(b"[" * 5000 + b"]" * 5000) + "." + i.token().split(".", 1)[1],
+     "malformed"),
+    ("alg-a-list", lambda i: swap_header(i, {"alg": ["RS256"], "kid": "rsa-1"}), "algorithm"),
+    ("alg-an-object", lambda i: swap_header(i, {"alg": {}, "kid": "rsa-1"}), "algorithm"),
+    ("signed-payload-nested-deeply", lambda i: signed_rs256(i, {"alg": "RS256", "kid": "rsa-1"},
+                                                            b"[" * 5000 + b"]" * 5000), "malformed"),
+    ("exp-past-the-year-9999", lambda i: i.token(exp=1e308), "invalid_claim"),
 ]
 
 
