@@ -56,7 +56,8 @@ _Loader.add_multi_constructor("!", _short_form)
 
 
 def load(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (SafeLoader subclass)
+    document: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (SafeLoader subclass)
+    return document
 
 
 # ------------------------------------------------------------------------- rendering it for parameters
@@ -168,7 +169,8 @@ SERVICE_PARAMETERS = {
 def service_role() -> dict[str, Any]:
     resources = Renderer(load(SERVICE), SERVICE_PARAMETERS).resources()
     assert [r["Type"] for r in resources.values()] == ["AWS::IAM::Role"], "one role and nothing else"
-    return next(iter(resources.values()))["Properties"]
+    properties: dict[str, Any] = next(iter(resources.values()))["Properties"]
+    return properties
 
 
 def test_service_role_is_trusted_by_one_service_account_through_irsa(service_role: dict[str, Any]) -> None:

@@ -51,7 +51,7 @@ def run(url: str, login: str, user_code: str | None) -> str:
     for _ in range(MAX_STEPS):
         with opener.open(request, timeout=30) as answer:
             landed = answer.geturl()
-            page = answer.read().decode("utf-8", "replace")
+            page: str = answer.read().decode("utf-8", "replace")
         if urlsplit(landed).path == "/callback":
             return page
         parser = Forms()

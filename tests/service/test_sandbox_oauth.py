@@ -32,7 +32,7 @@ def pkce() -> tuple[str, str]:
 
 
 def claims(dev: DevIssuer, token: str) -> dict[str, object]:
-    return dict(jwt.decode(token, KeySet.import_key_set(dev.jwks())).claims)
+    return dict(jwt.decode(token, KeySet.import_key_set(dev.jwks())).claims)  # type: ignore[arg-type]
 
 
 def authorize(url: str, challenge: str, **extra: str) -> dict[str, str]:

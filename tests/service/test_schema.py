@@ -69,9 +69,9 @@ BASE: dict[str, Any] = {
 
 
 def changed(path: str, value: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(BASE))
+    data: dict[str, Any] = json.loads(json.dumps(BASE))
     *parents, last = path.split(".")
-    node = data
+    node: Any = data
     for key in parents:
         node = node[int(key)] if isinstance(node, list) else node[key]
     node[last] = value
