@@ -12,6 +12,10 @@ many pooled connections in all). It honours ``ca_bundle``/``AWS_CA_BUNDLE`` and 
 Each call is one HTTP attempt; a failure is an ``StsError`` that says whether trying again may help (STS's
 throttling and 5xx codes, an unreachable or hanging STS). ``ccweb.retry`` retries those, ``ccweb.sessions``
 caches what succeeds.
+
+Two things botocore offers no public way to ask are read from its private attributes: the signing region its
+endpoint rules give (``client._ruleset_resolver``) and the profile's ``ca_bundle`` (``session._session``).
+Should a botocore release move them, a WARNING names what could not be read and what is assumed instead.
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ import httpx
 from ccweb import __version__
 from ccweb.signing import AwsCredentials
 
+log = logging.getLogger("ccweb.sessions")  # one logger for the whole STS path, as operators know it
+
 STS_CONCURRENCY = 64
 """AssumeRole calls one ``BotoSTS`` makes at once (and its pooled connections); more wait their turn."""
 SHARD_CONNECTIONS = 8
 """Connections per ``httpx`` pool of a ``BotoSTS``; it keeps as many pools as ``concurrency`` needs."""
 STS_API_VERSION = "2011-06-15"
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
+GLOBAL_ENDPOINT_HOST = "sts.amazonaws.com"
+"""STS's global endpoint, which signs for us-east-1 whatever the client's region."""
 RETRYABLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
      "IDPCommunicationError", "ServiceUnavailable", "InternalFailure", "InternalError", "RequestTimeout",
@@ -112,7 +120,7 @@ class BotoSTS:
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
         # Made once, here (loading a CA bundle takes milliseconds), and shared by every client.
-        bundle = _config_variable(session, "ca_bundle") or os.environ.get("AWS_CA_BUNDLE")  # profile, or environment
+        bundle = _ca_bundle(session)
         self._tls = ssl.create_default_context(cafile=bundle) if bundle else httpx.create_ssl_context(trust_env=True)
         self._transport: _Transport | None = None
 
@@ -198,26 +206,47 @@ class BotoSTS:
 
 def _signing_region(client: Any) -> str:
     """The region STS wants signatures scoped to: the client's, but for what botocore's endpoint rules say
-    otherwise (with ``sts_regional_endpoints = legacy`` the global ``sts.amazonaws.com`` signs for us-east-1)."""
+    otherwise (with ``sts_regional_endpoints = legacy`` the global ``sts.amazonaws.com`` signs for us-east-1).
+
+    botocore has no public way to ask its rules: this reads ``client._ruleset_resolver``. Should a botocore
+    release move it, a WARNING says so and the region is assumed from the endpoint's name instead."""
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415 (boto3 is loaded by now)
+
     region: str = client.meta.region_name
     try:
-        endpoint = client._ruleset_resolver.construct_endpoint(  # botocore has no public way to ask
+        endpoint = client._ruleset_resolver.construct_endpoint(
             operation_model=client.meta.service_model.operation_model("AssumeRole"), call_args={},
             request_context={},
         )
         schemes = endpoint.properties.get("authSchemes") or [{}]
         return str(schemes[0].get("signingRegion") or region)
-    except Exception:  # noqa: BLE001 (another botocore): the one endpoint that signs elsewhere, by name
-        return "us-east-1" if urlsplit(client.meta.endpoint_url).hostname == "sts.amazonaws.com" else region
+    except (AttributeError, TypeError, LookupError, BotoCoreError) as exc:  # moved, changed, or refusing
+        host = urlsplit(client.meta.endpoint_url).hostname
+        assumed = "us-east-1" if host == GLOBAL_ENDPOINT_HOST else region
+        log.warning(
+            "could not read STS's signing region from botocore's endpoint rules (client._ruleset_resolver: %s); "
+            "assuming %s for the endpoint %s",
+            type(exc).__name__, assumed, host,
+        )
+        return assumed
 
 
-def _config_variable(session: Any, name: str) -> str | None:
-    """A setting of the boto3 session's configuration chain (environment, then profile), if any."""
-    try:
-        value = session._session.get_config_variable(name)  # boto3 keeps botocore's session here
-    except Exception:  # noqa: BLE001 (not a boto3 session)
-        return None
-    return value if isinstance(value, str) and value else None
+def _ca_bundle(session: Any) -> str | None:
+    """The CA bundle to trust for STS: ``ca_bundle`` of the boto3 session's configuration chain (environment,
+    then profile), else ``AWS_CA_BUNDLE``; none means the system's trust store.
+
+    boto3 has no public way to ask its configuration chain: this reads ``session._session`` (botocore's
+    session). Should a release move it, a WARNING says so and only ``AWS_CA_BUNDLE`` is honoured."""
+    read = getattr(getattr(session, "_session", None), "get_config_variable", None)
+    if not callable(read):
+        log.warning(
+            "could not read ca_bundle from the AWS configuration (session._session.get_config_variable is "
+            "missing); a profile's ca_bundle is ignored, trusting %s",
+            "AWS_CA_BUNDLE" if os.environ.get("AWS_CA_BUNDLE") else "the system's certificate authorities",
+        )
+        return os.environ.get("AWS_CA_BUNDLE") or None
+    value = read("ca_bundle")
+    return value if isinstance(value, str) and value else os.environ.get("AWS_CA_BUNDLE") or None
 
 
 @dataclass(slots=True)

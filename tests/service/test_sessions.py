@@ -876,11 +876,14 @@ def test_a_profiles_ca_bundle_is_the_trust_for_sts_too(
     ("legacy", "us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
 ])
 def test_requests_are_signed_for_the_region_their_endpoint_expects(
-    aws_env: None, monkeypatch: pytest.MonkeyPatch, setting: str, region: str, *, endpoint: str, signing_region: str
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, setting: str, region: str, *,
+    endpoint: str, signing_region: str
 ) -> None:
     monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", setting)
-    sts = BotoSTS(session=boto3.session.Session(), region=region)
+    with caplog.at_level(logging.WARNING, logger="ccweb.sessions"):
+        sts = BotoSTS(session=boto3.session.Session(), region=region)
     assert (sts.endpoint_url, sts.region) == (endpoint, signing_region)
+    assert not [r.getMessage() for r in caplog.records if r.name == "ccweb.sessions"], "read from botocore, not guessed"
 
 
 def test_a_service_without_credentials_tells_the_caller_who_can_fix_it(
@@ -902,3 +905,83 @@ def test_a_service_without_credentials_tells_the_caller_who_can_fix_it(
     assert (error.status, error.reason, error.retry_after) == (503, "sts_no_credentials", 60)
     assert "no AWS credentials of its own" in error.detail and "trust policy" not in error.detail
     assert cache.sts_calls == 1  # not retried: nothing will change until the operators act
+
+
+# --- what botocore offers no public way to ask -------------------------------------------------------------
+# BotoSTS reads two private attributes. These tests fail, loudly, the day a botocore or boto3 release moves
+# them; BotoSTS itself would then warn and assume (the last two tests).
+
+
+@pytest.mark.parametrize(("setting", "region", "signing_region"), [
+    ("legacy", "eu-west-1", "us-east-1"),  # the global endpoint, sts.amazonaws.com
+    ("regional", "eu-west-1", "eu-west-1"),
+])
+def test_botocores_endpoint_rules_are_where_botosts_reads_the_signing_region(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, setting: str, region: str, signing_region: str
+) -> None:
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", setting)
+    client = boto3.session.Session().client("sts", region_name=region)
+    endpoint = client._ruleset_resolver.construct_endpoint(
+        operation_model=client.meta.service_model.operation_model("AssumeRole"), call_args={}, request_context={})
+    schemes = endpoint.properties.get("authSchemes") or [{}]  # none: sign for the client's own region
+    assert schemes[0].get("signingRegion", client.meta.region_name) == signing_region
+
+
+def test_boto3s_configuration_chain_is_where_botosts_reads_a_profiles_ca_bundle(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[default]\nca_bundle = /etc/ccweb/profile-bundle.pem\n")
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert boto3.session.Session()._session.get_config_variable("ca_bundle") == "/etc/ccweb/profile-bundle.pem"
+
+
+class MovedSession:
+    """A boto3 session as a later boto3 and botocore might make it: the public methods BotoSTS calls, but no
+    ``_session``, and clients without ``_ruleset_resolver``."""
+
+    def __init__(self) -> None:
+        self._boto3 = boto3.session.Session()
+        self.region_name = self._boto3.region_name
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        client = self._boto3.client(*args, **kwargs)
+        del client._ruleset_resolver
+        return client
+
+    def get_credentials(self) -> Any:
+        return self._boto3.get_credentials()
+
+
+@pytest.mark.parametrize(("setting", "region", "assumed", "host"), [
+    ("legacy", "eu-west-1", "us-east-1", "sts.amazonaws.com"),
+    ("regional", "eu-west-1", "eu-west-1", "sts.eu-west-1.amazonaws.com"),
+])
+def test_when_botocore_moves_them_botosts_warns_and_says_what_it_assumes(  # noqa: PLR0917 (one row of the table)
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, setting: str, region: str,
+    assumed: str, host: str,
+) -> None:
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", setting)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with caplog.at_level(logging.WARNING, logger="ccweb.sessions"):
+        sts = BotoSTS(session=MovedSession(), region=region)
+    assert sts.region == assumed
+    assert [r.getMessage() for r in caplog.records if r.name == "ccweb.sessions"] == [
+        "could not read STS's signing region from botocore's endpoint rules (client._ruleset_resolver: "
+        f"AttributeError); assuming {assumed} for the endpoint {host}",
+        "could not read ca_bundle from the AWS configuration (session._session.get_config_variable is missing); "
+        "a profile's ca_bundle is ignored, trusting the system's certificate authorities",
+    ]
+    assert "service-secret-example" not in caplog.text
+
+
+def test_when_boto3_moves_its_configuration_aws_ca_bundle_is_still_the_trust(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    cert, context = self_signed(tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    with serve_http(IssuingHandler, tls=context) as url, caplog.at_level(logging.WARNING, logger="ccweb.sessions"):
+        [creds] = assume(BotoSTS(session=MovedSession(), endpoint_url=url), REQUEST)
+    assert creds.access_key_id == "ASIAPLANTED"
+    assert "a profile's ca_bundle is ignored, trusting AWS_CA_BUNDLE" in caplog.text
