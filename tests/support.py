@@ -1,4 +1,5 @@
-"""Real servers on loopback for tests: any ASGI app under uvicorn in a background thread."""
+"""Real servers on loopback for tests (any ASGI app under uvicorn in a background thread), and the stand-ins
+every test shares: the STS client, the retry clock."""
 
 from __future__ import annotations
 
@@ -7,19 +8,22 @@ import contextlib
 import datetime as dt
 import http.server
 import os
+import secrets
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from ccweb.limits import SERVER_OPTIONS
+from ccweb.retry import RetryPolicy
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.signing import AwsCredentials
-from ccweb.sts import AssumeRoleRequest
+from ccweb.sts import AssumeRoleRequest, STSClient, StsError
 
 
 class _QuietServer(uvicorn.Server):
@@ -158,7 +162,7 @@ def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccweb test")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
@@ -176,12 +180,85 @@ def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
     return cert_path, context
 
 
-class RecordingSTS:
-    """An STS stand-in for one app in this process: every AssumeRole request kept, one fixed session an hour long."""
+CHAINING_REFUSAL = ("The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role "
+                    "chaining.")
+"""STS's own words when it refuses a chained session over an hour (``ValidationError``)."""
+PLANTED_SECRET, PLANTED_SESSION_TOKEN = "PLANTEDSECRET", "PLANTEDSESSIONTOKEN"
+"""How every secret access key and session token a ``RecordingSTS`` issues begins (leak tests look for them)."""
 
-    def __init__(self) -> None:
+
+class RecordingSTS:
+    """The STS stand-in of every test (an ``STSClient``: checked below). It records each AssumeRole request in
+    ``requests`` (refused ones too) and each session it issues in ``issued``: distinct keys with planted
+    secrets, ``lifetime`` long from ``clock()`` (by default an hour of real time). It can be told
+
+    - to fail: ``fail`` is raised by every call while set; ``script`` by the next calls, one each, first;
+    - to behave as STS does for a service whose own identity is a role (``chained``): more than an hour is
+      refused with STS's ``ValidationError``;
+    - to take time: each call lasts ``delay`` seconds; after ``hold()`` calls wait until ``release()``, or
+      until ``until`` of them are waiting at once (``in_flight``, ``most_in_flight``; a guard of
+      ``HOLD_GUARD_SECONDS`` against a hang, not a measurement).
+    """
+
+    HOLD_GUARD_SECONDS = 10.0
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        lifetime: dt.timedelta = dt.timedelta(hours=1),
+        fail: Exception | None = None,
+        chained: bool = False,
+        delay: float = 0.0,
+    ) -> None:
+        self.clock, self.lifetime, self.fail, self.chained, self.delay = clock, lifetime, fail, chained, delay
+        self.script: list[Exception] = []
         self.requests: list[AssumeRoleRequest] = []
+        self.issued: list[AwsCredentials] = []
+        self.in_flight = self.most_in_flight = 0
+        self._gate: asyncio.Event | None = None
+        self._until: int | None = None
+
+    def hold(self, until: int | None = None) -> None:
+        """Hold every call from now on until ``release()`` (or until ``until`` calls are held at once)."""
+        self._gate, self._until = asyncio.Event(), until
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
 
     async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
         self.requests.append(request)
-        return AwsCredentials("ASIAEXAMPLE", "secret", "session", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self._gate is not None:
+                if self._until is not None and self.in_flight >= self._until:
+                    self._gate.set()
+                await asyncio.wait_for(self._gate.wait(), self.HOLD_GUARD_SECONDS)
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        if self.script:
+            raise self.script.pop(0)
+        if self.fail is not None:
+            raise self.fail
+        if self.chained and request.duration_seconds > 3600:
+            raise StsError("ValidationError", CHAINING_REFUSAL, retryable=False)
+        creds = AwsCredentials(
+            "ASIA" + secrets.token_hex(8).upper(),
+            PLANTED_SECRET + secrets.token_hex(12),
+            PLANTED_SESSION_TOKEN + secrets.token_hex(24),
+            dt.datetime.fromtimestamp(self.clock() + self.lifetime.total_seconds(), dt.UTC),
+        )
+        self.issued.append(creds)
+        return creds
+
+
+_TYPED: STSClient = RecordingSTS()  # mypy checks the stand-in against the interface it stands in for
+
+
+def fake_retry(time_: FakeTime, **kwargs: Any) -> RetryPolicy:
+    """The STS retry policy on ``time_``, with worst-case jitter (always the ceiling), so the schedule is
+    exact: 0.25, 0.5, 1, 2, 4 s."""
+    return RetryPolicy(monotonic=time_.monotonic, sleep=time_.sleep, jitter=lambda ceiling: ceiling, **kwargs)

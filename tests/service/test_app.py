@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,34 +16,11 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.errors import UpstreamUnavailable
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.signing import AwsCredentials, git_password
-from ccweb.sts import AssumeRoleRequest, StsError
-from support import serve, serve_issuer
+from ccweb.signing import git_password
+from ccweb.sts import StsError
+from support import RecordingSTS, serve, serve_issuer
 
 ACCOUNT = "111122223333"
-
-
-class FakeSTS:
-    """Hands out planted credentials and records every AssumeRole; can be told to fail."""
-
-    def __init__(self) -> None:
-        self.requests: list[AssumeRoleRequest] = []
-        self.issued: list[AwsCredentials] = []
-        self.fail: StsError | None = None
-        self.lifetime = timedelta(hours=1)
-
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        self.requests.append(request)
-        if self.fail:
-            raise self.fail
-        creds = AwsCredentials(
-            "ASIA" + secrets.token_hex(8).upper(),
-            "PLANTEDSECRET" + secrets.token_hex(12),
-            "PLANTEDSESSIONTOKEN" + secrets.token_hex(24),
-            datetime.now(UTC) + self.lifetime,
-        )
-        self.issued.append(creds)
-        return creds
 
 
 def policy(issuer_url: str) -> dict[str, Any]:
@@ -63,7 +39,7 @@ def policy(issuer_url: str) -> dict[str, Any]:
 
 
 class Env:
-    def __init__(self, url: str, issuer: DevIssuer, sts: FakeSTS) -> None:
+    def __init__(self, url: str, issuer: DevIssuer, sts: RecordingSTS) -> None:
         self.url, self.issuer, self.sts = url, issuer, sts
 
     def token(self, **claims: Any) -> str:
@@ -80,7 +56,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     with serve_issuer() as issuer:
-        sts = FakeSTS()
+        sts = RecordingSTS()
         with serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
             yield Env(url, issuer, sts)
 

@@ -38,7 +38,7 @@ from ccweb.sandbox.sts import (
 )
 from ccweb.sts import BotoSTS
 from ccweb.tokens import TokenVerifier, VerifiedToken
-from support import FakeTime, isolate_aws, serve
+from support import FakeTime, fake_retry, isolate_aws, serve
 
 ACCOUNT = "111122223333"
 HOST = "git-codecommit.us-east-2.amazonaws.com"
@@ -303,8 +303,7 @@ def api(idps: list[Idp], sts: BotoSTS, clock: Clock, retry: RetryPolicy | None =
     app = create_app(config, sts=sts, clock=clock)
     fake = FakeTime()
     # What create_app does with aws.retry_budget_seconds, on a fake clock with worst-case jitter.
-    app.state.sessions.retry = retry or RetryPolicy(
-        budget=config.aws.retry_budget_seconds, monotonic=fake.monotonic, sleep=fake.sleep, jitter=lambda c: c)
+    app.state.sessions.retry = retry or fake_retry(fake, budget=config.aws.retry_budget_seconds)
     with serve(app) as url:
         yield Api(url, idps[0], clock, fake, app)
 

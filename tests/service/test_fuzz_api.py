@@ -9,11 +9,9 @@ all, derandomized: the same cases on every run.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,20 +33,12 @@ from schemathesis.config import SchemathesisConfig
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
-from ccweb.signing import AwsCredentials
-from ccweb.sts import AssumeRoleRequest
-from support import serve, serve_issuer
+from support import RecordingSTS, serve, serve_issuer
 
 ACCOUNT = "111122223333"
 # Not positive_data_acceptance: the schema cannot say which hosts and paths name a CodeCommit repository.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, ignored_auth, unsupported_method]
-
-
-class FakeSTS:
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        return AwsCredentials("ASIA" + secrets.token_hex(8).upper(), secrets.token_hex(20), secrets.token_hex(32),
-                              datetime.now(UTC) + timedelta(hours=1))
 
 
 def policy(issuer_url: str) -> dict[str, Any]:
@@ -78,7 +68,8 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
-    with serve_issuer() as issuer, serve(create_app(parse_config(policy(issuer.issuer_url)), sts=FakeSTS())) as url:
+    sts = RecordingSTS()
+    with serve_issuer() as issuer, serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
         tokens = {
             "admin": issuer.mint({"sub": "a-1", "email": "ann@example.org", "groups": ["admins"]}),
             "reader": issuer.mint({"sub": "r-1", "email": "rex@example.com", "groups": []}),

@@ -28,15 +28,9 @@ from ccweb.limits import (
     SERVER_OPTIONS,
     is_json,
 )
-from ccweb.signing import AwsCredentials
-from ccweb.sts import AssumeRoleRequest
+from support import RecordingSTS
 
 HOST = "git-codecommit.us-east-2.amazonaws.com"
-
-
-class NoSTS:
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        raise AssertionError("no request in these tests gets this far")
 
 
 class _Server(uvicorn.Server):
@@ -56,7 +50,8 @@ def port() -> Iterator[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server = _Server(uvicorn.Config(create_app(config, sts=NoSTS()), log_level="critical", access_log=False,
+    sts = RecordingSTS(fail=AssertionError("no request in these tests gets this far"))
+    server = _Server(uvicorn.Config(create_app(config, sts=sts), log_level="critical", access_log=False,
                                     lifespan="on", http="h11", **SERVER_OPTIONS))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)

@@ -14,7 +14,7 @@ from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
 from ccweb.ratelimit import RateLimiter
 from ccweb.sandbox.issuer import DevIssuer
-from support import serve, serve_issuer
+from support import RecordingSTS, serve, serve_issuer
 
 
 class Clock:
@@ -98,17 +98,8 @@ def test_config_refuses(value: dict[str, Any], message: str) -> None:
     assert any(line.startswith(message) for line in caught.value.messages), caught.value.messages
 
 
-class FakeSTS:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def assume_role(self, request: Any) -> Any:  # pragma: no cover - the limiter answers first
-        self.calls += 1
-        raise AssertionError("a rate-limited request must not reach STS")
-
-
 class Env:
-    def __init__(self, url: str, issuer: DevIssuer, clock: Clock, sts: FakeSTS) -> None:
+    def __init__(self, url: str, issuer: DevIssuer, clock: Clock, sts: RecordingSTS) -> None:
         self.url, self.issuer, self.clock, self.sts = url, issuer, clock, sts
 
     def token(self, sub: str) -> str:
@@ -131,7 +122,7 @@ def env() -> Iterator[Env]:
             "rules": [],  # nobody is granted anything: a request that gets past the limiter is a 403
             "rate_limit": {"requests_per_minute": 60, "burst": 3},
         })
-        clock, sts = Clock(), FakeSTS()
+        clock, sts = Clock(), RecordingSTS(fail=AssertionError("a rate-limited request must not reach STS"))
         with serve(create_app(config, sts=sts, monotonic=clock)) as url:
             yield Env(url, issuer, clock, sts)
 
@@ -146,7 +137,7 @@ def test_quick_requests_get_429_with_retry_after(env: Env, caplog: pytest.LogCap
     body = refused.json()
     assert body["error"] == "rate_limited"
     assert "loop@example.com" in body["detail"] and "60 times a minute" in body["detail"]
-    assert env.sts.calls == 0
+    assert env.sts.requests == []
     [record] = [r for r in caplog.records if r.name == "ccweb.audit"]
     fields = record.fields  # type: ignore[attr-defined]
     assert fields["outcome"] == "rate_limited"

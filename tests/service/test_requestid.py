@@ -7,10 +7,8 @@ import io
 import json
 import logging
 import re
-import secrets
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,22 +19,10 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.requestid import RequestId
 from ccweb.sandbox.issuer import DevIssuer
-from ccweb.signing import AwsCredentials
-from ccweb.sts import AssumeRoleRequest
-from support import serve, serve_issuer
+from support import RecordingSTS, serve, serve_issuer
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 US_EAST_2 = "git-codecommit.us-east-2.amazonaws.com"
-
-
-class FakeSTS:
-    broken = False
-
-    async def assume_role(self, request: AssumeRoleRequest) -> AwsCredentials:
-        if self.broken:
-            raise RuntimeError("a bug")
-        return AwsCredentials("ASIA" + secrets.token_hex(8).upper(), "secret", "session",
-                              datetime.now(UTC) + timedelta(hours=1))
 
 
 def policy(issuer_url: str) -> dict[str, Any]:
@@ -119,7 +105,7 @@ def test_text_lines_carry_the_request_id_too() -> None:
 
 
 class Served:
-    def __init__(self, url: str, issuer: DevIssuer, sts: FakeSTS, stream: io.StringIO) -> None:
+    def __init__(self, url: str, issuer: DevIssuer, sts: RecordingSTS, stream: io.StringIO) -> None:
         self.url, self.issuer, self.sts, self.stream = url, issuer, sts, stream
 
     def lines(self) -> list[str]:
@@ -146,7 +132,7 @@ def served() -> Iterator[Served]:
     root.setLevel(logging.DEBUG)
     try:
         with serve_issuer() as issuer:
-            sts = FakeSTS()
+            sts = RecordingSTS()
             with serve(create_app(parse_config(policy(issuer.issuer_url)), sts=sts)) as url:
                 served = Served(url, issuer, sts, stream)
                 served.lines()  # start-up
@@ -223,7 +209,7 @@ def test_refusals_carry_the_id_too(served: Served, case: str) -> None:
 
 
 def test_an_unexpected_error_answers_and_logs_with_the_id(served: Served) -> None:
-    served.sts.broken = True
+    served.sts.fail = RuntimeError("a bug")
     response = _issue(served, {"X-Request-ID": "bug-report-42"})
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"
