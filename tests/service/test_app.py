@@ -114,8 +114,15 @@ def test_configured_git_endpoint_signs_host_without_port(env: Env) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["region"] == "eu-west-1"
-    creds = env.sts.issued[-1] if body["username"].startswith(env.sts.issued[-1].access_key_id) else None
-    assert creds is not None or body["rule"] == "admins"
+    creds = next(c for c in env.sts.issued if body["username"] == f"{c.access_key_id}%{c.session_token}")
+    signed_at = datetime.strptime(body["password"][:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+
+    def signed_for(hostname: str) -> str:
+        return git_password(creds.secret_access_key, hostname=hostname, path="/v1/repos/x", region="eu-west-1",
+                            now=signed_at)
+
+    assert body["password"] == signed_for("git.internal.example.com"), "the host git sends, without its port"
+    assert body["password"] != signed_for("git.internal.example.com:8443")
 
 
 @pytest.mark.parametrize(
