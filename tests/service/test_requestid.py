@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -47,8 +47,8 @@ def _call(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, dict[bytes, b
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     asyncio.run(RequestId(app)({"type": "http", "method": "GET", "path": "/", "headers": headers}, receive, send))
     assert requestid.current() is None  # nothing leaks past the request
