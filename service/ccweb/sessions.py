@@ -1,7 +1,8 @@
 """STS sessions: AssumeRole through an ``STSClient``, cached in memory per (rule, identity), single-flight.
 
-A cached session is reused for every repository its rule covers until ``refresh_margin`` (15 minutes)
-of validity remain, so a password signed from it is always good for its full 15 minutes. Concurrent
+A cached session is reused for every repository its rule covers until ``refresh_margin``
+(``REFRESH_MARGIN_SECONDS``, the passwords' lifetime) of validity remain, so a password signed from it is
+always good for its whole lifetime. Concurrent
 requests for the same key share one STS call, retried by the cache's ``RetryPolicy`` (``ccweb.retry``):
 callers that join meanwhile wait for that same retrying call. The cache is bounded (least recently used
 goes first). A service whose own identity is a role gets chained sessions of an hour at most: told so by
@@ -20,18 +21,18 @@ from dataclasses import replace
 
 from ccweb.metrics import Metrics
 from ccweb.retry import RetryPolicy
-from ccweb.signing import AwsCredentials
+from ccweb.signing import PASSWORD_LIFETIME_SECONDS, AwsCredentials
 from ccweb.sts import NO_CREDENTIALS, AssumeRoleRequest, STSClient, StsError
 from ccweb.sts_errors import unavailable
 
 log = logging.getLogger("ccweb.sessions")
 
-REFRESH_MARGIN_SECONDS = 15 * 60
+REFRESH_MARGIN_SECONDS = PASSWORD_LIFETIME_SECONDS
 CHAINED_MAX_SECONDS = 3600  # STS's limit for a role assumed with credentials of another role
 MAX_SESSIONS = 20_000
-"""Sessions one cache (one worker) keeps. Each costs about 4 KiB of resident memory in a worker (1.5 KiB of
-objects, a real-length session token most of it, plus the heap it leaves behind; bench/memory), so a full
-cache stays near 170 MiB per worker, under 200 MiB. One evicted later costs one more AssumeRole."""
+"""Sessions one cache (one worker) keeps, least recently used evicted first: a bound on each worker's memory
+(what a full cache costs is measured by bench/memory; figures in bench/README.md). One evicted later costs
+one more AssumeRole."""
 
 
 def _consume_exception(task: asyncio.Task[AwsCredentials]) -> None:

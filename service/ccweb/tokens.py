@@ -49,7 +49,8 @@ MAX_TOKEN_BYTES = 16 * 1024
 LEEWAY_SECONDS = 60
 LAST_EXPIRY = 253_402_300_799
 """The last second of the year 9999: a later ``exp`` is no time a token can mean (nor a date to print)."""
-MAX_VERIFIED_TOKENS = 10_000  # about 4.5 KiB each with a CI platform's claims: ~45 MiB per worker when full
+MAX_VERIFIED_TOKENS = 10_000
+"""Verified tokens one worker remembers (least recently used forgotten first): a bound on its memory."""
 
 
 @dataclass(frozen=True, slots=True)
