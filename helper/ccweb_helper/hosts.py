@@ -13,7 +13,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NamedTuple
 
-_REGION = r"(?P<region>[a-z]{2}(?:-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?)"
+REGION_PATTERN = r"[a-z]{2}(?:-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?"
+"""An AWS region name (``us-east-1``, ``us-gov-west-1``, ``cn-north-1``): regular-expression source, no anchors."""
+REPOSITORY_NAME_CHARACTERS = "A-Za-z0-9._-"
+"""The characters of a CodeCommit repository name, as the inside of a regular-expression character class."""
+REPOSITORY_NAME_MAX = 100
+REPOSITORY_NAME_PATTERN = f"[{REPOSITORY_NAME_CHARACTERS}]{{1,{REPOSITORY_NAME_MAX}}}"
+"""A repository name: regular-expression source, no anchors (``.`` and ``..`` are refused separately)."""
+
+_REGION = r"(?P<region>" + REGION_PATTERN + ")"
 _PORT = r"(?::(?P<port>[0-9]{1,5}))?"
 
 # Compiled when first needed (``_compiled``): the helper starts for every git command and usually needs one.
@@ -27,7 +35,7 @@ _HOST_FORMS: tuple[tuple[str, str], ...] = (
         r"\.git-codecommit(?:-fips)?\." + _REGION + r"\.vpce\.amazonaws\.com(?:\.cn)?" + _PORT,
     ),
 )
-_REPO_PATH = r"/?v1/repos/(?P<name>[A-Za-z0-9._-]{1,100})/?"
+_REPO_PATH = r"/?v1/repos/(?P<name>" + REPOSITORY_NAME_PATTERN + r")/?"
 _patterns: dict[str, re.Pattern[str]] = {}
 
 
