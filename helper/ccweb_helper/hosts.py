@@ -32,7 +32,8 @@ _HOST_FORMS: tuple[tuple[str, str], ...] = (
     (
         "vpce",
         r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-[a-z]{2}(?:-[a-z]+)?-[a-z]+-[1-9][a-z])?"
-        r"\.git-codecommit(?:-fips)?\." + _REGION + r"\.vpce\.amazonaws\.com(?:\.cn)?" + _PORT,
+        r"\.git-codecommit(?:-fips(?![^:]*\.cn(?::|$)))?\."  # no FIPS endpoints in China
+        + _REGION + r"\.vpce\.amazonaws\.com(?:\.cn)?" + _PORT,
     ),
 )
 _REPO_PATH = r"/?v1/repos/(?P<name>" + REPOSITORY_NAME_PATTERN + r")/?"

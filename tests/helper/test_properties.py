@@ -110,11 +110,12 @@ def codecommit_hosts(draw: st.DrawFn) -> tuple[str, str, str, int | None]:
     elif form == "china":
         name = f"git-codecommit.{region}.amazonaws.com.cn"
     else:
-        service = draw(st.sampled_from(["git-codecommit", "git-codecommit-fips"]))
-        name = f"{draw(VPCE_ID)}.{service}.{region}.vpce.amazonaws.com{draw(st.sampled_from(['', '.cn']))}"
+        china = draw(st.sampled_from(["", ".cn"]))
+        service = draw(st.sampled_from(["git-codecommit"] if china else ["git-codecommit", "git-codecommit-fips"]))
+        name = f"{draw(VPCE_ID)}.{service}.{region}.vpce.amazonaws.com{china}"
     port = draw(PORT)
     upper = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
-    name = "".join(c.upper() if up else c for c, up in zip(name, upper))
+    name = "".join(c.upper() if up else c for c, up in zip(name, upper, strict=True))
     return name + (f":{port}" if port is not None else ""), region, form, port
 
 

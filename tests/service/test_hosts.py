@@ -58,6 +58,8 @@ LOOKALIKES = [
     "git-codecommit.us-east-1.amazonaws.com.cn",
     "vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com.evil.example",
     "vpce-x.git-codecommit.us-east-1.vpce.amazonaws.com",
+    "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.cn-north-1.vpce.amazonaws.com.cn",  # no FIPS in China
+    "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.cn-north-1.vpce.amazonaws.com.cn:443",
     "git-codecommit-fips.us-east-1.amazonaws.com.evil.example",
     "",
     "169.254.169.254",
