@@ -18,10 +18,11 @@ from ccweb_helper import discovery, login
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.discovery import LoginIssuer
+from ccweb_helper.hosts import HOST_FORMS
 from ccweb_helper.sources import service_url, timeout
 
 # git config may name the service per URL; a CodeCommit URL picks the usual one.
-REMOTE = "https://git-codecommit.us-east-1.amazonaws.com/"
+REMOTE = f"https://{HOST_FORMS[0].sample}/"
 
 
 def _parser(command: str) -> argparse.ArgumentParser:

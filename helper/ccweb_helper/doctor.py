@@ -25,15 +25,11 @@ from urllib.parse import urlsplit
 
 from ccweb_helper import gitconfig
 from ccweb_helper.client import HelperError, Response, ServiceURL, error_sentence, one_line
-from ccweb_helper.hosts import parse_codecommit_host
+from ccweb_helper.hosts import HOST_FORMS, parse_codecommit_host
 
-SAMPLES: tuple[tuple[str, str], ...] = (
-    ("CodeCommit", "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/example"),
-    ("CodeCommit FIPS", "https://git-codecommit-fips.us-east-1.amazonaws.com/v1/repos/example"),
-    ("CodeCommit China", "https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/example"),
-    ("CodeCommit VPC endpoint",
-     "https://vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com/v1/repos/example"),
-)
+# One CodeCommit URL of each host form: what git is asked about.
+SAMPLES: tuple[tuple[str, str], ...] = tuple((form.what, f"https://{form.sample}/v1/repos/example")
+                                             for form in HOST_FORMS)
 OTHER_HOST = "https://example.com/some/repository.git"
 
 STORAGE = {
@@ -157,7 +153,7 @@ class Doctor:
         if not gitconfig.has_wildcards(found):
             need = ".".join(map(str, gitconfig.CREDENTIAL_WILDCARDS))
             self.say("FAIL", f"git {shown} is too old: it ignores the host patterns ccweb-helper setup writes "
-                             f"(`https://git-codecommit.*.amazonaws.com`; `*` in credential URLs needs git {need}), "
+                             f"(`{HOST_FORMS[0].git_url}`; `*` in credential URLs needs git {need}), "
                              "so your other credential helpers answer for CodeCommit; upgrade git to "
                              f"{need} or newer.")
         elif found < (2, 41):

@@ -1,8 +1,16 @@
-"""CodeCommit host and repository-path parsing, shared by the helper and the service.
+"""CodeCommit host forms, host names and repository paths, shared by the helper and the service.
 
-Pure functions, standard library only, no I/O. A host is recognised only when the whole name matches one
-of the anchored forms below; anything else (``git-codecommit.us-east-1.amazonaws.com.evil.example``,
-``evil-git-codecommit.us-east-1.amazonaws.com``, a trailing dot, userinfo) is not a CodeCommit host.
+Pure functions, standard library only, no I/O. ``HOST_FORMS`` is the one table of the names AWS gives
+CodeCommit's git endpoints. Each form has the anchored pattern that recognises it (the service signs for these
+hosts and no other CodeCommit-looking name; the helper answers for them), the git URL pattern
+``ccweb-helper setup`` writes for it, and a sample host ``doctor`` asks git about.
+
+The two columns agree by construction: git's ``*`` in a credential URL matches exactly one label of any
+content, and each ``*`` stands where the pattern allows exactly one label (the region, the endpoint's id);
+every other label and the suffix are spelled the same in both. China has no FIPS endpoints.
+
+Anything else (``git-codecommit.us-east-1.amazonaws.com.evil.example``, ``evil-git-codecommit.us-east-1
+.amazonaws.com``, a trailing dot, userinfo) is not a CodeCommit host.
 """
 
 from __future__ import annotations
@@ -21,19 +29,94 @@ REPOSITORY_NAME_MAX = 100
 REPOSITORY_NAME_PATTERN = f"[{REPOSITORY_NAME_CHARACTERS}]{{1,{REPOSITORY_NAME_MAX}}}"
 """A repository name: regular-expression source, no anchors (``.`` and ``..`` are refused separately)."""
 
-_REGION = r"(?P<region>" + REGION_PATTERN + ")"
 _PORT = r"(?::(?P<port>[0-9]{1,5}))?"
+_REGION = r"(?P<region>" + REGION_PATTERN + ")"
+_CHINA_REGION = r"(?P<region>cn-[a-z]+-[1-9])"
+# A VPC endpoint's DNS name: its id, a suffix of its own, and for a zonal name the availability zone.
+_VPCE = r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-[a-z]{2}(?:-[a-z]+)?-[a-z]+-[1-9][a-z])?"
 
-# Compiled when first needed (``_compiled``): the helper starts for every git command and usually needs one.
-_HOST_FORMS: tuple[tuple[str, str], ...] = (
-    ("standard", r"git-codecommit\." + _REGION + r"\.amazonaws\.com" + _PORT),
-    ("fips", r"git-codecommit-fips\." + _REGION + r"\.amazonaws\.com" + _PORT),
-    ("china", r"git-codecommit\.(?P<region>cn-[a-z]+-[1-9])\.amazonaws\.com\.cn" + _PORT),
-    (
-        "vpce",
-        r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-[a-z]{2}(?:-[a-z]+)?-[a-z]+-[1-9][a-z])?"
-        r"\.git-codecommit(?:-fips(?![^:]*\.cn(?::|$)))?\."  # no FIPS endpoints in China
-        + _REGION + r"\.vpce\.amazonaws\.com(?:\.cn)?" + _PORT,
+
+if TYPE_CHECKING:
+
+    class HostForm(NamedTuple):
+        """One form of CodeCommit host name."""
+
+        name: str  # "standard", "fips", "china", "vpce", "vpce-fips", "vpce-china"
+        what: str  # for people: "CodeCommit FIPS VPC endpoint"
+        pattern: str  # regular-expression source of ``host[:port]``, lower case, full match; groups region, port
+        git_url: str  # the credential URL pattern `ccweb-helper setup` writes
+        sample: str  # a host of this form, for `doctor` and the tests
+
+    class CodeCommitHost(NamedTuple):
+        """A recognised CodeCommit endpoint: the host name without port (what is signed) and its region."""
+
+        hostname: str
+        port: int | None
+        region: str
+        form: str
+
+else:  # the same tuples at run time, without typing, nor the 0.1 ms collections.namedtuple takes per class
+    from operator import itemgetter
+
+    class HostForm(tuple):
+        __slots__ = ()
+        name = property(itemgetter(0))
+        what = property(itemgetter(1))
+        pattern = property(itemgetter(2))
+        git_url = property(itemgetter(3))
+        sample = property(itemgetter(4))
+
+        def __new__(cls, name, what, pattern, git_url, sample):
+            return tuple.__new__(cls, (name, what, pattern, git_url, sample))
+
+    class CodeCommitHost(tuple):
+        __slots__ = ()
+        hostname = property(itemgetter(0))
+        port = property(itemgetter(1))
+        region = property(itemgetter(2))
+        form = property(itemgetter(3))
+
+        def __new__(cls, hostname, port, region, form):
+            return tuple.__new__(cls, (hostname, port, region, form))
+
+
+# The most common first: `get` compiles a form's pattern only when a host gets that far (``_compiled``).
+HOST_FORMS: tuple[HostForm, ...] = (
+    HostForm(
+        "standard", "CodeCommit",
+        r"git-codecommit\." + _REGION + r"\.amazonaws\.com" + _PORT,
+        "https://git-codecommit.*.amazonaws.com",
+        "git-codecommit.us-east-1.amazonaws.com",
+    ),
+    HostForm(
+        "fips", "CodeCommit FIPS",
+        r"git-codecommit-fips\." + _REGION + r"\.amazonaws\.com" + _PORT,
+        "https://git-codecommit-fips.*.amazonaws.com",
+        "git-codecommit-fips.us-east-1.amazonaws.com",
+    ),
+    HostForm(
+        "china", "CodeCommit China",
+        r"git-codecommit\." + _CHINA_REGION + r"\.amazonaws\.com\.cn" + _PORT,
+        "https://git-codecommit.*.amazonaws.com.cn",
+        "git-codecommit.cn-north-1.amazonaws.com.cn",
+    ),
+    HostForm(
+        "vpce", "CodeCommit VPC endpoint",
+        _VPCE + r"\.git-codecommit\." + _REGION + r"\.vpce\.amazonaws\.com" + _PORT,
+        "https://*.git-codecommit.*.vpce.amazonaws.com",
+        "vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com",
+    ),
+    HostForm(
+        "vpce-fips", "CodeCommit FIPS VPC endpoint",
+        _VPCE + r"\.git-codecommit-fips\." + _REGION + r"\.vpce\.amazonaws\.com" + _PORT,
+        "https://*.git-codecommit-fips.*.vpce.amazonaws.com",
+        "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.us-east-1.vpce.amazonaws.com",
+    ),
+    HostForm(
+        "vpce-china", "CodeCommit China VPC endpoint",
+        _VPCE + r"\.git-codecommit\." + _REGION + r"\.vpce\.amazonaws\.com\.cn" + _PORT,
+        "https://*.git-codecommit.*.vpce.amazonaws.com.cn",
+        "vpce-0123456789abcdef0-abcdefgh.git-codecommit.cn-north-1.vpce.amazonaws.com.cn",
     ),
 )
 _REPO_PATH = r"/?v1/repos/(?P<name>" + REPOSITORY_NAME_PATTERN + r")/?"
@@ -47,20 +130,11 @@ def _compiled(source: str) -> re.Pattern[str]:
     return pattern
 
 
-if TYPE_CHECKING:
-
-    class CodeCommitHost(NamedTuple):
-        """A recognised CodeCommit endpoint: the host name without port (what is signed) and its region."""
-
-        hostname: str
-        port: int | None
-        region: str
-        form: str
-
-else:  # the same tuple without importing typing at run time
-    from collections import namedtuple
-
-    CodeCommitHost = namedtuple("CodeCommitHost", "hostname port region form")
+def _may_match(form: HostForm, name: str) -> bool:
+    """Whether ``name`` (no port) starts and ends as the form's git URL pattern does: a cheap test that spares
+    compiling the patterns of forms a host cannot have (every host a pattern accepts passes it)."""
+    literal = form.git_url.partition("://")[2].split("*")
+    return name.startswith(literal[0]) and name.endswith(literal[-1])
 
 
 def split_host(host: str) -> tuple[str, int | None]:
@@ -95,15 +169,17 @@ def parse_codecommit_host(host: str) -> CodeCommitHost | None:
     if not text.isascii():  # lower() would turn e.g. U+212A (Kelvin sign) into "k"
         return None
     text = text.lower()
-    for form, source in _HOST_FORMS:
-        match = _compiled(source).fullmatch(text)
+    hostname = text.partition(":")[0]
+    for form in HOST_FORMS:
+        if not _may_match(form, hostname):
+            continue
+        match = _compiled(form.pattern).fullmatch(text)
         if match:
             port_text = match.group("port")
             port = int(port_text) if port_text else None
             if port is not None and not 0 < port < 65536:
                 return None
-            hostname = text.split(":", 1)[0]
-            return CodeCommitHost(hostname, port, match.group("region"), form)
+            return CodeCommitHost(hostname, port, match.group("region"), form.name)
     return None
 
 

@@ -34,17 +34,7 @@ from typing import IO, NamedTuple
 
 from ccweb_helper import gitconfig
 from ccweb_helper.client import HelperError, ServiceURL, one_line, parse_service_url
-from ccweb_helper.hosts import is_loopback, split_host
-
-# (what, URL pattern): every CodeCommit host form ccweb signs for (hosts.py), as git urlmatch patterns.
-CODECOMMIT_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("CodeCommit", "https://git-codecommit.*.amazonaws.com"),
-    ("CodeCommit FIPS", "https://git-codecommit-fips.*.amazonaws.com"),
-    ("CodeCommit China", "https://git-codecommit.*.amazonaws.com.cn"),
-    ("CodeCommit VPC endpoint", "https://*.git-codecommit.*.vpce.amazonaws.com"),
-    ("CodeCommit FIPS VPC endpoint", "https://*.git-codecommit-fips.*.vpce.amazonaws.com"),
-    ("CodeCommit China VPC endpoint", "https://*.git-codecommit.*.vpce.amazonaws.com.cn"),
-)
+from ccweb_helper.hosts import HOST_FORMS, is_loopback, split_host
 
 USAGE_EPILOG = """\
 Writes, for every CodeCommit host form and each git endpoint of the service, a [credential "<url>"] section
@@ -195,7 +185,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
     helper = args.helper.strip() if args.helper else this_helper()
     if not helper.startswith("!"):
         helper = "!" + helper
-    sections = [Section(what, url) for what, url in CODECOMMIT_PATTERNS]
+    sections = [Section(form.what, form.git_url) for form in HOST_FORMS]
     endpoints, warning = _git_endpoints(service, env)
     for host in endpoints:
         sections.extend(Section(f"git endpoint {host}", url) for url in endpoint_urls(host))
@@ -244,7 +234,7 @@ def _git_refused(found: tuple[int, ...] | None) -> str:
     if not gitconfig.has_wildcards(found):
         shown = ".".join(map(str, found))
         need = ".".join(map(str, gitconfig.CREDENTIAL_WILDCARDS))
-        return (f"git {shown} is too old: it ignores the `https://git-codecommit.*.amazonaws.com` host patterns "
+        return (f"git {shown} is too old: it ignores the `{HOST_FORMS[0].git_url}` host patterns "
                 f"setup writes (git applies `*` in credential URLs from {need} on), so your other credential "
                 f"helpers would keep answering for CodeCommit; upgrade git to {need} or newer, then run "
                 "`ccweb-helper setup` again. Nothing was changed.")

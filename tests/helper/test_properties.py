@@ -113,6 +113,7 @@ def codecommit_hosts(draw: st.DrawFn) -> tuple[str, str, str, int | None]:
         china = draw(st.sampled_from(["", ".cn"]))
         service = draw(st.sampled_from(["git-codecommit"] if china else ["git-codecommit", "git-codecommit-fips"]))
         name = f"{draw(VPCE_ID)}.{service}.{region}.vpce.amazonaws.com{china}"
+        form = "vpce-china" if china else "vpce-fips" if service.endswith("fips") else "vpce"
     port = draw(PORT)
     upper = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
     name = "".join(c.upper() if up else c for c, up in zip(name, upper, strict=True))

@@ -19,12 +19,13 @@ import pytest
 from ccweb.helper_dist import write_zipapp
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
-from ccweb_helper.setup import CODECOMMIT_PATTERNS, _parser, endpoint_urls, helper_command, run
+from ccweb_helper.hosts import HOST_FORMS
+from ccweb_helper.setup import _parser, endpoint_urls, helper_command, run
 from support import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
-HOST_FORMS = {
+FORM_HOSTS = {  # a host of each form in HOST_FORMS
     "standard": "git-codecommit.us-east-2.amazonaws.com",
     "fips": "git-codecommit-fips.us-east-2.amazonaws.com",
     "china": "git-codecommit.cn-north-1.amazonaws.com.cn",
@@ -103,7 +104,7 @@ def test_every_codecommit_form_and_the_service_endpoint_is_answered_by_ccweb_onl
     assert done.returncode == 0, done.stderr
     assert "ccweb-helper doctor" in done.stdout
     env = machine(home, sandbox)
-    hosts = [("https", host) for host in HOST_FORMS.values()] + [("http", sandbox.git_host)]
+    hosts = [("https", host) for host in FORM_HOSTS.values()] + [("http", sandbox.git_host)]
     for protocol, host in hosts:
         filled = git(home, "credential", "fill", stdin=attrs(host, protocol), env=env)
         assert filled.returncode == 0, (host, filled.stderr)
@@ -183,8 +184,8 @@ def test_dry_run_prints_the_commands_and_writes_nothing(sandbox: Sandbox, home: 
     assert dry.returncode == 0, dry.stderr
     assert (home / ".gitconfig").read_bytes() == before
     assert dry.stdout.startswith(f"git config --global --replace-all ccweb.url {sandbox.api_url}\n")
-    for _, pattern in CODECOMMIT_PATTERNS:
-        assert f"'credential.{pattern}.helper' ''" in dry.stdout
+    for form in HOST_FORMS:
+        assert f"'credential.{form.git_url}.helper' ''" in dry.stdout
     assert f"credential.http://{sandbox.git_host}.useHttpPath true" in dry.stdout
 
 
@@ -229,7 +230,7 @@ def test_an_unreachable_service_still_configures_codecommit(home: Path) -> None:
     assert "warning: could not read the service's git endpoints" in done.stderr
     assert f"cannot reach the ccweb service at {dead}" in done.stderr
     text = (home / ".gitconfig").read_text()
-    assert all(f'[credential "{pattern}"]' in text for _, pattern in CODECOMMIT_PATTERNS)
+    assert all(f'[credential "{form.git_url}"]' in text for form in HOST_FORMS)
 
 
 @pytest.mark.parametrize(("args", "env", "sentence"), [

@@ -22,7 +22,10 @@ ACCEPTED = [
     ("vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com", "us-east-1", "vpce", None),
     ("vpce-0123456789abcdef0-abcdefgh-us-east-1a.git-codecommit.us-east-1.vpce.amazonaws.com", "us-east-1", "vpce",
      None),
-    ("vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.us-east-1.vpce.amazonaws.com", "us-east-1", "vpce", None),
+    ("vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.us-east-1.vpce.amazonaws.com", "us-east-1", "vpce-fips",
+     None),
+    ("vpce-0123456789abcdef0-abcdefgh.git-codecommit.cn-north-1.vpce.amazonaws.com.cn", "cn-north-1", "vpce-china",
+     None),
 ]
 
 
