@@ -7,10 +7,14 @@ hosts and no other CodeCommit-looking name; the helper answers for them), the gi
 
 The two columns agree by construction: git's ``*`` in a credential URL matches exactly one label of any
 content, and each ``*`` stands where the pattern allows exactly one label (the region, the endpoint's id);
-every other label and the suffix are spelled the same in both. China has no FIPS endpoints.
+every other label and the suffix are spelled the same in both; git matches the port exactly (the default
+dropped), so a CodeCommit host is recognised only on https's own port (none, or ``:443``). Only forms AWS
+has are recognised: FIPS endpoints and ``.amazonaws.com`` outside China, ``.amazonaws.com.cn`` in China
+(``cn-`` regions), which has no FIPS endpoints. tests/helper/test_host_table.py checks both directions with
+the real git.
 
 Anything else (``git-codecommit.us-east-1.amazonaws.com.evil.example``, ``evil-git-codecommit.us-east-1
-.amazonaws.com``, a trailing dot, userinfo) is not a CodeCommit host.
+.amazonaws.com``, a trailing dot, userinfo, another port) is not a CodeCommit host.
 """
 
 from __future__ import annotations
@@ -29,11 +33,20 @@ REPOSITORY_NAME_MAX = 100
 REPOSITORY_NAME_PATTERN = f"[{REPOSITORY_NAME_CHARACTERS}]{{1,{REPOSITORY_NAME_MAX}}}"
 """A repository name: regular-expression source, no anchors (``.`` and ``..`` are refused separately)."""
 
-_PORT = r"(?::(?P<port>[0-9]{1,5}))?"
-_REGION = r"(?P<region>" + REGION_PATTERN + ")"
-_CHINA_REGION = r"(?P<region>cn-[a-z]+-[1-9])"
-# A VPC endpoint's DNS name: its id, a suffix of its own, and for a zonal name the availability zone.
-_VPCE = r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-[a-z]{2}(?:-[a-z]+)?-[a-z]+-[1-9][a-z])?"
+_PORT = r"(?::(?P<port>443))?"
+_AWS = r"(?!cn-)"  # the aws partitions: every region but China's
+_CHINA = r"(?=cn-)"
+# A VPC endpoint's DNS name: its id, a suffix of its own, and for a zonal name the availability zone, whose
+# region is the endpoint's (``(?(zone)…)``: the region label must then repeat it).
+_VPCE = r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(?:-(?P<zone>" + REGION_PATTERN + r")[a-z])?"
+
+
+def _region(partition: str, *, zonal: bool = False) -> str:
+    """The ``region`` group: a region of ``partition`` (``_AWS`` or ``_CHINA``); for a zonal VPC endpoint name,
+    its zone's region."""
+    if zonal:
+        return f"(?P<region>{partition}(?(zone)(?P=zone)|{REGION_PATTERN}))"
+    return f"(?P<region>{partition}{REGION_PATTERN})"
 
 
 if TYPE_CHECKING:
@@ -84,37 +97,37 @@ else:  # the same tuples at run time, without typing, nor the 0.1 ms collections
 HOST_FORMS: tuple[HostForm, ...] = (
     HostForm(
         "standard", "CodeCommit",
-        r"git-codecommit\." + _REGION + r"\.amazonaws\.com" + _PORT,
+        r"git-codecommit\." + _region(_AWS) + r"\.amazonaws\.com" + _PORT,
         "https://git-codecommit.*.amazonaws.com",
         "git-codecommit.us-east-1.amazonaws.com",
     ),
     HostForm(
         "fips", "CodeCommit FIPS",
-        r"git-codecommit-fips\." + _REGION + r"\.amazonaws\.com" + _PORT,
+        r"git-codecommit-fips\." + _region(_AWS) + r"\.amazonaws\.com" + _PORT,
         "https://git-codecommit-fips.*.amazonaws.com",
         "git-codecommit-fips.us-east-1.amazonaws.com",
     ),
     HostForm(
         "china", "CodeCommit China",
-        r"git-codecommit\." + _CHINA_REGION + r"\.amazonaws\.com\.cn" + _PORT,
+        r"git-codecommit\." + _region(_CHINA) + r"\.amazonaws\.com\.cn" + _PORT,
         "https://git-codecommit.*.amazonaws.com.cn",
         "git-codecommit.cn-north-1.amazonaws.com.cn",
     ),
     HostForm(
         "vpce", "CodeCommit VPC endpoint",
-        _VPCE + r"\.git-codecommit\." + _REGION + r"\.vpce\.amazonaws\.com" + _PORT,
+        _VPCE + r"\.git-codecommit\." + _region(_AWS, zonal=True) + r"\.vpce\.amazonaws\.com" + _PORT,
         "https://*.git-codecommit.*.vpce.amazonaws.com",
         "vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com",
     ),
     HostForm(
         "vpce-fips", "CodeCommit FIPS VPC endpoint",
-        _VPCE + r"\.git-codecommit-fips\." + _REGION + r"\.vpce\.amazonaws\.com" + _PORT,
+        _VPCE + r"\.git-codecommit-fips\." + _region(_AWS, zonal=True) + r"\.vpce\.amazonaws\.com" + _PORT,
         "https://*.git-codecommit-fips.*.vpce.amazonaws.com",
         "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.us-east-1.vpce.amazonaws.com",
     ),
     HostForm(
         "vpce-china", "CodeCommit China VPC endpoint",
-        _VPCE + r"\.git-codecommit\." + _REGION + r"\.vpce\.amazonaws\.com\.cn" + _PORT,
+        _VPCE + r"\.git-codecommit\." + _region(_CHINA, zonal=True) + r"\.vpce\.amazonaws\.com\.cn" + _PORT,
         "https://*.git-codecommit.*.vpce.amazonaws.com.cn",
         "vpce-0123456789abcdef0-abcdefgh.git-codecommit.cn-north-1.vpce.amazonaws.com.cn",
     ),
@@ -175,11 +188,7 @@ def parse_codecommit_host(host: str) -> CodeCommitHost | None:
             continue
         match = _compiled(form.pattern).fullmatch(text)
         if match:
-            port_text = match.group("port")
-            port = int(port_text) if port_text else None
-            if port is not None and not 0 < port < 65536:
-                return None
-            return CodeCommitHost(hostname, port, match.group("region"), form.name)
+            return CodeCommitHost(hostname, 443 if match.group("port") else None, match.group("region"), form.name)
     return None
 
 

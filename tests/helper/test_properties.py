@@ -91,30 +91,33 @@ def test_format_refuses_an_equals_sign_in_a_key(key: str, value: str) -> None:
 
 # --- CodeCommit host names ---------------------------------------------------------------------------------
 
-REGION = st.from_regex(r"[a-z]{2}(-[a-z]{3,5})?-[a-z]{1,12}-[1-9][0-9]?", fullmatch=True)
-CHINA_REGION = st.from_regex(r"cn-[a-z]{1,12}-[1-9]", fullmatch=True)
-VPCE_ID = st.from_regex(r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}(-[a-z]{2}(-[a-z]{1,8})?-[a-z]{1,12}-[1-9][a-z])?",
-                        fullmatch=True)
+REGION = st.from_regex(r"[a-z]{2}(-[a-z]{3,5})?-[a-z]{1,12}-[1-9][0-9]?", fullmatch=True).filter(
+    lambda region: not region.startswith("cn-"))
+CHINA_REGION = st.from_regex(r"cn-[a-z]{1,12}-[1-9][0-9]?", fullmatch=True)
+VPCE_ID = st.from_regex(r"vpce-[0-9a-z]{8,17}-[0-9a-z]{8}", fullmatch=True)
 PORT = st.one_of(st.none(), st.integers(min_value=1, max_value=65535))
+CODECOMMIT_PORT = st.sampled_from([None, 443])  # CodeCommit listens on https's own port only
+NAMES = {  # form: (the name before the region, after it, whether a VPC endpoint's id comes first)
+    "standard": ("git-codecommit.", ".amazonaws.com", False),
+    "fips": ("git-codecommit-fips.", ".amazonaws.com", False),
+    "china": ("git-codecommit.", ".amazonaws.com.cn", False),
+    "vpce": (".git-codecommit.", ".vpce.amazonaws.com", True),
+    "vpce-fips": (".git-codecommit-fips.", ".vpce.amazonaws.com", True),
+    "vpce-china": (".git-codecommit.", ".vpce.amazonaws.com.cn", True),
+}
 
 
 @st.composite
 def codecommit_hosts(draw: st.DrawFn) -> tuple[str, str, str, int | None]:
     """(host[:port] in a random letter case, its region, its form, its port)."""
-    form = draw(st.sampled_from(["standard", "fips", "china", "vpce"]))
-    region = draw(CHINA_REGION if form == "china" else REGION)
-    if form == "standard":
-        name = f"git-codecommit.{region}.amazonaws.com"
-    elif form == "fips":
-        name = f"git-codecommit-fips.{region}.amazonaws.com"
-    elif form == "china":
-        name = f"git-codecommit.{region}.amazonaws.com.cn"
-    else:
-        china = draw(st.sampled_from(["", ".cn"]))
-        service = draw(st.sampled_from(["git-codecommit"] if china else ["git-codecommit", "git-codecommit-fips"]))
-        name = f"{draw(VPCE_ID)}.{service}.{region}.vpce.amazonaws.com{china}"
-        form = "vpce-china" if china else "vpce-fips" if service.endswith("fips") else "vpce"
-    port = draw(PORT)
+    form = draw(st.sampled_from(sorted(NAMES)))
+    region = draw(CHINA_REGION if form.endswith("china") else REGION)
+    before, after, vpce = NAMES[form]
+    name = f"{before}{region}{after}"
+    if vpce:
+        zone = draw(st.sampled_from(["", f"-{region}{draw(st.sampled_from('abcdef'))}"]))
+        name = draw(VPCE_ID) + zone + name
+    port = draw(CODECOMMIT_PORT)
     upper = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
     name = "".join(c.upper() if up else c for c, up in zip(name, upper, strict=True))
     return name + (f":{port}" if port is not None else ""), region, form, port
@@ -145,6 +148,21 @@ def test_every_codecommit_form_is_accepted_and_its_region_recovered(
     assert (parsed.region, parsed.form, parsed.port) == (region, form, port)
     assert parsed.hostname == host.lower().split(":")[0]
     assert split_host(host) == (parsed.hostname, port)
+
+
+@PROPERTY
+@given(service=st.sampled_from(["git-codecommit", "git-codecommit-fips"]), vpce=st.booleans(),
+       region=st.one_of(REGION, CHINA_REGION), china_domain=st.booleans(), port=PORT)
+@example(service="git-codecommit-fips", vpce=True, region="cn-north-1", china_domain=True, port=None)
+def test_only_the_endpoints_aws_has_are_codecommit_hosts(service: str, vpce: bool, region: str, china_domain: bool,
+                                                         port: int | None) -> None:
+    """AWS's rule, stated apart from the patterns: China's regions under .amazonaws.com.cn and every other
+    region under .amazonaws.com, FIPS endpoints nowhere in China, and git's https port only."""
+    name = f"{service}.{region}.{'vpce.' if vpce else ''}amazonaws.com{'.cn' if china_domain else ''}"
+    host = (f"vpce-0123456789abcdef0-abcdefgh.{name}" if vpce else name) + (f":{port}" if port else "")
+    aws_has = (region.startswith("cn-") == china_domain and not (china_domain and service.endswith("fips"))
+               and port in (None, 443))
+    assert (parse_codecommit_host(host) is not None) is aws_has, host
 
 
 NOT_SPACE = st.text(st.characters(blacklist_categories=("Cs", "Zs", "Cc", "Zl", "Zp")), min_size=1, max_size=12)

@@ -24,8 +24,13 @@ ACCEPTED = [
      None),
     ("vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.us-east-1.vpce.amazonaws.com", "us-east-1", "vpce-fips",
      None),
+    ("vpce-0123456789abcdef0-abcdefgh-us-gov-west-1a.git-codecommit-fips.us-gov-west-1.vpce.amazonaws.com",
+     "us-gov-west-1", "vpce-fips", None),
     ("vpce-0123456789abcdef0-abcdefgh.git-codecommit.cn-north-1.vpce.amazonaws.com.cn", "cn-north-1", "vpce-china",
      None),
+    ("vpce-0123456789abcdef0-abcdefgh-cn-northwest-1a.git-codecommit.cn-northwest-1.vpce.amazonaws.com.cn",
+     "cn-northwest-1", "vpce-china", None),
+    ("vpce-01234567-abcdefgh.git-codecommit.eu-west-1.vpce.amazonaws.com:443", "eu-west-1", "vpce", 443),
 ]
 
 
@@ -61,16 +66,37 @@ LOOKALIKES = [
     "git-codecommit.us-east-1.amazonaws.com.cn",
     "vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com.evil.example",
     "vpce-x.git-codecommit.us-east-1.vpce.amazonaws.com",
-    "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.cn-north-1.vpce.amazonaws.com.cn",  # no FIPS in China
-    "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.cn-north-1.vpce.amazonaws.com.cn:443",
     "git-codecommit-fips.us-east-1.amazonaws.com.evil.example",
     "",
     "169.254.169.254",
 ]
+NOT_AWS = {  # well-formed names of endpoints AWS does not have
+    "fips-in-china": "git-codecommit-fips.cn-north-1.amazonaws.com.cn",
+    "fips-vpce-in-china": "vpce-0123456789abcdef0-abcdefgh.git-codecommit-fips.cn-north-1.vpce.amazonaws.com.cn",
+    "china-region-outside-china": "git-codecommit.cn-north-1.amazonaws.com",
+    "china-region-fips": "git-codecommit-fips.cn-north-1.amazonaws.com",
+    "china-region-vpce-outside-china": "vpce-0123456789abcdef0-abcdefgh.git-codecommit.cn-north-1.vpce.amazonaws.com",
+    "other-region-in-china": "git-codecommit.us-east-1.amazonaws.com.cn",
+    "other-region-vpce-in-china": "vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com.cn",
+    "zone-of-another-region": "vpce-0123456789abcdef0-abcdefgh-us-west-2a.git-codecommit.us-east-1.vpce.amazonaws.com",
+    "china-zone-outside-china":
+        "vpce-0123456789abcdef0-abcdefgh-cn-north-1a.git-codecommit.cn-north-1.vpce.amazonaws.com",
+    "port-8443": "git-codecommit.us-east-1.amazonaws.com:8443",
+    "port-80": "git-codecommit.us-east-1.amazonaws.com:80",
+    "port-0443": "git-codecommit.us-east-1.amazonaws.com:0443",
+    "vpce-port-8443": "vpce-0123456789abcdef0-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com:8443",
+}
 
 
 @pytest.mark.parametrize("host", LOOKALIKES)
 def test_lookalikes_are_not_codecommit(host: str) -> None:
+    assert parse_codecommit_host(host) is None
+
+
+@pytest.mark.parametrize("host", list(NOT_AWS.values()), ids=list(NOT_AWS))
+def test_endpoints_aws_does_not_have_are_not_codecommit(host: str) -> None:
+    """FIPS in China, a region in the other partition, a zone of another region, a port CodeCommit does not
+    listen on (and git would not route to ccweb-helper: tests/helper/test_host_table.py)."""
     assert parse_codecommit_host(host) is None
 
 
