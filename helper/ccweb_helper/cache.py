@@ -52,13 +52,15 @@ class Cache:
     """The cache file and its lock in ``directory``; ``read`` never fails, ``write`` and ``lock`` may (OSError).
 
     ``name`` is the file: the login cache by default; ``discovery.json`` holds what services said about
-    themselves (``discovery``), with the same modes and atomic replacement.
+    themselves (``discovery``), with the same modes and atomic replacement. ``platform`` (``sys.platform``)
+    decides whether a refused replacement is retried for a moment (on Windows).
     """
 
-    def __init__(self, directory: Path, name: str = FILE_NAME) -> None:
+    def __init__(self, directory: Path, name: str = FILE_NAME, *, platform: str = sys.platform) -> None:
         self.directory = directory
         self.path = directory / name
         self.lock_path = directory / LOCK_NAME
+        self.replace_seconds = REPLACE_SECONDS if platform == "win32" else 0.0
 
     def _ensure_directory(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -91,7 +93,7 @@ class Cache:
                 json.dump(data, handle, separators=(",", ":"), sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())
-            replace(temporary, self.path, REPLACE_SECONDS if sys.platform == "win32" else 0.0)
+            replace(temporary, self.path, self.replace_seconds)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)

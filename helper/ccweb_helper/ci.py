@@ -26,8 +26,10 @@ from ccweb_helper.client import HelperError, http_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any, NamedTuple
+
+    from ccweb_helper.discovery import Discovery
 
 MAX_TOKEN_CHARS = 64 * 1024
 MAX_AUDIENCE_CHARS = 1024
@@ -228,20 +230,25 @@ def platform_token(env: Mapping[str, str], audience: Callable[[], str], seconds:
 
 # Hints ----------------------------------------------------------------------------------------------------
 
-def _known_audience(env: Mapping[str, str]) -> str:
-    """The CI audience if this process already fetched the service's discovery (no network here), else where
-    to read it."""
-    from ccweb_helper import discovery  # noqa: PLC0415 (already loaded by whoever asks for a hint)
+def _known_audience(env: Mapping[str, str], known: Iterable[Discovery] | None) -> str:
+    """The CI audience if the service's discovery is ``known`` (by default: this process fetched it; no network
+    here), else where to read it."""
+    if known is None:
+        from ccweb_helper import discovery  # noqa: PLC0415 (already loaded by whoever asks for a hint)
 
-    audiences = {d.audience for d in discovery.cached() if d.audience}
+        known = discovery.cached()
+    audiences = {d.audience for d in known if d.audience}
     if len(audiences) == 1:
         return audiences.pop()
     service = _value(env, "CCWEB_URL").rstrip("/") or "https://<ccweb service>"
     return f"<the audience from {service}/.well-known/ccweb>"
 
 
-def missing_hint(env: Mapping[str, str]) -> str | None:
-    """On a CI platform whose token is not available: a sentence naming exactly what to configure."""
+def missing_hint(env: Mapping[str, str], known: Iterable[Discovery] | None = None) -> str | None:
+    """On a CI platform whose token is not available: a sentence naming exactly what to configure.
+
+    ``known``: the discovery documents already fetched (by default, those this process holds).
+    """
     platform = detect(env)
     if platform == GITHUB:
         return (
@@ -251,7 +258,7 @@ def missing_hint(env: Mapping[str, str]) -> str | None:
     if platform == GITLAB:
         return (
             "GitLab CI gives jobs an OIDC token only when asked: add `id_tokens: {CCWEB_TOKEN: {aud: "
-            + _known_audience(env) + "}}` to the job in .gitlab-ci.yml."
+            + _known_audience(env, known) + "}}` to the job in .gitlab-ci.yml."
         )
     if platform == CIRCLECI:
         return (

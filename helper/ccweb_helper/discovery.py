@@ -1,13 +1,14 @@
 """What the service tells the helper (``GET /.well-known/ccweb``): the audience CI tokens must carry, its extra
 git endpoints, and the issuers that allow interactive login.
 
-Fetched at most once per process. ``git`` starts the helper for every command, so ``get`` also keeps the
-document for ``TTL_SECONDS`` in ``discovery.json`` in the helper's cache directory (``cache.cache_dir``; the
-directory 0700, the file 0600 and replaced atomically), one entry per service URL: a CI job or a person
-with a cached login then spends one round trip to the service per git command, not two. An entry that is
-expired, dated in the future, for another URL or not readable as one is ignored and the document fetched
-again; a cache that cannot be written is simply not kept. Only a document the service answered with
-HTTP 200 and that names its git endpoints is kept.
+Fetched at most once per process (``fetch``'s ``memory``: this process's unless a caller passes its own).
+``git`` starts the helper for every command, so ``get`` also keeps the document for ``TTL_SECONDS`` in
+``discovery.json`` in the helper's cache directory (``cache.cache_dir``; the directory 0700, the file 0600
+and replaced atomically), one entry per service URL: a CI job or a person with a cached login then spends
+one round trip to the service per git command, not two. An entry that is expired, dated in the future, for
+another URL or not readable as one is ignored and the document fetched again; a cache that cannot be written
+is simply not kept. Only a document the service answered with HTTP 200 and that names its git endpoints is
+kept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ccweb_helper.client import HelperError, request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, MutableMapping
     from typing import Any, NamedTuple
 
     from ccweb_helper.cache import Cache
@@ -55,25 +56,29 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
-def cached() -> tuple[Discovery, ...]:
-    """What this process has already been told, without asking again (for hints that must not do I/O)."""
-    return tuple(_fetched.values())
+def cached(memory: Mapping[str, Discovery] | None = None) -> tuple[Discovery, ...]:
+    """What this process (or ``memory``) has already been told, without asking again (for hints that must not
+    do I/O)."""
+    return tuple((_fetched if memory is None else memory).values())
 
 
-def fetch(service: ServiceURL, seconds: float, env: Mapping[str, str] | None = None) -> Discovery:
+def fetch(service: ServiceURL, seconds: float, env: Mapping[str, str] | None = None, *,
+          memory: MutableMapping[str, Discovery] | None = None, clock: Callable[[], float] = time.time) -> Discovery:
     """The service's discovery document; HelperError when it cannot be had or is not ccweb's.
 
-    With ``env`` (``get``: git is waiting) a document kept in the cache directory it names is used while
-    it is fresh, and one fetched is kept; without it, only this process's memory is used.
+    A document in ``memory`` (by default this process's) is used as it is. With ``env`` (``get``: git is
+    waiting) a document kept in the cache directory it names is used while it is fresh by ``clock``, and one
+    fetched is kept; without it, only the memory is used.
     """
-    known = _fetched.get(service.url)
+    known_documents = _fetched if memory is None else memory
+    known = known_documents.get(service.url)
     if known is not None:
         return known
     store = _store(env) if env is not None else None
     if store is not None:
-        remembered = _remembered(store, service, time.time())
+        remembered = _remembered(store, service, clock())
         if remembered is not None:
-            _fetched[service.url] = remembered
+            known_documents[service.url] = remembered
             return remembered
     found = request(service, "GET", "/.well-known/ccweb", timeout=seconds)
     discovered = _document(found.body if found.status == 200 else None)
@@ -82,9 +87,9 @@ def fetch(service: ServiceURL, seconds: float, env: Mapping[str, str] | None = N
             f"{service.url}/.well-known/ccweb did not list git endpoints (HTTP {found.status}); check that "
             "CCWEB_URL (or git config ccweb.url) names the ccweb service."
         )
-    _fetched[service.url] = discovered
+    known_documents[service.url] = discovered
     if store is not None:
-        _remember(store, service, found.body, time.time())
+        _remember(store, service, found.body, clock())
     return discovered
 
 

@@ -30,10 +30,11 @@ from ccweb_helper.discovery import LoginIssuer
 # A cached token is the common case and needs none of base64, hashlib, hmac or secrets (imported where used).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
     from typing import IO, Any, NamedTuple
 
     from ccweb_helper.client import ServiceURL
+    from ccweb_helper.discovery import Discovery
 
 EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
 LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when it cannot be renewed just now
@@ -214,13 +215,17 @@ def new_entry(login: LoginIssuer, id_token: str, claims: Mapping[str, Any], refr
 
 
 def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr: IO[str],
-          interactive: bool, cached_discovery: bool = False) -> str | None:
+          interactive: bool, cached_discovery: bool = False, memory: MutableMapping[str, Discovery] | None = None,
+          clock: Callable[[], float] = time.time) -> str | None:
     """A valid ID token for one of the service's login issuers: cached, refreshed, or from a new sign-in.
 
     None when there is none and ``interactive`` is False (or the service offers no login); HelperError when
     the login has expired and cannot be renewed without a person, or cannot be renewed just now.
+    ``cached_discovery``, ``memory`` and ``clock`` are ``discovery.fetch``'s: where the service's document
+    may come from.
     """
-    issuers = discovery.fetch(service, seconds, env if cached_discovery else None).login
+    remember = env if cached_discovery else None
+    issuers = discovery.fetch(service, seconds, remember, memory=memory, clock=clock).login
     if not issuers:
         return None
     return token_for(issuers, Cache(cache_dir(env)), env, seconds, stderr=stderr, interactive=interactive)

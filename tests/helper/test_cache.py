@@ -213,7 +213,6 @@ def test_a_replace_refused_for_longer_gives_up(tmp_path: Path, monkeypatch: pyte
 def test_write_retries_the_replace_on_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Replace(failures=2)
     monkeypatch.setattr(os, "replace", fake)
-    monkeypatch.setattr(cache.sys, "platform", "win32")
-    Cache(tmp_path).write({"v": 1})
+    Cache(tmp_path, platform="win32").write({"v": 1})
     assert Cache(tmp_path).read() == {"v": 1} and fake.calls == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["login.json"]

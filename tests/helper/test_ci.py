@@ -24,6 +24,7 @@ from ccweb.sandbox.dev import Sandbox
 from ccweb.sandbox.issuer import DEMO_USERS
 from ccweb_helper import ci
 from ccweb_helper.client import HelperError
+from ccweb_helper.discovery import Discovery
 from support import clean_env, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -513,13 +514,21 @@ def test_an_audience_no_platform_can_be_asked_for_is_refused_before_any_request(
         ci.platform_token(env, lambda: aud, 1.0)
 
 
-def test_gitlab_hint_without_discovery_at_hand_points_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ccweb_helper import discovery
+WHERE_TO_READ = "<the audience from https://ccweb.example.com/.well-known/ccweb>"
 
-    monkeypatch.setattr(discovery, "_fetched", {})
-    assert ci.missing_hint({"GITLAB_CI": "true", "CCWEB_URL": "https://ccweb.example.com/"}) == (
-        "GitLab CI gives jobs an OIDC token only when asked: add `id_tokens: {CCWEB_TOKEN: {aud: <the audience "
-        "from https://ccweb.example.com/.well-known/ccweb>}}` to the job in .gitlab-ci.yml."
+
+@pytest.mark.parametrize(("audiences", "shown"), [
+    ((), WHERE_TO_READ),
+    (("ccweb-ci",), "ccweb-ci"),
+    (("ccweb-ci", "ccweb-ci"), "ccweb-ci"),
+    (("ccweb-ci", "other"), WHERE_TO_READ),
+    (("",), WHERE_TO_READ),
+], ids=["nothing-fetched", "one-service", "same-audience-twice", "two-audiences", "no-audience"])
+def test_gitlab_hint_names_the_audience_only_when_one_is_known(audiences: tuple[str, ...], shown: str) -> None:
+    known = [Discovery(audience, (), ()) for audience in audiences]
+    assert ci.missing_hint({"GITLAB_CI": "true", "CCWEB_URL": "https://ccweb.example.com/"}, known=known) == (
+        f"GitLab CI gives jobs an OIDC token only when asked: add `id_tokens: {{CCWEB_TOKEN: {{aud: {shown}}}}}` "
+        "to the job in .gitlab-ci.yml."
     )
 
 

@@ -28,6 +28,7 @@ CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
 ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n"
 JWT = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJjaSJ9.c2ln"  # the stand-in checks nothing: any JWT-shaped token
 REQUEST_TOKEN = "PLANTED-request-token-0c1d"
+NOW = 1_800_000_000  # the time the helper is told, whatever the machine's clock says
 
 
 class Service:
@@ -87,14 +88,27 @@ def service() -> Iterator[tuple[Service, ServiceURL]]:
         yield stand_in, parse_service_url(url, "CCWEB_URL")
 
 
-@pytest.fixture(autouse=True)
-def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each fetch below is a new helper process: nothing remembered in memory."""
-    monkeypatch.setattr(discovery, "_fetched", {})
+class Process:
+    """Helper processes one after another, as git starts them: each remembers what it fetched (``memory``),
+    the next (``restart``) starts with nothing; all are told the time ``now``."""
+
+    def __init__(self) -> None:
+        self.memory: dict[str, discovery.Discovery] = {}
+        self.now = float(NOW)
+
+    def clock(self) -> float:
+        return self.now
+
+    def fetch(self, url: ServiceURL, env: dict[str, str] | None = None) -> discovery.Discovery:
+        return discovery.fetch(url, 5, env, memory=self.memory, clock=self.clock)
+
+    def restart(self) -> None:
+        self.memory = {}
 
 
-def new_process() -> None:
-    discovery._fetched.clear()
+@pytest.fixture
+def process() -> Process:
+    return Process()
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -106,13 +120,13 @@ def cache_file(tmp_path: Path) -> Path:
 
 
 def test_a_fresh_document_is_used_by_the_next_process_without_asking(
-    service: tuple[Service, ServiceURL], tmp_path: Path,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
 ) -> None:
     stand_in, url = service
     env = env_for(tmp_path)
-    first = discovery.fetch(url, 5, env)
-    new_process()
-    again = discovery.fetch(url, 5, env)
+    first = process.fetch(url, env)
+    process.restart()
+    again = process.fetch(url, env)
     assert stand_in.asked == ["/.well-known/ccweb"]
     assert again == first
     assert first.audience == "ccweb-ci" and first.git_endpoints == ("git.example.com",)
@@ -121,11 +135,11 @@ def test_a_fresh_document_is_used_by_the_next_process_without_asking(
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
 def test_the_file_is_0600_in_a_0700_directory_and_holds_only_what_the_helper_reads(
-    service: tuple[Service, ServiceURL], tmp_path: Path,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
 ) -> None:
     previous = os.umask(0)
     try:
-        discovery.fetch(service[1], 5, env_for(tmp_path))
+        process.fetch(service[1], env_for(tmp_path))
     finally:
         os.umask(previous)
     path = cache_file(tmp_path)
@@ -141,19 +155,18 @@ def test_the_file_is_0600_in_a_0700_directory_and_holds_only_what_the_helper_rea
 @pytest.mark.parametrize("age", [discovery.TTL_SECONDS, discovery.TTL_SECONDS * 10, -60],
                          ids=["just-expired", "long-expired", "in-the-future"])
 def test_an_expired_or_future_entry_is_fetched_again_and_replaced(
-    service: tuple[Service, ServiceURL], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, age: int,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process, age: int,
 ) -> None:
     stand_in, url = service
     env = env_for(tmp_path)
-    discovery.fetch(url, 5, env)
+    process.fetch(url, env)
     stand_in.document["audience"] = "renamed"
-    now = discovery.time.time()
-    monkeypatch.setattr(discovery.time, "time", lambda: now + age)
-    new_process()
-    assert discovery.fetch(url, 5, env).audience == "renamed"
+    process.restart()
+    process.now = NOW + age
+    assert process.fetch(url, env).audience == "renamed"
     assert stand_in.asked == ["/.well-known/ccweb"] * 2
-    new_process()
-    assert discovery.fetch(url, 5, env).audience == "renamed"  # the new one is kept
+    process.restart()
+    assert process.fetch(url, env).audience == "renamed"  # the new one is kept
     assert len(stand_in.asked) == 2
 
 
@@ -168,111 +181,116 @@ def test_an_expired_or_future_entry_is_fetched_again_and_replaced(
 ], ids=["empty", "garbage", "list", "version", "services-list", "entry-string", "time-string", "time-bool",
         "document-list", "no-endpoints", "binary"])
 def test_a_corrupt_cache_is_ignored_and_replaced(
-    service: tuple[Service, ServiceURL], tmp_path: Path, content: bytes,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process, content: bytes,
 ) -> None:
     stand_in, url = service
     path = cache_file(tmp_path)
     path.parent.mkdir(mode=0o700)
-    now = str(int(discovery.time.time())).encode()
+    now = str(NOW).encode()
     path.write_bytes(content.replace(b"URL", url.url.encode()).replace(b"NOW", now))
     env = env_for(tmp_path)
-    assert discovery.fetch(url, 5, env).audience == "ccweb-ci"
+    assert process.fetch(url, env).audience == "ccweb-ci"
     assert stand_in.asked == ["/.well-known/ccweb"]
-    new_process()
-    discovery.fetch(url, 5, env)
+    process.restart()
+    process.fetch(url, env)
     assert stand_in.asked == ["/.well-known/ccweb"]  # replaced by a good one
 
 
 def test_a_cached_document_is_checked_like_a_fetched_one(
-    service: tuple[Service, ServiceURL], tmp_path: Path,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
 ) -> None:
     stand_in, url = service
     path = cache_file(tmp_path)
     path.parent.mkdir(mode=0o700)
     odd = {"audience": 5, "git_endpoints": [{"host": "GIT.Example.com"}, "x", {}], "login": [{"name": "n"}, 3]}
-    entry = {"fetched_at": int(discovery.time.time()), "document": odd}
+    entry = {"fetched_at": NOW, "document": odd}
     path.write_text(json.dumps({"version": 1, "services": {url.url: entry}}))
-    found = discovery.fetch(url, 5, env_for(tmp_path))
+    found = process.fetch(url, env_for(tmp_path))
     assert found == discovery.Discovery(audience="", git_endpoints=("git.example.com",), login=())
     assert stand_in.asked == []
 
 
-def test_each_service_url_has_its_own_entry(tmp_path: Path) -> None:
+def test_each_service_url_has_its_own_entry(tmp_path: Path, process: Process) -> None:
     first, second = Service(), Service()
     second.document["audience"] = "other"
     env = env_for(tmp_path)
     with running(first) as one, running(second) as two:
         urls = parse_service_url(one, "CCWEB_URL"), parse_service_url(two, "CCWEB_URL")
-        assert [discovery.fetch(u, 5, env).audience for u in urls] == ["ccweb-ci", "other"]
-        new_process()
-        assert [discovery.fetch(u, 5, env).audience for u in urls] == ["ccweb-ci", "other"]
+        assert [process.fetch(u, env).audience for u in urls] == ["ccweb-ci", "other"]
+        process.restart()
+        assert [process.fetch(u, env).audience for u in urls] == ["ccweb-ci", "other"]
     assert (first.asked, second.asked) == (["/.well-known/ccweb"], ["/.well-known/ccweb"])
     assert set(json.loads(cache_file(tmp_path).read_text())["services"]) == {urls[0].url, urls[1].url}
 
 
-def test_the_file_keeps_a_bounded_number_of_services(service: tuple[Service, ServiceURL], tmp_path: Path) -> None:
+def test_the_file_keeps_a_bounded_number_of_services(
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
+) -> None:
     path = cache_file(tmp_path)
     path.parent.mkdir(mode=0o700)
-    now = int(discovery.time.time())
-    others = {f"https://s{n}.example.com": {"fetched_at": now - n, "document": {"git_endpoints": []}}
+    others = {f"https://s{n}.example.com": {"fetched_at": NOW - n, "document": {"git_endpoints": []}}
               for n in range(40)}
     path.write_text(json.dumps({"version": 1, "services": others}))
-    discovery.fetch(service[1], 5, env_for(tmp_path))
+    process.fetch(service[1], env_for(tmp_path))
     kept = json.loads(path.read_text())["services"]
     assert len(kept) == discovery.MAX_SERVICES
     assert service[1].url in kept and "https://s0.example.com" in kept and "https://s39.example.com" not in kept
 
 
-def test_a_refused_document_is_not_kept(service: tuple[Service, ServiceURL], tmp_path: Path) -> None:
+def test_a_refused_document_is_not_kept(
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
+) -> None:
     stand_in, url = service
     stand_in.status = 503
     with pytest.raises(HelperError, match="did not list git endpoints"):
-        discovery.fetch(url, 5, env_for(tmp_path))
+        process.fetch(url, env_for(tmp_path))
     assert not cache_file(tmp_path).exists()
 
 
 def test_without_an_environment_the_file_is_neither_read_nor_written(
-    service: tuple[Service, ServiceURL], tmp_path: Path,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
 ) -> None:
     stand_in, url = service
     env = env_for(tmp_path)
-    discovery.fetch(url, 5, env)
-    new_process()
-    discovery.fetch(url, 5)  # doctor, status, setup, login: always what the service says now
+    process.fetch(url, env)
+    process.restart()
+    process.fetch(url)  # doctor, status, setup, login: always what the service says now
     assert len(stand_in.asked) == 2
     cache_file(tmp_path).unlink()
-    new_process()
-    discovery.fetch(url, 5)
+    process.restart()
+    process.fetch(url)
     assert not cache_file(tmp_path).exists()
 
 
 def test_a_cache_directory_that_cannot_be_written_is_no_failure(
-    service: tuple[Service, ServiceURL], tmp_path: Path,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
 ) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")
     env = {"CCWEB_CACHE_DIR": str(blocked / "cache")}  # below a regular file: never a directory
-    assert discovery.fetch(service[1], 5, env).audience == "ccweb-ci"
-    new_process()
-    assert discovery.fetch(service[1], 5, env).audience == "ccweb-ci"
+    assert process.fetch(service[1], env).audience == "ccweb-ci"
+    process.restart()
+    assert process.fetch(service[1], env).audience == "ccweb-ci"
     assert len(service[0].asked) == 2
 
 
 def test_a_cached_login_token_source_reads_the_kept_document(
-    service: tuple[Service, ServiceURL], tmp_path: Path,
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process,
 ) -> None:
     stand_in, url = service
     env = env_for(tmp_path)
     entry = {"name": "corp", "issuer": "https://idp.example.com", "client_id": "ccweb-cli", "id_token": JWT,
-             "expires_at": int(discovery.time.time()) + 3600}
+             "expires_at": NOW + 3600}
     Cache(tmp_path / "cache").write({"version": login.CACHE_VERSION,
                                      "logins": {"https://idp.example.com ccweb-cli": entry}})
     for _ in range(2):
-        new_process()
-        assert login.token(url, env, 5, stderr=io.StringIO(), interactive=False, cached_discovery=True) == JWT
+        process.restart()
+        assert login.token(url, env, 5, stderr=io.StringIO(), interactive=False, cached_discovery=True,
+                           memory=process.memory, clock=process.clock) == JWT
     assert stand_in.asked == ["/.well-known/ccweb"]
-    new_process()
-    login.token(url, env, 5, stderr=io.StringIO(), interactive=False)  # `ccweb-helper status`: asks
+    process.restart()
+    # `ccweb-helper status`: asks
+    login.token(url, env, 5, stderr=io.StringIO(), interactive=False, memory=process.memory, clock=process.clock)
     assert len(stand_in.asked) == 2
 
 
