@@ -299,7 +299,7 @@ def write_login_cache(env: dict[str, str], issuer_url: str, token: str) -> Path:
     """The login cache as ``ccweb-helper login`` leaves it: one entry for the service's login issuer."""
     from ccweb_helper.cache import Cache, cache_dir  # noqa: PLC0415
     from ccweb_helper.discovery import LoginIssuer  # noqa: PLC0415
-    from ccweb_helper.login import CACHE_VERSION, entry_key, id_token_claims, new_entry  # noqa: PLC0415
+    from ccweb_helper.login_tokens import CACHE_VERSION, entry_key, id_token_claims, new_entry  # noqa: PLC0415
 
     login = LoginIssuer("bench", issuer_url.rstrip("/"), LOGIN_CLIENT, ("openid",))
     entry = new_entry(login, token, id_token_claims(token), None)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ccweb_helper import discovery, login
+from ccweb_helper import discovery, login, login_flows, login_idp, login_tokens
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.discovery import LoginIssuer
@@ -105,9 +105,9 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
     mode = "device" if options.device else "browser" if options.browser else "auto"
     store = Cache(cache_dir(env))
     with login.locked(store, err):
-        entry = login.sign_in(chosen, env, seconds, stderr=err, mode=mode)
-        entries = login.logins(store.read())
-        entries[login.entry_key(chosen)] = entry
+        entry = login_flows.sign_in(chosen, env, seconds, stderr=err, mode=mode)
+        entries = login_tokens.logins(store.read())
+        entries[login_tokens.entry_key(chosen)] = entry
         login.save(store, entries)
     try:
         until = f" until {_when(entry['expires_at'])}"
@@ -120,7 +120,7 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
 
 def _when(epoch: object) -> str:
     """A point in time for people; ValueError when ``epoch`` is not one a calendar can show."""
-    seconds = login.epoch(epoch)
+    seconds = login_tokens.epoch(epoch)
     if seconds is None:
         raise ValueError("not a time")
     try:
@@ -138,13 +138,13 @@ def _status(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
         err.write("ccweb: not signed in; run `ccweb-helper login`.\n")
         return 1
     store = Cache(cache_dir(env))
-    entries = login.logins(store.read())
+    entries = login_tokens.logins(store.read())
     entry: dict[str, Any] = next(
-        (e for i in issuers for e in [entries.get(login.entry_key(i))] if isinstance(e, dict)
+        (e for i in issuers for e in [entries.get(login_tokens.entry_key(i))] if isinstance(e, dict)
          and e.get("id_token") == id_token), {},
     )
     try:
-        claims = login.id_token_claims(id_token)
+        claims = login_tokens.id_token_claims(id_token)
         until = _when(claims.get("exp"))
     except ValueError:  # a hand-edited or damaged cache: decoding, JSON or the expiry
         raise HelperError(
@@ -193,8 +193,8 @@ def _logout(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
         return 0
     seconds = timeout(env)
     with login.locked(store, err):
-        entries = login.logins(store.read())
-        revoked = sum(login.revoke(entry, seconds) for entry in entries.values() if isinstance(entry, dict))
+        entries = login_tokens.logins(store.read())
+        revoked = sum(login_idp.revoke(entry, seconds) for entry in entries.values() if isinstance(entry, dict))
         try:
             store.remove()
         except OSError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ccweb_helper import discovery, login
+from ccweb_helper import discovery, login, login_tokens
 from ccweb_helper.cache import Cache
 from ccweb_helper.client import HelperError, ServiceURL, parse_service_url
 from support import home_env, serve_http
@@ -281,7 +281,7 @@ def test_a_cached_login_token_source_reads_the_kept_document(
     env = env_for(tmp_path)
     entry = {"name": "corp", "issuer": "https://idp.example.com", "client_id": "ccweb-cli", "id_token": JWT,
              "expires_at": NOW + 3600}
-    Cache(tmp_path / "cache").write({"version": login.CACHE_VERSION,
+    Cache(tmp_path / "cache").write({"version": login_tokens.CACHE_VERSION,
                                      "logins": {"https://idp.example.com ccweb-cli": entry}})
     for _ in range(2):
         process.restart()

@@ -27,19 +27,9 @@ from ccweb_helper import callback
 from ccweb_helper.cache import Cache
 from ccweb_helper.client import HelperError
 from ccweb_helper.discovery import LoginIssuer
-from ccweb_helper.login import (
-    EXPIRED,
-    can_prompt,
-    check_id_token,
-    entry_key,
-    locked,
-    logins,
-    pkce_pair,
-    prefers_device,
-    sign_in,
-    token_for,
-    usable,
-)
+from ccweb_helper.login import EXPIRED, can_prompt, locked, token_for
+from ccweb_helper.login_flows import pkce_pair, prefers_device, sign_in
+from ccweb_helper.login_tokens import check_id_token, entry_key, logins, usable
 
 CLIENT_ID = "ccweb-cli"
 LOGIN = LoginIssuer("corp", "https://login.example.com", CLIENT_ID, ("openid",))
@@ -388,11 +378,15 @@ def stand_in() -> Iterator[StandIn]:
 SECONDS = 0.5  # the helper's timeout per request; "slow" answers take longer
 
 
+def clock() -> float:
+    """The time the helper is told: ``NOW``, whatever the machine's clock says."""
+    return NOW
+
+
 def plant(store: Cache, idp: StandIn, *, seconds_left: float) -> dict[str, Any]:
-    now = time.time()
     planted = {"name": "corp", "issuer": idp.issuer, "client_id": CLIENT_ID,
-               "id_token": jwt(issuer=idp.issuer, now=now, exp=int(now + seconds_left)),
-               "expires_at": int(now + seconds_left), "refresh_token": "rt-1"}
+               "id_token": jwt(issuer=idp.issuer, exp=int(NOW + seconds_left)),
+               "expires_at": int(NOW + seconds_left), "refresh_token": "rt-1"}
     store.write({"version": 1, "logins": {entry_key(idp.login): planted}})
     return planted
 
@@ -420,7 +414,7 @@ def test_a_passing_failure_to_renew_keeps_the_login_and_uses_a_still_valid_token
     stand_in.token_answers = [answer]
     store = Cache(tmp_path)
     planted = plant(store, stand_in, seconds_left=30)  # within the renewal margin, not yet expired
-    got = token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False)
+    got = token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
     assert got == planted["id_token"]
     assert stand_in.grants("refresh_token") == 1
     assert cached_entry(store, stand_in) == planted, "the refresh token was kept"
@@ -434,7 +428,7 @@ def test_a_passing_failure_to_renew_an_expired_token_is_explained_and_the_login_
     store = Cache(tmp_path)
     planted = plant(store, stand_in, seconds_left=-10)
     with pytest.raises(HelperError) as raised:
-        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=True)
+        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=True, clock=clock)
     assert raised.value.message != EXPIRED and "rt-1" not in raised.value.message
     assert cached_entry(store, stand_in) == planted, "the refresh token was kept for the next try"
 
@@ -445,10 +439,10 @@ def test_an_unreachable_identity_provider_keeps_the_login(tmp_path: Path) -> Non
         port = unused.getsockname()[1]
     gone = LoginIssuer("corp", f"http://127.0.0.1:{port}", CLIENT_ID, ("openid",))
     store = Cache(tmp_path)
-    planted = entry(id_token=jwt(issuer=gone.issuer, now=time.time()), issuer=gone.issuer,
-                    expires_at=int(time.time()) + 30, refresh_token="rt-1")
+    planted = entry(id_token=jwt(issuer=gone.issuer), issuer=gone.issuer, expires_at=NOW + 30, refresh_token="rt-1")
     store.write({"version": 1, "logins": {entry_key(gone): planted}})
-    assert token_for([gone], store, {}, SECONDS, stderr=io.StringIO(), interactive=False) == planted["id_token"]
+    got = token_for([gone], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+    assert got == planted["id_token"]
     assert logins(store.read())[entry_key(gone)] == planted
 
 
@@ -461,7 +455,7 @@ def test_invalid_grant_or_client_ends_the_login(stand_in: StandIn, tmp_path: Pat
     store = Cache(tmp_path)
     plant(store, stand_in, seconds_left=seconds_left)
     with pytest.raises(HelperError, match="your login has expired"):
-        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False)
+        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
     assert cached_entry(store, stand_in) is None
 
 
@@ -470,16 +464,17 @@ def test_a_renewal_without_an_id_token_keeps_the_rotated_refresh_token(stand_in:
     store = Cache(tmp_path)
     planted = plant(store, stand_in, seconds_left=-10)
     with pytest.raises(HelperError, match="renewed your login without an ID token"):
-        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False)
+        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
     assert cached_entry(store, stand_in) == {**planted, "refresh_token": "rt-2"}
 
 
 def test_a_renewal_replaces_the_cached_token(stand_in: StandIn, tmp_path: Path) -> None:
     store = Cache(tmp_path)
     plant(store, stand_in, seconds_left=30)
-    renewed = jwt(issuer=stand_in.issuer, now=time.time(), nonce=None)
+    renewed = jwt(issuer=stand_in.issuer, nonce=None)
     stand_in.token_answers = [Answer(200, {"id_token": renewed, "refresh_token": "rt-2"})]
-    assert token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False) == renewed
+    got = token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+    assert got == renewed
     found = cached_entry(store, stand_in)
     assert (found["id_token"], found["refresh_token"]) == (renewed, "rt-2")
 
@@ -495,7 +490,7 @@ def start_device(idp: StandIn, expires_in: float = 30) -> None:
 
 def test_device_polling_rides_out_outages_until_the_sign_in_completes(stand_in: StandIn) -> None:
     start_device(stand_in)
-    signed_in = jwt(issuer=stand_in.issuer, now=time.time(), nonce=None)
+    signed_in = jwt(issuer=stand_in.issuer, nonce=None)
     stand_in.token_answers = [
         Answer(400, {"error": "authorization_pending"}),
         Answer(503, "<html>Service Unavailable</html>"),
@@ -508,7 +503,7 @@ def test_device_polling_rides_out_outages_until_the_sign_in_completes(stand_in: 
         Answer(200, {"id_token": signed_in, "refresh_token": "rt-1"}),
     ]
     stderr = io.StringIO()
-    found = sign_in(stand_in.login, {}, SECONDS, stderr=stderr, mode="device")
+    found = sign_in(stand_in.login, {}, SECONDS, stderr=stderr, mode="device", clock=clock)
     assert (found["id_token"], found["refresh_token"]) == (signed_in, "rt-1")
     assert stand_in.grants("urn:ietf:params:oauth:grant-type:device_code") == 9
     assert "signed in to corp as alice" in stderr.getvalue()

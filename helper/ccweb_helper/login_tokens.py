@@ -1,0 +1,122 @@
+"""The interactive login's pure parts: ID tokens, the login cache's entries that hold them, its time limits.
+
+The helper reads an ID token's payload without verifying its signature (the ccweb service verifies it): it
+checks ``iss``, ``aud``/``azp``, ``nonce`` and ``exp`` of a token the identity provider just sent, and uses a
+cached one only while it belongs to the login, still looks like one JWT and is valid for a margin longer.
+The time is always passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ccweb_helper.ci import is_jwt
+from ccweb_helper.client import HelperError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from ccweb_helper.discovery import LoginIssuer
+
+EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
+LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when it cannot be renewed just now
+LOGIN_SECONDS = 300  # how long a sign-in may take in the browser or on another device
+LATEST_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "exp" is not a time
+CACHE_VERSION = 1
+
+
+def same_issuer(a: object, b: str) -> bool:
+    return isinstance(a, str) and a.rstrip("/") == b.rstrip("/")
+
+
+def epoch(value: object) -> float | None:
+    """``value`` as seconds since 1970 when it is a time a calendar can show; None for anything else
+    (a string, a bool, NaN, infinity, 1e300)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 <= value <= LATEST_EPOCH:  # float() of a huge int would overflow
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= LATEST_EPOCH else None
+
+
+def id_token_claims(id_token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified (the service verifies the signature); ValueError when it is not one."""
+    import base64  # noqa: PLC0415
+
+    if not is_jwt(id_token):
+        raise ValueError("not a JWT")
+    parts = id_token.split(".")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    if not isinstance(claims, dict):
+        raise ValueError("not a JWT")  # noqa: TRY004 (one error type for every malformed token)
+    return claims
+
+
+def check_id_token(
+    id_token: object, login: LoginIssuer, *, now: float, nonce: str | None = None, subject: str | None = None,
+) -> dict[str, Any]:
+    """The claims of an ID token the identity provider just sent, after the checks a client must make."""
+    import hmac  # noqa: PLC0415
+
+    what = f"the identity provider {login.name!r}"
+    if not isinstance(id_token, str) or not id_token:
+        raise HelperError(f"{what} sent no ID token; check that the login scopes include 'openid'.")
+    try:
+        claims = id_token_claims(id_token)
+    except ValueError:
+        raise HelperError(f"{what} sent an ID token that is not a JWT.") from None
+    if not same_issuer(claims.get("iss"), login.issuer):
+        raise HelperError(f"{what} sent an ID token of another issuer; the sign-in was not used.")
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+    if login.client_id not in audiences or claims.get("azp", login.client_id) != login.client_id:
+        raise HelperError(f"{what} sent an ID token for another client; the sign-in was not used.")
+    if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
+        raise HelperError(f"{what} sent an ID token for another sign-in (nonce mismatch); it was not used.")
+    if subject is not None and claims.get("sub") != subject:
+        raise HelperError(f"{what} renewed the login for another account; sign in again with `ccweb-helper login`.")
+    expiry = claims.get("exp")
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        raise HelperError(f"{what} sent an ID token without an expiry time (exp); the sign-in was not used.")
+    if epoch(expiry) is None:
+        raise HelperError(f"{what} sent an ID token whose expiry (exp) is not a time; the sign-in was not used.")
+    if expiry <= now:
+        raise HelperError(f"{what} sent an ID token that has already expired; check this computer's clock.")
+    return claims
+
+
+def entry_key(login: LoginIssuer) -> str:
+    return f"{login.issuer.rstrip('/')} {login.client_id}"
+
+
+def usable(entry: object, login: LoginIssuer, now: float, margin: float = EXPIRY_MARGIN) -> str | None:
+    """The cached ID token of ``entry`` if it belongs to ``login``, still looks like one JWT (a hand-edited
+    cache must not put anything else into a header) and is valid for another ``margin`` seconds."""
+    if not isinstance(entry, dict):
+        return None
+    id_token, expiry = entry.get("id_token"), epoch(entry.get("expires_at"))
+    if not (same_issuer(entry.get("issuer"), login.issuer) and entry.get("client_id") == login.client_id):
+        return None
+    if not isinstance(id_token, str) or not is_jwt(id_token) or expiry is None:
+        return None
+    return id_token if expiry - margin > now else None
+
+
+def logins(document: Mapping[str, Any]) -> dict[str, Any]:
+    found = document.get("logins") if document.get("version") == CACHE_VERSION else None
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def new_entry(login: LoginIssuer, id_token: str, claims: Mapping[str, Any], refresh_token: object) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": login.name, "issuer": login.issuer, "client_id": login.client_id, "id_token": id_token,
+        "expires_at": int(claims["exp"]),
+    }
+    if isinstance(refresh_token, str) and refresh_token:
+        entry["refresh_token"] = refresh_token
+    return entry
