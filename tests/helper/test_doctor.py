@@ -26,7 +26,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
-from ccweb_helper.doctor import classify
+from ccweb_helper.doctor_git import classify
 from support import home_env, self_signed, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
