@@ -174,13 +174,18 @@ def test_the_host_header_names_an_ipv6_address_in_brackets(monkeypatch: pytest.M
         def makefile(self, mode: str) -> object:
             import io
 
-            return io.BufferedReader(io.BytesIO(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"))  # type: ignore[arg-type]
+            return io.BufferedReader(io.BytesIO(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"))
 
         def close(self) -> None:
             pass
 
     addresses: list[object] = []
-    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: addresses.append(address) or Socket())
+
+    def connect(address: object, timeout: float) -> Socket:
+        addresses.append(address)
+        return Socket()
+
+    monkeypatch.setattr(socket, "create_connection", connect)
     assert http_json("http://[::1]:8080/x", "the peer", timeout=5).body == {}
     assert http_json("http://localhost/x", "the peer", timeout=5).body == {}
     assert addresses == [(b"::1", 8080), (b"localhost", 80)]  # resolved as bytes: no idna codec for ASCII names

@@ -22,7 +22,7 @@ PROPERTY = settings(max_examples=300, derandomize=True, database=None, deadline=
 # --- git's credential protocol -----------------------------------------------------------------------------
 
 LINE_BREAKS = "\n\r\0"
-SAFE_TEXT = st.text(st.characters(blacklist_characters=LINE_BREAKS, blacklist_categories=("Cs",)))
+SAFE_TEXT = st.text(st.characters(blacklist_characters=LINE_BREAKS, blacklist_categories=["Cs"]))
 KEYS = SAFE_TEXT.filter(lambda k: k and "=" not in k)
 PAIRS = st.lists(st.tuples(st.one_of(KEYS, KEYS.map(lambda k: k + "[]")), SAFE_TEXT), max_size=12)
 
@@ -225,7 +225,7 @@ def test_split_host_round_trips(name: str, port: int | None, upper: bool) -> Non
 
 
 @PROPERTY
-@given(name=HOST_NAMES, digits=st.text(st.characters(whitelist_categories=("Nd",)), min_size=1, max_size=5))
+@given(name=HOST_NAMES, digits=st.text(st.characters(whitelist_categories=["Nd"]), min_size=1, max_size=5))
 @example(name="h", digits="\u0664\u0664\u0663")  # Arabic-Indic 443
 def test_split_host_ports_are_ascii_digits(name: str, digits: str) -> None:
     try:

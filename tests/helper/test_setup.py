@@ -42,8 +42,11 @@ LOOKALIKES = {
 
 
 
-def setup(home: Path, *args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", *args], env=home_env(home, **extra),
+def setup(home: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+          **extra: str) -> subprocess.CompletedProcess[str]:
+    """``ccweb-helper setup`` in ``home`` with ``env`` and ``extra`` added to its environment."""
+    return subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", *args],
+                          env=home_env(home, **(env or {}), **extra),
                           cwd=cwd or home, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -241,7 +244,7 @@ def test_an_unreachable_service_still_configures_codecommit(home: Path) -> None:
 def test_the_service_url_is_required_and_checked(home: Path, args: list[str], env: dict[str, str],
                                                  sentence: str) -> None:
     before = (home / ".gitconfig").read_bytes()
-    done = setup(home, *args, **env)
+    done = setup(home, *args, env=env)
     assert done.returncode == 2
     assert sentence in done.stderr and "Traceback" not in done.stderr
     assert (home / ".gitconfig").read_bytes() == before
