@@ -33,7 +33,8 @@ from ccweb.limits import MAX_BODY_BYTES, MAX_HEAD_BYTES
 from ccweb.policytest import Case
 from ccweb.reload import RELOAD_INTERVAL_SECONDS
 from ccweb.retry import RETRY_BUDGET_SECONDS
-from ccweb_helper.sources import timeout
+from ccweb_helper import cli as helper_cli
+from ccweb_helper.sources import DEFAULT_TIMEOUT_SECONDS, timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -146,7 +147,11 @@ def test_the_retry_budget_default_is_one_value_and_under_the_helper_s_timeout() 
     helper's default timeout, so that people see the 503 rather than a timeout."""
     default = AwsSettings.model_fields["retry_budget_seconds"].default
     assert default == RETRY_BUDGET_SECONDS
-    assert default < timeout({})
+    assert default < timeout({}) == DEFAULT_TIMEOUT_SECONDS
+
+
+def test_the_helper_s_help_states_its_timeout_default() -> None:
+    assert f"network timeout in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})" in (helper_cli.__doc__ or "")
 
 
 def test_the_proxy_example_has_the_service_s_limits() -> None:

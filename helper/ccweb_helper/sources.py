@@ -148,10 +148,14 @@ def no_token_sentence(env: Mapping[str, str], service: ServiceURL, seconds: floa
     return base + "."
 
 
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""How long one request of the helper may take, unless ``CCWEB_TIMEOUT`` says otherwise."""
+
+
 def timeout(env: Mapping[str, str]) -> float:
     text = env.get("CCWEB_TIMEOUT", "").strip()
     if not text:
-        return 10.0
+        return DEFAULT_TIMEOUT_SECONDS
     try:
         value = float(text)
     except ValueError:

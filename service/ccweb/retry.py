@@ -22,7 +22,9 @@ from ccweb.sts import StsError
 log = logging.getLogger("ccweb.sessions")  # one logger for the whole STS path, as operators know it
 T = TypeVar("T")
 
-RETRY_BUDGET_SECONDS = 8.0  # under the helper's default 10 s timeout, so people see the 503, not a timeout
+RETRY_BUDGET_SECONDS = 8.0
+"""Under the helper's default timeout (``ccweb_helper.sources.DEFAULT_TIMEOUT_SECONDS``, checked by
+tests/test_docs_defaults.py), so people see the 503, not a timeout."""
 
 
 def full_jitter(ceiling: float) -> float:
