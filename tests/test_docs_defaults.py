@@ -151,7 +151,7 @@ def test_the_retry_budget_default_is_one_value_and_under_the_helper_s_timeout() 
 
 
 def test_the_helper_s_help_states_its_timeout_default() -> None:
-    assert f"network timeout in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})" in (helper_cli.__doc__ or "")
+    assert f"network timeout in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})" in helper_cli.USAGE
 
 
 def test_the_proxy_example_has_the_service_s_limits() -> None:
