@@ -238,7 +238,8 @@ def _exchange(
 def tls_context(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:
     """The verifying TLS context, and whether it finds the certificate authorities lazily.
 
-    Loading the system's whole CA bundle costs OpenSSL 3 some 30 ms, at every git call. Where the system also
+    Loading the system's whole CA bundle is slow with OpenSSL 3, at every git call (bench/helper measures
+    it; bench/README.md). Where the system also
     keeps its authorities as a hashed directory (Debian, Ubuntu, Alpine: ``update-ca-certificates`` keeps the
     two in step), OpenSSL reads from it only the authority a server's chain names. ``SSL_CERT_FILE`` (a
     company's bundle) always loads that bundle, as does ``every_authority``.
