@@ -1,22 +1,25 @@
 """The app as uvicorn's workers build it, and the process supervisor ``ccweb serve --workers N`` runs.
 
-Configuration comes from the environment ``ccweb serve`` sets: ``CCWEB_CONFIG`` (the policy file),
-``CCWEB_RELOAD_INTERVAL`` (seconds between checks of that file; 0: on SIGHUP only), ``CCWEB_LOG_LEVEL``,
-``CCWEB_LOG_FORMAT``. Every worker reloads the policy by itself, when the file changes or on SIGHUP. Workers
-count their metrics in ``PROMETHEUS_MULTIPROC_DIR`` (a private temporary directory unless the operator names
-one), so that ``/metrics`` adds up every worker's counts whichever worker answers.
+``ccweb serve`` makes one ``ServeSettings`` from its command line (and ``CCWEB_CONFIG``); every worker gets a
+copy of it (pickled into the worker process with the rest of uvicorn's configuration) and builds its app from
+it. Every worker reloads the policy by itself, when the file changes or on SIGHUP. Workers count their metrics
+in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own variable: a private temporary directory unless the
+operator names one), so that ``/metrics`` adds up every worker's counts whichever worker answers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from uvicorn.config import Config
@@ -25,23 +28,36 @@ from uvicorn.supervisors import Multiprocess
 from ccweb import limits, logs, metrics
 from ccweb.app import create_app
 from ccweb.config import load_config
-from ccweb.reload import RELOAD_INTERVAL_SECONDS
 from ccweb.sts import BotoSTS
 
-APP = "ccweb.server:app_from_environment"
 log = logging.getLogger("ccweb.server")
 
 
-def app_from_environment() -> FastAPI:
+@dataclass(frozen=True)
+class ServeSettings:
+    """What every worker of ``ccweb serve`` builds its app from."""
+
+    config_path: str  # absolute: the policy file, loaded at start and reloaded when it changes
+    reload_interval: float  # seconds between checks of that file; 0: on SIGHUP only
+    log_level: Literal["debug", "info", "warning", "error"]
+    log_format: Literal["json", "text"]
+
+
+def build_app(settings: ServeSettings) -> FastAPI:
+    """The app of one worker (uvicorn calls this in the worker, through ``app_factory``)."""
     if threading.current_thread() is threading.main_thread():
         # Until the app's lifespan takes SIGHUP over, one must not stop this worker (its default action).
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logs.setup(os.environ.get("CCWEB_LOG_LEVEL", "info"), os.environ.get("CCWEB_LOG_FORMAT", "json"))
-    path = os.environ["CCWEB_CONFIG"]
-    config = load_config(path)
-    interval = float(os.environ.get("CCWEB_RELOAD_INTERVAL", RELOAD_INTERVAL_SECONDS))
-    return create_app(config, sts=BotoSTS(region=config.aws.region), config_path=path, reload_interval=interval,
-                      reload_on_sighup=True)
+    logs.setup(settings.log_level, settings.log_format)
+    config = load_config(settings.config_path)
+    return create_app(config, sts=BotoSTS(region=config.aws.region), config_path=settings.config_path,
+                      reload_interval=settings.reload_interval, reload_on_sighup=True)
+
+
+def app_factory(settings: ServeSettings) -> Callable[[], FastAPI]:
+    """uvicorn's app factory for ``settings``: a module-level function and a frozen dataclass, so that it pickles
+    into every worker process."""
+    return functools.partial(build_app, settings)
 
 
 def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
@@ -140,10 +156,10 @@ class Supervisor(Multiprocess):
                     os.kill(process.pid, signal.SIGHUP)
 
 
-def run_workers(app: str = APP, **options: Any) -> None:
+def run_workers(app: str | Callable[[], Any], **options: Any) -> None:
     """What ``uvicorn.run(app, factory=True, workers=N, …)`` does, with ``Supervisor``, and the workers'
-    metrics directory around it (made before they start, removed after they stop). ``app`` names a factory;
-    the benchmarks serve their bare reference app through this same path."""
+    metrics directory around it (made before they start, removed after they stop). ``app`` is a factory that
+    pickles, or the import string of one; the benchmarks serve their bare reference app through this same path."""
     import uvicorn  # noqa: PLC0415
 
     config = uvicorn.Config(app, factory=True, **options)
@@ -166,3 +182,14 @@ def run_workers(app: str = APP, **options: Any) -> None:
             Supervisor(config, sockets=[sock], port=port if per_worker else None).run()
     finally:
         sock.close()
+
+
+def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
+    """Run the API until stopped: one process, or ``workers`` of them under ``Supervisor``."""
+    options = uvicorn_options(host, port, workers)
+    if workers > 1:
+        run_workers(app_factory(settings), **options)  # SIGHUP to this process reaches every worker
+    else:
+        import uvicorn  # noqa: PLC0415
+
+        uvicorn.run(app_factory(settings), factory=True, **options)

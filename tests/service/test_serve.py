@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +35,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(server: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).raise_for_status()
+            return
+        except httpx.TransportError:
+            assert server.poll() is None, "the service stopped"
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)
 
 
 def test_serve_refuses_an_invalid_file_naming_the_key(tmp_path: Path) -> None:
@@ -96,6 +110,50 @@ def test_serve_runs_two_workers_from_the_environment_config(tmp_path: Path) -> N
     assert "Traceback" not in stderr
 
 
+CHANGED = GOOD.replace("audiences: [ccweb]", "audiences: [ccweb, other]") + "ci_audience: other\n"
+RELOADED = re.compile(r"\S+ \S+ INFO +ccweb\.reload: policy reloaded \(SIGHUP\): ")  # a text line, not JSON
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_worker_takes_its_settings_from_the_command_line(tmp_path: Path, workers: int) -> None:
+    """The policy file, the reload interval (0: on SIGHUP only) and the log format given on the command line
+    reach every worker; the environment's CCWEB_CONFIG, naming another file, does not."""
+    config = tmp_path / "policy.yaml"
+    config.write_text(GOOD)
+    port = free_port()
+    log = tmp_path / "serve.log"
+
+    def audiences() -> set[str]:  # a new connection each: the kernel spreads them over the workers
+        return {httpx.get(f"http://127.0.0.1:{port}/.well-known/ccweb", timeout=5).json()["audience"]
+                for _ in range(8)}
+
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ccweb", "serve", "--config", "policy.yaml", "--port", str(port),
+             "--workers", str(workers), "--reload-interval", "0", "--log-format", "text"],
+            cwd=tmp_path, env={**ENV, "CCWEB_CONFIG": str(tmp_path / "absent.yaml")},
+            stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )
+    try:
+        wait_until_healthy(server, port)
+        assert audiences() == {"ccweb"}
+        config.write_text(CHANGED)
+        time.sleep(3)  # longer than the default interval (2 s), after which every worker would have reloaded
+        assert audiences() == {"ccweb"}
+        server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while len(RELOADED.findall(log.read_text())) < workers:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert audiences() == {"other"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    assert len(RELOADED.findall(text)) == workers, text
+    assert "Traceback" not in text
+
+
 def _connections_by_worker(master: int, port: int, expected: int) -> dict[int, int]:
     """How many established connections to ``port`` each worker (child of ``master``) holds, once ``expected``
     are accepted (or after 10 s)."""
@@ -146,7 +204,9 @@ def test_workers_listen_on_sockets_that_say_tcp(monkeypatch: pytest.MonkeyPatch)
                 assert self.port == seen[0].getsockname()[1] != 0
 
     monkeypatch.setattr(server, "Supervisor", Recorder)
-    server.run_workers(host="127.0.0.1", port=0, workers=2)
+    settings = server.ServeSettings(config_path="/nonexistent.yaml", reload_interval=0, log_level="info",
+                                    log_format="json")
+    server.run_workers(server.app_factory(settings), host="127.0.0.1", port=0, workers=2)
     assert len(seen) == 1 and seen[0].fileno() == -1  # closed after the supervisor returned
 
 
