@@ -16,12 +16,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY service/ccweb/ service/ccweb/
+COPY helper/pyproject.toml helper/
 COPY helper/ccweb_helper/ helper/ccweb_helper/
 
-# The README's install, then the helper zipapp written from the installed package: the same bytes the
-# service serves at /helper/ccweb-helper (its SHA-256 is printed in the build log).
+# The README's install (the service, and the helper's own distribution from ./helper beside it), then the
+# helper zipapp written from the installed package: the same bytes the service serves at
+# /helper/ccweb-helper (its SHA-256 is printed in the build log).
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install . \
  && mkdir /opt/ccweb \

@@ -1,5 +1,6 @@
-"""The Dockerfile, without a Docker engine: hadolint, the README's install, the runtime stage's contents,
-the user, the command, the health check run for real, the helper zipapp, and what .dockerignore lets in."""
+"""The Dockerfile, without a Docker engine: hadolint, the README's install (run on what the build stage copies),
+the runtime stage's contents, the user, the command, the health check run for real, the helper zipapp, and what
+.dockerignore lets in."""
 
 from __future__ import annotations
 
@@ -147,6 +148,39 @@ def test_the_image_installs_ccweb_with_the_readmes_command() -> None:
     assert any(c[:3] == ["python", "-m", "venv"] and c[3:] == [venv] for c in shell_commands(run.args))
     assert f"--from=build {venv} {venv}" in {i.args for i in final("COPY")}
     assert env()["PATH"].startswith(f"{venv}/bin:")
+
+
+def build_stage_sources(target: Path) -> Path:
+    """The build stage's working directory as its COPY lines fill it from the build context (what
+    .dockerignore lets in), at ``target``."""
+    (workdir,) = [i.args for i in DOCKER if i.keyword == "WORKDIR" and i.stage != FINAL]
+    for copy in DOCKER:
+        if copy.keyword != "COPY" or copy.stage == FINAL:
+            continue
+        *sources, destination = copy.args.split()
+        into = target / PurePosixPath(workdir, destination).relative_to(workdir)
+        for source in sources:
+            top = ROOT / source
+            files = [top] if top.is_file() else [f for f in top.rglob("*") if f.is_file()]
+            for file in files:
+                if ignored(str(file.relative_to(ROOT))):
+                    continue
+                copied = into / (file.name if top.is_file() else file.relative_to(top))
+                copied.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, copied)
+    return target.resolve()
+
+
+def test_the_build_stage_copies_all_the_readmes_install_needs(tmp_path: Path) -> None:
+    """``pip install .`` in the build stage's directory: the service and, from ./helper beside it, the helper;
+    nothing from a package index (--no-index: it would fail)."""
+    source = build_stage_sources(tmp_path / "src")
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--no-index", "--no-build-isolation",
+                    "--report", str(report), str(source)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    installs = {item["metadata"]["name"]: item["download_info"]["url"]
+                for item in json.loads(report.read_text())["install"]}
+    assert installs == {"ccweb-service": source.as_uri(), "ccweb-helper": (source / "helper").as_uri()}
 
 
 # -- the runtime stage ----------------------------------------------------------------------------------
