@@ -16,15 +16,17 @@ from setuptools import setup
 
 HELPER = Path(__file__).resolve().parent / "helper"
 
+# Floors: the lowest versions the whole test suite passes on (tests/floors.txt pins each of them; see there).
 REQUIREMENTS = [
-    "fastapi>=0.115",
-    "uvicorn>=0.30",
-    "boto3>=1.34",
-    "joserfc>=1.0",
+    "fastapi>=0.140",
+    "starlette>=0.46",  # its middleware types and, in the sandbox, its apps
+    "uvicorn>=0.51",  # ccweb.server's Supervisor extends its Multiprocess
+    "boto3>=1.40",
+    "botocore>=1.40",  # STS request signing; 1.40 signs for the regional STS endpoint by default
+    "joserfc>=1.6.1",  # claim errors name their claim, and a token not valid yet is one of them
     "httpx>=0.27",
-    "pydantic>=2.7",
-    "pydantic-settings>=2.3",
-    "PyYAML>=6.0",
+    "pydantic>=2.9",
+    "PyYAML>=6.0.3",
     "prometheus-client>=0.20",
 ]
 

@@ -13,8 +13,10 @@ from typing import NamedTuple
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
+FLOORS = ROOT / "tests" / "floors.txt"
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 
 
@@ -103,3 +105,21 @@ def test_pip_install_dot_takes_the_helper_from_beside_it_and_nothing_from_an_ind
     installs = {item["metadata"]["name"]: item["download_info"]["url"]
                 for item in json.loads(report.read_text())["install"]}
     assert installs == {"ccweb-service": source.as_uri(), "ccweb-helper": (source / "helper").as_uri()}
+
+
+def test_the_floors_file_pins_every_requirement_at_its_floor(service_wheel: Wheel) -> None:
+    """tests/floors.txt, the constraints the suite is run against once in a while, names the declared floors."""
+    declared = {canonical(r.name): list(r.specifier) for r in requirements(service_wheel.metadata)
+                if r.url is None and r.marker is None}  # not the test tools (extra == "test")
+    assert declared, "the service has requirements"
+    assert all(len(s) == 1 and s[0].operator == ">=" for s in declared.values()), f"one floor each: {declared}"
+    lines = [line.partition("#")[0].strip() for line in FLOORS.read_text(encoding="utf-8").splitlines()]
+    pinned = {canonical(r.name): list(r.specifier) for r in map(Requirement, filter(None, lines))}
+    assert all(len(s) == 1 and s[0].operator == "==" for s in pinned.values()), f"one pin each: {pinned}"
+    assert {name: Version(s[0].version) for name, s in pinned.items()} == {
+        name: Version(s[0].version) for name, s in declared.items()
+    }
+
+
+def canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
