@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
@@ -41,7 +42,13 @@ def issuer() -> Iterator[DevIssuer]:
 async def request_during_a_reload(issuer: DevIssuer, reloaded: dict[str, Any]) -> tuple[httpx.Response, RecordingSTS]:
     """Eve asks for a credential; while STS answers, the policy becomes ``reloaded``; then STS answers."""
     sts = RecordingSTS()
-    app = create_app(parse_config(policy(issuer.issuer_url)), sts=sts)
+    async with httpx.AsyncClient() as http:  # the app's own client, for the issuer's keys: closed here
+        app = create_app(parse_config(policy(issuer.issuer_url)), sts=sts, http=http)
+        return await _during_a_reload(app, sts, issuer, reloaded)
+
+
+async def _during_a_reload(app: FastAPI, sts: RecordingSTS, issuer: DevIssuer,
+                           reloaded: dict[str, Any]) -> tuple[httpx.Response, RecordingSTS]:
     running: RunningPolicy = app.state.policy
     sts.hold()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccweb") as client:
@@ -85,11 +92,12 @@ def test_a_reload_that_keeps_the_grant_answers_with_the_session_fetched(issuer: 
 
 
 async def post(issuer: DevIssuer, url: str, headers: dict[str, str], root_path: str = "") -> list[httpx.Response]:
-    app = create_app(parse_config(policy(issuer.issuer_url)), sts=RecordingSTS())
-    transport = httpx.ASGITransport(app=app, root_path=root_path)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ccweb") as client:
-        return [await client.post(f"{url}/v1/credentials", json=BODY, headers=headers),
-                await client.get(f"{url}/v1/whoami", headers=headers)]
+    async with httpx.AsyncClient() as http:
+        app = create_app(parse_config(policy(issuer.issuer_url)), sts=RecordingSTS(), http=http)
+        transport = httpx.ASGITransport(app=app, root_path=root_path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ccweb") as client:
+            return [await client.post(f"{url}/v1/credentials", json=BODY, headers=headers),
+                    await client.get(f"{url}/v1/whoami", headers=headers)]
 
 
 def test_every_route_is_served_below_a_root_path(issuer: DevIssuer) -> None:
