@@ -1,10 +1,11 @@
 """create_app(config, sts=…): the service's parts, wired together.
 
-    request → RequestId → RequestMetrics → RequestLimits → (FastAPI's exception layer) → router
-      POST /v1/credentials  CredentialsRoute → CredentialsEndpoint → CredentialFlow (ccweb.credentials)
-      everything else       FastAPI routes (ccweb.routes)
+    request → RequestId → RequestMetrics → RequestLimits → FastRoutes
+      POST /v1/credentials  → CredentialsRoute → CredentialsEndpoint → CredentialFlow (ccweb.credentials)
+      everything else       → (FastAPI's exception layer) → router → FastAPI routes (ccweb.routes)
 
-Middlewares added later with ``add_middleware`` wrap every route, the credentials route included.
+``FastRoutes`` (ccweb.fastroutes) is the innermost middleware, so those added later with ``add_middleware``
+wrap every route, the credentials route included; that route is in the router too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from ccweb import __version__
 from ccweb.config import Config
 from ccweb.credentials import CredentialFlow, CredentialsEndpoint, CredentialsRoute
+from ccweb.fastroutes import FastRoutes
 from ccweb.limits import RequestLimits
 from ccweb.metrics import Metrics, RequestMetrics
 from ccweb.openapi import install_openapi
@@ -80,9 +82,10 @@ def create_app(
         lifespan=lifespan,
         telemetry=NO_TELEMETRY,
     )
-    # The busiest route first, so the router's first comparison finds it.
-    app.router.routes.insert(0, CredentialsRoute(CredentialsEndpoint(flow)))
+    credentials = CredentialsRoute(CredentialsEndpoint(flow))
+    app.router.routes.insert(0, credentials)
     app.include_router(api_router(flow))
+    app.add_middleware(FastRoutes, routes=[credentials])  # first added: the innermost middleware
     app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too
     app.add_middleware(RequestId)  # outermost: every answer and log line of a request carries its X-Request-ID

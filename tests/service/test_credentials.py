@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
@@ -122,3 +123,35 @@ def test_every_route_refuses_what_is_not_a_bearer_token(issuer: DevIssuer, autho
     for response in asyncio.run(post(issuer, "", headers)):
         assert response.status_code == 401, response.text
         assert response.json()["error"] == "invalid_token"
+
+
+SEEN: list[tuple[str, str]] = []
+
+
+class Recorder:
+    """A middleware an operator might add after the app is built: it records what passes through it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            SEEN.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+
+def test_a_middleware_added_later_wraps_the_credentials_route_too(issuer: DevIssuer) -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient() as http:
+            app = create_app(parse_config(policy(issuer.issuer_url)), sts=RecordingSTS(), http=http)
+            app.add_middleware(Recorder)
+            headers = {"Authorization": f"Bearer {issuer.mint({'sub': 'u-ann'})}"}
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccweb") as client:
+                return [await client.post("/v1/credentials", json=BODY, headers=headers),
+                        await client.get("/v1/credentials"), await client.get("/healthz")]
+
+    SEEN.clear()
+    posted, wrong_method, health = asyncio.run(scenario())
+    assert (posted.status_code, wrong_method.status_code, health.status_code) == (200, 405, 200)
+    assert wrong_method.json()["error"] == "method_not_allowed"
+    assert SEEN == [("POST", "/v1/credentials"), ("GET", "/v1/credentials"), ("GET", "/healthz")]
