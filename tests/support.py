@@ -11,12 +11,14 @@ import os
 import secrets
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from ccweb.limits import SERVER_OPTIONS
@@ -262,3 +264,17 @@ def fake_retry(time_: FakeTime, **kwargs: Any) -> RetryPolicy:
     """The STS retry policy on ``time_``, with worst-case jitter (always the ceiling), so the schedule is
     exact: 0.25, 0.5, 1, 2, 4 s."""
     return RetryPolicy(monotonic=time_.monotonic, sleep=time_.sleep, jitter=lambda ceiling: ceiling, **kwargs)
+
+
+def wait_until_healthy(server: subprocess.Popen[str], url: str) -> None:
+    """Until the ``ccweb serve`` process ``server`` answers ``/healthz`` at ``url`` (a bound against a hang: 60 s);
+    its stderr in the failure if it stops first."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=2).raise_for_status()
+            return
+        except httpx.TransportError:
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.2)

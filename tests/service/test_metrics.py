@@ -26,7 +26,7 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
-from support import RecordingSTS, clean_env, serve, serve_issuer
+from support import RecordingSTS, clean_env, serve, serve_issuer, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ccweb.json"
@@ -165,7 +165,7 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssu
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            _wait_until_up(server, url)
+            wait_until_healthy(server, url)
             [directory] = _metrics_dirs(tmp)
             assert stat.S_IMODE(directory.stat().st_mode) == 0o700
             token = issuer.mint({"sub": "u-1", "email": "dana@example.com"})
@@ -186,17 +186,6 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssu
     assert "Traceback" not in stderr, stderr
     assert _metrics_dirs(tmp) == []
 
-
-def _wait_until_up(server: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{url}/healthz", timeout=2).raise_for_status()
-            return
-        except httpx.TransportError:
-            assert server.poll() is None, server.communicate()[1]
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
 
 
 def _until_both_workers_served(url: str, token: str) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support import wait_until_healthy
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "service"), str(ROOT / "helper")]),
        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example", "AWS_REGION": "us-east-1"}
@@ -36,17 +38,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
-
-def wait_until_healthy(server: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).raise_for_status()
-            return
-        except httpx.TransportError:
-            assert server.poll() is None, "the service stopped"
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
 
 
 def test_serve_refuses_an_invalid_file_naming_the_key(tmp_path: Path) -> None:
@@ -135,7 +126,7 @@ def test_every_worker_takes_its_settings_from_the_command_line(tmp_path: Path, w
             stdout=subprocess.DEVNULL, stderr=stderr, text=True,
         )
     try:
-        wait_until_healthy(server, port)
+        wait_until_healthy(server, f"http://127.0.0.1:{port}")
         assert audiences() == {"ccweb"}
         config.write_text(CHANGED)
         time.sleep(3)  # longer than the default interval (2 s), after which every worker would have reloaded
