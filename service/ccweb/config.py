@@ -124,7 +124,8 @@ def _repository_glob(glob: str) -> str:
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
 
 
-RESERVED_RULE_NAMES = frozenset({"denied", "suspended"})
+DENIED, SUSPENDED = "denied", "suspended"
+RESERVED_RULE_NAMES = frozenset({DENIED, SUSPENDED})
 """Outcomes, not rules: ``ccweb test-policy`` expects them by these names."""
 
 

@@ -19,11 +19,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ccweb.config import REGION, ConfigError, messages, read_yaml
+from ccweb.config import DENIED, REGION, SUSPENDED, ConfigError, messages, read_yaml
 from ccweb.explain import DEFAULT_REGION, REPOSITORY_NAME
 from ccweb.policy import Granted, Policy, Repository, Suspended
-
-DENIED, SUSPENDED = "denied", "suspended"
 
 
 class Case(BaseModel):
