@@ -2,7 +2,8 @@
 
 ``Snapshot`` is one loaded configuration, compiled (``ccweb.policy.Policy``), with what is built from it (the
 token verifier, the rate limiter). A request reads ``RunningPolicy.current`` once and keeps that
-snapshot to the end; a reload validates the new file completely, builds a new state and replaces the
+snapshot to the end (but for its decision: one reloaded while STS answers decides it again, see
+``ccweb.credentials``); a reload validates the new file completely, builds a new state and replaces the
 reference in one assignment on the event loop, so no request ever sees half of two files.
 
 A file that does not validate is refused: one error log line names every problem (the lines
@@ -52,7 +53,7 @@ _UNSEEN = object()
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One loaded policy and what is built from it; a request keeps one snapshot from start to end."""
+    """One loaded policy and what is built from it; a request reads it once (``RunningPolicy.current``)."""
 
     policy: Policy
     verifier: TokenVerifier
