@@ -88,8 +88,11 @@ class PolicyInfo(BaseModel):
     loaded_at: str
     reloads: int = Field(description="Reloads that changed the policy since this process started.")
     reload_error: list[str] | None = Field(
-        description="Why the file on disk was refused (the running policy stayed), until a good one is loaded."
+        description="The file on disk was refused (the running policy stayed): the keys at fault, e.g. "
+        "'rules[2].role_arn', until a good one is loaded. The problems themselves, which may quote the file's "
+        "values, are in the service's log only."
     )
+    reload_refused_at: str | None = Field(default=None, description="When the file named by reload_error was refused.")
 
 
 class Readiness(BaseModel):

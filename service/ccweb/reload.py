@@ -7,8 +7,9 @@ snapshot to the end (but for its decision: one reloaded while STS answers decide
 reference in one assignment on the event loop, so no request ever sees half of two files.
 
 A file that does not validate is refused: one error log line names every problem (the lines
-``ccweb check-config`` prints), the running policy stays, and ``/readyz`` shows the problem until a good
-file is loaded. What a successful reload carries over and what it drops:
+``ccweb check-config`` prints), the running policy stays, and ``/readyz`` names the keys at fault
+(``refused_keys``: never the problems, which may quote the file's values) until a good file is loaded.
+What a successful reload carries over and what it drops:
 
 - issuer key sets: kept for issuers whose ``issuer`` and ``jwks_uri`` did not change; others start afresh;
 - rate-limit buckets: kept unless ``rate_limit`` changed;
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -50,6 +52,31 @@ log = logging.getLogger("ccweb.reload")
 RELOAD_INTERVAL_SECONDS = 2.0
 _UNSEEN = object()
 
+_KEY = re.compile(r"\(top level\)|[A-Za-z_][A-Za-z0-9_]*(?:\[[0-9]+\]|\.[A-Za-z0-9_:./~-]+)*")
+"""A key as ``ccweb.config`` names it in a problem (``rules[2].role_arn``, ``rules[0].claims./realm/roles``)."""
+_FILE_PLACE = re.compile(r" \((line [0-9]+, column [0-9]+)\): ")
+UNNAMED = "(the file)"
+"""What ``refused_keys`` says for a problem of the whole file (unreadable, not UTF-8) or of no key it can name."""
+
+
+def refused_keys(problems: list[str], path: Path | None) -> list[str]:
+    """The keys ``problems`` (``ConfigError`` lines, ``key: problem``) are about, without the problems: those may
+    quote the file's values (``'…' is not a repository glob``), which ``/readyz`` must not show to anyone who
+    asks. YAML errors, which start with the file's path, give their line and column instead."""
+    keys: list[str] = []
+    for line in problems:
+        key = UNNAMED
+        if path is not None and line.startswith(str(path)):
+            place = _FILE_PLACE.match(line, len(str(path)))
+            key = place.group(1) if place else UNNAMED
+        else:
+            name, sep, _ = line.partition(": ")
+            if sep and len(name) <= 300 and _KEY.fullmatch(name):
+                key = name
+        if key not in keys:
+            keys.append(key)
+    return keys
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -63,6 +90,14 @@ class Snapshot:
     @property
     def config(self) -> Config:
         return self.policy.config
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A policy file refused: the keys at fault (``refused_keys``) and when; the problems are in the log only."""
+
+    keys: list[str]
+    at: float
 
 
 def _carry_keys(old: TokenVerifier, new: TokenVerifier) -> None:
@@ -105,8 +140,8 @@ class RunningPolicy:
         self.path = Path(path) if path is not None else None
         self.reloads = 0
         """Reloads that changed the policy."""
-        self.last_error: list[str] | None = None
-        """The problems of the last file refused, until a good one is loaded."""
+        self.refused: Refusal | None = None
+        """The last file refused, until a good one is loaded."""
         self._lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.current = self._build(compile_policy(config), None)
@@ -128,13 +163,13 @@ class RunningPolicy:
         old = self.current
         policy = compile_policy(config)
         if policy.digest == old.policy.digest:
-            self.last_error = None
+            self.refused = None
             return False
         new = self._build(policy, old)
         self.current = new  # the swap: requests that started before keep their snapshot
         self._sessions.retry.budget = config.aws.retry_budget_seconds
         self.reloads += 1
-        self.last_error = None
+        self.refused = None
         old_keys, new_keys = old.policy.session_keys, new.policy.session_keys
         changed = sorted(name for name, key in old_keys.items() if new_keys.get(name) != key)
         before = len(self._sessions)
@@ -164,7 +199,7 @@ class RunningPolicy:
                     "policy %s refused (%s); the running policy stays: %s",
                     self.path, trigger, "; ".join(exc.messages), extra={"fields": {"problems": exc.messages}},
                 )
-                self.last_error = exc.messages
+                self.refused = Refusal(keys=refused_keys(exc.messages, self.path), at=self._clock())
                 if self._metrics is not None:
                     self._metrics.policy_reloads.labels(result="refused").inc()
                 return False

@@ -46,9 +46,10 @@ def discovery_document(config: Config) -> Discovery:
 
 
 def _policy_info(running: RunningPolicy) -> dict[str, Any]:
-    current = running.current
+    current, refused = running.current, running.refused
     return PolicyInfo(digest=current.policy.digest, loaded_at=iso_time(current.loaded_at), reloads=running.reloads,
-                      reload_error=running.last_error).model_dump()
+                      reload_error=None if refused is None else refused.keys,
+                      reload_refused_at=None if refused is None else iso_time(refused.at)).model_dump()
 
 
 def api_router(flow: CredentialFlow) -> APIRouter:

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from ccweb.app import create_app
 from ccweb.config import load_config
+from ccweb.reload import refused_keys
 from ccweb.sandbox.issuer import DevIssuer
 from support import RecordingSTS, serve, serve_issuer
 
@@ -121,8 +122,8 @@ def test_an_invalid_file_is_refused_and_the_running_policy_stays(
         write(env.path, bad)
         state = wait_for(lambda: (s := env.state())["reload_error"] and s, "the refusal")
     assert state["digest"] == before["digest"] and state["reloads"] == 0
-    assert any(line.startswith("rules[1].role_arn: not an IAM role ARN") for line in state["reload_error"])
-    assert any(line.startswith("rules[0].claims.email.pattern: not a valid regular") for line in state["reload_error"])
+    assert sorted(state["reload_error"]) == ["rules[0].claims.email.pattern", "rules[1].role_arn"]
+    assert state["reload_refused_at"]
     [record] = [r for r in caplog.records if r.name == "ccweb.reload"]
     message = record.getMessage()
     assert "refused" in message and "the running policy stays" in message
@@ -130,11 +131,79 @@ def test_an_invalid_file_is_refused_and_the_running_policy_stays(
     assert env.get("build").status_code == 200  # still the old rules
 
     write(env.path, "issuers: [")  # not even YAML
-    wait_for(lambda: "line" in " ".join(env.state()["reload_error"]), "the second refusal")
+    wait_for(lambda: env.state()["reload_error"] == ["line 1, column 11"], "the second refusal")
 
     write(env.path, env.policy(rate_limit={"burst": 100}))
     fixed = wait_for(lambda: (s := env.state())["reloads"] == 1 and s, "the good file")
-    assert fixed["reload_error"] is None
+    assert fixed["reload_error"] is None and fixed["reload_refused_at"] is None
+
+
+PLANTED = "ghp_PLANTEDsecret0123456789abcdefABCDEF"
+"""A value that looks like a secret pasted into the wrong key of the policy file."""
+
+
+def _glob(data: dict[str, Any]) -> str:
+    data["rules"][0]["repositories"] = [f"{PLANTED} x"]
+    return yaml.safe_dump(data)
+
+
+def _issuer(data: dict[str, Any]) -> str:
+    data["rules"][1]["issuer"] = PLANTED
+    return yaml.safe_dump(data)
+
+
+def _twice(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data) + f"{PLANTED}: 1\n{PLANTED}: 2\n"
+
+
+REFUSALS = {
+    # name: (the file, the key /readyz names: for a YAML error, where the file's last line starts)
+    "a value quoted by its problem": (_glob, "rules[0].repositories[0]"),
+    "a reference to no issuer": (_issuer, "rules[1].issuer"),
+    "a key written twice (YAML)": (_twice, "line {last}, column 1"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_readyz_names_the_keys_of_a_refused_file_never_its_values(
+    env: Env, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """Anyone can ask /readyz: it says the file was refused and where, while the values the problems quote stay
+    in the log, for the operators."""
+    bad, key = REFUSALS[case]
+    text = bad(env.policy())
+    key = key.format(last=text.count("\n"))
+    with caplog.at_level(logging.ERROR, logger="ccweb.reload"):
+        write(env.path, text)
+        wait_for(lambda: env.state()["reload_error"], "the refusal")
+    readiness = httpx.get(f"{env.url}/readyz")
+    assert readiness.json()["policy"]["reload_error"] == [key]
+    assert PLANTED not in readiness.text
+    [record] = [r for r in caplog.records if r.name == "ccweb.reload"]
+    assert PLANTED in record.getMessage() and key.split(",")[0] in record.getMessage()
+
+
+REFUSED_KEYS = {
+    "key and problem": (["rules[2].role_arn: not an IAM role ARN"], ["rules[2].role_arn"]),
+    "a problem quoting a value": (["rules[0].repositories[1]: 'a b' is not a repository glob"],
+                                  ["rules[0].repositories[1]"]),
+    "claim names with slashes, colons and dots": (["rules[0].claims.https://x.example/groups: 'v' is wrong",
+                                                   "deny[1].claims./realm_access/roles.pattern: bad"],
+                                                  ["rules[0].claims.https://x.example/groups",
+                                                   "deny[1].claims./realm_access/roles.pattern"]),
+    "the whole document": (["(top level): the configuration must be a mapping"], ["(top level)"]),
+    "a YAML error": (["/etc/ccweb/policy.yaml (line 3, column 7): found 'secret'"], ["line 3, column 7"]),
+    "an unreadable file": (["/etc/ccweb/policy.yaml: cannot read the configuration file: Permission denied"],
+                           ["(the file)"]),
+    "no key to name": (["something 'odd': happened", "no separator at all"], ["(the file)"]),
+    "one key, two problems": (["rules[0].name: a", "rules[0].name: b"], ["rules[0].name"]),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_KEYS)
+def test_refused_keys_keep_the_key_and_drop_the_problem(case: str) -> None:
+    problems, keys = REFUSED_KEYS[case]
+    assert refused_keys(problems, Path("/etc/ccweb/policy.yaml")) == keys
 
 
 def test_sessions_of_a_changed_rule_are_dropped(env: Env) -> None:
