@@ -9,8 +9,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -42,6 +41,20 @@ DENIED = StsError("AccessDenied", "not authorized to perform sts:AssumeRole", re
 
 def key(identity: str = "ann@example.com", rule: str = "developers") -> tuple[str, str, str]:
     return (rule, "corp", identity)
+
+
+GUARD_SECONDS = 30.0
+"""How long a test waits for what should happen at once: a guard against a hang, never a measurement."""
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until ``condition()`` holds (``GUARD_SECONDS`` at most)."""
+
+    async def turns() -> None:
+        while not condition():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(turns(), GUARD_SECONDS)
 
 
 def test_a_session_is_reused_until_fifteen_minutes_remain() -> None:
@@ -151,14 +164,17 @@ def test_sts_errors_become_503_and_are_not_cached(error: StsError, reason: str, 
 
 def test_a_caller_that_goes_away_does_not_cancel_the_shared_call() -> None:
     clock = Clock()
-    sts = RecordingSTS(clock=clock, delay=0.1)
+    sts = RecordingSTS(clock=clock)
+    sts.hold()  # STS answers only once the impatient caller has gone
     cache = SessionCache(sts, clock=clock)
 
     async def scenario() -> AwsCredentials:
         impatient = asyncio.ensure_future(cache.get(key(), REQUEST))
         patient = asyncio.ensure_future(cache.get(key(), REQUEST))
-        await asyncio.sleep(0.01)
+        await until(lambda: sts.in_flight == 1)
         impatient.cancel()
+        await until(impatient.done)
+        sts.release()
         return await patient
 
     assert asyncio.run(scenario()).access_key_id
@@ -203,33 +219,48 @@ def test_retries_with_backoff_inside_the_budget(script: list[StsError], always: 
 
 def test_a_hanging_sts_is_cut_at_the_budget() -> None:
     clock = Clock()
-    sts = RecordingSTS(clock=clock, delay=30)  # no answer in time (BotoSTS's read timeout outlasts this budget)
+    sts = RecordingSTS(clock=clock, delay=3600)  # no answer (BotoSTS's read timeout outlasts this budget)
     cache = SessionCache(sts, clock=clock, retry=RetryPolicy(budget=0.3))
 
     async def scenario() -> UpstreamUnavailable:
         with pytest.raises(UpstreamUnavailable) as raised:
-            await cache.get(key(), REQUEST)
+            await asyncio.wait_for(cache.get(key(), REQUEST), GUARD_SECONDS)  # uncut, the call waits an hour
         return raised.value
 
-    started = time.monotonic()
     error = asyncio.run(scenario())
-    assert time.monotonic() - started < 1.5
     assert error.reason == "sts_unavailable"
     assert error.retry_after == 5
     assert len(sts.requests) == 1
     assert cache.upstream_error == "Timeout"
 
 
+class HeldTime(FakeTime):
+    """``FakeTime`` whose sleeps last until ``resume`` is set: a retrying call stays between attempts till then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resume = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await self.resume.wait()
+        self.now += seconds
+
+
 def test_concurrent_callers_wait_for_one_retrying_call() -> None:
-    clock, time_ = Clock(), FakeTime()
-    sts = RecordingSTS(clock=clock, delay=0.01)
+    clock, time_ = Clock(), HeldTime()
+    sts = RecordingSTS(clock=clock)
     sts.script = [THROTTLED, THROTTLED]
     cache = SessionCache(sts, clock=clock, retry=fake_retry(time_))
 
     async def scenario() -> list[AwsCredentials]:
         first = asyncio.ensure_future(cache.get(key(), REQUEST))
-        await asyncio.sleep(0.015)  # the first attempt has failed: the call is retrying
-        later = [cache.get(key(), REQUEST) for _ in range(30)]
+        await until(lambda: bool(time_.sleeps))  # the first attempt has failed: the call waits to retry
+        later = [asyncio.ensure_future(cache.get(key(), REQUEST)) for _ in range(30)]
+        for _ in range(10):  # turns of the event loop: each later caller asks the cache
+            await asyncio.sleep(0)
+        assert len(sts.requests) == 1, "a caller that joined a retrying call asked STS itself"
+        time_.resume.set()
         return [await first, *await asyncio.gather(*later)]
 
     results = asyncio.run(scenario())
