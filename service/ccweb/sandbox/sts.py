@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,9 +87,9 @@ class DevSession:
 class DevSTSStore:
     """Issued sessions, by access key id; thread-safe (the API's boto3 calls arrive from worker threads).
 
-    ``latency``: seconds each ``AssumeRole`` request waits before it is answered (an ``asyncio.sleep``; other
-    requests go on meanwhile); may be changed while serving. ``in_flight`` and ``max_in_flight`` count the
-    ``AssumeRole`` requests being answered at once, now and at most.
+    ``latency``: seconds each ``AssumeRole`` request waits before it is answered (``sleep``, by default
+    ``asyncio.sleep``: other requests go on meanwhile); may be changed while serving. ``in_flight`` and
+    ``max_in_flight`` count the ``AssumeRole`` requests being answered at once, now and at most.
     """
 
     def __init__(
@@ -98,11 +98,13 @@ class DevSTSStore:
         *,
         latency: float = 0.0,
         session_token_chars: int = SESSION_TOKEN_CHARS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if latency < 0 or session_token_chars < 32:
             raise ValueError("latency must be at least 0 and session_token_chars at least 32")
         self._clock = clock
         self.latency = latency
+        self.sleep = sleep
         self.session_token_chars = session_token_chars
         self.in_flight = 0
         self.max_in_flight = 0
@@ -241,10 +243,10 @@ def create_sts_app(store: DevSTSStore) -> Starlette:
         store.max_in_flight = max(store.max_in_flight, store.in_flight)
         try:
             if store.latency:
-                await asyncio.sleep(store.latency)
+                await store.sleep(store.latency)
             fault = store.faults.popleft() if store.faults else None
             if isinstance(fault, Hang):
-                await asyncio.sleep(fault.seconds)
+                await store.sleep(fault.seconds)
             elif fault is not None:
                 return _xml_error(fault)
             return _answer(store, params, authorized, caller)
