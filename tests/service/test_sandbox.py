@@ -189,10 +189,18 @@ def assume_role_form(name: str) -> dict[str, str]:
 
 
 def test_the_sts_stand_in_answers_after_its_latency_without_holding_up_other_calls() -> None:
-    """Five calls wait out the latency side by side (a blocking wait would let only one in at a time)."""
+    """Five calls wait out the latency side by side (a blocking wait would let only one in at a time). The
+    latency is waited out on a sleep that lasts until the test ends it, so no call can finish early."""
     import asyncio
 
-    store = DevSTSStore(latency=0.2)
+    slept: list[float] = []
+    over = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await over.wait()
+
+    store = DevSTSStore(latency=0.2, sleep=sleep)
     transport = httpx.ASGITransport(app=create_sts_app(store))
     signed_header = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/x"}
 
@@ -203,14 +211,16 @@ def test_the_sts_stand_in_answers_after_its_latency_without_holding_up_other_cal
 
             async def all_waiting() -> None:
                 while store.in_flight < 5:
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0)
 
-            await asyncio.wait_for(all_waiting(), 10)  # a guard against a hang, not a measurement
+            await asyncio.wait_for(all_waiting(), 30)  # a guard against a hang, not a measurement
             assert not store.calls, "no call is answered before its latency"
+            over.set()
             return await asyncio.gather(*calls)
 
     responses = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200] * 5
+    assert slept == [0.2] * 5
     assert (store.requests, store.max_in_flight, store.in_flight, len(store.calls)) == (5, 5, 0, 5)
     assert {session.caller for session in store.calls} == {"127.0.0.1:123"}  # httpx's ASGI client address
 
