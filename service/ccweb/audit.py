@@ -3,6 +3,9 @@
 Fields: event, outcome, reason, issuer, subject, identity, source_identity (as sent to STS), repository,
 region, rule, role_arn, deny (the deny entry that suspended the caller), token_sha256. Never the token, a
 session token, a secret key, a signature or a password.
+
+Values are recorded as the token gave them; the log's formatter (``ccweb.logs``) writes them so that none can
+drive the terminal the line is read on: exact in JSON, its control characters escaped in text.
 """
 
 from __future__ import annotations

@@ -2,6 +2,12 @@
 
 Every record logged while a request is served carries that request's id (``request_id``, from
 ``ccweb.requestid``): ``RequestIdFilter`` on the handler sets it, the formatters write it.
+
+Log lines carry values from outside (a token's claims), and operators read them on terminals: neither format
+writes a character that could drive one (``ccweb.display``). A JSON line escapes them as JSON does, so it
+decodes to the exact value; a text line writes them as ``\\x1b``, ``\\u202e``, and puts a field's value in
+double quotes, with ``\\"`` and ``\\\\`` inside, when it holds one of them, a space, ``"``, ``=`` or ``\\`` or is
+empty (``subject="a b"``, as logfmt does): a claim cannot pass for more fields.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import time
 from typing import IO, Any
 
 from ccweb import requestid
+from ccweb.display import printable, printable_json
 
 
 class RequestIdFilter(logging.Filter):
@@ -49,19 +56,28 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = record.exc_info[0].__name__
-        return self._encoder.encode(entry)
+        return printable_json(self._encoder.encode(entry))
+
+
+def _text_value(value: object) -> str:
+    """A field's value in a text line: bare when that is unambiguous, else quoted (logfmt's way)."""
+    text = value if isinstance(value, str) else str(value)
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        message = printable(record.getMessage())
+        line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {message}"
         fields = getattr(record, "fields", None)
         pairs = dict(fields) if isinstance(fields, dict) else {}
         request_id = getattr(record, "request_id", None)
         if request_id is not None:
             pairs = {"request_id": request_id, **pairs}
         if pairs:
-            line += " " + " ".join(f"{key}={value}" for key, value in pairs.items())
+            line += " " + " ".join(f"{key}={_text_value(value)}" for key, value in pairs.items())
         return line
 
 

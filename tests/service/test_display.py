@@ -1,0 +1,142 @@
+"""Values from outside reach an operator's terminal as visible text, never as escape sequences that drive it.
+
+A token's claim holding an OSC 8 hyperlink, a clear-screen sequence, a carriage return or a bidi override goes
+through the log lines of a real request; no control character comes out, and the value is still there to be
+read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from ccweb import logs
+from ccweb.app import create_app
+from ccweb.config import parse_config
+from ccweb.display import printable, printable_json
+from support import RecordingSTS, serve, serve_issuer
+
+LINK = "\x1b]8;;http://evil\x07click\x1b]8;;\x07"
+"""An OSC 8 hyperlink: the terminal shows "click" and opens http://evil."""
+PLANTED = LINK + "\x1b[2J" + "\r" + "\u202e" + "moc.elpmaxe@ecila"
+"""…then clears the screen, goes back to the line's start, and shows what follows right to left."""
+SHOWN = r"\x1b]8;;http://evil\x07click\x1b]8;;\x07\x1b[2J\r\u202emoc.elpmaxe@ecila"
+"""What an operator reads instead."""
+
+
+def drives_no_terminal(text: str) -> bool:
+    """Whether ``text`` is lines of printable characters only: nothing a terminal would act on."""
+    return all(c.isprintable() or c == "\n" for c in text)
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    pytest.param(PLANTED, SHOWN, id="link-clear-return-bidi"),
+    pytest.param("a\bb\x00c\x7fd", r"a\x08b\x00c\x7fd", id="backspace-nul-del"),
+    pytest.param("\x9b2J\x85\x90", r"\x9b2J\x85\x90", id="c1-controls"),
+    pytest.param("one\u2028two\u2029three\nfour\tfive", r"one\u2028two\u2029three\nfour\tfive", id="line-breaks"),
+    pytest.param("ad\u200bmin\u200d\ufeff\u00ad", r"ad\u200bmin\u200d\ufeff\xad", id="invisible"),
+    pytest.param("\u2066x\u2069\u202ay\u202c\u200f", r"\u2066x\u2069\u202ay\u202c\u200f", id="bidi-isolates"),
+    pytest.param("alice\u00a0@example.com", r"alice\xa0@example.com", id="non-breaking-space"),
+    pytest.param("\U000e0041\U000e0042", r"\U000e0041\U000e0042", id="tag-characters"),
+    pytest.param("\ud800", r"\ud800", id="lone-surrogate"),
+    pytest.param("jörg@example.com", "jörg@example.com", id="letters-stay"),
+    pytest.param("日本語 ünïcödé", "日本語 ünïcödé", id="scripts-stay"),
+    pytest.param(r"a\b '\"' ", r"a\b '\"' ", id="printable-stays"),
+])
+def test_printable(value: str, shown: str) -> None:
+    assert printable(value) == shown
+    assert drives_no_terminal(printable(value)) and "\n" not in printable(value)
+    assert printable(printable(value)) == printable(value)  # text that quotes an escaped value is left alone
+
+
+@pytest.mark.parametrize("value", [PLANTED, "\x7f\x85\x9b\u2028\u2029\u202e\u200b\ufeff", "\U000e0041", "\ud800",
+                                   "jörg", 'q"\\'])
+def test_printable_json_is_the_same_value(value: str) -> None:
+    line = json.dumps({"identity": value}, ensure_ascii=False)
+    safe = printable_json(line)
+    assert drives_no_terminal(safe) and "\n" not in safe
+    assert json.loads(safe) == {"identity": value}
+    if value == "jörg":
+        assert safe == line  # a name in another script is not made unreadable
+
+
+# --- the log lines of a real request ----------------------------------------------------------------------------
+
+@pytest.fixture
+def logged() -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """What a served app logs, in text and in JSON, while it refuses a token whose claims hold ``PLANTED``."""
+    text, jsonl = io.StringIO(), io.StringIO()
+    test_thread = threading.get_ident()
+    handlers = [logs.handler(text, "text"), logs.handler(jsonl, "json")]
+    root = logging.getLogger()
+    level = root.level
+    for handler in handlers:
+        handler.addFilter(lambda record: record.thread != test_thread)  # not this test's own HTTP client
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with serve_issuer() as issuer:
+            policy: dict[str, Any] = {
+                "issuers": [{"name": "corp", "issuer": issuer.issuer_url, "audiences": ["ccweb"]}],
+                "rules": [{"name": "admins", "issuer": "corp", "claims": {"groups": "admins"},
+                           "role_arn": "arn:aws:iam::111122223333:role/ccweb", "repositories": ["*"]}],
+            }
+            with serve(create_app(parse_config(policy), sts=RecordingSTS())) as url:
+                token = issuer.mint({"sub": PLANTED, "email": PLANTED, "email_verified": True})
+                response = httpx.post(f"{url}/v1/credentials", headers={"Authorization": f"Bearer {token}"},
+                                      json={"protocol": "https", "host": "git-codecommit.us-east-2.amazonaws.com",
+                                            "path": "v1/repos/app"})
+                assert response.status_code == 403, response.text
+        yield text, jsonl
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def test_a_text_log_line_shows_a_planted_claim_without_acting_on_it(logged: tuple[io.StringIO, io.StringIO]) -> None:
+    text, _ = logged
+    output = text.getvalue()
+    assert drives_no_terminal(output), output
+    audit = [line for line in output.splitlines() if " ccweb.audit: " in line]
+    assert len(audit) == 1, output
+    assert f' subject="{SHOWN}" ' in audit[0]  # quoted, so that what follows is not read as fields of its own
+    assert " outcome=denied " in audit[0]
+
+
+def test_a_json_log_line_has_the_exact_claim_and_no_control_character(
+        logged: tuple[io.StringIO, io.StringIO]) -> None:
+    _, jsonl = logged
+    output = jsonl.getvalue()
+    assert drives_no_terminal(output), output
+    audit = [json.loads(line) for line in output.splitlines() if '"ccweb.audit"' in line]
+    assert [(r["outcome"], r["subject"]) for r in audit] == [("denied", PLANTED)]
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    pytest.param("alice", "subject=alice", id="plain"),
+    pytest.param("a outcome=issued", 'subject="a outcome=issued"', id="space-and-equals"),
+    pytest.param('say "hi" \\o/', r'subject="say \"hi\" \\o/"', id="quote-and-backslash"),
+    pytest.param("", 'subject=""', id="empty"),
+    pytest.param("\x1b[2J", r'subject="\x1b[2J"', id="control"),
+    pytest.param(r"\x1b[2J", r'subject="\\x1b[2J"', id="an-escape-written-out-is-not-one"),
+])
+def test_a_text_field_cannot_pass_for_more_fields(value: str, shown: str) -> None:
+    record = logging.LogRecord("ccweb.audit", logging.INFO, __file__, 1, "credential %s", ("denied",), None)
+    record.fields = {"outcome": "denied", "subject": value, "rule": "admins"}
+    line = logs.TextFormatter().format(record)
+    assert line.endswith(f"ccweb.audit: credential denied outcome=denied {shown} rule=admins")
+
+
+def test_a_text_log_message_shows_a_planted_value_without_acting_on_it() -> None:
+    record = logging.LogRecord("ccweb.reload", logging.ERROR, __file__, 1, "policy %s refused", (PLANTED,), None)
+    line = logs.TextFormatter().format(record)
+    assert drives_no_terminal(line)
+    assert line.endswith(f"ccweb.reload: policy {SHOWN} refused")
