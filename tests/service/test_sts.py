@@ -148,7 +148,7 @@ class Gate:
         try:
             if self.in_flight >= self.expected:
                 self.opened.set()
-            await asyncio.wait_for(self.opened.wait(), 10)
+            await asyncio.wait_for(self.opened.wait(), 30)
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
@@ -164,7 +164,8 @@ def test_boto_sts_has_up_to_concurrency_calls_in_flight_and_never_more(
     store = DevSTSStore(latency=0.2)
     gate = Gate(create_sts_app(store), expected)
     with serve(gate) as url:
-        sts = BotoSTS(session=boto3.session.Session(), endpoint_url=url, concurrency=concurrency)
+        sts = BotoSTS(session=boto3.session.Session(), endpoint_url=url, concurrency=concurrency,
+                      read_timeout=30)  # held at the gate: as long as its guard, not the default 5 s
         requests = [dataclasses.replace(REQUEST, session_name=f"user-{n}") for n in range(calls)]
 
         async def scenario() -> list[AwsCredentials]:
