@@ -50,10 +50,12 @@ def create_app(
     config_path: str | Path | None = None,
     reload_interval: float = RELOAD_INTERVAL_SECONDS,
     reload_on_sighup: bool = False,
+    metrics_route: bool = True,
 ) -> FastAPI:
     """``config_path``: the file ``config`` came from; the app then reloads it when it changes (polled every
     ``reload_interval`` seconds; 0 turns the polling off) and, with ``reload_on_sighup``, on SIGHUP.
-    ``monotonic`` drives the rate limiter."""
+    ``monotonic`` drives the rate limiter. ``metrics_route``: serve ``/metrics`` (False when a listener of its
+    own does, ``ccweb serve --metrics-port``; the app still counts)."""
     metrics = metrics or Metrics()
     own_http = http is None
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
@@ -84,7 +86,7 @@ def create_app(
     )
     credentials = CredentialsRoute(CredentialsEndpoint(flow))
     app.router.routes.insert(0, credentials)
-    app.include_router(api_router(flow))
+    app.include_router(api_router(flow, metrics_route=metrics_route))
     app.add_middleware(FastRoutes, routes=[credentials])  # first added: the innermost middleware
     app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too

@@ -28,10 +28,18 @@ def _serve(args: argparse.Namespace) -> int:
     from ccweb import logs  # noqa: PLC0415
     from ccweb.server import ServeSettings, serve  # noqa: PLC0415
 
+    metrics = None if args.metrics_port is None else (args.metrics_host or args.host, args.metrics_port)
+    if metrics is None and args.metrics_host is not None:
+        print("ccweb serve: --metrics-host needs --metrics-port.", file=sys.stderr)
+        return 2
+    if metrics is not None and metrics[1] == args.port != 0:
+        print(f"ccweb serve: --metrics-port {args.port} is the API's --port: choose another port for /metrics.",
+              file=sys.stderr)
+        return 2
     settings = ServeSettings(config_path=os.path.abspath(path), reload_interval=args.reload_interval,
-                             log_level=args.log_level, log_format=args.log_format)
+                             log_level=args.log_level, log_format=args.log_format, public_metrics=metrics is None)
     logs.setup(settings.log_level, settings.log_format)
-    serve(settings, args.host, args.port, args.workers)  # every worker builds its app from these settings
+    serve(settings, args.host, args.port, args.workers, metrics)  # every worker builds its app from these settings
     return 0
 
 
@@ -185,6 +193,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 0 to 65535")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ccweb", description=__doc__)
     root.add_argument("--version", action="version", version=f"ccweb {__version__}")
@@ -195,6 +209,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--metrics-port", type=_port, metavar="PORT",
+        help="serve /metrics on this port, on a listener of its own, and not on --port (default: on --port)",
+    )
+    serve.add_argument("--metrics-host", metavar="HOST",
+                       help="address the --metrics-port listener binds to (default: --host)")
     serve.add_argument(
         "--reload-interval", type=_seconds, default=2.0, metavar="SECONDS",
         help="how often each worker checks the policy file for changes (default 2; 0: reload on SIGHUP only)",

@@ -4,20 +4,23 @@ Under ``ccweb serve --workers N`` every worker counts in files under ``PROMETHEU
 (prometheus-client's multiprocess mode; ``multiprocess_directory()`` makes a private one), and ``/metrics``
 adds up the files of every worker, so whichever worker answers a scrape reports the whole service. A gauge
 added here must name its ``multiprocess_mode`` (how workers' values combine). A single process (tests, the
-sandbox) keeps its plain in-memory registry.
+sandbox) keeps its plain in-memory registry. With ``ccweb serve --metrics-port``, the workers count the same
+way but do not serve ``/metrics``: the supervisor does, on a listener of its own (``exposition_app`` over
+``directory_exposition``), and the API's port answers 404 for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +72,36 @@ def multiprocess_directory() -> Iterator[str]:
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def directory_exposition(path: str) -> Callable[[], bytes]:
+    """The text format of every worker's counts in ``path`` (a ``PROMETHEUS_MULTIPROC_DIR``), read at each call;
+    for a process that counts nothing itself (the supervisor)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return functools.partial(generate_latest, registry)
+
+
+def exposition_app(exposition: Callable[[], bytes], path: str = "/metrics") -> ASGIApp:
+    """The whole app of a metrics listener: ``GET`` (or ``HEAD``) ``path`` answers ``exposition()``; any other
+    path 404, any other method 405, all in plain text. Nothing else is served there."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off; nothing else reaches a listener
+        status, body, content_type = 404, b"Not Found\n", "text/plain; charset=utf-8"
+        headers = [(b"cache-control", b"no-store")]
+        if scope["path"] == path:
+            if scope["method"] in ("GET", "HEAD"):
+                status, body, content_type = 200, exposition(), CONTENT_TYPE_LATEST
+            else:
+                status, body = 405, b"Method Not Allowed\n"
+                headers.append((b"allow", b"GET, HEAD"))
+        headers += [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    return app
 
 
 @dataclass

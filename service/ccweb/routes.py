@@ -52,7 +52,8 @@ def _policy_info(running: RunningPolicy) -> dict[str, Any]:
                       reload_refused_at=None if refused is None else iso_time(refused.at)).model_dump()
 
 
-def api_router(flow: CredentialFlow) -> APIRouter:
+def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter:
+    """``metrics_route``: serve ``/metrics`` (not when a listener of its own does, ``ccweb serve --metrics-port``)."""
     running, sessions, metrics = flow.running, flow.sessions, flow.metrics
     router = APIRouter()
     bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
@@ -115,9 +116,11 @@ def api_router(flow: CredentialFlow) -> APIRouter:
                 "policy": _policy_info(running)}
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-                responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)  # all workers' counts
 
+    if metrics_route:
+        router.add_api_route("/metrics", prometheus, methods=["GET"], summary="Prometheus metrics",
+                             response_class=Response,
+                             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     return router

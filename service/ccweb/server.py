@@ -5,6 +5,11 @@ copy of it (pickled into the worker process with the rest of uvicorn's configura
 it. Every worker reloads the policy by itself, when the file changes or on SIGHUP. Workers count their metrics
 in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's own variable: a private temporary directory unless the
 operator names one), so that ``/metrics`` adds up every worker's counts whichever worker answers.
+
+With ``--metrics-port`` (``metrics`` below) the API's port has no ``/metrics``: the supervisor serves it on a
+listener of its own (``MetricsListener``), from the same files, so that a scrape never waits for a busy
+worker and the port can be closed to everyone but the monitoring system. One worker is then run under the
+supervisor too.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from fastapi import FastAPI
 from uvicorn.config import Config
@@ -41,6 +46,7 @@ class ServeSettings:
     reload_interval: float  # seconds between checks of that file; 0: on SIGHUP only
     log_level: Literal["debug", "info", "warning", "error"]
     log_format: Literal["json", "text"]
+    public_metrics: bool = True  # /metrics on the API's port; False with --metrics-port (the supervisor serves it)
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
@@ -51,7 +57,8 @@ def build_app(settings: ServeSettings) -> FastAPI:
     logs.setup(settings.log_level, settings.log_format)
     config = load_config(settings.config_path)
     return create_app(config, sts=BotoSTS(region=config.aws.region), config_path=settings.config_path,
-                      reload_interval=settings.reload_interval, reload_on_sighup=True)
+                      reload_interval=settings.reload_interval, reload_on_sighup=True,
+                      metrics_route=settings.public_metrics)
 
 
 def app_factory(settings: ServeSettings) -> Callable[[], FastAPI]:
@@ -96,6 +103,60 @@ def listening_socket(host: str, port: int, backlog: int, *, share_port: bool = F
         sock.close()
         raise
     return sock
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> NoReturn:
+    """Exit 1 with one sentence and no traceback (called while handling ``exc``)."""
+    log.error("cannot listen on %s port %d: %s", host, port, exc.strerror or exc)
+    raise SystemExit(1) from None
+
+
+def _listen(host: str, port: int, backlog: int, *, share_port: bool = False) -> socket.socket:
+    """``listening_socket``, or exit 1 with one sentence (an address in use, a host not of this machine)."""
+    try:
+        return listening_socket(host, port, backlog, share_port=share_port)
+    except OSError as exc:
+        _cannot_listen(host, port, exc)
+
+
+def _free_port(host: str, port: int) -> int:
+    """``port`` (or, for 0, one the system picks) after checking that no server is on it: SO_REUSEPORT would
+    let the workers' binds join another server already on the port (an old ccweb left running) and share its
+    connections, so bind once without it first, as a plain bind would fail on a port in use."""
+    try:
+        with socket.socket(_family(host)) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            return int(probe.getsockname()[1])
+    except OSError as exc:
+        _cannot_listen(host, port, exc)
+
+
+class MetricsListener:
+    """``/metrics`` on a listener of its own, served by the supervisor from the files every worker counts in
+    (``metrics.directory_exposition``): a uvicorn server on ``sock`` in a thread of this process, answering
+    ``/metrics`` and nothing else."""
+
+    def __init__(self, sock: socket.socket, directory: str) -> None:
+        import uvicorn  # noqa: PLC0415
+
+        app = metrics.exposition_app(metrics.directory_exposition(directory))
+        config = uvicorn.Config(app, log_config=None, access_log=False, server_header=False, lifespan="off",
+                                http="h11", proxy_headers=False)
+        self._server = uvicorn.Server(config)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="ccweb-metrics", daemon=True)
+
+    def __enter__(self) -> MetricsListener:
+        self._thread.start()
+        host, port = self._sock.getsockname()[:2]
+        log.info("metrics on http://%s/metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
 
 
 class Supervisor(Multiprocess):
@@ -156,39 +217,34 @@ class Supervisor(Multiprocess):
                     os.kill(process.pid, signal.SIGHUP)
 
 
-def run_workers(app: str | Callable[[], Any], **options: Any) -> None:
+def run_workers(app: str | Callable[[], Any], *, metrics_address: tuple[str, int] | None = None,
+                **options: Any) -> None:
     """What ``uvicorn.run(app, factory=True, workers=N, …)`` does, with ``Supervisor``, and the workers'
-    metrics directory around it (made before they start, removed after they stop). ``app`` is a factory that
-    pickles, or the import string of one; the benchmarks serve their bare reference app through this same path."""
+    metrics directory around it (made before they start, removed after they stop); with ``metrics_address``
+    (host, port), the ``MetricsListener`` there. ``app`` is a factory that pickles, or the import string of one;
+    the benchmarks serve their bare reference app through this same path."""
     import uvicorn  # noqa: PLC0415
 
     config = uvicorn.Config(app, factory=True, **options)
     per_worker = sys.platform == "linux"  # elsewhere SO_REUSEPORT does not spread connections: one shared socket
-    port = config.port
-    try:
-        if per_worker:
-            # SO_REUSEPORT would let this bind join another server already on the port (an old ccweb left
-            # running) and share its connections: a bind without it fails on a port in use, as a plain one would.
-            with socket.socket(_family(config.host)) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind((config.host, port))
-                port = probe.getsockname()[1]
-        sock = listening_socket(config.host, port, config.backlog, share_port=per_worker)
-    except OSError as exc:
-        log.error("cannot listen on %s port %d: %s", config.host, config.port, exc.strerror or exc)  # noqa: TRY400 (a sentence, no traceback)
-        raise SystemExit(1) from None
-    try:
-        with metrics.multiprocess_directory():
-            Supervisor(config, sockets=[sock], port=port if per_worker else None).run()
-    finally:
-        sock.close()
+    port = _free_port(config.host, config.port) if per_worker else config.port
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(_listen(config.host, port, config.backlog, share_port=per_worker))
+        listener = None if metrics_address is None else stack.enter_context(_listen(*metrics_address, config.backlog))
+        directory = stack.enter_context(metrics.multiprocess_directory())
+        if listener is not None:
+            stack.enter_context(MetricsListener(listener, directory))
+        Supervisor(config, sockets=[sock], port=port if per_worker else None).run()
 
 
-def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
-    """Run the API until stopped: one process, or ``workers`` of them under ``Supervisor``."""
+def serve(settings: ServeSettings, host: str, port: int, workers: int,
+          metrics_address: tuple[str, int] | None = None) -> None:
+    """Run the API until stopped: one process, or ``workers`` of them under ``Supervisor``; with
+    ``metrics_address`` (host, port), ``/metrics`` there (and not on the API's port), one worker included."""
     options = uvicorn_options(host, port, workers)
-    if workers > 1:
-        run_workers(app_factory(settings), **options)  # SIGHUP to this process reaches every worker
+    if workers > 1 or metrics_address is not None:
+        # SIGHUP to this process reaches every worker
+        run_workers(app_factory(settings), metrics_address=metrics_address, **options)
     else:
         import uvicorn  # noqa: PLC0415
 

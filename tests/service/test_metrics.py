@@ -145,13 +145,21 @@ def _metrics_dirs(tmp: Path) -> list[Path]:
     return sorted(tmp.glob("ccweb-metrics-*"))
 
 
-def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssuer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("own_port", [False, True], ids=["on the API port", "on --metrics-port"])
+def test_two_workers_report_the_sum_of_their_counts_and_clean_up(
+    issuer: DevIssuer, tmp_path: Path, own_port: bool
+) -> None:
+    """Whichever worker answers, or the supervisor on a port of its own, a scrape counts every worker's requests;
+    with --metrics-port the API's port has no /metrics (a 404 like any unknown path)."""
     config = tmp_path / "policy.yaml"
     config.write_text(json.dumps(policy(issuer.issuer_url)))  # YAML is a superset of JSON
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    metrics_port = _free_port() if own_port else port
+    scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+    extra = ["--metrics-port", str(metrics_port)] if own_port else []
     with serve(Starlette(routes=[Mount("/", app=create_sts_app(DevSTSStore()))])) as sts_url:
         env = clean_env(
             "PROMETHEUS_", "AWS_",
@@ -161,7 +169,7 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssu
         )
         server = subprocess.Popen(
             [sys.executable, "-m", "ccweb", "serve", "--config", str(config), "--port", str(port), "--workers", "2",
-             "--log-level", "warning"],
+             "--log-level", "warning", *extra],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
@@ -169,9 +177,14 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssu
             [directory] = _metrics_dirs(tmp)
             assert stat.S_IMODE(directory.stat().st_mode) == 0o700
             token = issuer.mint({"sub": "u-1", "email": "dana@example.com"})
-            sent = _until_both_workers_served(url, token)
+            sent = _until_both_workers_served(url, scrape, token)
+            if own_port:
+                public = httpx.get(f"{url}/metrics")
+                assert public.status_code == 404 and public.json()["error"] == "not_found"
+                assert "/metrics" not in httpx.get(f"{url}/openapi.json").json()["paths"]
+                assert httpx.get(f"http://127.0.0.1:{metrics_port}/v1/whoami").status_code == 404  # nothing else
             for _ in range(4):  # whichever worker answers the scrape (a fresh connection each time)
-                text = _settled(url, sent)
+                text = _settled(scrape, sent)
                 assert total(text, "ccweb_requests_total", route="/v1/credentials", status="200") == sent
                 assert total(text, "ccweb_request_duration_seconds_count", route="/v1/credentials") == sent
                 assert total(text, "ccweb_decisions_total", rule="everyone", outcome="issued") == sent
@@ -180,6 +193,7 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssu
                 assert hits + misses == sent
                 assert total(text, "ccweb_sts_calls_total", result="ok") == 2 <= misses  # one session per worker
                 assert total(text, "ccweb_key_refreshes_total", issuer="corp", result="ok") == 2
+                assert total(text, "ccweb_requests_total", route="unmatched", status="404") == int(own_port)
         finally:
             server.terminate()
             _, stderr = server.communicate(timeout=30)
@@ -188,9 +202,9 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(issuer: DevIssu
 
 
 
-def _until_both_workers_served(url: str, token: str) -> int:
+def _until_both_workers_served(url: str, scrape: str, token: str) -> int:
     """Send credential requests, each on a fresh connection, until both workers have verified a token (each
-    fetches the issuer's keys once); return how many were sent."""
+    fetches the issuer's keys once, which ``scrape`` counts); return how many were sent."""
     def issue(_: int) -> None:
         response = httpx.post(f"{url}/v1/credentials", json=BODY, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200, response.text
@@ -200,16 +214,16 @@ def _until_both_workers_served(url: str, token: str) -> int:
         while sent < 400:
             list(pool.map(issue, range(40)))
             sent += 40
-            if total(httpx.get(f"{url}/metrics").text, "ccweb_key_refreshes_total", result="ok") == 2:
+            if total(httpx.get(scrape).text, "ccweb_key_refreshes_total", result="ok") == 2:
                 return sent
     pytest.fail(f"one worker served all {sent} requests")
 
 
-def _settled(url: str, sent: int) -> str:
+def _settled(scrape: str, sent: int) -> str:
     """A scrape, once the last responses are counted (a worker counts just after it sends); never more."""
     deadline = time.monotonic() + 10
     while True:
-        text = httpx.get(f"{url}/metrics").text
+        text = httpx.get(scrape).text
         counted = total(text, "ccweb_requests_total", route="/v1/credentials")
         assert counted <= sent
         if counted == sent or time.monotonic() > deadline:

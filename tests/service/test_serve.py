@@ -219,3 +219,81 @@ def test_serve_refuses_a_port_another_server_shares_out(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1 port {port}: Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_one_worker_serves_metrics_on_a_port_and_host_of_its_own(tmp_path: Path) -> None:
+    """With --metrics-port the API's port has no /metrics; the listener binds --metrics-host (default --host), and
+    the requests the worker served are counted there; SIGHUP still reaches the worker."""
+    config = tmp_path / "policy.yaml"
+    config.write_text(GOOD)
+    port, metrics_port = free_port(), free_port()
+    url, scrape = f"http://127.0.0.1:{port}", f"http://127.0.0.2:{metrics_port}/metrics"
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ccweb", "serve", "--config", str(config), "--port", str(port),
+             "--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.2", "--reload-interval", "0",
+             "--log-format", "text"],
+            env=ENV, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )
+    try:
+        wait_until_healthy(server, url)
+        assert httpx.post(f"{url}/v1/credentials", json={}).status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 404
+        metrics = httpx.get(scrape)
+        assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain; version=")
+        assert 'ccweb_requests_total{route="/v1/credentials",status="401"} 1.0' in metrics.text
+        assert 'ccweb_requests_total{route="unmatched",status="404"} 1.0' in metrics.text
+        assert httpx.head(scrape).status_code == 200 and httpx.post(scrape).status_code == 405
+        assert httpx.get(f"http://127.0.0.2:{metrics_port}/").status_code == 404
+        with pytest.raises(httpx.ConnectError):  # bound to --metrics-host only
+            httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        config.write_text(CHANGED)
+        server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while not RELOADED.search(log.read_text()):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/.well-known/ccweb").json()["audience"] == "other"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    assert f"metrics on http://127.0.0.2:{metrics_port}/metrics" in text
+    assert "Traceback" not in text
+
+
+METRICS_REFUSALS = {
+    # name: (extra arguments, exit status, what stderr says); {port} is the API's port, {busy} one in use
+    "the API's own port": (["--metrics-port", "{port}"], 2, "--metrics-port {port} is the API's --port"),
+    "a host without a port": (["--metrics-host", "127.0.0.1"], 2, "--metrics-host needs --metrics-port"),
+    "not a port": (["--metrics-port", "70000"], 2, "'70000' is not a port number from 0 to 65535"),
+    "a port in use": (["--metrics-port", "{busy}"], 1,
+                      "cannot listen on 127.0.0.1 port {busy}: Address already in use"),
+}
+
+
+@pytest.mark.parametrize("case", METRICS_REFUSALS)
+def test_serve_refuses_a_metrics_listener_it_cannot_have(tmp_path: Path, case: str) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_text(GOOD)
+    extra, status, said = METRICS_REFUSALS[case]
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        values = {"port": port, "busy": busy.getsockname()[1]}
+        result = subprocess.run(
+            [sys.executable, "-m", "ccweb", "serve", "--config", str(config), "--port", str(port),
+             *(arg.format(**values) for arg in extra)],
+            env=ENV, capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == status, result.stderr
+    assert said.format(**values) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_help_names_the_metrics_listener() -> None:
+    result = subprocess.run([sys.executable, "-m", "ccweb", "serve", "--help"], env=ENV, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert "--metrics-port PORT" in result.stdout and "--metrics-host HOST" in result.stdout
