@@ -1,7 +1,7 @@
 """What ccweb asks of AWS IAM and STS, as text: session policies and STS names. Pure, no I/O, no configuration.
 
     session_policy(access, role_arn, account, globs)   the inline policy sent with AssumeRole
-    sts_name(identity)                                 SourceIdentity / RoleSessionName
+    sts_name(identity)                                 SourceIdentity / RoleSessionName, one-to-one
 """
 
 from __future__ import annotations
@@ -14,8 +14,14 @@ from collections.abc import Iterable
 GIT_PULL, GIT_PUSH = "codecommit:GitPull", "codecommit:GitPush"
 MAX_SESSION_POLICY = 2048
 """STS's limit on an inline session policy, in characters."""
-STS_NAME_MAX = 64
-_STS_NAME_CHARS = re.compile(r"[^\w+=,.@-]", re.ASCII)
+STS_NAME_MIN, STS_NAME_MAX = 2, 64
+"""STS's bounds on a SourceIdentity and a RoleSessionName, in characters (of ``[A-Za-z0-9_+=,.@-]``)."""
+STS_NAME_HASH_HEX = 20
+"""Hex digits of SHA-256 that end a name which had to change: 80 bits, so that finding another identity with
+the same name (a second preimage) stays out of reach."""
+_OUTSIDE_ALPHABET = re.compile(r"[^\w+=,.@-]", re.ASCII)
+_CHANGED = re.compile(rf".*=[0-9a-f]{{{STS_NAME_HASH_HEX}}}", re.ASCII | re.DOTALL)
+"""What every changed name looks like (and so what no kept name may look like): ``…=<hex digits>``."""
 
 
 def actions(access: str) -> list[str]:
@@ -40,16 +46,20 @@ def session_policy(access: str, role_arn: str, account: str, globs: Iterable[str
 
 
 def sts_name(identity: str) -> str:
-    """``identity`` in STS's SourceIdentity/RoleSessionName alphabet, 2..64 characters, stable.
+    """``identity`` as STS's SourceIdentity and RoleSessionName: one-to-one, stable, 2..64 characters of
+    ``[A-Za-z0-9_+=,.@-]``.
 
-    Characters outside ``[A-Za-z0-9_+=,.@-]`` become ``-`` (so STS's reserved ``aws:`` prefix cannot
-    occur); a value that had to be shortened keeps a hash of the original so two long identities never
-    share a name.
+    A name that is already one (``ann@example.com``) is kept as it is. Any other (characters outside the
+    alphabet, too long, too short, or one that ends as a changed name does) changes: its first characters
+    with every character outside the alphabet as ``-``, then ``=`` and the first 20 hex digits of the SHA-256
+    of the identity's UTF-8 bytes (``repo-acme-app-ref-refs-heads-main=3f0c…``). A kept name never ends in
+    ``=`` and 20 lowercase hex digits, so it never equals a changed one, and changed names differ by their
+    hash; ``:`` is outside the alphabet, so no name starts with STS's reserved ``aws:``.
     """
-    name = _STS_NAME_CHARS.sub("-", identity)
-    if len(name) > STS_NAME_MAX:
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
-        name = f"{name[: STS_NAME_MAX - 9]}-{digest}"
-    if len(name) < 2:
-        name = f"id-{name}" if name else "id-unknown"
-    return name
+    if (STS_NAME_MIN <= len(identity) <= STS_NAME_MAX and not _OUTSIDE_ALPHABET.search(identity)
+            and not _CHANGED.fullmatch(identity)):
+        return identity
+    # surrogatepass: a JSON string may hold a lone surrogate, which strict UTF-8 cannot encode.
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:STS_NAME_HASH_HEX]
+    prefix = _OUTSIDE_ALPHABET.sub("-", identity[: STS_NAME_MAX - STS_NAME_HASH_HEX - 1])
+    return f"{prefix}={digest}"

@@ -1,5 +1,5 @@
 """The decision core: first match in file order, claim conditions, repository globs, identities, session policies,
-the deny list first, and what a grant asks STS for."""
+the deny list first, and what a grant asks STS for (the names themselves: test_iam.py)."""
 
 from __future__ import annotations
 
@@ -152,26 +152,6 @@ def test_the_compiled_policy_is_immutable() -> None:
 ], ids=["email", "sub-without-email", "non-string-email", "rule-claim", "rule-claim-missing"])
 def test_identity(rule_index: int, claims: dict[str, Any], identity: str) -> None:
     assert POLICY.rules[rule_index].identity(claims) == identity
-
-
-@pytest.mark.parametrize(("identity", "expected"), [
-    ("ann@example.com", "ann@example.com"),
-    ("repo:acme/app:ref:refs/heads/main", "repo-acme-app-ref-refs-heads-main"),
-    ("Zoë Smith", "Zo--Smith"),
-    ("x", "id-x"),
-    ("", "id-unknown"),
-    ("aws:root", "aws-root"),
-], ids=["email-kept", "ci-subject", "unicode-and-space", "too-short", "empty", "reserved-prefix"])
-def test_sts_name_uses_only_what_sts_accepts(identity: str, expected: str) -> None:
-    assert sts_name(identity) == expected
-
-
-def test_long_identities_stay_distinct_within_64_characters() -> None:
-    first, second = "a" * 70 + "@example.com", "a" * 70 + "@example.org"
-    names = sts_name(first), sts_name(second)
-    assert all(len(n) <= 64 for n in names)
-    assert names[0] != names[1]
-    assert sts_name(first) == names[0]  # stable
 
 
 def statement(rule_name: str, policy: Policy = POLICY) -> dict[str, Any]:
