@@ -124,8 +124,8 @@ def _repository_glob(glob: str) -> str:
 RepositoryGlob = Annotated[str, AfterValidator(_repository_glob)]
 
 
-DENIED, SUSPENDED = "denied", "suspended"
-RESERVED_RULE_NAMES = frozenset({DENIED, SUSPENDED})
+DENIED, SUSPENDED, UNIDENTIFIED = "denied", "suspended", "unidentified"
+RESERVED_RULE_NAMES = frozenset({DENIED, SUSPENDED, UNIDENTIFIED})
 """Outcomes, not rules: ``ccweb test-policy`` expects them by these names."""
 
 

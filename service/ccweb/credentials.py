@@ -31,8 +31,9 @@ from ccweb.errors import (
     UpstreamUnavailable,
     bad_body,
 )
+from ccweb.identity import default_identity
 from ccweb.metrics import Metrics
-from ccweb.policy import Granted, NoRule, Suspended, default_identity
+from ccweb.policy import Granted, NoRule, Suspended, Unidentified
 from ccweb.reload import RunningPolicy, Snapshot
 from ccweb.responses import error_response, unexpected_response
 from ccweb.sessions import SessionCache
@@ -63,6 +64,15 @@ def _no_rule_sentence(identity: str, caller: VerifiedToken, target: Target) -> s
         f"No ccweb rule grants {identity} (subject {caller.subject!r} of issuer {caller.issuer.name!r}) access "
         f"to repository {target.repository!r} in {target.region}; ask the owners of the ccweb policy for access, "
         "or check the repository name."
+    )
+
+
+def _unidentified_sentence(decision: Unidentified, caller: VerifiedToken) -> str:
+    return (
+        f"The ccweb {decision.sentence(f'your token (subject {caller.subject!r} of issuer {caller.issuer.name!r})')}"
+        "; AWS records that claim as the person or job behind every git call, and no other claim stands in for "
+        "it. Ask your identity provider's administrators to add the claim to your token, or the owners of the "
+        "ccweb policy to change the rule."
     )
 
 
@@ -148,6 +158,10 @@ class CredentialFlow:
         if isinstance(decision, NoRule):
             self._record("denied", identity=decision.identity, **who, **where)
             raise AccessDenied(_no_rule_sentence(decision.identity, caller, target))
+        if isinstance(decision, Unidentified):
+            self._record("denied", decision.rule.name, reason="no_source_identity", identity=decision.identity,
+                         **who, **where)
+            raise AccessDenied(_unidentified_sentence(decision, caller), reason="no_source_identity")
         return decision
 
     @staticmethod

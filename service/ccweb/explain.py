@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from ccweb.claims import Pattern
 from ccweb.config import REGION, Config, Issuer
 from ccweb.errors import InvalidRequest
+from ccweb.identity import default_identity
 from ccweb.policy import (
     CompiledDeny,
     CompiledRule,
@@ -34,7 +35,7 @@ from ccweb.policy import (
     Policy,
     Repository,
     Suspended,
-    default_identity,
+    Unidentified,
 )
 from ccweb.targets import resolve
 from ccweb_helper.hosts import REPOSITORY_NAME_PATTERN
@@ -71,7 +72,7 @@ class Explanation:
     """Why the service would refuse the token itself (401), when it would."""
     deny: tuple[Step, ...]
     rules: tuple[Step, ...]
-    decision: Granted | Suspended | NoRule | None
+    decision: Granted | Unidentified | Suspended | NoRule | None
     """What ``Policy.decide`` said; None when the service would refuse the token before deciding."""
     identity: str
 
@@ -99,7 +100,10 @@ class Explanation:
             )
         elif isinstance(self.decision, Granted):
             rule = self.decision.rule
-            lines.append(f"granted: rule {rule.name!r} gives {rule.access} access as {rule.role_arn}")
+            lines.append(f"granted: rule {rule.name!r} gives {rule.access} access as {rule.role_arn}, "
+                         f"SourceIdentity {self.decision.source_identity}")
+        elif isinstance(self.decision, Unidentified):
+            lines.append(f"denied: {self.decision.sentence('the token')}; the service answers 403 access_denied")
         else:
             lines.append(
                 f"denied: no rule grants {self.repository!r} in {self.region}; the service answers 403 access_denied"
@@ -233,7 +237,7 @@ def explain(policy: Policy, claims: Mapping[str, Any], repository: str, region: 
         return Explanation(repository, region, issuer, refused, (), (), None, default_identity(claims))
     decision = policy.decide(issuer.name, claims, where)
     decided_by = decision.entry if isinstance(decision, Suspended) else (
-        decision.rule if isinstance(decision, Granted) else None)
+        decision.rule if isinstance(decision, Granted | Unidentified) else None)
     deny: list[Step] = []
     rules: list[Step] = []
     reached = True

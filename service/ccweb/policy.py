@@ -1,6 +1,6 @@
 """The decision core: the policy file compiled once into an immutable ``Policy`` with one ``decide()``.
 
-    Policy.decide(issuer, claims, where)   → Granted | Suspended | NoRule
+    Policy.decide(issuer, claims, where)   → Granted | Unidentified | Suspended | NoRule
     Policy.decide(issuer, claims, None)    → Entitled | Suspended | NoRule   (every repository: /v1/whoami)
 
 The deny list is checked first: an entry matches a verified token when the token comes from the entry's
@@ -8,7 +8,9 @@ issuer (any issuer, if it names none) and every claim condition holds, and then 
 whatever the rules say. Then the rules, in file order, first match wins: a rule matches when the token comes
 from its issuer and every claim condition holds (exact value of the same type, or a full-match pattern on a
 string; for a list-valued claim, any element; a missing claim never matches), and it grants a repository
-when one of its ``[region/]name`` globs covers it.
+when one of its ``[region/]name`` globs covers it, as the person or job its ``source_identity`` claim names
+(Unidentified when the token lacks that claim: no other claim stands in for it), else as the default identity
+(a verified ``email``, else ``sub``).
 
 Every surface that decides (the credentials route, ``/v1/whoami``, ``ccweb explain``) calls only
 ``decide``. Compiling checks nothing the models have not checked already; it precomputes what every request
@@ -29,13 +31,11 @@ from typing import Any, Protocol, overload
 from ccweb.claims import ClaimCondition, Pattern, value_pattern
 from ccweb.config import Config, DenyEntry, Rule
 from ccweb.iam import session_policy, sts_name
+from ccweb.identity import MISSING, claim_identity, default_identity, held_as
 from ccweb.sts import AssumeRoleRequest
 
 SessionKey = tuple[str, str, str]
 """(the rule's ``name#fingerprint``, issuer name, identity): what a cached STS session is for."""
-IDENTITY_CLAIMS = ("email", "sub")
-"""Where the identity of a person or job comes from when its rule names no ``source_identity`` claim."""
-_MISSING = object()
 
 
 class Where(Protocol):
@@ -80,8 +80,8 @@ class Condition:
         return type(expected) is type(value) and expected == value
 
     def holds(self, claims: Mapping[str, Any]) -> bool:
-        value = claims.get(self.claim, _MISSING)
-        if value is _MISSING:
+        value = claims.get(self.claim, MISSING)
+        if value is MISSING:
             return False
         if isinstance(value, list):
             return any(self.matches(item) for item in value)
@@ -138,7 +138,8 @@ class CompiledRule:
     access: str
     conditions: tuple[Condition, ...]
     globs: tuple[Glob, ...]
-    identity_claims: tuple[str, ...]
+    identity_claim: str | None
+    """The rule's ``source_identity`` claim; None: the default identity."""
     session_policy: str
     duration_seconds: int
     session_key: str
@@ -152,22 +153,12 @@ class CompiledRule:
     def covers(self, where: Where) -> bool:
         return any(glob.covers_name(where.repository) and glob.covers_region(where.region) for glob in self.globs)
 
-    def identity(self, claims: Mapping[str, Any]) -> str:
-        return identity_for(self.identity_claims, claims)
-
-
-def default_identity(claims: Mapping[str, Any]) -> str:
-    """The verified person or job where no rule names a claim for it: email, else sub."""
-    return identity_for(IDENTITY_CLAIMS, claims)
-
-
-def identity_for(names: tuple[str, ...], claims: Mapping[str, Any]) -> str:
-    """The verified person or job: the first of the claims ``names`` that is a non-empty string, else ``sub``."""
-    for name in names:
-        value = claims.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return str(claims.get("sub", ""))
+    def identity(self, claims: Mapping[str, Any]) -> str | None:
+        """The person or job this rule names: its ``source_identity`` claim (None when the token does not carry
+        it as an identity, see ``claim_identity``), else the default identity."""
+        if self.identity_claim is None:
+            return default_identity(claims)
+        return claim_identity(claims.get(self.identity_claim))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +195,54 @@ class NoRule:
     identity: str
 
 
-Decision = Granted | Suspended | NoRule
+@dataclass(frozen=True, slots=True)
+class Unidentified:
+    """The rule that grants the repository takes the SourceIdentity from a claim (its ``source_identity``) that
+    the token does not carry as an identity: nothing is granted, and no other claim stands in for it."""
+
+    rule: CompiledRule
+    claim: str
+    held: str | None
+    """What the token holds in the claim instead (``a list``, ``an empty string``, …); None when it lacks it."""
+    identity: str
+    """The default identity (``default_identity``): who was refused, for the audit line and the sentence."""
+
+    def sentence(self, whose: str) -> str:
+        """``rule 'r' takes the SourceIdentity from the claim "x", which <whose> does not carry``."""
+        held = ("does not carry" if self.held is None
+                else f"carries as {self.held}, not as a non-empty string or an integer")
+        return f'rule {self.rule.name!r} takes the SourceIdentity from the claim "{self.claim}", which {whose} {held}'
+
+
+Decision = Granted | Unidentified | Suspended | NoRule
+
+
+def _grant(rule: CompiledRule, issuer: str, claims: Mapping[str, Any]) -> Granted | Unidentified:
+    """What ``rule``, which grants the repository, asks STS for; Unidentified when it cannot name the token's
+    holder. The one name ``sts_name`` makes is both the SourceIdentity and the RoleSessionName."""
+    claim = rule.identity_claim
+    if claim is None:
+        identity = default_identity(claims)
+    else:
+        value = claims.get(claim, MISSING)
+        found = claim_identity(value)
+        if found is None:
+            return Unidentified(rule, claim, None if value is MISSING else held_as(value), default_identity(claims))
+        identity = found
+    name = sts_name(identity)
+    return Granted(
+        rule=rule,
+        identity=identity,
+        source_identity=name,
+        session_key=(rule.session_key, issuer, identity),
+        request=AssumeRoleRequest(
+            role_arn=rule.role_arn,
+            session_name=name,
+            source_identity=name,
+            policy=rule.session_policy,
+            duration_seconds=rule.duration_seconds,
+        ),
+    )
 
 
 def _session_key(rule: Rule, config: Config) -> str:
@@ -225,7 +263,7 @@ def _compile_rule(index: int, rule: Rule, config: Config) -> CompiledRule:
         access=rule.access,
         conditions=tuple(Condition.compile(claim, cond) for claim, cond in rule.claims.items()),
         globs=tuple(Glob.compile(glob) for glob in rule.repositories),
-        identity_claims=((rule.source_identity,) if rule.source_identity else ()) + IDENTITY_CLAIMS,
+        identity_claim=rule.source_identity,
         session_policy=session_policy(rule.access, rule.role_arn, rule.account, rule.repositories),
         duration_seconds=config.session_duration(rule),
         session_key=_session_key(rule, config),
@@ -254,41 +292,32 @@ class Policy:
     rules: tuple[CompiledRule, ...]
 
     @overload
-    def decide(self, issuer: str, claims: Mapping[str, Any], where: Where) -> Granted | Suspended | NoRule: ...
+    def decide(
+        self, issuer: str, claims: Mapping[str, Any], where: Where
+    ) -> Granted | Unidentified | Suspended | NoRule: ...
 
     @overload
     def decide(self, issuer: str, claims: Mapping[str, Any], where: None) -> Entitled | Suspended | NoRule: ...
 
     def decide(
         self, issuer: str, claims: Mapping[str, Any], where: Where | None
-    ) -> Granted | Entitled | Suspended | NoRule:
+    ) -> Granted | Unidentified | Entitled | Suspended | NoRule:
         """The decision for a verified token from ``issuer`` with ``claims`` asking for ``where`` (None: for
-        every repository at once). The deny list first, then the first rule that matches and covers ``where``."""
+        every repository at once). The deny list first, then the first rule that matches and covers ``where``.
+
+        Without ``where`` the identity shown is the first matching rule's, or the default identity when the token
+        lacks that rule's ``source_identity`` claim (a request the rule decides is then Unidentified)."""
         for entry in self.deny:
             if entry.applies(issuer, claims):
                 return Suspended(entry, default_identity(claims))
         if where is None:
             rules = tuple(rule for rule in self.rules if rule.matches(issuer, claims))
             if rules:
-                return Entitled(rules, rules[0].identity(claims))
+                return Entitled(rules, rules[0].identity(claims) or default_identity(claims))
             return NoRule(default_identity(claims))
         for rule in self.rules:
             if rule.matches(issuer, claims) and rule.covers(where):
-                identity = rule.identity(claims)
-                name = sts_name(identity)
-                return Granted(
-                    rule=rule,
-                    identity=identity,
-                    source_identity=name,
-                    session_key=(rule.session_key, issuer, identity),
-                    request=AssumeRoleRequest(
-                        role_arn=rule.role_arn,
-                        session_name=name,
-                        source_identity=name,
-                        policy=rule.session_policy,
-                        duration_seconds=rule.duration_seconds,
-                    ),
-                )
+                return _grant(rule, issuer, claims)
         return NoRule(default_identity(claims))
 
     def rule_named(self, name: str) -> CompiledRule | None:

@@ -6,7 +6,7 @@
         claims: {sub: alice, groups: [engineering]}
         repository: app
         region: us-east-1            # optional (default us-east-1)
-        expect: developers           # a rule name, `denied` or `suspended`
+        expect: developers           # a rule name, `denied`, `suspended` or `unidentified`
 
 Each case is decided by ``Policy.decide``, exactly as the service decides a verified token with those claims.
 A case file that does not validate is refused whole, every problem naming its key (``cases[2].expect: …``).
@@ -19,9 +19,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ccweb.config import DENIED, REGION, SUSPENDED, ConfigError, messages, read_yaml
+from ccweb.config import DENIED, REGION, SUSPENDED, UNIDENTIFIED, ConfigError, messages, read_yaml
 from ccweb.explain import DEFAULT_REGION, REPOSITORY_NAME
-from ccweb.policy import Granted, Policy, Repository, Suspended
+from ccweb.policy import Granted, Policy, Repository, Suspended, Unidentified
 
 
 class Case(BaseModel):
@@ -64,7 +64,7 @@ def parse_cases(data: Any, policy: Policy) -> list[Case]:
     except ValidationError as exc:
         raise ConfigError(messages(exc)) from None
     issuers = [issuer.name for issuer in policy.config.issuers]
-    outcomes = {rule.name for rule in policy.rules} | {DENIED, SUSPENDED}
+    outcomes = {rule.name for rule in policy.rules} | {DENIED, SUSPENDED, UNIDENTIFIED}
     problems = []
     for index, case in enumerate(cases):
         if case.issuer is None and len(issuers) > 1:
@@ -74,7 +74,7 @@ def parse_cases(data: Any, policy: Policy) -> list[Case]:
             problems.append(f"cases[{index}].issuer: no issuer is named {case.issuer!r}")
         if case.expect not in outcomes:
             problems.append(f"cases[{index}].expect: {case.expect!r} is no rule of the policy, nor "
-                            f"{DENIED!r} or {SUSPENDED!r}")
+                            f"{DENIED!r}, {SUSPENDED!r} or {UNIDENTIFIED!r}")
     if problems:
         raise ConfigError(problems)
     return cases
@@ -85,13 +85,16 @@ def load_cases(path: str | Path, policy: Policy) -> list[Case]:
 
 
 def outcome(policy: Policy, case: Case) -> tuple[str, str]:
-    """What the service decides for the case: (a rule name, ``denied`` or ``suspended``; why, as words)."""
+    """What the service decides for the case: (a rule name, ``denied``, ``suspended`` or ``unidentified``; why, as
+    words)."""
     issuer = case.issuer or policy.config.issuers[0].name
     decision = policy.decide(issuer, case.claims, Repository(case.repository, case.region))
     if isinstance(decision, Granted):
         return decision.rule.name, f"rule {decision.rule.name!r} grants {decision.rule.access} access"
     if isinstance(decision, Suspended):
         return SUSPENDED, f"deny entry {decision.entry.label!r} suspends {decision.identity}"
+    if isinstance(decision, Unidentified):
+        return UNIDENTIFIED, decision.sentence("the token")
     return DENIED, f"no rule grants {case.repository!r} in {case.region}"
 
 

@@ -12,7 +12,8 @@ import pytest
 from ccweb.cli import main
 from ccweb.config import parse_config
 from ccweb.explain import ExplainError, explain, parse_claims, repository_target
-from ccweb.policy import Granted, Repository, Suspended, compile_policy
+from ccweb.iam import sts_name
+from ccweb.policy import Granted, Repository, Suspended, Unidentified, compile_policy
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-"
 POLICY_DATA: dict[str, Any] = {
@@ -35,6 +36,8 @@ POLICY_DATA: dict[str, Any] = {
          "role_arn": ROLE + "verified", "repositories": ["handbook"]},
         {"name": "ci-main", "issuer": "ci", "claims": {"repository": "acme/app"}, "role_arn": ROLE + "ci",
          "repositories": ["app-web"]},
+        {"name": "releases", "issuer": "ci", "claims": {"repository": "acme/release"}, "role_arn": ROLE + "ci",
+         "repositories": ["release"], "source_identity": "job_workflow_ref"},
     ],
 }
 POLICY = compile_policy(parse_config(POLICY_DATA))
@@ -222,7 +225,40 @@ def test_command_exits_0_when_granted(policy_file: Path, tmp_path: Path, capsys:
     assert code == 0
     assert out.splitlines()[0].startswith("repository 'x' in us-east-1 (the default; choose with --region); "
                                           "token of issuer 'corp'")
-    assert out.splitlines()[-1] == f"granted: rule 'admins' gives write access as {ROLE}admins"
+    assert out.splitlines()[-1] == f"granted: rule 'admins' gives write access as {ROLE}admins, SourceIdentity u1"
+
+
+def test_a_grant_names_the_source_identity_cloudtrail_will_show() -> None:
+    subject = "repo:acme/app:ref:refs/heads/main"
+    result = explain(POLICY, {**CI, "sub": subject, "repository": "acme/app"}, "app-web", "us-east-1")
+    assert result.lines()[-1].endswith(f", SourceIdentity {sts_name(subject)}")
+    assert sts_name(subject) != subject
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ({}, 'which the token does not carry'),
+    ({"job_workflow_ref": ["a", "b"]}, 'which the token carries as a list, not as a non-empty string or an integer'),
+], ids=["missing", "a-list"])
+def test_a_missing_source_identity_claim_is_the_denial_it_is_in_the_service(extra: dict[str, Any],
+                                                                             says: str) -> None:
+    claims = {**CI, "repository": "acme/release", **extra}
+    result = explain(POLICY, claims, "release", "us-east-1")
+    assert isinstance(result.decision, Unidentified)
+    assert result.decision == POLICY.decide("ci", claims, Repository("release", "us-east-1"))
+    assert not result.granted
+    lines = result.lines()
+    assert step_text(lines, "rules[4] 'releases'") == "  rules[4] 'releases': applies"
+    assert lines[-1] == (f'denied: rule \'releases\' takes the SourceIdentity from the claim "job_workflow_ref", '
+                         f"{says}; the service answers 403 access_denied")
+
+
+def test_command_exits_1_when_the_source_identity_claim_is_missing(policy_file: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    claims = tmp_path / "claims.json"
+    claims.write_text(json.dumps({**CI, "repository": "acme/release"}), encoding="utf-8")
+    code, out, _ = run(capsys, "--config", str(policy_file), "--claims", str(claims), "--repo", "release")
+    assert code == 1
+    assert 'from the claim "job_workflow_ref", which the token does not carry' in out.splitlines()[-1]
 
 
 def test_command_exits_1_when_denied(policy_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

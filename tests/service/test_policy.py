@@ -1,5 +1,6 @@
 """The decision core: first match in file order, claim conditions, repository globs, identities, session policies,
-the deny list first, and what a grant asks STS for (the names themselves: test_iam.py)."""
+the deny list first, what a grant asks STS for, and the refusal when a rule's ``source_identity`` claim is
+missing (the names themselves: test_iam.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from ccweb.config import parse_config
 from ccweb.iam import sts_name
-from ccweb.policy import Entitled, Granted, NoRule, Policy, Repository, Suspended, compile_policy
+from ccweb.policy import Entitled, Granted, NoRule, Policy, Repository, Suspended, Unidentified, compile_policy
 
 ACCOUNT = "111122223333"
 
@@ -64,8 +65,8 @@ CASES = [
     pytest.param("corp", {"email_verified": True, "level": "3"}, "docs", "us-east-1", None,
                  id="string-three-is-not-three"),
     pytest.param("corp", {"email_verified": True, "level": 3}, "Docs", "us-east-1", None, id="names-case-sensitive"),
-    pytest.param("ci", {"repository": "acme/app", "ref": "refs/heads/main"}, "app-web", "us-east-1", "ci-main",
-                 id="ci-rule"),
+    pytest.param("ci", {"repository": "acme/app", "ref": "refs/heads/main", "job_workflow_ref": "acme/app/ci.yml@main"},
+                 "app-web", "us-east-1", "ci-main", id="ci-rule"),
     pytest.param("corp", {"repository": "acme/app", "ref": "refs/heads/main"}, "app-web", "us-east-1", None,
                  id="other-issuer-never-matches"),
     pytest.param("ci", {"groups": "admins"}, "app-web", "us-east-1", None, id="claims-of-wrong-issuer"),
@@ -142,16 +143,59 @@ def test_the_compiled_policy_is_immutable() -> None:
         POLICY.rules[0].role_arn = "arn:aws:iam::999999999999:role/x"  # type: ignore[misc]
 
 
+WORKFLOW = {"job_workflow_ref": "acme/app/.github/workflows/ci.yml@main"}
+
+
 @pytest.mark.parametrize(("rule_index", "claims", "identity"), [
     (0, {"sub": "u-1", "email": "ann@example.com"}, "ann@example.com"),
     (0, {"sub": "u-1"}, "u-1"),
     (0, {"sub": "u-1", "email": 7}, "u-1"),
-    (3, {"sub": "repo:acme/app:ref:refs/heads/main", "job_workflow_ref": "acme/app/.github/workflows/ci.yml@main"},
-     "acme/app/.github/workflows/ci.yml@main"),
-    (3, {"sub": "repo:acme/app"}, "repo:acme/app"),
-], ids=["email", "sub-without-email", "non-string-email", "rule-claim", "rule-claim-missing"])
+    (0, {"sub": "u-1", "email": ""}, "u-1"),
+    (3, {"sub": "repo:acme/app:ref:refs/heads/main", **WORKFLOW}, "acme/app/.github/workflows/ci.yml@main"),
+    (3, {"sub": "u-1", "job_workflow_ref": 1234}, "1234"),
+], ids=["email", "sub-without-email", "non-string-email", "empty-email", "rule-claim", "rule-claim-integer"])
 def test_identity(rule_index: int, claims: dict[str, Any], identity: str) -> None:
     assert POLICY.rules[rule_index].identity(claims) == identity
+
+
+CI_REQUEST = {"sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app", "ref": "refs/heads/main",
+              "email": "ci@example.com"}
+
+
+@pytest.mark.parametrize(("value", "held"), [
+    (None, None), ("", "an empty string"), ("  ", "a blank string"), (["a", "b"], "a list"),
+    ({"a": 1}, "an object"), (True, "a boolean"), (1.5, "a decimal number"),
+], ids=["missing", "empty", "blank", "list", "object", "boolean", "float"])
+def test_a_rules_source_identity_claim_that_names_no_one_refuses_without_a_fallback(value: object,
+                                                                                     held: str | None) -> None:
+    claims = CI_REQUEST if value is None else {**CI_REQUEST, "job_workflow_ref": value}
+    decision = POLICY.decide("ci", claims, Repository("app-web", "us-east-1"))
+    assert isinstance(decision, Unidentified)
+    assert (decision.rule.name, decision.claim, decision.held) == ("ci-main", "job_workflow_ref", held)
+    assert decision.identity == "ci@example.com", "who was refused, for the audit line"
+    assert 'takes the SourceIdentity from the claim "job_workflow_ref", which the token ' in decision.sentence(
+        "the token")
+
+
+def test_a_rule_that_does_not_cover_the_repository_needs_no_source_identity_claim() -> None:
+    decision = POLICY.decide("ci", CI_REQUEST, Repository("other", "us-east-1"))
+    assert isinstance(decision, NoRule)
+    entitled = POLICY.decide("ci", CI_REQUEST, None)
+    assert isinstance(entitled, Entitled)
+    assert ([r.name for r in entitled.rules], entitled.identity) == (["ci-main"], "ci@example.com")
+
+
+def test_distinct_subjects_get_distinct_source_identities_in_the_request() -> None:
+    policy = config({"name": "everyone", "source_identity": "sub"})
+    subjects = ["repo:acme/app:ref:refs/heads/release/1.0", "repo:acme/app:ref:refs/heads/release-1.0",
+                "jörg@example.com", "j-rg@example.com", "a" * 64 + "1", "a" * 64 + "2"]
+    requests = []
+    for subject in subjects:
+        decision = policy.decide("corp", {"sub": subject}, Repository("app", "us-east-1"))
+        assert isinstance(decision, Granted)
+        requests.append(decision.request)
+    assert len({r.source_identity for r in requests}) == len(subjects)
+    assert all(r.session_name == r.source_identity for r in requests)
 
 
 def statement(rule_name: str, policy: Policy = POLICY) -> dict[str, Any]:

@@ -71,7 +71,8 @@ def test_the_issuer_may_be_left_out_when_the_policy_has_one(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("cases", "message"), [
     pytest.param({"cases": [{**HOLDING[0], "expect": "admins"}]},
-                 "cases[0].expect: 'admins' is no rule of the policy, nor 'denied' or 'suspended'", id="unknown-rule"),
+                 "cases[0].expect: 'admins' is no rule of the policy, nor 'denied', 'suspended' or 'unidentified'",
+                 id="unknown-rule"),
     pytest.param({"cases": [{k: v for k, v in HOLDING[0].items() if k != "issuer"}]},
                  "cases[0].issuer: the policy has several issuers (corp, ci); name the token's", id="which-issuer"),
     pytest.param({"cases": [{**HOLDING[0], "issuer": "okta"}]}, "cases[0].issuer: no issuer is named 'okta'",
@@ -118,3 +119,32 @@ def test_an_unreadable_cases_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
     assert main(["test-policy", "--config", str(tmp_path / "policy.yaml"), str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read the cases file" in capsys.readouterr().err
+
+
+STAFF_RULE = {"name": "staff", "issuer": "corp", "claims": {"groups": "staff"}, "role_arn": ROLE + "staff",
+              "repositories": ["handbook"], "source_identity": "employee_id"}
+BOB = {"sub": "bob", "groups": ["staff"], "email": "bob@example.com"}
+
+
+def test_a_token_without_the_rules_source_identity_claim_is_its_own_outcome(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = {**POLICY, "rules": [*POLICY["rules"], STAFF_RULE]}
+    cases = [
+        {"name": "bob without an employee id", "issuer": "corp", "claims": BOB, "repository": "handbook",
+         "expect": "unidentified"},
+        {"name": "bob with one", "issuer": "corp", "claims": {**BOB, "employee_id": 4711}, "repository": "handbook",
+         "expect": "staff"},
+        {"name": "carol has a list", "issuer": "corp", "claims": {**BOB, "sub": "carol", "employee_id": [1]},
+         "repository": "handbook", "expect": "staff"},
+    ]
+    assert run(tmp_path, {"cases": cases}, policy) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "cases[2] 'carol has a list': expected staff, got unidentified (rule 'staff' takes the SourceIdentity from "
+        'the claim "employee_id", which the token carries as a list, not as a non-empty string or an integer)',
+    ]
+
+
+def test_no_rule_may_be_named_as_the_new_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = {**POLICY, "rules": [*POLICY["rules"], {**STAFF_RULE, "name": "unidentified"}]}
+    assert run(tmp_path, {"cases": HOLDING}, policy) == 2
+    assert "rules[2].name: 'unidentified' is reserved for an outcome" in capsys.readouterr().err

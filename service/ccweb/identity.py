@@ -1,0 +1,48 @@
+"""Who a verified token names: the person or job behind it, as the policy's rules read it. Pure, no I/O.
+
+    default_identity(claims)   ``email``, else ``sub``: where a rule names no ``source_identity``
+    claim_identity(value)      a rule's ``source_identity`` claim as an identity, or None when it names no one
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MISSING = object()
+"""What ``claims.get(name, MISSING)`` gives for a claim the token does not carry (null is a value)."""
+
+
+def default_identity(claims: Mapping[str, Any]) -> str:
+    """The verified person or job where no rule names a claim for it: ``email`` when it is a non-empty string,
+    else ``sub``."""
+    email = claims.get("email")
+    if isinstance(email, str) and email:
+        return email
+    return str(claims.get("sub", ""))
+
+
+def claim_identity(value: object) -> str | None:
+    """A claim's value as the identity of a person or job: a string that is not blank, as it is; an integer (not
+    a boolean), in decimal. None for anything else (missing, blank, a list, an object, a boolean, a float, null),
+    which names no one."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def held_as(value: object) -> str:
+    """What a claim holds that ``claim_identity`` refuses, as words."""
+    if isinstance(value, str):
+        return "an empty string" if not value else "a blank string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float):
+        return "a decimal number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
