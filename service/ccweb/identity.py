@@ -1,6 +1,6 @@
 """Who a verified token names: the person or job behind it, as the policy's rules read it. Pure, no I/O.
 
-    default_identity(claims)   ``email``, else ``sub``: where a rule names no ``source_identity``
+    default_identity(claims)   a verified ``email``, else ``sub``: where a rule names no ``source_identity``
     claim_identity(value)      a rule's ``source_identity`` claim as an identity, or None when it names no one
 """
 
@@ -13,11 +13,18 @@ MISSING = object()
 """What ``claims.get(name, MISSING)`` gives for a claim the token does not carry (null is a value)."""
 
 
+def email_verified(claims: Mapping[str, Any]) -> bool:
+    """Whether the token's ``email`` may name its holder: ``email_verified`` is true (``true`` or ``"true"``), or
+    absent (many IdPs leave it out). Any other value (``false``, ``"false"``, null, …) says it is not verified."""
+    value = claims.get("email_verified", MISSING)
+    return value is MISSING or value is True or (isinstance(value, str) and value.lower() == "true")
+
+
 def default_identity(claims: Mapping[str, Any]) -> str:
-    """The verified person or job where no rule names a claim for it: ``email`` when it is a non-empty string,
-    else ``sub``."""
+    """The verified person or job where no rule names a claim for it: ``email`` when it is a non-empty string
+    that ``email_verified`` does not deny, else ``sub``."""
     email = claims.get("email")
-    if isinstance(email, str) and email:
+    if isinstance(email, str) and email and email_verified(claims):
         return email
     return str(claims.get("sub", ""))
 

@@ -151,11 +151,43 @@ WORKFLOW = {"job_workflow_ref": "acme/app/.github/workflows/ci.yml@main"}
     (0, {"sub": "u-1"}, "u-1"),
     (0, {"sub": "u-1", "email": 7}, "u-1"),
     (0, {"sub": "u-1", "email": ""}, "u-1"),
+    (0, {"sub": "u-1", "email": "ann@example.com", "email_verified": True}, "ann@example.com"),
+    (0, {"sub": "u-1", "email": "ann@example.com", "email_verified": "true"}, "ann@example.com"),
+    (0, {"sub": "u-1", "email": "ann@example.com", "email_verified": False}, "u-1"),
+    (0, {"sub": "u-1", "email": "ann@example.com", "email_verified": "false"}, "u-1"),
+    (0, {"sub": "u-1", "email": "ann@example.com", "email_verified": "False"}, "u-1"),
+    (0, {"sub": "u-1", "email": "ann@example.com", "email_verified": None}, "u-1"),
     (3, {"sub": "repo:acme/app:ref:refs/heads/main", **WORKFLOW}, "acme/app/.github/workflows/ci.yml@main"),
     (3, {"sub": "u-1", "job_workflow_ref": 1234}, "1234"),
-], ids=["email", "sub-without-email", "non-string-email", "empty-email", "rule-claim", "rule-claim-integer"])
+    (3, {"sub": "u-1", "email": "ann@example.com", "email_verified": False, **WORKFLOW},
+     "acme/app/.github/workflows/ci.yml@main"),
+], ids=["email", "sub-without-email", "non-string-email", "empty-email", "verified", "verified-as-string",
+        "unverified", "unverified-as-string", "unverified-capitalised", "verified-null", "rule-claim",
+        "rule-claim-integer", "rule-claim-whatever-the-email"])
 def test_identity(rule_index: int, claims: dict[str, Any], identity: str) -> None:
     assert POLICY.rules[rule_index].identity(claims) == identity
+
+
+def test_an_unverified_email_never_names_anyone_in_any_decision() -> None:
+    claims = {"sub": "u-mallory", "email": "ann@example.com", "email_verified": False, "groups": "admins"}
+    granted = POLICY.decide("corp", claims, Repository("app", "us-east-1"))
+    assert isinstance(granted, Granted)
+    assert (granted.identity, granted.source_identity) == ("u-mallory", sts_name("u-mallory"))
+    assert granted.session_key[2] == "u-mallory"
+    entitled = POLICY.decide("corp", claims, None)
+    assert isinstance(entitled, Entitled)
+    assert entitled.identity == "u-mallory"
+    refused = POLICY.decide("corp", {**claims, "groups": []}, Repository("app", "us-east-1"))
+    assert isinstance(refused, NoRule)
+    assert refused.identity == "u-mallory"
+
+
+def test_the_deny_list_still_matches_an_unverified_email() -> None:
+    policy = config({"name": "everyone"}, deny=DENY)
+    decision = policy.decide("corp", {"sub": "u-eve", "email": "eve@example.com", "email_verified": False},
+                             Repository("app", "us-east-1"))
+    assert isinstance(decision, Suspended)
+    assert decision.identity == "u-eve"
 
 
 CI_REQUEST = {"sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app", "ref": "refs/heads/main",
