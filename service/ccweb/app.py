@@ -20,6 +20,7 @@ import httpx
 from fastapi import FastAPI
 
 from ccweb import __version__
+from ccweb.apidocs import install_docs
 from ccweb.config import Config
 from ccweb.credentials import CredentialFlow, CredentialsEndpoint, CredentialsRoute
 from ccweb.fastroutes import FastRoutes
@@ -83,6 +84,8 @@ def create_app(
         description="OIDC token in, CodeCommit git credential scoped by policy out.",
         lifespan=lifespan,
         telemetry=NO_TELEMETRY,
+        docs_url=None,  # FastAPI's /docs and /redoc load their scripts from a CDN: ccweb.apidocs serves /docs
+        redoc_url=None,
     )
     credentials = CredentialsRoute(CredentialsEndpoint(flow))
     app.router.routes.insert(0, credentials)
@@ -95,4 +98,5 @@ def create_app(
     app.state.sessions = sessions
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     return app
