@@ -1,10 +1,12 @@
 """The credential flow end to end in one process: a policy reloaded while STS answers decides again, the route
-under a root path, and the bearer token read the same way by every route."""
+under a root path, the bearer token read the same way by every route, and one SourceIdentity per identity
+(no claim standing in for a rule's missing ``source_identity`` claim, no unverified e-mail)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +17,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
+from ccweb.metrics import Metrics
 from ccweb.reload import RunningPolicy
 from ccweb.sandbox.issuer import DevIssuer
-from support import RecordingSTS, serve_issuer
+from ccweb.sts import BotoSTS, STSClient
+from support import RecordingSTS, isolate_aws, serve_issuer
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-"
 BODY = {"protocol": "https", "host": "git-codecommit.us-east-1.amazonaws.com", "path": "v1/repos/secret-repo"}
@@ -155,3 +159,130 @@ def test_a_middleware_added_later_wraps_the_credentials_route_too(issuer: DevIss
     assert (posted.status_code, wrong_method.status_code, health.status_code) == (200, 405, 200)
     assert wrong_method.json()["error"] == "method_not_allowed"
     assert SEEN == [("POST", "/v1/credentials"), ("GET", "/v1/credentials"), ("GET", "/healthz")]
+
+
+async def ask_as(issuer: DevIssuer, config: dict[str, Any], *tokens_claims: dict[str, Any],
+                 metrics: Metrics | None = None) -> tuple[list[httpx.Response], RecordingSTS]:
+    """``POST /v1/credentials`` for secret-repo once with a token of each of ``tokens_claims``, in turn."""
+    sts = RecordingSTS()
+    return await _ask_with(sts, issuer, config, tokens_claims, metrics), sts
+
+
+async def _ask_with(sts: STSClient, issuer: DevIssuer, config: dict[str, Any],
+                    tokens_claims: tuple[dict[str, Any], ...], metrics: Metrics | None = None) -> list[httpx.Response]:
+    async with httpx.AsyncClient() as http:
+        app = create_app(parse_config(config), sts=sts, http=http, metrics=metrics)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccweb") as client:
+            return [await client.post("/v1/credentials", json=BODY,
+                                      headers={"Authorization": f"Bearer {issuer.mint(claims)}"})
+                    for claims in tokens_claims]
+
+
+NEAR_SUBJECTS = [
+    "repo:acme/app:ref:refs/heads/release/1.0", "repo:acme/app:ref:refs/heads/release-1.0",
+    "repo:acme/app:ref:refs/heads/release:1.0", "jörg@example.com", "j-rg@example.com", "jérg@example.com",
+    "a" * 64 + "/one", "a" * 64 + "/two", "repo-acme-app-ref-refs-heads-release-1.0=96818b6222f003e2072b",
+]
+"""Subjects a character apart (``/``, ``:`` or a non-ASCII letter against ``-``), long ones with a common start,
+and one that is literally the name the first subject is given."""
+
+
+def test_subjects_a_character_apart_never_share_a_source_identity(issuer: DevIssuer) -> None:
+    responses, sts = asyncio.run(ask_as(issuer, policy(issuer.issuer_url), *({"sub": s} for s in NEAR_SUBJECTS)))
+    assert [r.status_code for r in responses] == [200] * len(NEAR_SUBJECTS), responses[0].text
+    names = [request.source_identity for request in sts.requests]
+    assert len(set(names)) == len(NEAR_SUBJECTS), names
+    assert all(re.fullmatch(r"[A-Za-z0-9_+=,.@-]{2,64}", name) for name in names)
+    assert [request.session_name for request in sts.requests] == names
+    assert "j-rg@example.com" in names, "a name STS accepts is kept as it is"
+    assert names[0] == NEAR_SUBJECTS[-1], "the last subject claims the first one's name, and gets its own"
+
+
+STAFF = {"name": "staff", "issuer": "corp", "claims": {"groups": "staff"}, "role_arn": ROLE + "staff",
+         "repositories": ["*"], "source_identity": "employee_id"}
+
+
+@pytest.mark.parametrize(("extra", "carried"), [
+    ({}, "does not carry"),
+    ({"employee_id": ["e-1", "e-2"]}, "carries as a list, not as a non-empty string or an integer"),
+    ({"employee_id": ""}, "carries as an empty string, not as a non-empty string or an integer"),
+], ids=["missing", "a-list", "empty"])
+def test_a_missing_source_identity_claim_is_a_403_naming_it_and_no_sts_call(
+        issuer: DevIssuer, caplog: pytest.LogCaptureFixture, extra: dict[str, Any], carried: str) -> None:
+    config = {**policy(issuer.issuer_url), "rules": [STAFF]}
+    metrics = Metrics()
+    claims = {"sub": "u-bob", "email": "bob@example.com", "groups": ["staff"], **extra}
+    with caplog.at_level(logging.INFO, logger="ccweb.audit"):
+        [response], sts = asyncio.run(ask_as(issuer, config, claims, metrics=metrics))
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "access_denied"
+    detail = response.json()["detail"]
+    assert f"rule 'staff' takes the SourceIdentity from the claim \"employee_id\", which your token (subject " \
+           f"'u-bob' of issuer 'corp') {carried}" in detail
+    assert "bob@example.com" not in detail, "the e-mail does not stand in for the claim"
+    assert sts.requests == []
+    [line] = [r.fields for r in caplog.records if r.name == "ccweb.audit"]  # type: ignore[attr-defined]
+    assert {k: line.get(k) for k in ("outcome", "reason", "rule", "identity", "source_identity")} == {
+        "outcome": "denied", "reason": "no_source_identity", "rule": "staff", "identity": "bob@example.com",
+        "source_identity": None}
+    assert 'ccweb_decisions_total{outcome="denied",rule="staff"} 1.0' in metrics.exposition().decode()
+
+
+def test_the_claim_once_present_is_the_source_identity(issuer: DevIssuer) -> None:
+    config = {**policy(issuer.issuer_url), "rules": [STAFF]}
+    claims = {"sub": "u-bob", "email": "bob@example.com", "groups": ["staff"]}
+    responses, sts = asyncio.run(ask_as(issuer, config, {**claims, "employee_id": 4711},
+                                        {**claims, "employee_id": "E 4711"}))
+    assert [r.status_code for r in responses] == [200, 200]
+    assert sts.requests[0].source_identity == "4711"
+    assert sts.requests[1].source_identity.startswith("E-4711=")
+
+
+@pytest.mark.parametrize("verified", [False, "false"], ids=["boolean", "string"])
+def test_an_email_the_idp_marks_unverified_is_never_the_source_identity(issuer: DevIssuer,
+                                                                         verified: object) -> None:
+    mallory = {"sub": "u-mallory", "email": "eve@example.com", "email_verified": verified}
+    responses, sts = asyncio.run(ask_as(issuer, policy(issuer.issuer_url), mallory,
+                                        {**mallory, "email_verified": True}, {"sub": "u-ann", "email": "ann@x.org"}))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert [r.source_identity for r in sts.requests] == ["u-mallory", "eve@example.com", "ann@x.org"]
+
+
+@pytest.fixture
+def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's STS server on loopback, the service's AWS identity a throwaway one; its URL."""
+    from moto.server import ThreadedMotoServer
+
+    isolate_aws(monkeypatch)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_through_moto_each_subject_is_its_own_assumed_role_session(issuer: DevIssuer, moto_url: str) -> None:
+    """The sessions AWS records (moto's state, read from its own API): one RoleSessionName per subject."""
+    async def scenario() -> list[httpx.Response]:
+        sts = BotoSTS(endpoint_url=moto_url)
+        try:
+            return await _ask_with(sts, issuer, policy(issuer.issuer_url), tuple({"sub": s} for s in NEAR_SUBJECTS))
+        finally:
+            await sts.aclose()
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * len(NEAR_SUBJECTS), responses[0].text
+    keys = [r.json()["username"].split("%", 1)[0] for r in responses]
+    sessions = {s["access_key_id"]: s for s in httpx.get(f"{moto_url}/moto-api/data.json").json()["sts"]["AssumedRole"]}
+    arns = [sessions[key]["arn"] for key in keys]
+    assert len(set(arns)) == len(NEAR_SUBJECTS), arns
+    assert arns[4] == "arn:aws:sts::111122223333:assumed-role/ccweb-all/j-rg@example.com"
+
+
+def test_whoami_names_the_subject_when_the_email_is_unverified(issuer: DevIssuer) -> None:
+    claims = {"sub": "u-mallory", "email": "eve@example.com", "email_verified": False}
+    _, whoami = asyncio.run(post(issuer, "", {"Authorization": f"Bearer {issuer.mint(claims)}"}))
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json()["identity"] == "u-mallory"
