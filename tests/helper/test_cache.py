@@ -88,15 +88,17 @@ def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
     store = Cache(tmp_path)
     big = {"blob": "x" * 200_000}
     store.write(big)
-    stop = threading.Event()
+    stop, reading = threading.Event(), threading.Event()
     seen: list[object] = []
 
     def reader() -> None:
         while not stop.is_set():
             seen.append(store.read() == big)
+            reading.set()
 
     thread = threading.Thread(target=reader)
     thread.start()
+    assert reading.wait(30)  # the reader is at work before the writes begin, however busy the machine
     for _ in range(30):
         store.write(big)
     stop.set()
@@ -136,18 +138,17 @@ def test_lock_makes_a_second_process_wait_then_read_what_the_first_wrote(tmp_pat
     try:
         assert ready.wait(30)
         waited: list[bool] = []
-        timer = threading.Timer(0.5, release.set)
-        timer.start()
-        started = time.monotonic()
-        with Cache(tmp_path).lock(on_wait=lambda: waited.append(True)):
-            elapsed = time.monotonic() - started
+
+        def on_wait() -> None:  # only now may the first process write and let go: this one is waiting
+            waited.append(True)
+            release.set()
+
+        with Cache(tmp_path).lock(on_wait=on_wait):
             assert Cache(tmp_path).read() == {"writer": "first"}
-        timer.join()
     finally:
         release.set()
         holder.join(30)
     assert waited == [True], "on_wait is called once when another process holds the lock"
-    assert elapsed >= 0.4
 
 
 def test_lock_is_free_again_after_use_and_on_wait_is_not_called(tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_the_lock_wait_has_a_time_limit(tmp_path: Path) -> None:
         started = time.monotonic()
         with pytest.raises(TimeoutError), Cache(tmp_path).lock(on_wait=lambda: waited.append(True), timeout=0.3):
             pytest.fail("the lock was held elsewhere")
-        assert 0.3 <= time.monotonic() - started < 5
+        assert 0.3 <= time.monotonic() - started < 30  # the limit, not for ever (30: a bound, not a measurement)
     assert waited == [True]
     with Cache(tmp_path).lock(timeout=0.3):
         pass
@@ -203,7 +204,7 @@ def test_a_replace_refused_for_longer_gives_up(tmp_path: Path, monkeypatch: pyte
     started = time.monotonic()
     with pytest.raises(PermissionError):
         cache.replace(str(tmp_path / "new"), tmp_path / "login.json", retry_seconds=0.3)
-    assert 0.3 <= time.monotonic() - started < 3 and fake.calls > 1
+    assert 0.3 <= time.monotonic() - started < 30 and fake.calls > 1  # retried for the time given, then not
     fake.calls = 0
     with pytest.raises(PermissionError):
         cache.replace(str(tmp_path / "new"), tmp_path / "login.json", retry_seconds=0.0)
