@@ -302,7 +302,7 @@ def test_the_deployment_runs_the_images_command_on_its_port() -> None:
     args = parser().parse_args(container["args"])
     assert args.command == "serve" and args.config is None
     assert args.host == "0.0.0.0"  # noqa: S104 - in a pod, the service listens on all its interfaces
-    (port,) = container["ports"]
+    (port,) = [p for p in container["ports"] if p["name"] == "http"]
     assert port["containerPort"] == args.port == 8080  # the image's EXPOSE and HEALTHCHECK
 
 
@@ -352,6 +352,112 @@ def test_network_policy_admits_the_api_port_and_lets_out_only_dns_and_https() ->
     assert egress == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
     (dns,) = [rule for rule in policy["egress"] if any(p["port"] == 53 for p in rule["ports"])]
     assert dns.get("to"), "DNS goes to the cluster's resolver only"
+
+
+# -- /metrics: on a port of its own, scraped by Prometheus, reachable from the monitoring namespace only -----
+
+MONITORING = "monitoring"
+
+
+def _admits(rule: Object, port: Object) -> bool:
+    """Whether an ingress rule lets traffic in to the container ``port`` (no ``ports``: every port)."""
+    return not rule.get("ports") or any(p["port"] in (port["name"], port["containerPort"]) for p in rule["ports"])
+
+
+def scrape_findings(docs: list[Object]) -> list[str]:
+    """What is wrong with how ``docs`` (a Deployment, its Service and NetworkPolicy) expose ``/metrics``."""
+    (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
+    (service,) = [o for o in docs if o["kind"] == "Service"]
+    (policy,) = [o for o in docs if o["kind"] == "NetworkPolicy"]
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    args = parser().parse_args(container["args"])
+    found = []
+    metrics = [p for p in container["ports"] if p["name"] == "metrics"]
+    if args.metrics_port is None or args.metrics_port == args.port:
+        return ["serve has no --metrics-port of its own: /metrics is on the API's port"]
+    if args.metrics_host not in (None, "0.0.0.0"):  # noqa: S104 - Prometheus scrapes the pod's address
+        found.append(f"--metrics-host {args.metrics_host}: Prometheus cannot reach it at the pod's address")
+    if [p["containerPort"] for p in metrics] != [args.metrics_port]:
+        return [*found, "no container port named metrics is --metrics-port"]
+    annotations = template["metadata"].get("annotations", {})
+    wanted = {"prometheus.io/scrape": "true", "prometheus.io/port": str(args.metrics_port),
+              "prometheus.io/path": "/metrics"}
+    found += [f"pod annotation {k}: {annotations.get(k)!r}, not {v!r}" for k, v in wanted.items()
+              if annotations.get(k) != v]
+    found += [f"the Service exposes {p['targetPort']}" for p in service["spec"]["ports"]
+              if p["targetPort"] in (metrics[0]["name"], args.metrics_port)]
+    for rule in policy["spec"]["ingress"]:
+        if not _admits(rule, metrics[0]):
+            continue
+        peers = rule.get("from", [])
+        if not peers or any(set(peer) != {"namespaceSelector"} or peer["namespaceSelector"] != {
+                "matchLabels": {"kubernetes.io/metadata.name": MONITORING}} for peer in peers):
+            found.append(f"the NetworkPolicy admits the metrics port from {peers or 'anywhere'}")
+    return found
+
+
+def base_objects() -> list[Object]:
+    return [copy.deepcopy(one(BASE, kind)) for kind in ("Deployment", "Service", "NetworkPolicy")]
+
+
+def test_prometheus_scrapes_the_metrics_port_which_only_the_monitoring_namespace_reaches() -> None:
+    assert scrape_findings(base_objects()) == []
+
+
+def _container(docs: list[Object]) -> Object:
+    container: Object = docs[0]["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def _metrics_args(*args: str) -> Callable[[list[Object]], None]:
+    """Replace the container's --metrics-* arguments (the last ones) with ``args``."""
+    def edit(docs: list[Object]) -> None:
+        given = _container(docs)["args"]
+        given[given.index("--metrics-port"):] = args
+    return edit
+
+
+def _annotate(docs: list[Object]) -> None:
+    docs[0]["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] = "8080"
+
+
+def _expose(docs: list[Object]) -> None:
+    docs[1]["spec"]["ports"].append({"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"})
+
+
+def _open_ingress(docs: list[Object]) -> None:
+    for rule in docs[2]["spec"]["ingress"]:
+        rule.pop("from", None)
+
+
+def _all_ports(docs: list[Object]) -> None:
+    docs[2]["spec"]["ingress"][0].pop("ports")
+
+
+def _any_namespace(docs: list[Object]) -> None:
+    for rule in docs[2]["spec"]["ingress"]:
+        for peer in rule.get("from", []):
+            peer["namespaceSelector"] = {}
+
+
+SCRAPE_MUTATIONS = {
+    "metrics-on-the-api-port": _metrics_args(),
+    "metrics-on-loopback": _metrics_args("--metrics-port", "9090", "--metrics-host", "127.0.0.1"),
+    "another-metrics-port": _metrics_args("--metrics-port", "9191"),
+    "annotation-on-the-api-port": _annotate,
+    "service-exposes-metrics": _expose,
+    "metrics-from-anywhere": _open_ingress,
+    "api-rule-admits-every-port": _all_ports,
+    "metrics-from-every-namespace": _any_namespace,
+}
+
+
+@pytest.mark.parametrize("mutate", SCRAPE_MUTATIONS.values(), ids=SCRAPE_MUTATIONS.keys())
+def test_a_metrics_port_exposed_or_unscraped_is_caught(mutate: Callable[[list[Object]], None]) -> None:
+    docs = base_objects()
+    mutate(docs)
+    assert scrape_findings(docs)
 
 
 # -- the example overlay ------------------------------------------------------------------------------------
@@ -411,6 +517,7 @@ def test_rendered_output_is_valid_secure_and_carries_the_policy(rendered: tuple[
     assert kinds == sorted(expected)
     (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
     assert findings(deployment) == []
+    assert scrape_findings(docs) == []
     (configmap,) = [o for o in docs if o["kind"] == "ConfigMap"]
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     assert configmap["metadata"]["name"] in {v.get("configMap", {}).get("name") for v in volumes}
