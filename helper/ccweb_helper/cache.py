@@ -8,6 +8,13 @@ never sees half of it. Writers and logins hold an exclusive lock on a separate l
 POSIX, ``msvcrt.locking`` on Windows), so parallel git processes share one login: the second waits for the
 first, for a bounded time, then reads what it wrote. The cache holds only identity-provider
 tokens, never a CodeCommit password.
+
+Only a cache no one else controls is used. On POSIX the directory and each file in it (``login.json``,
+``discovery.json``, the lock) must belong to this user (or root) and be writable by no one else, and the
+files are opened without following symbolic links. Another user's directory, one that group or others may
+write, a file another user planted, a symbolic link: the cache is not used — not read, not written, not
+locked — and the helper says so once per process on stderr (``notice``), then works on without it (a login
+is kept in memory only). Windows has no such modes; there the checks are skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -22,13 +30,44 @@ from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
-    from typing import Any
+    from typing import IO, Any
 
 FILE_NAME = "login.json"
 LOCK_NAME = "login.lock"
 MAX_BYTES = 1 << 20
 REPLACE_SECONDS = 1.0  # Windows: how long to retry replacing a file another process has open
 POLL_SECONDS = 0.1
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX: a symbolic link in the file's place is refused (ELOOP)
+READ_FLAGS = os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+LOCK_FLAGS = os.O_RDWR | os.O_CREAT | NOFOLLOW | getattr(os, "O_BINARY", 0)
+ROOT = 0  # the other owner a cache may have: root can change anything of this user's anyway
+_said: set[str] = set()  # what ``notice`` has said in this process
+
+
+def untrusted(mode: int, owner: int, me: int) -> str | None:
+    """Why a file or directory of ``mode`` owned by ``owner`` is not to be trusted by the user ``me``, as the
+    end of a sentence ("is owned by …"); None when it is (pure)."""
+    if owner not in (me, ROOT):
+        return f"is owned by another user (uid {owner})"
+    writers = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if mode & bit]
+    if writers:
+        return f"is writable by {' and '.join(writers)} (mode {stat.S_IMODE(mode):04o})"
+    return None
+
+
+def notice(text: str, stderr: IO[str] | None = None) -> None:
+    """``ccweb: text`` on ``stderr`` (by default the process's), at most once per process."""
+    if text in _said:
+        return
+    _said.add(text)
+    stream = sys.stderr if stderr is None else stderr
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no stderr, or a closed one
+        stream.write(f"ccweb: {text}\n")
+        stream.flush()
+
+
+def _shown(path: Path) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(path))
 
 
 def cache_dir(env: Mapping[str, str], platform: str = sys.platform, home: str | None = None) -> Path:
@@ -53,29 +92,85 @@ class Cache:
 
     ``name`` is the file: the login cache by default; ``discovery.json`` holds what services said about
     themselves (``discovery``), with the same modes and atomic replacement. ``platform`` (``sys.platform``)
-    decides whether a refused replacement is retried for a moment (on Windows).
+    decides whether a refused replacement is retried for a moment (on Windows). ``stderr`` is where a cache
+    that is not used is explained (``notice``); ``refused`` says why, once found.
     """
 
-    def __init__(self, directory: Path, name: str = FILE_NAME, *, platform: str = sys.platform) -> None:
+    def __init__(self, directory: Path, name: str = FILE_NAME, *, platform: str = sys.platform,
+                 stderr: IO[str] | None = None) -> None:
         self.directory = directory
         self.path = directory / name
         self.lock_path = directory / LOCK_NAME
         self.replace_seconds = REPLACE_SECONDS if platform == "win32" else 0.0
+        self.stderr = stderr
+        self.refused: str | None = None
+
+    def _refuse(self, text: str) -> None:
+        self.refused = text
+        notice(text, self.stderr)
+
+    def _usable(self) -> bool:
+        """Whether the cache may be used: False (said once) when its directory is not the user's alone."""
+        if self.refused is not None:
+            return False
+        if os.name != "posix":
+            return True
+        try:
+            info = os.stat(self.directory)
+        except OSError:
+            return True  # none yet, or no directory: nothing to read, and writing makes it or fails
+        why = untrusted(info.st_mode, info.st_uid, os.geteuid())
+        if why is None:
+            return True
+        where = _shown(self.directory)
+        fix = (f"run `chmod 700 {where}`" if why.startswith("is writable") else "chown it to yourself")
+        self._refuse(f"not using the cache directory {where}: it {why}; {fix}, or set CCWEB_CACHE_DIR to a "
+                     "directory of your own. Working without a cache: a login is not kept.")
+        return False
+
+    def _trusted_file(self, fd: int, path: Path) -> bool:
+        """Whether the file open as ``fd`` is one to use: a regular file no one else controls (else said once)."""
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return False
+        why = untrusted(info.st_mode, info.st_uid, os.geteuid()) if os.name == "posix" else None
+        if why is not None:
+            self._refuse(f"not using the cache file {_shown(path)}: it {why}; remove it. Working without a cache.")
+        return why is None
+
+    def _symbolic_link(self, path: Path) -> bool:
+        """After an open refused: whether ``path`` is a symbolic link (then said once)."""
+        if not os.path.islink(path):
+            return False
+        self._refuse(f"not using the cache file {_shown(path)}: it is a symbolic link; remove it. Working without "
+                     "a cache.")
+        return True
 
     def _ensure_directory(self) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.name == "posix":
+        if os.name == "posix" and self._usable():
             info = self.directory.stat()
             if info.st_uid == os.geteuid() and info.st_mode & 0o777 != 0o700:
                 os.chmod(self.directory, 0o700)
 
     def read(self) -> dict[str, Any]:
-        """The cached document, or ``{}`` when there is none or it cannot be read as one."""
+        """The cached document, or ``{}`` when there is none, it cannot be read as one, or it is not to be used."""
+        if not self._usable():
+            return {}
         try:
-            with open(self.path, "rb") as handle:
+            fd = os.open(self.path, READ_FLAGS)
+        except OSError:
+            self._symbolic_link(self.path)
+            return {}
+        try:
+            if not self._trusted_file(fd, self.path):
+                return {}
+            with os.fdopen(fd, "rb", closefd=False) as handle:  # a regular file, checked before
                 raw = handle.read(MAX_BYTES + 1)
         except OSError:
             return {}
+        finally:
+            os.close(fd)
         if len(raw) > MAX_BYTES:
             return {}
         try:
@@ -85,8 +180,12 @@ class Cache:
         return data if isinstance(data, dict) else {}
 
     def write(self, data: Mapping[str, Any]) -> None:
-        """Replace the file atomically with ``data``; mode 0600 from the first byte."""
-        self._ensure_directory()
+        """Replace the file atomically with ``data``; mode 0600 from the first byte. Nothing is written to a
+        cache that is not used (``refused``)."""
+        if self.refused is None:
+            self._ensure_directory()
+        if self.refused is not None:
+            return
         fd, temporary = _temporary(self.directory, "." + self.path.stem + "-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -100,7 +199,9 @@ class Cache:
             raise
 
     def remove(self) -> bool:
-        """Delete the file; whether there was one."""
+        """Delete the file; whether there was one (nothing is removed from a cache that is not used)."""
+        if not self._usable():
+            return False
         try:
             os.unlink(self.path)
         except FileNotFoundError:
@@ -111,10 +212,15 @@ class Cache:
     def lock(self, on_wait: Callable[[], None] | None = None, timeout: float | None = None) -> Iterator[None]:
         """Hold the exclusive lock; ``on_wait`` is called once if another process holds it first.
 
-        TimeoutError when another process holds it for more than ``timeout`` seconds (None: wait for ever).
+        TimeoutError when another process holds it for more than ``timeout`` seconds (None: wait for ever). A
+        cache that is not used (``refused``, or found so now) is not locked: there is nothing to share.
         """
-        self._ensure_directory()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if self.refused is None:
+            self._ensure_directory()
+        fd = self._open_lock() if self.refused is None else None
+        if fd is None:
+            yield
+            return
         try:
             if not _try_lock(fd):
                 if on_wait is not None:
@@ -130,6 +236,27 @@ class Cache:
                 _unlock(fd)
         finally:
             os.close(fd)
+
+    def _open_lock(self) -> int | None:
+        """The lock file, open; None when it is not one to use (said once)."""
+        try:
+            fd = os.open(self.lock_path, LOCK_FLAGS, 0o600)
+        except OSError:
+            if self._symbolic_link(self.lock_path):
+                return None
+            raise
+        try:
+            trusted = self._trusted_file(fd, self.lock_path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not trusted:
+            os.close(fd)
+            if self.refused is None:
+                self._refuse(f"not using the lock {_shown(self.lock_path)}: it is not a regular file; remove it. "
+                             "Working without a cache.")
+            return None
+        return fd
 
 
 def _temporary(directory: Path, prefix: str) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -217,3 +218,145 @@ def test_write_retries_the_replace_on_windows(tmp_path: Path, monkeypatch: pytes
     Cache(tmp_path, platform="win32").write({"v": 1})
     assert Cache(tmp_path).read() == {"v": 1} and fake.calls == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["login.json"]
+
+
+# A cache no one else controls ------------------------------------------------------------------------------
+
+POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX owners and modes")
+ME = 1000
+
+
+@pytest.mark.parametrize(("mode", "owner", "why"), [
+    (0o700, ME, None),
+    (0o755, ME, None),
+    (0o600, ME, None),
+    (0o644, 0, None),
+    (0o700, 65534, "is owned by another user (uid 65534)"),
+    (0o770, ME, "is writable by group (mode 0770)"),
+    (0o702, ME, "is writable by others (mode 0702)"),
+    (0o1777, ME, "is writable by group and others (mode 1777)"),
+    (0o666, 65534, "is owned by another user (uid 65534)"),
+], ids=["mine", "mine-readable", "my-file", "root's", "another-user's", "group-writable", "world-writable",
+        "sticky-world-writable", "another-user's-writable"])
+def test_only_what_this_user_or_root_owns_and_no_one_else_may_write_is_trusted(
+    mode: int, owner: int, why: str | None,
+) -> None:
+    assert cache.untrusted(mode, owner, ME) == why
+
+
+def nobody() -> tuple[int, int]:
+    """The uid and gid of ``nobody``; the test is skipped unless it may give files away (root)."""
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("giving a directory to another user needs root")
+    import pwd
+
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+class Said(io.StringIO):
+    """The stderr a Cache explains itself on."""
+
+    def lines(self) -> list[str]:
+        return self.getvalue().splitlines()
+
+
+def planted(directory: Path, document: dict[str, Any]) -> None:
+    directory.mkdir(mode=0o700, exist_ok=True)
+    (directory / "login.json").write_text(json.dumps(document))
+
+
+def contents(directory: Path) -> dict[str, bytes]:
+    """The regular files of ``directory`` but the lock (which a usable lock creates, empty)."""
+    return {p.name: p.read_bytes() for p in directory.iterdir()
+            if p.is_file() and not p.is_symlink() and p.name != "login.lock"}
+
+
+def assert_not_used(directory: Path, said: Said, sentence: str) -> None:
+    """A Cache in ``directory`` reads nothing and writes nothing, and says ``sentence`` once."""
+    before = contents(directory)
+    for _ in range(2):  # two Caches of one process, as get's discovery and login are
+        store = Cache(directory, stderr=said)
+        with store.lock():  # as a login does: lock, read, write
+            assert store.read() == {}
+            store.write({"version": 1, "logins": {"written": {}}})
+        assert store.refused is not None and store.remove() is False
+        assert store.read() == {}
+    assert contents(directory) == before, "nothing was written, created or removed"
+    assert len(said.lines()) == 1, said.lines()
+    assert said.lines()[0].startswith("ccweb: not using the cache ") and sentence in said.lines()[0]
+
+
+@POSIX
+def test_a_directory_of_another_user_is_not_used(tmp_path: Path) -> None:
+    uid, gid = nobody()
+    directory = tmp_path / "ccweb"
+    planted(directory, {"version": 1, "logins": {"k": {"id_token": "a.b.c"}}})
+    for path in (directory, directory / "login.json"):
+        os.chown(path, uid, gid)
+    said = Said()
+    assert_not_used(directory, said, f"{directory}: it is owned by another user (uid {uid}); chown it to yourself")
+    assert "CCWEB_CACHE_DIR" in said.getvalue() and not (directory / "login.lock").exists()
+
+
+@POSIX
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o777, 0o1777], ids=["group", "others", "everyone", "sticky"])
+def test_a_directory_others_may_write_is_not_used(tmp_path: Path, mode: int) -> None:
+    directory = tmp_path / "ccweb"
+    planted(directory, {"version": 1, "logins": {}})
+    directory.chmod(mode)
+    assert_not_used(directory, Said(), f"run `chmod 700 {directory}`")
+    assert stat.S_IMODE(directory.stat().st_mode) == mode, "left as it was for its owner to decide"
+
+
+@POSIX
+@pytest.mark.parametrize("name", ["login.json", "login.lock"])
+def test_a_file_of_another_user_in_the_directory_is_not_used(tmp_path: Path, name: str) -> None:
+    uid, gid = nobody()
+    planted(tmp_path, {"version": 1, "logins": {}})
+    (tmp_path / name).touch()
+    os.chown(tmp_path / name, uid, gid)
+    assert_not_used(tmp_path, Said(), f"{tmp_path / name}: it is owned by another user (uid {uid}); remove it")
+
+
+@POSIX
+@pytest.mark.parametrize("name", ["login.json", "login.lock"])
+def test_a_file_others_may_write_is_not_used(tmp_path: Path, name: str) -> None:
+    planted(tmp_path, {"version": 1, "logins": {}})
+    (tmp_path / name).touch()
+    (tmp_path / name).chmod(0o666)
+    assert_not_used(tmp_path, Said(), f"{tmp_path / name}: it is writable by group and others (mode 0666)")
+
+
+@POSIX
+def test_a_symbolic_link_in_the_lock_files_place_is_not_followed(tmp_path: Path) -> None:
+    directory, elsewhere = tmp_path / "ccweb", tmp_path / "elsewhere"
+    directory.mkdir(mode=0o700)
+    elsewhere.mkdir()
+    (directory / "login.lock").symlink_to(elsewhere / "created-through-the-link")
+    said = Said()
+    assert_not_used(directory, said, f"{directory / 'login.lock'}: it is a symbolic link; remove it")
+    assert list(elsewhere.iterdir()) == [], "no file was created where the link points"
+
+
+@POSIX
+def test_a_symbolic_link_in_the_cache_files_place_is_not_read(tmp_path: Path) -> None:
+    directory = tmp_path / "ccweb"
+    directory.mkdir(mode=0o700)
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps({"version": 1, "logins": {"planted": {}}}))
+    target.chmod(0o600)
+    (directory / "login.json").symlink_to(target)
+    assert_not_used(directory, Said(), f"{directory / 'login.json'}: it is a symbolic link; remove it")
+    assert json.loads(target.read_text()) == {"version": 1, "logins": {"planted": {}}}
+
+
+@POSIX
+def test_the_users_own_cache_says_nothing(tmp_path: Path) -> None:
+    said = Said()
+    store = Cache(tmp_path / "ccweb", stderr=said)
+    assert store.read() == {}
+    with store.lock():
+        store.write({"a": 1})
+    assert Cache(tmp_path / "ccweb", stderr=said).read() == {"a": 1}
+    assert said.getvalue() == "" and store.refused is None
