@@ -2,7 +2,11 @@
 
 ``login [--device | --browser] [--issuer NAME]`` signs in again even when a login is cached; ``status`` says
 who you are, until when, and what the service's ``GET /v1/whoami`` says you may reach (exit 1 when not
-signed in); ``logout`` revokes the refresh token where the issuer allows it and removes the cache.
+signed in); ``logout`` revokes the refresh tokens where the issuers allow it and removes the cache.
+
+A login belongs to one ccweb service (``login_tokens.service_key``): ``login`` and ``status`` are for the
+service git uses for CodeCommit (``CCWEB_URL``, else git config), or the one ``--url`` names;
+``logout --url URL`` forgets only the logins made for that service.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.hosts import HOST_FORMS
-from ccweb_helper.sources import service_url, timeout
+from ccweb_helper.sources import service_url, timeout, without_userinfo
 
 # git config may name the service per URL; a CodeCommit URL picks the usual one.
 REMOTE = f"https://{HOST_FORMS[0].sample}/"
@@ -37,6 +41,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
                          help="sign in on another device with a code (no browser needed here)")
         how.add_argument("--browser", action="store_true", help="sign in with a browser on this computer")
         parser.add_argument("--issuer", metavar="NAME", help="the identity provider to use, when there are several")
+    parser.add_argument("--url", metavar="URL", help={
+        "login": "the ccweb service to sign in for (default: CCWEB_URL, else git config ccweb.url)",
+        "status": "the ccweb service whose login to show (default: CCWEB_URL, else git config ccweb.url)",
+        "logout": "forget only the logins made for this ccweb service (default: every login)",
+    }[command])
     return parser
 
 
@@ -50,8 +59,8 @@ def main(command: str, args: list[str], env: Mapping[str, str] | None = None,
         if command == "login":
             return _login(options, environ, out, err)
         if command == "status":
-            return _status(environ, out, err)
-        return _logout(environ, out, err)
+            return _status(_service(environ, options.url), bool(options.url), environ, out, err)
+        return _logout(options.url, environ, out, err)
     except HelperError as exc:
         err.write(f"ccweb: {one_line(exc.message)}\n")
         return 1
@@ -71,7 +80,9 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _service(env: Mapping[str, str]) -> ServiceURL:
+def _service(env: Mapping[str, str], url: str | None = None) -> ServiceURL:
+    if url:
+        return parse_service_url(without_userinfo(url, "--url"), "--url")
     configured = service_url(env, REMOTE)
     if configured is None:
         raise HelperError(
@@ -92,7 +103,7 @@ def _issuers(service: ServiceURL, seconds: float) -> tuple[LoginIssuer, ...]:
 
 
 def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
-    service = _service(env)
+    service = _service(env, options.url)
     seconds = timeout(env)
     issuers = _issuers(service, seconds)
     chosen = issuers[0]
@@ -103,11 +114,15 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
             raise HelperError(f"the ccweb service has no login issuer {options.issuer!r}; choose one of: {names}.")
         chosen = named[0]
     mode = "device" if options.device else "browser" if options.browser else "auto"
-    store = Cache(cache_dir(env))
+    store = Cache(cache_dir(env), stderr=err)
+    store.read()
+    if store.refused is not None:  # explained just now
+        raise HelperError("no sign-in was started: it could not be kept.")
+    key = login_tokens.service_key(service)
     with login.locked(store, err):
-        entry = login_flows.sign_in(chosen, env, seconds, stderr=err, mode=mode)
+        entry = {**login_flows.sign_in(chosen, env, seconds, stderr=err, mode=mode), "service": key}
         entries = login_tokens.logins(store.read())
-        entries[login_tokens.entry_key(chosen)] = entry
+        entries[login_tokens.entry_key(chosen, key)] = entry
         login.save(store, entries)
     try:
         until = f" until {_when(entry['expires_at'])}"
@@ -129,18 +144,20 @@ def _when(epoch: object) -> str:
         raise ValueError("not a time") from exc
 
 
-def _status(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
-    service = _service(env)
+def _status(service: ServiceURL, named: bool, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    """The login for ``service`` (``named`` by ``--url``, else the one git uses for CodeCommit)."""
     seconds = timeout(env)
     issuers = _issuers(service, seconds)
     id_token = login.token(service, env, seconds, stderr=err, interactive=False)
+    key = login_tokens.service_key(service)
     if id_token is None:
-        err.write("ccweb: not signed in; run `ccweb-helper login`.\n")
+        err.write(f"ccweb: not signed in for the ccweb service at {key}; run `ccweb-helper login --url {key}`.\n"
+                  if named else "ccweb: not signed in; run `ccweb-helper login`.\n")
         return 1
-    store = Cache(cache_dir(env))
+    store = Cache(cache_dir(env), stderr=err)
     entries = login_tokens.logins(store.read())
     entry: dict[str, Any] = next(
-        (e for i in issuers for e in [entries.get(login_tokens.entry_key(i))] if isinstance(e, dict)
+        (e for i in issuers for e in [entries.get(login_tokens.entry_key(i, key))] if isinstance(e, dict)
          and e.get("id_token") == id_token), {},
     )
     try:
@@ -186,23 +203,35 @@ def _rule_line(rule: Mapping[str, Any]) -> str:
     )
 
 
-def _logout(env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
-    store = Cache(cache_dir(env))
+def _logout(url: str | None, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    """Every login (the cache file removed), or with ``url`` those made for that service only."""
+    service = None if not url else login_tokens.service_key(_service(env, url))
+    store = Cache(cache_dir(env), stderr=err)
     if not os.path.lexists(store.path):
         out.write("Not signed in; nothing to forget.\n")
         return 0
     seconds = timeout(env)
     with login.locked(store, err):
         entries = login_tokens.logins(store.read())
-        revoked = sum(login_idp.revoke(entry, seconds) for entry in entries.values() if isinstance(entry, dict))
+        if store.refused is not None:  # explained just now
+            raise HelperError("nothing was forgotten: the login cache is not used.")
+        gone = {k: e for k, e in entries.items()
+                if service is None or (isinstance(e, dict) and e.get("service") == service)}
+        if service is not None and not gone:
+            out.write(f"Not signed in for {service}; nothing to forget.\n")
+            return 0
+        revoked = sum(login_idp.revoke(entry, seconds) for entry in gone.values() if isinstance(entry, dict))
         try:
-            store.remove()
+            if service is None:
+                store.remove()
+            else:
+                login.save(store, {k: e for k, e in entries.items() if k not in gone})
         except OSError as exc:
             raise HelperError(
                 f"cannot remove the login cache {store.path} ({exc.strerror or type(exc).__name__}); remove it "
                 "yourself to sign out."
             ) from None
-    out.write(f"Signed out: removed {store.path}"
-              + (f" and revoked {revoked} login{'s' if revoked != 1 else ''} at the identity provider" if revoked
-                 else "") + ".\n")
+    what = f"Signed out: removed {store.path}" if service is None else f"Signed out of {service}"
+    out.write(what + (f" and revoked {revoked} login{'s' if revoked != 1 else ''} at the identity provider"
+                      if revoked else "") + ".\n")
     return 0

@@ -4,9 +4,11 @@
 is within a minute of expiry; only the identity provider's ``invalid_grant`` or ``invalid_client`` ends a
 login, and while the provider is down the cached token serves until it expires), else — when a person is at
 a terminal — a sign-in in the browser or with a code on another device (``login_flows``). The ID token is what
-the ccweb service receives: its ``aud`` is the login client id. The checks of a token and of the cache's
-entries are in ``login_tokens``, the identity provider's endpoints, renewal and revocation in ``login_idp``.
-No token, code, verifier or refresh token is ever printed.
+the ccweb service receives: its ``aud`` is the login client id. A login is kept for the service it was made
+for and sent to no other, even one whose discovery names the same issuer and client: that service gets a
+sign-in of its own, or, without a person, a sentence saying how to sign in for it. The checks of a token and
+of the cache's entries are in ``login_tokens``, the identity provider's endpoints, renewal and revocation in
+``login_idp``. No token, code, verifier or refresh token is ever printed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ import time
 from ccweb_helper import discovery
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError
-from ccweb_helper.login_tokens import CACHE_VERSION, LAST_MARGIN, LOGIN_SECONDS, entry_key, logins, usable
+from ccweb_helper.login_tokens import (
+    CACHE_VERSION,
+    LAST_MARGIN,
+    LOGIN_SECONDS,
+    belongs,
+    elsewhere,
+    entry_key,
+    logins,
+    service_key,
+    usable,
+)
 
 # A cached token is the common case: it needs neither the identity provider (login_idp) nor a sign-in
 # (login_flows), which are imported where used.
@@ -32,6 +44,8 @@ if TYPE_CHECKING:
 
 LOCK_SECONDS = LOGIN_SECONDS + 60  # how long to wait for another helper's sign-in before giving up
 EXPIRED = "your login has expired; run `ccweb-helper login`."
+NOT_HERE = ("you have not signed in for the ccweb service at {service} (a login is used only with the service it "
+            "was made for); run `ccweb-helper login --url {service}`.")
 
 
 def can_prompt(env: Mapping[str, str], stderr: IO[str] | None = None) -> bool:
@@ -55,27 +69,30 @@ def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr
     """A valid ID token for one of the service's login issuers: cached, refreshed, or from a new sign-in.
 
     None when there is none and ``interactive`` is False (or the service offers no login); HelperError when
-    the login has expired and cannot be renewed without a person, or cannot be renewed just now.
+    the login has expired and cannot be renewed without a person, or cannot be renewed just now, or (without a
+    person) when the person signed in to the service's issuer for another service only.
     ``cached_discovery`` and ``memory`` are ``discovery.fetch``'s: where the service's document may come from.
     """
     remember = env if cached_discovery else None
     issuers = discovery.fetch(service, seconds, remember, memory=memory, clock=clock).login
     if not issuers:
         return None
-    return token_for(issuers, Cache(cache_dir(env)), env, seconds, stderr=stderr, interactive=interactive,
-                     clock=clock)
+    return token_for(issuers, Cache(cache_dir(env), stderr=stderr), env, seconds, service=service_key(service),
+                     stderr=stderr, interactive=interactive, clock=clock)
 
 
 def token_for(issuers: Sequence[LoginIssuer], store: Cache, env: Mapping[str, str], seconds: float, *,
-              stderr: IO[str], interactive: bool, clock: Callable[[], float] = time.time) -> str | None:
-    """``token`` for these issuers and this cache; ``clock`` tells the time (seconds since 1970).
+              service: str, stderr: IO[str], interactive: bool, clock: Callable[[], float] = time.time) -> str | None:
+    """``token`` for these issuers, the service ``service`` (a ``service_key``) and this cache; ``clock`` tells
+    the time (seconds since 1970).
 
     Only the identity provider's ``invalid_grant`` or ``invalid_client`` ends a login; when renewal fails for
     any other reason (the provider is down, busy or unreachable) the refresh token is kept, and the cached ID
-    token is used while it is valid at all.
+    token is used while it is valid at all. A login made for another service is neither used nor renewed.
     """
+    cached = logins(store.read())
     for login in issuers:  # the common case needs no lock: files are replaced atomically
-        found = usable(logins(store.read()).get(entry_key(login)), login, clock())
+        found = usable(cached.get(entry_key(login, service)), login, service, clock())
         if found is not None:
             return found
     from ccweb_helper.login_idp import NotRenewed, refresh  # noqa: PLC0415 (the identity provider, when needed)
@@ -84,20 +101,20 @@ def token_for(issuers: Sequence[LoginIssuer], store: Cache, env: Mapping[str, st
         entries = logins(store.read())
         expired = False
         for login in issuers:
-            key = entry_key(login)
+            key = entry_key(login, service)
             entry = entries.get(key)
-            found = usable(entry, login, clock())
+            found = usable(entry, login, service, clock())
             if found is not None:
                 return found  # another process signed in or refreshed while we waited
-            if not isinstance(entry, dict):
-                continue
+            if not isinstance(entry, dict) or not belongs(entry, login, service):
+                continue  # no login, or one made for another service: never renewed for this one
             try:
                 renewed = refresh(login, entry, seconds, now=clock())
             except NotRenewed as exc:
                 if exc.keep != entry:  # a rotated refresh token, without an ID token
                     entries[key] = exc.keep
                     save(store, entries)
-                last = usable(exc.keep, login, clock(), margin=LAST_MARGIN)
+                last = usable(exc.keep, login, service, clock(), margin=LAST_MARGIN)
                 if last is not None:
                     return last
                 raise
@@ -108,16 +125,22 @@ def token_for(issuers: Sequence[LoginIssuer], store: Cache, env: Mapping[str, st
             expired = True
             del entries[key]
             save(store, entries)
+        other = elsewhere(entries, issuers, service)
         if not interactive:
             if expired:
                 raise HelperError(EXPIRED)
+            if other:
+                raise HelperError(NOT_HERE.format(service=service))
             return None
         if expired:
             stderr.write("ccweb: your login has expired; signing in again.\n")
+        elif other:
+            stderr.write(f"ccweb: signing in for the ccweb service at {service} (a login is used only with the "
+                         "service it was made for).\n")
         from ccweb_helper.login_flows import sign_in  # noqa: PLC0415 (only when a person signs in)
 
-        entry = sign_in(issuers[0], env, seconds, stderr=stderr, clock=clock)
-        entries[entry_key(issuers[0])] = entry
+        entry = {**sign_in(issuers[0], env, seconds, stderr=stderr, clock=clock), "service": service}
+        entries[entry_key(issuers[0], service)] = entry
         save(store, entries)
         return str(entry["id_token"])
 

@@ -135,7 +135,9 @@ def refresh(login: LoginIssuer, entry: Mapping[str, Any], seconds: float, *, now
         claims = check_id_token(body["id_token"], login, now=now, subject=subject)
     except HelperError as exc:
         raise NotRenewed(exc.message, kept) from None
-    return new_entry(login, body["id_token"], claims, kept["refresh_token"])
+    service = entry.get("service")  # the renewed login stays with the service it was made for
+    return new_entry(login, body["id_token"], claims, kept["refresh_token"],
+                     service if isinstance(service, str) else None)
 
 
 def revoke(entry: Mapping[str, Any], seconds: float) -> bool:

@@ -267,8 +267,8 @@ def test_login_in_the_browser_then_get_answers_git(sandbox: Sandbox, provider: P
     assert run.stdout.startswith("Signed in to corp until ") and "renewed automatically" in run.stdout
     assert browser_runs(home) == 1
     entry = cached(home)
-    assert set(entry) == {"name", "issuer", "client_id", "id_token", "refresh_token", "expires_at"}
-    assert (entry["issuer"], entry["client_id"]) == (provider.issuer, CLIENT_ID)
+    assert set(entry) == {"name", "issuer", "client_id", "service", "id_token", "refresh_token", "expires_at"}
+    assert (entry["issuer"], entry["client_id"], entry["service"]) == (provider.issuer, CLIENT_ID, sandbox.api_url)
 
     got = helper(["get"], environment(home, sandbox), attrs())
     assert_password(got)
@@ -381,6 +381,51 @@ def test_get_signs_in_when_a_terminal_is_attached(sandbox: Sandbox, home: Path) 
     assert "browser-noise-on-stdout" in got.stderr, "the browser's stdout went to stderr, not to git"
     assert browser_runs(home) == 1
     assert_no_secrets(cached(home), got.stdout, got.stderr)
+
+
+def test_another_service_naming_the_same_issuer_gets_a_sign_in_of_its_own(
+    sandbox: Sandbox, provider: Provider, home: Path, tmp_path: Path,
+) -> None:
+    login(home, sandbox)
+    company = cached(home)
+    with service_for(provider, tmp_path / "other") as other:
+        got = helper(["get"], environment(home, other), attrs(), terminal=True)
+        assert_password(got)
+        assert f"signing in for the ccweb service at {other.api_url} (a login is used only with" in got.stderr
+        assert browser_runs(home) == 2, "a sign-in of its own, in the browser"
+        entries = json.loads((home / "cache" / "login.json").read_text())["logins"]
+        assert {e["service"] for e in entries.values()} == {sandbox.api_url, other.api_url}
+        assert company in entries.values(), "the company's login is kept as it was"
+        assert_password(helper(["get"], environment(home, other), attrs()))  # now from the cache
+    assert browser_runs(home) == 2
+
+
+def test_a_cache_directory_of_another_user_is_not_used_and_the_login_lives_in_memory(
+    sandbox: Sandbox, home: Path, tmp_path: Path,
+) -> None:
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("giving a directory to another user needs root")
+    import pwd
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(shared, nobody.pw_uid, nobody.pw_gid)
+    env = environment(home, sandbox, CCWEB_CACHE_DIR=str(shared))
+    got = helper(["get"], env, attrs(), terminal=True)
+    assert_password(got)
+    notice = (f"ccweb: not using the cache directory {shared}: it is owned by another user (uid {nobody.pw_uid}); "
+              "chown it to yourself, or set CCWEB_CACHE_DIR to a directory of your own. Working without a cache: a "
+              "login is not kept.\n")
+    assert got.stderr.startswith(notice) and got.stderr.count(notice) == 1, got.stderr
+    assert "sign in to corp in your browser" in got.stderr
+    assert list(shared.iterdir()) == [], "nothing was written there"
+    again = helper(["get"], env, attrs())
+    assert (again.code, again.stdout) == (1, "quit=1\n")
+    assert again.stderr.startswith(notice) and "or sign in with `ccweb-helper login`" in again.stderr
+    refused = helper(["login"], env)
+    assert refused.code == 1 and refused.stderr == notice + "ccweb: no sign-in was started: it could not be kept.\n"
+    assert browser_runs(home) == 1
 
 
 def test_no_interactive_login_under_ci(sandbox: Sandbox, home: Path) -> None:

@@ -13,9 +13,11 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -43,12 +45,14 @@ class Service:
         }
         self.status = 200
         self.asked: list[str] = []
+        self.audiences: list[str] = []  # what the GitHub-style token endpoint was asked for
 
     def answer(self, path: str) -> tuple[int, dict[str, Any]]:
         self.asked.append(path.split("?", 1)[0])
         if path == "/.well-known/ccweb":
             return self.status, self.document
         if path.startswith("/token"):
+            self.audiences.extend(parse_qs(urlsplit(path).query).get("audience", []))
             return 200, {"value": JWT}
         if path == "/v1/credentials":
             return 200, {"username": "ASIAEXAMPLE", "password": "20261123T000000Zsig", "password_expiry_utc": 1}
@@ -280,9 +284,9 @@ def test_a_cached_login_token_source_reads_the_kept_document(
     stand_in, url = service
     env = env_for(tmp_path)
     entry = {"name": "corp", "issuer": "https://idp.example.com", "client_id": "ccweb-cli", "id_token": JWT,
-             "expires_at": NOW + 3600}
+             "expires_at": NOW + 3600, "service": url.url}
     Cache(tmp_path / "cache").write({"version": login_tokens.CACHE_VERSION,
-                                     "logins": {"https://idp.example.com ccweb-cli": entry}})
+                                     "logins": {f"{url.url} https://idp.example.com ccweb-cli": entry}})
     for _ in range(2):
         process.restart()
         assert login.token(url, env, 5, stderr=io.StringIO(), interactive=False, cached_discovery=True,
@@ -331,3 +335,79 @@ def test_get_over_http_imports_no_module_it_does_not_need(tmp_path: Path, source
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("username=ASIAEXAMPLE\n")
     assert run.stderr == "[]"
+
+
+# A cache directory of another user, or one others may write -------------------------------------------------
+
+PLANTED = {"audience": "sts.attacker.example", "git_endpoints": [{"host": "git.example.com"}],
+           "login": [{"name": "corp", "issuer": "https://idp.attacker.example", "client_id": "ccweb-cli"}]}
+
+
+def plant_document(directory: Path, url: str, fetched_at: float, *, owner: tuple[int, int] | None = None,
+                   mode: int = 0o755) -> bytes:
+    """A fresh ``discovery.json`` for ``url`` that would send CI jobs and people elsewhere; its bytes."""
+    directory.mkdir()
+    path = directory / discovery.FILE_NAME
+    path.write_text(json.dumps({"version": 1, "services": {url: {"fetched_at": fetched_at, "document": PLANTED}}}))
+    if owner is not None:
+        for planted in (path, directory):
+            os.chown(planted, *owner)
+    directory.chmod(mode)
+    return path.read_bytes()
+
+
+def nobody() -> tuple[int, int]:
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("giving a directory to another user needs root")
+    import pwd
+
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX owners and modes")
+@pytest.mark.parametrize("whose", ["nobody", "group-writable"])
+def test_a_document_in_a_directory_another_user_controls_is_not_used(
+    service: tuple[Service, ServiceURL], tmp_path: Path, process: Process, capsys: pytest.CaptureFixture[str],
+    whose: str,
+) -> None:
+    stand_in, url = service
+    directory = tmp_path / "cache"
+    if whose == "nobody":
+        planted = plant_document(directory, url.url, NOW, owner=nobody())
+        why = "is owned by another user"
+    else:
+        planted = plant_document(directory, url.url, NOW, mode=0o775)
+        why = "is writable by group (mode 0775)"
+    for _ in range(2):
+        found = process.fetch(url, env_for(tmp_path))
+        assert found.audience == "ccweb-ci"
+        assert [login.issuer for login in found.login] == ["https://idp.example.com"]
+        process.restart()
+    assert stand_in.asked == ["/.well-known/ccweb"] * 2, "asked each time: nothing was kept there either"
+    assert (directory / discovery.FILE_NAME).read_bytes() == planted
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"ccweb: not using the cache directory {directory}: it {why}")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX owners")
+def test_a_ci_job_asks_for_the_services_audience_not_a_planted_one(tmp_path: Path) -> None:
+    stand_in = Service()
+    home = tmp_path / "home"
+    home.mkdir()
+    owner = nobody()
+    with running(stand_in) as url:
+        plant_document(home / "shared-cache", parse_service_url(url, "CCWEB_URL").url, time.time(), owner=owner)
+        env = home_env(home, CCWEB_CACHE_DIR=str(home / "shared-cache"), CCWEB_URL=url, CI="true",
+                       GITHUB_ACTIONS="true", ACTIONS_ID_TOKEN_REQUEST_URL=url + "/token?api-version=2.0",
+                       ACTIONS_ID_TOKEN_REQUEST_TOKEN=REQUEST_TOKEN)
+        run = subprocess.run([sys.executable, "-m", "ccweb_helper", "get"], input=ATTRS, env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("username=ASIAEXAMPLE\npassword=")
+    assert stand_in.audiences == ["ccweb-ci"]
+    assert run.stderr == (
+        f"ccweb: not using the cache directory {home / 'shared-cache'}: it is owned by another user (uid {owner[0]}); "
+        "chown it to yourself, or set CCWEB_CACHE_DIR to a directory of your own. Working without a cache: a login "
+        "is not kept.\n"
+    )

@@ -25,15 +25,16 @@ import pytest
 
 from ccweb_helper import callback
 from ccweb_helper.cache import Cache
-from ccweb_helper.client import HelperError
+from ccweb_helper.client import HelperError, parse_service_url
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.login import EXPIRED, can_prompt, locked, token_for
 from ccweb_helper.login_flows import pkce_pair, prefers_device, sign_in
-from ccweb_helper.login_tokens import check_id_token, entry_key, logins, usable
+from ccweb_helper.login_tokens import check_id_token, entry_key, logins, service_key, usable
 
 CLIENT_ID = "ccweb-cli"
 LOGIN = LoginIssuer("corp", "https://login.example.com", CLIENT_ID, ("openid",))
 NOW = 1_800_000_000
+SERVICE = "https://ccweb.example.com"  # the service the logins below were made for
 
 
 def _part(value: dict[str, Any] | str) -> str:
@@ -100,7 +101,7 @@ def test_id_token_checks(token: object, nonce: str | None, subject: str | None, 
 
 
 def entry(id_token: object = None, expires_at: object = NOW + 600, **changes: Any) -> dict[str, Any]:
-    return {"name": "corp", "issuer": LOGIN.issuer, "client_id": CLIENT_ID,
+    return {"name": "corp", "issuer": LOGIN.issuer, "client_id": CLIENT_ID, "service": SERVICE,
             "id_token": jwt() if id_token is None else id_token, "expires_at": expires_at, **changes}
 
 
@@ -114,6 +115,9 @@ def entry(id_token: object = None, expires_at: object = NOW + 600, **changes: An
         (entry(expires_at=NOW - 1), False),
         (entry(issuer="https://evil.example.com"), False),
         (entry(client_id="other"), False),
+        (entry(service="https://partner.example.com"), False),
+        (entry(service=SERVICE + "/"), False),
+        ({k: v for k, v in entry().items() if k != "service"}, False),
         (entry(id_token=jwt() + "\r\nX-Injected: 1"), False),
         (entry(id_token=jwt() + "\n"), False),
         (entry(id_token="a.b.c d"), False),
@@ -128,12 +132,13 @@ def entry(id_token: object = None, expires_at: object = NOW + 600, **changes: An
         ("not an entry", False),
     ],
     ids=["valid", "issuer-trailing-slash", "just-outside-the-margin", "inside-the-margin", "expired",
-         "other-issuer", "other-client", "header-injection", "trailing-newline", "space", "non-ascii",
+         "other-issuer", "other-client", "other-service", "service-spelled-otherwise", "no-service",
+         "header-injection", "trailing-newline", "space", "non-ascii",
          "two-parts", "not-a-string", "exp-infinite", "exp-NaN", "exp-huge", "exp-bool", "exp-string",
          "not-a-dict"],
 )
 def test_a_cached_token_is_used_only_when_it_is_one_valid_jwt(cached: object, found: bool) -> None:
-    got = usable(cached, LOGIN, NOW)
+    got = usable(cached, LOGIN, SERVICE, NOW)
     assert (got is not None) is found
     if found:
         assert isinstance(cached, dict) and got == cached["id_token"]
@@ -384,15 +389,21 @@ def clock() -> float:
 
 
 def plant(store: Cache, idp: StandIn, *, seconds_left: float) -> dict[str, Any]:
-    planted = {"name": "corp", "issuer": idp.issuer, "client_id": CLIENT_ID,
+    planted = {"name": "corp", "issuer": idp.issuer, "client_id": CLIENT_ID, "service": SERVICE,
                "id_token": jwt(issuer=idp.issuer, exp=int(NOW + seconds_left)),
                "expires_at": int(NOW + seconds_left), "refresh_token": "rt-1"}
-    store.write({"version": 1, "logins": {entry_key(idp.login): planted}})
+    store.write({"version": 1, "logins": {entry_key(idp.login, SERVICE): planted}})
     return planted
 
 
 def cached_entry(store: Cache, idp: StandIn) -> Any:
-    return logins(store.read()).get(entry_key(idp.login))
+    return logins(store.read()).get(entry_key(idp.login, SERVICE))
+
+
+def renew(idp: StandIn, store: Cache, *, interactive: bool, service: str = SERVICE) -> str | None:
+    """The login's token for ``service`` as ``get`` finds it, renewed at ``idp`` where needed."""
+    return token_for([idp.login], store, {}, SECONDS, service=service, stderr=io.StringIO(), interactive=interactive,
+                     clock=clock)
 
 
 NOT_NOW = {
@@ -414,7 +425,7 @@ def test_a_passing_failure_to_renew_keeps_the_login_and_uses_a_still_valid_token
     stand_in.token_answers = [answer]
     store = Cache(tmp_path)
     planted = plant(store, stand_in, seconds_left=30)  # within the renewal margin, not yet expired
-    got = token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+    got = renew(stand_in, store, interactive=False)
     assert got == planted["id_token"]
     assert stand_in.grants("refresh_token") == 1
     assert cached_entry(store, stand_in) == planted, "the refresh token was kept"
@@ -428,7 +439,7 @@ def test_a_passing_failure_to_renew_an_expired_token_is_explained_and_the_login_
     store = Cache(tmp_path)
     planted = plant(store, stand_in, seconds_left=-10)
     with pytest.raises(HelperError) as raised:
-        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=True, clock=clock)
+        renew(stand_in, store, interactive=True)
     assert raised.value.message != EXPIRED and "rt-1" not in raised.value.message
     assert cached_entry(store, stand_in) == planted, "the refresh token was kept for the next try"
 
@@ -440,10 +451,11 @@ def test_an_unreachable_identity_provider_keeps_the_login(tmp_path: Path) -> Non
     gone = LoginIssuer("corp", f"http://127.0.0.1:{port}", CLIENT_ID, ("openid",))
     store = Cache(tmp_path)
     planted = entry(id_token=jwt(issuer=gone.issuer), issuer=gone.issuer, expires_at=NOW + 30, refresh_token="rt-1")
-    store.write({"version": 1, "logins": {entry_key(gone): planted}})
-    got = token_for([gone], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+    store.write({"version": 1, "logins": {entry_key(gone, SERVICE): planted}})
+    got = token_for([gone], store, {}, SECONDS, service=SERVICE, stderr=io.StringIO(), interactive=False,
+                    clock=clock)
     assert got == planted["id_token"]
-    assert logins(store.read())[entry_key(gone)] == planted
+    assert logins(store.read())[entry_key(gone, SERVICE)] == planted
 
 
 @pytest.mark.parametrize("answer", [Answer(400, {"error": "invalid_grant"}), Answer(401, {"error": "invalid_client"})],
@@ -455,7 +467,7 @@ def test_invalid_grant_or_client_ends_the_login(stand_in: StandIn, tmp_path: Pat
     store = Cache(tmp_path)
     plant(store, stand_in, seconds_left=seconds_left)
     with pytest.raises(HelperError, match="your login has expired"):
-        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+        renew(stand_in, store, interactive=False)
     assert cached_entry(store, stand_in) is None
 
 
@@ -464,7 +476,7 @@ def test_a_renewal_without_an_id_token_keeps_the_rotated_refresh_token(stand_in:
     store = Cache(tmp_path)
     planted = plant(store, stand_in, seconds_left=-10)
     with pytest.raises(HelperError, match="renewed your login without an ID token"):
-        token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+        renew(stand_in, store, interactive=False)
     assert cached_entry(store, stand_in) == {**planted, "refresh_token": "rt-2"}
 
 
@@ -473,10 +485,59 @@ def test_a_renewal_replaces_the_cached_token(stand_in: StandIn, tmp_path: Path) 
     plant(store, stand_in, seconds_left=30)
     renewed = jwt(issuer=stand_in.issuer, nonce=None)
     stand_in.token_answers = [Answer(200, {"id_token": renewed, "refresh_token": "rt-2"})]
-    got = token_for([stand_in.login], store, {}, SECONDS, stderr=io.StringIO(), interactive=False, clock=clock)
+    got = renew(stand_in, store, interactive=False)
     assert got == renewed
     found = cached_entry(store, stand_in)
     assert (found["id_token"], found["refresh_token"]) == (renewed, "rt-2")
+    assert found["service"] == SERVICE, "the renewed login stays with its service"
+
+
+PARTNER = "https://ccweb.partner.example"
+
+
+@pytest.mark.parametrize("seconds_left", [3600, 30, -10], ids=["valid", "due-for-renewal", "expired"])
+def test_a_login_made_for_another_service_is_neither_sent_nor_renewed(stand_in: StandIn, tmp_path: Path,
+                                                                      seconds_left: int) -> None:
+    stand_in.token_answers = [Answer(200, {"id_token": jwt(issuer=stand_in.issuer, nonce=None)})]
+    store = Cache(tmp_path)
+    planted = plant(store, stand_in, seconds_left=seconds_left)
+    with pytest.raises(HelperError) as raised:
+        renew(stand_in, store, interactive=False, service=PARTNER)
+    assert raised.value.message == (
+        f"you have not signed in for the ccweb service at {PARTNER} (a login is used only with the service it was "
+        f"made for); run `ccweb-helper login --url {PARTNER}`."
+    )
+    assert stand_in.forms == [], "the refresh token was not used for the other service"
+    assert logins(store.read()) == {entry_key(stand_in.login, SERVICE): planted}
+
+
+def test_a_login_cached_without_a_service_belongs_to_none(stand_in: StandIn, tmp_path: Path) -> None:
+    store = Cache(tmp_path)
+    old = {k: v for k, v in plant(store, stand_in, seconds_left=3600).items() if k != "service"}
+    store.write({"version": 1, "logins": {f"{stand_in.issuer} {CLIENT_ID}": old}})  # how it was once keyed
+    for service in (SERVICE, PARTNER):
+        with pytest.raises(HelperError, match=f"not signed in for the ccweb service at {service} "):
+            renew(stand_in, store, interactive=False, service=service)
+    assert stand_in.forms == []
+
+
+def test_without_any_login_there_is_nothing_to_explain_here(stand_in: StandIn, tmp_path: Path) -> None:
+    assert renew(stand_in, Cache(tmp_path), interactive=False) is None  # the caller names every token source
+
+
+@pytest.mark.parametrize(("url", "key"), [
+    ("https://ccweb.example.com", "https://ccweb.example.com"),
+    ("https://CCWEB.Example.COM/", "https://ccweb.example.com"),
+    ("https://ccweb.example.com:443", "https://ccweb.example.com"),
+    ("https://ccweb.example.com:8443/ccweb/", "https://ccweb.example.com:8443/ccweb"),
+    ("https://ccweb.example.com/Team", "https://ccweb.example.com/Team"),
+    ("http://127.0.0.1:8700", "http://127.0.0.1:8700"),
+    ("http://localhost:80/", "http://localhost"),
+    ("http://[::1]:8700", "http://[::1]:8700"),
+], ids=["plain", "case-and-slash", "default-port", "port-and-path", "path-case-kept", "loopback", "http-default-port",
+        "ipv6"])
+def test_a_service_is_known_by_its_scheme_host_port_and_path(url: str, key: str) -> None:
+    assert service_key(parse_service_url(url, "CCWEB_URL")) == key
 
 
 # ---------------------------------------------------------------------- device-flow polling
