@@ -15,6 +15,11 @@
 (then ``missing_hint`` names what to configure), and raises ``HelperError`` when a token service fails or
 refuses. Neither the runner's request credential (``ACTIONS_ID_TOKEN_REQUEST_TOKEN``, ``SYSTEM_ACCESSTOKEN``)
 nor the token it returns ever appears in a message, and no secret is passed on a command line.
+
+The audience a platform is asked for comes from the service's discovery. An audience AWS STS honours
+(``STS_AUDIENCE``: ``sts.amazonaws.com`` and the names of STS's endpoints) is never asked for: a token minted
+for it could be replayed by the service, or anyone who sees it, to AWS as ``AssumeRoleWithWebIdentity`` for
+any role that trusts the platform. The service refuses such an audience at load (``ccweb check-config``) too.
 """
 
 from __future__ import annotations
@@ -34,6 +39,14 @@ if TYPE_CHECKING:
 MAX_TOKEN_CHARS = 64 * 1024
 MAX_AUDIENCE_CHARS = 1024
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+STS_AUDIENCE = re.compile(
+    r"(?:https://)?sts(?:-fips)?(?:\.[a-z0-9-]+)?\.(?:amazonaws\.com(?:\.cn)?|amazonaws\.eu|api\.aws)/?",
+    re.IGNORECASE | re.ASCII,
+)
+"""Audiences AWS STS honours, matched whole, in any case: ``sts.amazonaws.com`` (what IAM's OIDC providers
+list for GitHub Actions and EKS), STS's regional, FIPS, China, European Sovereign Cloud and dual-stack endpoint
+names (``sts.us-east-1.amazonaws.com``, ``sts-fips.us-east-1.amazonaws.com``, ``sts.amazonaws.com.cn``,
+``sts.cn-north-1.amazonaws.com.cn``, ``sts.us-east-1.api.aws``…), as bare names or https URLs."""
 
 GITHUB = "GitHub Actions"
 GITLAB = "GitLab CI"
@@ -85,6 +98,17 @@ def is_jwt(token: str) -> bool:
     return len(token) <= MAX_TOKEN_CHARS and _JWT.fullmatch(token) is not None
 
 
+def is_sts_audience(audience: str) -> bool:
+    """Whether AWS STS itself would take a token of this audience (``STS_AUDIENCE``)."""
+    return STS_AUDIENCE.fullmatch(audience.strip()) is not None
+
+
+STS_REFUSED = (
+    "the ccweb service asks CI tokens to carry the audience {audience!r}, which AWS STS itself accepts: such a "
+    "token could be replayed to AWS, so none is requested; its operators must give ccweb an audience of its own."
+)
+
+
 def _checked(token: str, source: str) -> str:
     if not is_jwt(token):
         raise HelperError(f"{source} is not an OIDC token (a JWT of three base64url parts); it was not used.")
@@ -101,6 +125,8 @@ def _audience(audience: Callable[[], str], platform: str) -> str:
     if (len(value) > MAX_AUDIENCE_CHARS or value.startswith("-")
             or any(c.isspace() or not c.isprintable() for c in value)):
         raise HelperError("the ccweb service named an audience for CI tokens that no CI platform can be asked for.")
+    if is_sts_audience(value):
+        raise HelperError(STS_REFUSED.format(audience=value))
     return value
 
 
@@ -237,7 +263,7 @@ def _known_audience(env: Mapping[str, str], known: Iterable[Discovery] | None) -
         from ccweb_helper import discovery  # noqa: PLC0415 (already loaded by whoever asks for a hint)
 
         known = discovery.cached()
-    audiences = {d.audience for d in known if d.audience}
+    audiences = {d.audience for d in known if d.audience and not is_sts_audience(d.audience)}
     if len(audiences) == 1:
         return audiences.pop()
     service = _value(env, "CCWEB_URL").rstrip("/") or "https://<ccweb service>"

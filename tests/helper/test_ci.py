@@ -526,6 +526,39 @@ def test_an_audience_no_platform_can_be_asked_for_is_refused_before_any_request(
         ci.platform_token(env, lambda: aud, 1.0)
 
 
+STS_AUDIENCES = ["sts.amazonaws.com", "STS.AmazonAWS.com", "https://sts.amazonaws.com", "https://sts.amazonaws.com/",
+                 "sts.us-east-1.amazonaws.com", "sts-fips.us-gov-west-1.amazonaws.com", "sts.amazonaws.com.cn",
+                 "sts.cn-north-1.amazonaws.com.cn", "sts.us-east-1.api.aws", "sts.eusc-de-east-1.amazonaws.eu"]
+NOT_STS = ["ccweb", "https://ccweb.example.com", "sts.amazonaws.com.evil.example", "evil-sts.amazonaws.com",
+           "sts.example.com", "my.sts.amazonaws.com", "https://sts.amazonaws.com/ccweb", "sts.amazonaws.com:443"]
+
+
+@pytest.mark.parametrize(("aud", "sts"), [(a, True) for a in STS_AUDIENCES] + [(a, False) for a in NOT_STS],
+                         ids=STS_AUDIENCES + NOT_STS)
+def test_audiences_aws_sts_honours_are_known_by_their_whole_name(aud: str, sts: bool) -> None:
+    assert ci.is_sts_audience(aud) is sts
+
+
+@pytest.mark.parametrize("aud", ["sts.amazonaws.com", "sts.eu-west-1.amazonaws.com", "https://sts.amazonaws.com.cn"])
+def test_an_audience_aws_sts_honours_is_never_asked_of_a_platform(sandbox: Sandbox, aud: str) -> None:
+    """What a service (a partner's, or one whose discovery another user planted) could do with such a token:
+    AssumeRoleWithWebIdentity at AWS for any role that trusts the platform. So the platform is not asked."""
+    stand_in = TokenService(sandbox)
+    with serve(stand_in) as url, pytest.raises(HelperError) as raised:
+        ci.platform_token(github_env(url + "/idtoken"), lambda: aud, 5.0)
+    assert raised.value.message == (
+        f"the ccweb service asks CI tokens to carry the audience {aud!r}, which AWS STS itself accepts: such a token "
+        "could be replayed to AWS, so none is requested; its operators must give ccweb an audience of its own."
+    )
+    assert stand_in.requests == []
+
+
+def test_the_gitlab_hint_never_proposes_an_audience_aws_sts_honours() -> None:
+    hint = ci.missing_hint({"GITLAB_CI": "true", "CCWEB_URL": "https://ccweb.example.com"},
+                           known=[Discovery("sts.amazonaws.com", (), ())])
+    assert hint is not None and "sts.amazonaws.com" not in hint and WHERE_TO_READ in hint
+
+
 WHERE_TO_READ = "<the audience from https://ccweb.example.com/.well-known/ccweb>"
 
 
