@@ -25,6 +25,7 @@ from pydantic import (
 from ccweb.claims import ClaimConditions, claim_name_problem
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
 from ccweb.retry import RETRY_BUDGET_SECONDS
+from ccweb_helper.ci import is_sts_audience
 from ccweb_helper.hosts import (
     REGION_PATTERN,
     REPOSITORY_NAME_CHARACTERS,
@@ -67,6 +68,15 @@ def _check_issuer_url(value: str) -> str:
 SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 
 
+def _not_sts(audience: str) -> str:
+    if is_sts_audience(audience):
+        raise ValueError(
+            f"{audience!r} is an audience AWS STS accepts: a token for it, sent to ccweb, could be replayed to AWS "
+            "(AssumeRoleWithWebIdentity); give ccweb an audience of its own"
+        )
+    return audience
+
+
 class LoginSettings(_Model):
     """Interactive login for people: a public client of the issuer (authorization code + PKCE, device flow)."""
 
@@ -89,7 +99,7 @@ class LoginSettings(_Model):
 class Issuer(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     issuer: str
-    audiences: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    audiences: Annotated[list[Annotated[str, Field(min_length=1), AfterValidator(_not_sts)]], Field(min_length=1)]
     jwks_uri: str | None = None
     login: LoginSettings | None = None
 
