@@ -31,7 +31,11 @@ class ServiceChecks(Report):
         from ccweb_helper.client import parse_service_url, request  # noqa: PLC0415
         from ccweb_helper.sources import service_url, timeout  # noqa: PLC0415
 
-        configured = service_url(self.env, SAMPLES[0][1])
+        try:
+            configured = service_url(self.env, SAMPLES[0][1])
+        except HelperError as exc:  # a URL with a user name or password, not repeated
+            self.say("FAIL", exc.message)
+            return None
         if configured is None:
             self.say("FAIL", "no ccweb service is configured: run `ccweb-helper setup --url https://<your ccweb "
                              "service>` (it writes ccweb.url), or set CCWEB_URL.")

@@ -34,17 +34,35 @@ def _git_config(*args: str) -> str | None:
     return value if result.returncode == 0 and value else None
 
 
+USERINFO = ("{source} must be an https:// URL of the ccweb service without a user name or password (not shown "
+            "here); set it to the service's address alone, e.g. https://ccweb.example.com.")
+
+
+def without_userinfo(url: str, source: str) -> str:
+    """``url`` as it is; HelperError, which repeats neither the URL nor its user name or password, when it
+    holds either (``https://user:password@host``): the helper never sends them, and must not show them."""
+    rest = url.strip()
+    authority = rest.split("://", 1)[1] if "://" in rest else rest
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    if "@" in authority:
+        raise HelperError(USERINFO.format(source=source))
+    return url
+
+
 def service_url(env: Mapping[str, str], url: str) -> tuple[str, str] | None:
-    """``(url, where it came from)`` for the git remote ``url``, or None when nothing names a service."""
+    """``(url, where it came from)`` for the git remote ``url``, or None when nothing names a service;
+    HelperError when it holds a user name or password (``without_userinfo``)."""
     value = env.get("CCWEB_URL", "").strip()
     if value:
-        return value, "CCWEB_URL"
+        return without_userinfo(value, "CCWEB_URL"), "CCWEB_URL"
     value = _git_config("--get-urlmatch", "credential.ccweburl", url) or ""
     if value:
-        return value, "git config credential.<url>.ccwebUrl"
+        where = "git config credential.<url>.ccwebUrl"
+        return without_userinfo(value, where), where
     value = _git_config("--get", "ccweb.url") or ""
     if value:
-        return value, "git config ccweb.url"
+        return without_userinfo(value, "git config ccweb.url"), "git config ccweb.url"
     return None
 
 

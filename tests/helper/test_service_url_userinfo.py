@@ -1,0 +1,101 @@
+"""A service URL with a user name or password (``https://user:password@host``) is refused, wherever it comes
+from — ``CCWEB_URL``, git config, ``--url`` — in one sentence that repeats neither the URL nor what it holds.
+The helper never sends userinfo, and a password in a URL must not end up in git's output or a CI log."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ccweb_helper.client import HelperError
+from ccweb_helper.sources import without_userinfo
+from support import home_env
+
+PASSWORD = "PLANTED-pass-7c1e"
+USER = "alice-planted"
+CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
+ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n"
+SENTENCE = "must be an https:// URL of the ccweb service without a user name or password (not shown here)"
+
+WITH_USERINFO = {
+    "user-and-password": f"https://{USER}:{PASSWORD}@ccweb.example.com",
+    "password-only": f"https://:{PASSWORD}@ccweb.example.com",
+    "token-as-user": f"https://{PASSWORD}@ccweb.example.com",
+    "loopback": f"http://{USER}:{PASSWORD}@127.0.0.1:9",
+    "with-path": f"https://{USER}:{PASSWORD}@ccweb.example.com/ccweb/",
+    "no-scheme": f"{USER}:{PASSWORD}@ccweb.example.com",
+    "not-a-url-either": f"https://{USER}:{PASSWORD}@[::1",
+    "at-sign-twice": f"https://{USER}@{PASSWORD}@ccweb.example.com",
+}
+
+
+@pytest.mark.parametrize("url", list(WITH_USERINFO.values()), ids=list(WITH_USERINFO))
+def test_userinfo_is_refused_without_being_repeated(url: str) -> None:
+    with pytest.raises(HelperError) as raised:
+        without_userinfo(url, "CCWEB_URL")
+    assert raised.value.message.startswith(f"CCWEB_URL {SENTENCE}")
+    assert PASSWORD not in raised.value.message and USER not in raised.value.message
+
+
+@pytest.mark.parametrize("url", ["https://ccweb.example.com", "https://ccweb.example.com/team@corp",
+                                 "https://ccweb.example.com?x=a@b", "http://127.0.0.1:8700"],
+                         ids=["plain", "at-in-path", "at-in-query", "loopback"])
+def test_urls_without_userinfo_pass_as_they_are(url: str) -> None:
+    assert without_userinfo(url, "CCWEB_URL") == url
+
+
+def run(home: Path, args: list[str], stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ccweb_helper", *args], input=stdin,
+                          env=home_env(home, CCWEB_CACHE_DIR=str(home / "cache"), **env), capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def git_config(home: Path, key: str, value: str) -> None:
+    subprocess.run(["git", "config", "--global", key, value], env=home_env(home), check=True, timeout=30)
+
+
+def assert_secret_free(result: subprocess.CompletedProcess[str]) -> None:
+    for text in (result.stdout, result.stderr):
+        assert PASSWORD not in text and USER not in text, text
+
+
+@pytest.mark.parametrize("url", list(WITH_USERINFO.values()), ids=list(WITH_USERINFO))
+def test_get_refuses_ccweb_url_with_userinfo_in_one_line(home: Path, url: str) -> None:
+    got = run(home, ["get"], ATTRS, CCWEB_URL=url, CCWEB_TOKEN="a.b.c")
+    assert (got.returncode, got.stdout) == (1, "quit=1\n")
+    assert got.stderr == f"ccweb: CCWEB_URL {SENTENCE}; set it to the service's address alone, e.g. " \
+                         "https://ccweb.example.com.\n"
+    assert_secret_free(got)
+
+
+@pytest.mark.parametrize(("key", "source"), [
+    (f"credential.https://{CODECOMMIT}.ccwebUrl", "git config credential.<url>.ccwebUrl"),
+    ("ccweb.url", "git config ccweb.url"),
+], ids=["credential-url", "ccweb.url"])
+def test_get_refuses_a_git_config_url_with_userinfo(home: Path, key: str, source: str) -> None:
+    git_config(home, key, WITH_USERINFO["user-and-password"])
+    got = run(home, ["get"], ATTRS, CCWEB_TOKEN="a.b.c")
+    assert (got.returncode, got.stdout) == (1, "quit=1\n")
+    assert got.stderr.startswith(f"ccweb: {source} {SENTENCE}") and got.stderr.count("\n") == 1
+    assert_secret_free(got)
+
+
+@pytest.mark.parametrize("args", [["login", "--url"], ["status", "--url"], ["logout", "--url"], ["setup", "--url"]],
+                         ids=["login", "status", "logout", "setup"])
+def test_the_commands_refuse_a_url_option_with_userinfo(home: Path, args: list[str]) -> None:
+    got = run(home, [*args, WITH_USERINFO["user-and-password"]])
+    assert got.returncode != 0
+    assert f"--url {SENTENCE}" in got.stderr and got.stderr.count("\n") == 1, got.stderr
+    assert_secret_free(got)
+
+
+@pytest.mark.parametrize("args", [["status"], ["login"], ["doctor"], ["setup", "--dry-run"]])
+def test_the_commands_refuse_ccweb_url_with_userinfo(home: Path, args: list[str]) -> None:
+    got = run(home, args, CCWEB_URL=WITH_USERINFO["password-only"])
+    assert got.returncode != 0
+    assert f"CCWEB_URL {SENTENCE}" in got.stdout + got.stderr
+    assert "Traceback" not in got.stderr
+    assert_secret_free(got)
