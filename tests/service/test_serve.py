@@ -127,6 +127,7 @@ def test_every_worker_takes_its_settings_from_the_command_line(tmp_path: Path, w
         )
     try:
         wait_until_healthy(server, f"http://127.0.0.1:{port}")
+        wait_for_startups(server, log, workers)  # a SIGHUP before a worker's own handler is set would end it
         assert audiences() == {"ccweb"}
         config.write_text(CHANGED)
         time.sleep(3)  # longer than the default interval (2 s), after which every worker would have reloaded
@@ -145,10 +146,19 @@ def test_every_worker_takes_its_settings_from_the_command_line(tmp_path: Path, w
     assert "Traceback" not in text
 
 
+def wait_for_startups(server: subprocess.Popen[str], log: Path, workers: int) -> None:
+    """Until each of ``workers`` has said in ``log`` that its startup is complete (by then it handles SIGHUP
+    itself); a bound of 60 s against a hang, not a measurement."""
+    deadline = time.monotonic() + 60
+    while log.read_text().count("Application startup complete.") < workers:
+        assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
 def _connections_by_worker(master: int, port: int, expected: int) -> dict[int, int]:
     """How many established connections to ``port`` each worker (child of ``master``) holds, once ``expected``
-    are accepted (or after 10 s)."""
-    deadline = time.monotonic() + 10
+    are accepted (or after 60 s: a worker may start seconds after the other on a busy machine)."""
+    deadline = time.monotonic() + 60
     while True:
         established = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
