@@ -293,6 +293,8 @@ def test_sighup_reloads_ccweb_serve(tmp_path: Path, workers: int) -> None:
                 return None
 
         [before] = wait_for(started, "the service to start", timeout=60)
+        wait_for(lambda: log_path.read_text().count("Application startup complete.") >= workers,
+                 "every worker to start (a SIGHUP before its handler is set would end it)", timeout=60)
         write(path, policy("http://127.0.0.1:9/", aws={"session_duration": 7200}))
         time.sleep(0.5)
         assert _digests(url, 4 * workers) == {before}  # not polled: nothing happens until SIGHUP
