@@ -202,11 +202,17 @@ def test_two_workers_report_the_sum_of_their_counts_and_clean_up(
 
 
 
+BOUND = 60.0
+"""Seconds a request to ``ccweb serve`` may take, or its counts to settle: a bound against a hang, not a
+measurement (a worker that starts late on a busy machine holds the connections the kernel gave it until then)."""
+
+
 def _until_both_workers_served(url: str, scrape: str, token: str) -> int:
     """Send credential requests, each on a fresh connection, until both workers have verified a token (each
     fetches the issuer's keys once, which ``scrape`` counts); return how many were sent."""
     def issue(_: int) -> None:
-        response = httpx.post(f"{url}/v1/credentials", json=BODY, headers={"Authorization": f"Bearer {token}"})
+        response = httpx.post(f"{url}/v1/credentials", json=BODY, headers={"Authorization": f"Bearer {token}"},
+                              timeout=BOUND)
         assert response.status_code == 200, response.text
 
     sent = 0
@@ -214,16 +220,16 @@ def _until_both_workers_served(url: str, scrape: str, token: str) -> int:
         while sent < 400:
             list(pool.map(issue, range(40)))
             sent += 40
-            if total(httpx.get(scrape).text, "ccweb_key_refreshes_total", result="ok") == 2:
+            if total(httpx.get(scrape, timeout=BOUND).text, "ccweb_key_refreshes_total", result="ok") == 2:
                 return sent
     pytest.fail(f"one worker served all {sent} requests")
 
 
 def _settled(scrape: str, sent: int) -> str:
     """A scrape, once the last responses are counted (a worker counts just after it sends); never more."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + BOUND
     while True:
-        text = httpx.get(scrape).text
+        text = httpx.get(scrape, timeout=BOUND).text
         counted = total(text, "ccweb_requests_total", route="/v1/credentials")
         assert counted <= sent
         if counted == sent or time.monotonic() > deadline:
