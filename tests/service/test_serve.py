@@ -77,7 +77,8 @@ def test_serve_runs_two_workers_from_the_environment_config(tmp_path: Path) -> N
                 assert time.monotonic() < deadline, "the service did not start"
                 time.sleep(0.2)
         assert health.json() == {"status": "ok"}
-        denied = httpx.post(f"http://127.0.0.1:{port}/v1/credentials", json={})
+        # the other worker may still be starting: a bound for its connection to wait in, not a measurement
+        denied = httpx.post(f"http://127.0.0.1:{port}/v1/credentials", json={}, timeout=60)
         assert denied.status_code == 401
         assert denied.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
         if sys.platform == "linux":
