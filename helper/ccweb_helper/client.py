@@ -1,7 +1,9 @@
-"""HTTP/1.1 to the ccweb service and its peers: bounded timeouts, size-capped answers, one-line errors.
+"""HTTP/1.1 to the ccweb service and its peers: one deadline per exchange, size-capped answers, one-line errors.
 
 Every failure becomes a ``HelperError`` whose message is a sentence for the person at the terminal. No
-message ever contains the token: it travels only in the ``Authorization`` header.
+message ever contains the token: it travels only in the ``Authorization`` header. The timeout bounds the whole
+exchange (connection, TLS handshake, request, answer), however slowly the peer sends; the answer is read by
+``http11``.
 
 Git starts the helper for every fetch and push, so its start-up is kept short: one request per connection
 (``Connection: close``) spoken over ``socket`` directly, since ``http.client`` alone costs more to import
@@ -17,16 +19,14 @@ import sys
 from urllib.parse import urlsplit
 
 from ccweb_helper.hosts import is_loopback
+from ccweb_helper.http11 import MAX_RESPONSE_BYTES, BadAnswer, Deadline, digits, read_answer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     import ssl
-    from io import BufferedReader
     from typing import Any, NamedTuple
 
-MAX_RESPONSE_BYTES = 1 << 20
-MAX_LINE_BYTES = 65536  # a status or header line, or a chunk size, as http.client allows
-MAX_HEADERS = 100
 USER_AGENT = "ccweb-helper"
 
 
@@ -112,9 +112,9 @@ def http_json(
 
     ``url`` must be https, or http to a loopback address; ``what`` names the party in error sentences
     ("the GitHub Actions token service"), ``where`` its address (default: the URL's origin) and ``hint``
-    the setting to check when it cannot be reached. The answer is size-capped; ``body`` of the Response is the
-    parsed JSON object, or None when the answer was not a JSON object. No header value (a token) ever
-    appears in an error.
+    the setting to check when it cannot be reached. ``timeout`` bounds the whole exchange. The answer is
+    size-capped; ``body`` of the Response is the parsed JSON object, or None when the answer was not a JSON
+    object. No header value (a token) ever appears in an error.
     """
     try:
         parts = urlsplit(url)
@@ -139,9 +139,8 @@ def http_json(
     import socket  # noqa: PLC0415 (the interpreter starts faster without it: store and erase never need it)
 
     try:
-        status, answer_headers, raw = _exchange(
-            parts.scheme, parts.hostname, port, method=method, target=target, headers=sent, body=body, timeout=timeout
-        )
+        status, answer_headers, raw = _exchange(parts.scheme, parts.hostname, port, method=method, target=target,
+                                                headers=sent, body=body, deadline=Deadline(timeout))
     except BadAnswer as exc:
         check = f"; check {hint}, and that it is running" if hint else ""
         raise HelperError(f"cannot reach {what} at {origin} ({exc.kind}){check}.") from None
@@ -178,24 +177,14 @@ def _header_value(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-class BadAnswer(Exception):
-    """The peer did not speak HTTP/1.1; ``kind`` names what was wrong (never any of the data)."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
-
-
 def _exchange(
     scheme: str, hostname: str, port: int | None, *, method: str, target: str, headers: dict[str, str],
-    body: bytes | None, timeout: float,
+    body: bytes | None, deadline: Deadline,
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a new connection: (status, headers with lower-case names, at most
-    ``MAX_RESPONSE_BYTES + 1`` bytes of the body). ``timeout`` bounds the connection and each read, as
-    ``http.client`` does. OSError (``socket.gaierror``, ``ssl.SSLError``, timeouts …), UnicodeError or
-    BadAnswer when it fails."""
-    import socket  # noqa: PLC0415
-
+    ``MAX_RESPONSE_BYTES + 1`` bytes of the body). ``deadline`` bounds the whole exchange: the connection,
+    the TLS handshake, the request and every read of the answer share it. OSError (``socket.gaierror``,
+    ``ssl.SSLError``, TimeoutError …), UnicodeError or BadAnswer when it fails."""
     if any(c <= " " or c == "\x7f" for c in target):
         raise BadAnswer("InvalidURL")  # would break the request line
     default_port = 443 if scheme == "https" else 80
@@ -210,30 +199,48 @@ def _exchange(
         head.append(f"Content-Length: {len(body or b'')}")
     head.append("Connection: close")
     message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    sock = socket.create_connection((address, port or default_port), timeout=timeout)  # type: ignore[arg-type]
+    sock = _connect(address, port or default_port, deadline)
     try:
         if scheme == "https":
             import ssl  # noqa: PLC0415 (only for https)
 
             context, lazy = tls_context()
             try:
+                sock.settimeout(deadline.left())  # the handshake, as a whole
                 sock = context.wrap_socket(sock, server_hostname=hostname)
             except ssl.SSLCertVerificationError:
                 if not lazy:
                     raise
                 # Not in the hashed directory (a bundle edited by hand?): once more, with every authority loaded.
                 sock.close()
-                sock = socket.create_connection((address, port or default_port), timeout=timeout)  # type: ignore[arg-type]
+                sock = _connect(address, port or default_port, deadline)
+                sock.settimeout(deadline.left())
                 sock = tls_context(every_authority=True)[0].wrap_socket(sock, server_hostname=hostname)
+        sock.settimeout(deadline.left())  # sendall: the whole request
         sock.sendall(message)
-        with sock.makefile("rb") as reader:
-            status, answer_headers = _head(reader)
-            while 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-                status, answer_headers = _head(reader)
-            return status, answer_headers, _body(reader, method, status, answer_headers)
+        with deadline.reader(sock) as reader:
+            return read_answer(reader, method)
     finally:
         sock.close()
 
+
+def _connect(address: bytes, port: int, deadline: Deadline) -> socket.socket:
+    """A connection to the first of ``address``'s addresses that takes one, within what is left of ``deadline``
+    (``socket.create_connection`` would give each address the whole time again)."""
+    import socket  # noqa: PLC0415
+
+    error: OSError = OSError("no address")
+    for family, kind, proto, _, peer in socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(deadline.left())
+            sock.connect(peer)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    raise error
 
 def tls_context(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:
     """The verifying TLS context, and whether it finds the certificate authorities lazily.
@@ -263,79 +270,6 @@ def _hashed(directory: str) -> bool:
         return False
 
 
-def _digits(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also takes superscripts such as '²', which int() refuses."""
-    return text.isascii() and text.isdigit()
-
-
-def _line(reader: BufferedReader) -> bytes:
-    line = reader.readline(MAX_LINE_BYTES + 1)
-    if len(line) > MAX_LINE_BYTES:
-        raise BadAnswer("LineTooLong")
-    return line
-
-
-def _head(reader: BufferedReader) -> tuple[int, dict[str, str]]:
-    line = _line(reader)
-    if not line:
-        raise BadAnswer("RemoteDisconnected")
-    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
-    code = rest.strip().partition(" ")[0]
-    if not version.startswith("HTTP/") or len(code) != 3 or not _digits(code) or code[0] == "0":
-        raise BadAnswer("BadStatusLine")
-    headers: dict[str, str] = {}
-    name = ""
-    for _ in range(MAX_HEADERS + 1):
-        text = _line(reader).decode("latin-1").rstrip("\r\n")
-        if not text:
-            return int(code), headers
-        if text[0] in " \t":  # an obsolete folded line continues the previous header
-            if name:
-                headers[name] = (headers[name] + " " + text.strip()).strip()
-            continue
-        field, sep, value = text.partition(":")
-        if sep:
-            name = field.strip().lower()
-            headers[name] = value.strip()  # a repeated header: the last one counts
-    raise BadAnswer("TooManyHeaders")
-
-
-def _body(reader: BufferedReader, method: str, status: int, headers: dict[str, str]) -> bytes:
-    limit = MAX_RESPONSE_BYTES + 1
-    if method == "HEAD" or status in (204, 304):
-        return b""
-    if headers.get("transfer-encoding", "").replace(" ", "").lower().rsplit(",", 1)[-1] == "chunked":
-        return _chunks(reader, limit)
-    length = headers.get("content-length", "").strip()
-    if _digits(length):
-        expected = min(int(length), limit)
-        data = reader.read(expected)
-        if len(data) < expected:
-            raise BadAnswer("IncompleteRead")
-        return data
-    return reader.read(limit)  # no length: the answer ends when the server closes the connection
-
-
-def _chunks(reader: BufferedReader, limit: int) -> bytes:
-    data = bytearray()
-    while True:
-        size_text = _line(reader).split(b";", 1)[0].strip()
-        if not size_text or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
-            raise BadAnswer("IncompleteRead")
-        size = int(size_text, 16)
-        if size == 0:
-            return bytes(data)  # trailers, if any, are not read: the connection is closed next
-        wanted = min(size, limit - len(data))
-        chunk = reader.read(wanted)
-        if len(chunk) < wanted:
-            raise BadAnswer("IncompleteRead")
-        data += chunk
-        if len(data) >= limit:
-            return bytes(data)
-        if _line(reader).strip():
-            raise BadAnswer("IncompleteRead")
-
-
 def error_sentence(response: Response) -> str:
     """The service's own explanation of an error response, made safe for one line of a terminal."""
     detail = response.body.get("detail")
@@ -344,7 +278,7 @@ def error_sentence(response: Response) -> str:
         f"the service refused the request (HTTP {response.status}, {code})"
     )
     retry = response.headers.get("retry-after")
-    if response.status in (429, 503) and retry and _digits(retry):
+    if response.status in (429, 503) and retry and digits(retry):
         text = f"{text.rstrip('.')} (retry after {retry} s)."
     return one_line(text)
 

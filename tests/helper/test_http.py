@@ -1,22 +1,34 @@
-"""The helper's HTTP/1.1 exchange (``client.http_json``) against a raw loopback peer that answers with exact bytes."""
+"""The helper's HTTP/1.1 exchange (``client.http_json``) against a raw loopback peer that answers with exact bytes,
+in process and through ``ccweb-helper get`` as git runs it: every malformed, hostile or slow answer ends in one
+``ccweb:`` sentence naming the server, and ``quit=1``."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from ccweb_helper import client
 from ccweb_helper.client import HelperError, http_json
+from ccweb_helper.http11 import Deadline
+from support import home_env
 
 
 class Peer:
-    """Accepts one connection on 127.0.0.1, records the request, writes ``answer`` piece by piece, closes."""
+    """Accepts one connection on 127.0.0.1, records the request, writes ``answer`` piece by piece (``interval``
+    seconds apart), closes."""
 
-    def __init__(self, answer: Sequence[bytes]) -> None:
+    def __init__(self, answer: Sequence[bytes], interval: float = 0) -> None:
         self.answer = answer
+        self.interval = interval
+        self.stopped = threading.Event()
         self.request = b""
         self.connections = 0
         self.sock = socket.socket()
@@ -52,10 +64,15 @@ class Peer:
             try:
                 for piece in self.answer:
                     conn.sendall(piece)
+                    if self.interval and self.stopped.wait(self.interval):
+                        break
             except OSError:
                 pass  # the helper stopped reading (a refused answer)
 
     def close(self) -> None:
+        self.stopped.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes an accept() still waiting for a connection
         self.sock.close()
         self.thread.join(5)
 
@@ -136,8 +153,15 @@ def test_a_length_that_is_not_ascii_digits_is_not_trusted(peer: Peer) -> None:
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort", "IncompleteRead"),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", "TooManyHeaders"),
     (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", "LineTooLong"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 12\r\n\r\n{}", "ConflictingLengths"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 12\r\n\r\n{}", "ConflictingLengths"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}", "IncompleteRead"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 40 + b"\r\n{}", "IncompleteRead"),
+    ([b"HTTP/1.1 100 Continue\r\n\r\n"] * 50, "TooManyInterimAnswers"),
 ], indirect=["peer"], ids=["closed", "not-http", "bad-code", "superscript-code", "short-body", "bad-chunk",
-                           "short-chunk", "headers", "long-line"])
+                           "short-chunk", "headers", "long-line", "cut-in-headers", "conflicting-lengths",
+                           "length-list", "huge-length", "huge-chunk", "endless-interim"])
 def test_an_answer_that_is_not_http_is_one_sentence(peer: Peer, kind: str) -> None:
     with pytest.raises(HelperError) as caught:
         http_json(peer.url, "the peer", timeout=5, headers={"Authorization": "Bearer SECRET.TOKEN.VALUE"},
@@ -168,26 +192,188 @@ def test_the_host_header_names_an_ipv6_address_in_brackets(monkeypatch: pytest.M
     sent: list[bytes] = []
 
     class Socket:
+        def __init__(self) -> None:
+            self.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+        def settimeout(self, seconds: float) -> None:
+            pass
+
         def sendall(self, data: bytes) -> None:
             sent.append(data)
 
-        def makefile(self, mode: str) -> object:
-            import io
-
-            return io.BufferedReader(io.BytesIO(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"))
+        def recv_into(self, buffer: memoryview) -> int:
+            size = min(len(buffer), len(self.answer))
+            buffer[:size], self.answer = self.answer[:size], self.answer[size:]
+            return size
 
         def close(self) -> None:
             pass
 
     addresses: list[object] = []
 
-    def connect(address: object, timeout: float) -> Socket:
-        addresses.append(address)
+    def connect(address: bytes, port: int, deadline: object) -> Socket:
+        addresses.append((address, port))
         return Socket()
 
-    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setattr(client, "_connect", connect)
     assert http_json("http://[::1]:8080/x", "the peer", timeout=5).body == {}
     assert http_json("http://localhost/x", "the peer", timeout=5).body == {}
     assert addresses == [(b"::1", 8080), (b"localhost", 80)]  # resolved as bytes: no idna codec for ASCII names
     assert b"\r\nHost: [::1]:8080\r\n" in sent[0]
     assert b"\r\nHost: localhost\r\n" in sent[1]
+
+
+# --- the deadline: one per exchange ------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_deadline_gives_what_is_left_and_nothing_once_it_has_passed() -> None:
+    clock = Clock()
+    deadline = Deadline(5, clock)
+    clock.now += 1.5
+    assert deadline.left() == 3.5
+    clock.now += 3.5
+    with pytest.raises(TimeoutError):
+        deadline.left()
+
+
+def test_every_step_of_an_exchange_waits_only_for_what_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connecting takes 2 s, sending 1 s, and the peer sends a byte a second: with 6 s, each step is given the
+    time left (4, 3, 2, 1 s), and the exchange ends when none is, not 6 s after the last byte."""
+    clock = Clock()
+    timeouts: list[float] = []
+
+    class Dripping:
+        answer = b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}'
+
+        def settimeout(self, seconds: float) -> None:
+            timeouts.append(seconds)
+
+        def sendall(self, data: bytes) -> None:
+            clock.now += 1
+
+        def recv_into(self, buffer: memoryview) -> int:
+            clock.now += 1
+            buffer[:1], self.answer = self.answer[:1], self.answer[1:]
+            return 1
+
+        def close(self) -> None:
+            pass
+
+    def connect(address: bytes, port: int, deadline: Deadline) -> Dripping:
+        clock.now += 2
+        return Dripping()
+
+    monkeypatch.setattr(client, "_connect", connect)
+    with pytest.raises(TimeoutError):
+        client._exchange("http", "127.0.0.1", 8080, method="GET", target="/", headers={}, body=None,
+                         deadline=Deadline(6, clock))
+    assert timeouts == [4, 3, 2, 1]
+
+
+CREDENTIAL = json.dumps({"username": "ASIAEXAMPLE%session", "password": "20261122T101500Z" + "0" * 64,
+                         "password_expiry_utc": 1795343400}).encode()
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(CREDENTIAL), CREDENTIAL)
+
+
+def test_a_peer_that_drips_its_answer_is_cut_by_the_timeout() -> None:
+    peer = Peer([bytes([b]) for b in ANSWER], interval=0.05)  # all of it would take over 10 s
+    try:
+        with pytest.raises(HelperError) as caught:
+            http_json(peer.url, "the peer", timeout=0.3)
+    finally:
+        peer.close()
+    assert caught.value.message == f"the peer at {peer.url} did not answer within 0.3 seconds; try again, or raise " \
+                                   "CCWEB_TIMEOUT."
+
+
+# --- through `ccweb-helper get` ------------------------------------------------------------------------------
+
+CODECOMMIT = "protocol=https\nhost=git-codecommit.us-east-2.amazonaws.com\npath=v1/repos/demo\n\n"
+
+
+def git_get(home: Path, url: str, attrs: str = CODECOMMIT, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ccweb_helper", "get"], input=attrs,
+                          env=home_env(home, CCWEB_URL=url, CCWEB_TOKEN="PLANTED.TOKEN.VALUE", **env),
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def assert_one_sentence(run: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """What git sees: ``quit=1``, so it neither prompts nor tries a stored password, and one line saying why."""
+    assert (run.returncode, run.stdout) == (1, "quit=1\n"), (run.stdout, run.stderr)
+    assert run.stderr.startswith("ccweb: ") and run.stderr.count("\n") == 1, run.stderr
+    assert "Traceback" not in run.stderr and "PLANTED" not in run.stderr, run.stderr
+    for fragment in fragments:
+        assert fragment in run.stderr, run.stderr
+
+
+def ok_json(body: bytes, status: str = "200 OK", content_type: str = "application/json") -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        status.encode(), content_type.encode(), len(body), body)
+
+
+MALFORMED = [
+    pytest.param(b"", "(RemoteDisconnected)", id="closed"),
+    pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n", "(BadStatusLine)", id="not-http"),
+    pytest.param(b"HTTP/1.1 2000 OK\r\n\r\n", "(BadStatusLine)", id="bad-code"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ok\": ", "(IncompleteRead)", id="short-body"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", "(IncompleteRead)", id="cut-in-headers"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "(IncompleteRead)", id="bad-chunk"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 40 + b"\r\n{}", "(IncompleteRead)",
+                 id="huge-chunk"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 12\r\n\r\n{}", "(ConflictingLengths)",
+                 id="conflicting-lengths"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}", "(IncompleteRead)",
+                 id="huge-length"),
+    pytest.param(b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", "(TooManyHeaders)", id="header-flood"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", "(LineTooLong)", id="long-line"),
+    pytest.param([b"HTTP/1.1 100 Continue\r\n\r\n"] * 1000, "(TooManyInterimAnswers)", id="endless-interim"),
+    pytest.param(ok_json(b"<html><body>Internal Server Error</body></html>", "500 Internal Server Error",
+                         "text/html"), "answered HTTP 500 with something that is not ccweb's JSON", id="html-500"),
+]
+
+
+@pytest.mark.parametrize(("answer", "sentence"), MALFORMED)
+def test_a_malformed_answer_is_one_sentence_and_git_is_told_to_stop(home: Path, answer: bytes | list[bytes],
+                                                                     sentence: str) -> None:
+    peer = Peer(answer if isinstance(answer, list) else [answer])
+    try:
+        run = git_get(home, peer.url)
+    finally:
+        peer.close()
+    assert_one_sentence(run, peer.url, sentence)
+
+
+@pytest.mark.parametrize("dripped", ["everything", "the body"])
+def test_a_service_that_drips_its_answer_is_cut_by_the_timeout(home: Path, dripped: str) -> None:
+    """A byte every 50 ms: the whole answer would take seconds, each byte comes well within the timeout."""
+    head, body = ANSWER.split(b"\r\n\r\n", 1)
+    pieces = [bytes([b]) for b in ANSWER] if dripped == "everything" else [
+        head + b"\r\n\r\n", *(bytes([b]) for b in body)]
+    peer = Peer(pieces, interval=0.05)
+    try:
+        run = git_get(home, peer.url, CCWEB_TIMEOUT="0.5")
+    finally:
+        peer.close()
+    assert_one_sentence(run, f"the ccweb service at {peer.url} did not answer within 0.5 seconds")
+
+
+def test_a_redirect_is_not_followed(home: Path) -> None:
+    elsewhere = Peer([ANSWER])
+    peer = Peer([b"HTTP/1.1 302 Found\r\nLocation: %s/v1/credentials\r\nContent-Length: 0\r\n\r\n"
+                 % elsewhere.url.encode()])
+    try:
+        run = git_get(home, peer.url)
+    finally:
+        peer.close()
+        elsewhere.close()
+    assert_one_sentence(run, peer.url, "answered HTTP 302 with something that is not ccweb's JSON")
+    assert elsewhere.connections == 0
