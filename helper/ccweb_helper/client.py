@@ -3,7 +3,7 @@
 Every failure becomes a ``HelperError`` whose message is a sentence for the person at the terminal. No
 message ever contains the token: it travels only in the ``Authorization`` header. The timeout bounds the whole
 exchange (connection, TLS handshake, request, answer), however slowly the peer sends; the answer is read by
-``http11``.
+``http11``; its JSON is parsed by ``parse_json`` only, which refuses what is nested too deeply.
 
 Git starts the helper for every fetch and push, so its start-up is kept short: one request per connection
 (``Connection: close``) spoken over ``socket`` directly, since ``http.client`` alone costs more to import
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import ssl
     from typing import Any, NamedTuple
 
+MAX_JSON_DEPTH = 32  # arrays and objects within each other; the deepest answer the helper reads has 3
 USER_AGENT = "ccweb-helper"
 
 
@@ -114,7 +115,7 @@ def http_json(
     ("the GitHub Actions token service"), ``where`` its address (default: the URL's origin) and ``hint``
     the setting to check when it cannot be reached. ``timeout`` bounds the whole exchange. The answer is
     size-capped; ``body`` of the Response is the parsed JSON object, or None when the answer was not a JSON
-    object. No header value (a token) ever appears in an error.
+    object (``parse_json``). No header value (a token) ever appears in an error.
     """
     try:
         parts = urlsplit(url)
@@ -166,10 +167,38 @@ def http_json(
     if len(raw) > MAX_RESPONSE_BYTES:
         raise HelperError(f"the answer of {what} at {origin} is too large to be one it would send.")
     try:
-        parsed = json.loads(raw) if raw else None
+        parsed = parse_json(raw) if raw else None
     except ValueError:
         parsed = None
     return Response(status, answer_headers, parsed if isinstance(parsed, dict) else None)
+
+
+def parse_json(text: bytes | str) -> object:
+    """JSON that came from the network (or was kept from it); ValueError when it is not JSON, or is nested
+    deeper than ``MAX_JSON_DEPTH`` (which would otherwise end in a RecursionError, here or wherever the value
+    is walked or written back).
+
+    Every answer the helper reads goes through here, so no answer can end the helper with a traceback.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    opened = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
+    if opened > MAX_JSON_DEPTH and not _within_depth(value):  # only then can it be too deep: walk it
+        raise ValueError("JSON nested too deeply")
+    return value
+
+
+def _within_depth(value: object) -> bool:
+    """Whether ``value`` nests arrays and objects at most ``MAX_JSON_DEPTH`` deep (level by level, no recursion)."""
+    level: list[dict[Any, Any] | list[Any]] = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(MAX_JSON_DEPTH):
+        if not level:
+            return True
+        level = [item for node in level for item in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(item, (dict, list))]
+    return not level
 
 
 def _header_value(value: str) -> bool:

@@ -298,6 +298,7 @@ def test_a_peer_that_drips_its_answer_is_cut_by_the_timeout() -> None:
 # --- through `ccweb-helper get` ------------------------------------------------------------------------------
 
 CODECOMMIT = "protocol=https\nhost=git-codecommit.us-east-2.amazonaws.com\npath=v1/repos/demo\n\n"
+OWN_HOST = "protocol=https\nhost=git.example.com\npath=demo\n\n"  # the service's own git host: discovery decides
 
 
 def git_get(home: Path, url: str, attrs: str = CODECOMMIT, **env: str) -> subprocess.CompletedProcess[str]:
@@ -320,6 +321,11 @@ def ok_json(body: bytes, status: str = "200 OK", content_type: str = "applicatio
         status.encode(), content_type.encode(), len(body), body)
 
 
+def credential_with(extra: bytes) -> bytes:
+    return CREDENTIAL[:-1] + b', "extra": ' + extra + b"}"
+
+
+NOT_JSON = "answered HTTP 200 with something that is not ccweb's JSON"
 MALFORMED = [
     pytest.param(b"", "(RemoteDisconnected)", id="closed"),
     pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n", "(BadStatusLine)", id="not-http"),
@@ -338,6 +344,12 @@ MALFORMED = [
     pytest.param([b"HTTP/1.1 100 Continue\r\n\r\n"] * 1000, "(TooManyInterimAnswers)", id="endless-interim"),
     pytest.param(ok_json(b"<html><body>Internal Server Error</body></html>", "500 Internal Server Error",
                          "text/html"), "answered HTTP 500 with something that is not ccweb's JSON", id="html-500"),
+    pytest.param(ok_json(b"[" * 100_000), NOT_JSON, id="nested-arrays"),
+    pytest.param(ok_json(b'{"a":' * 50_000 + b"1" + b"}" * 50_000), NOT_JSON, id="nested-objects"),
+    pytest.param(ok_json(credential_with(b"[" * 5000 + b"]" * 5000)), NOT_JSON, id="nested-in-a-credential"),
+    pytest.param(ok_json(credential_with(b"[" * 40 + b"]" * 40)), NOT_JSON, id="nested-past-the-limit"),
+    pytest.param(ok_json(b'{"detail": ' + b"[" * 5000 + b"]" * 5000 + b"}", "403 Forbidden"),
+                 "answered HTTP 403 with something that is not ccweb's JSON", id="nested-in-a-refusal"),
 ]
 
 
@@ -350,6 +362,17 @@ def test_a_malformed_answer_is_one_sentence_and_git_is_told_to_stop(home: Path, 
     finally:
         peer.close()
     assert_one_sentence(run, peer.url, sentence)
+
+
+@pytest.mark.parametrize("document", [b"[" * 100_000, b'{"git_endpoints": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+                         ids=["nested", "nested-endpoints"])
+def test_a_nested_discovery_document_is_one_sentence(home: Path, document: bytes) -> None:
+    peer = Peer([ok_json(document)])
+    try:
+        run = git_get(home, peer.url, OWN_HOST)
+    finally:
+        peer.close()
+    assert_one_sentence(run, peer.url, NOT_JSON)
 
 
 @pytest.mark.parametrize("dripped", ["everything", "the body"])
