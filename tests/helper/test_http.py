@@ -4,6 +4,7 @@ in process and through ``ccweb-helper get`` as git runs it: every malformed, hos
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -17,7 +18,9 @@ import pytest
 
 from ccweb_helper import client
 from ccweb_helper.client import HelperError, http_json
+from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.http11 import Deadline
+from ccweb_helper.login_tokens import check_id_token, id_token_claims
 from support import home_env
 
 
@@ -400,3 +403,15 @@ def test_a_redirect_is_not_followed(home: Path) -> None:
         elsewhere.close()
     assert_one_sentence(run, peer.url, "answered HTTP 302 with something that is not ccweb's JSON")
     assert elsewhere.connections == 0
+
+
+# --- JSON from identity providers: the ID token's claims ---------------------------------------------------
+
+def test_an_id_token_with_nested_claims_is_not_a_jwt() -> None:
+    payload = base64.urlsafe_b64encode(b"[" * 10_000 + b"]" * 10_000).rstrip(b"=").decode()
+    id_token = f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        id_token_claims(id_token)
+    login = LoginIssuer("Corp", "https://idp.example.com", "ccweb", ("openid",))
+    with pytest.raises(HelperError, match="the identity provider 'Corp' sent an ID token that is not a JWT"):
+        check_id_token(id_token, login, now=0)
