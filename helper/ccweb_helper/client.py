@@ -3,7 +3,8 @@
 Every failure becomes a ``HelperError`` whose message is a sentence for the person at the terminal. No
 message ever contains the token: it travels only in the ``Authorization`` header. The timeout bounds the whole
 exchange (connection, TLS handshake, request, answer), however slowly the peer sends; the answer is read by
-``http11``; its JSON is parsed by ``parse_json`` only, which refuses what is nested too deeply.
+``http11``; its JSON is parsed by ``parse_json`` only, which refuses what is nested too deeply; whatever a peer
+said is shown through ``one_line``, which escapes control characters.
 
 Git starts the helper for every fetch and push, so its start-up is kept short: one request per connection
 (``Connection: close``) spoken over ``socket`` directly, since ``http.client`` alone costs more to import
@@ -313,5 +314,15 @@ def error_sentence(response: Response) -> str:
 
 
 def one_line(text: str, limit: int = 600) -> str:
-    cleaned = "".join(c if c.isprintable() else " " for c in text).strip()
+    """``text`` (from a server, a token, a file) made safe to show on one line of a terminal: line breaks and
+    other spaces become a space, every other character that is not printable is shown escaped (``\\x1b``,
+    ``\\u202e``), so no escape sequence or bidirectional control reaches the terminal; at most ``limit``
+    characters."""
+    cleaned = "".join(
+        c if c.isprintable() else " " if c.isspace() else _escaped(ord(c)) for c in text
+    ).strip()
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _escaped(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from ccweb_helper.client import HelperError, request
+from ccweb_helper.client import HelperError, one_line, request
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -105,7 +105,8 @@ def _document(body: Any) -> Discovery | None:
             continue
         name, issuer, client_id = (item.get(k) for k in ("name", "issuer", "client_id"))
         if isinstance(name, str) and isinstance(issuer, str) and isinstance(client_id, str) and issuer and client_id:
-            login.append(LoginIssuer(name, issuer.rstrip("/"), client_id, _strings(item.get("scopes")) or ("openid",)))
+            login.append(LoginIssuer(one_line(name, 200), issuer.rstrip("/"), client_id,  # the name is shown
+                                     _strings(item.get("scopes")) or ("openid",)))
     audience = body.get("audience")
     return Discovery(
         audience=audience if isinstance(audience, str) else "",

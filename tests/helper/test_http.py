@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ccweb_helper import client
-from ccweb_helper.client import HelperError, http_json
+from ccweb_helper import client, discovery
+from ccweb_helper.client import HelperError, http_json, parse_service_url
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.http11 import Deadline
 from ccweb_helper.login_tokens import check_id_token, id_token_claims
@@ -403,6 +403,28 @@ def test_a_redirect_is_not_followed(home: Path) -> None:
         elsewhere.close()
     assert_one_sentence(run, peer.url, "answered HTTP 302 with something that is not ccweb's JSON")
     assert elsewhere.connections == 0
+
+
+def test_escape_sequences_from_the_service_are_shown_escaped(home: Path) -> None:
+    detail = "\x1b]0;owned\x07\x1b[2J\x1b[31mAccess denied\u202eexe.txt\x9b0m\rquit=0"
+    peer = Peer([ok_json(json.dumps({"error": "forbidden", "detail": detail}).encode(), "403 Forbidden")])
+    try:
+        run = git_get(home, peer.url)
+    finally:
+        peer.close()
+    assert_one_sentence(run, r"\x1b]0;owned\x07\x1b[2J\x1b[31mAccess denied\u202eexe.txt\x9b0m quit=0")
+    assert run.stderr.isprintable() is False and run.stderr[:-1].isprintable()  # only the final line break
+
+
+def test_an_issuer_name_from_discovery_is_shown_escaped() -> None:
+    document = {"git_endpoints": [], "login": [{"name": "\x1b[2JCorp\nSSO", "issuer": "https://idp.example.com",
+                                               "client_id": "ccweb"}]}
+    peer = Peer([ok_json(json.dumps(document).encode())])
+    try:
+        found = discovery.fetch(parse_service_url(peer.url, "CCWEB_URL"), 5, memory={})
+    finally:
+        peer.close()
+    assert [login.name for login in found.login] == [r"\x1b[2JCorp SSO"]
 
 
 # --- JSON from identity providers: the ID token's claims ---------------------------------------------------
