@@ -4,6 +4,11 @@ The helper reads an ID token's payload without verifying its signature (the ccwe
 checks ``iss``, ``aud``/``azp``, ``nonce`` and ``exp`` of a token the identity provider just sent, and uses a
 cached one only while it belongs to the login, still looks like one JWT and is valid for a margin longer.
 The time is always passed in.
+
+A login belongs to the ccweb service it was made for (``service_key``): its cache entry is keyed by that
+service, the issuer and the client id, and is used — ID token and refresh token alike — only for requests to
+that service. Another service whose discovery names the same issuer and client never receives it; an entry
+without a service (written before logins were kept per service) belongs to none.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from ccweb_helper.client import HelperError, parse_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
+    from ccweb_helper.client import ServiceURL
     from ccweb_helper.discovery import LoginIssuer
 
 EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
@@ -25,6 +31,7 @@ LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when 
 LOGIN_SECONDS = 300  # how long a sign-in may take in the browser or on another device
 LATEST_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "exp" is not a time
 CACHE_VERSION = 1
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def same_issuer(a: object, b: str) -> bool:
@@ -89,18 +96,42 @@ def check_id_token(
     return claims
 
 
-def entry_key(login: LoginIssuer) -> str:
-    return f"{login.issuer.rstrip('/')} {login.client_id}"
+def service_key(service: ServiceURL) -> str:
+    """The service a login belongs to, as one string: scheme, lower-case host, the port unless it is the
+    scheme's default, and the path without a trailing slash (``https://ccweb.example.com``)."""
+    scheme, host = service.scheme.lower(), service.host.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = "" if service.port in (None, DEFAULT_PORTS.get(scheme)) else f":{service.port}"
+    return f"{scheme}://{host}{port}{service.prefix.rstrip('/')}"
 
 
-def usable(entry: object, login: LoginIssuer, now: float, margin: float = EXPIRY_MARGIN) -> str | None:
-    """The cached ID token of ``entry`` if it belongs to ``login``, still looks like one JWT (a hand-edited
-    cache must not put anything else into a header) and is valid for another ``margin`` seconds."""
-    if not isinstance(entry, dict):
+def entry_key(login: LoginIssuer, service: str) -> str:
+    """Where the login to ``login`` made for ``service`` (a ``service_key``) is kept in the cache."""
+    return f"{service} {login.issuer.rstrip('/')} {login.client_id}"
+
+
+def belongs(entry: object, login: LoginIssuer, service: str) -> bool:
+    """Whether a cache entry is the login to ``login`` made for ``service`` (never an entry without one)."""
+    return (isinstance(entry, dict) and entry.get("service") == service
+            and same_issuer(entry.get("issuer"), login.issuer) and entry.get("client_id") == login.client_id)
+
+
+def elsewhere(entries: Mapping[str, Any], issuers: Sequence[LoginIssuer], service: str) -> bool:
+    """Whether the person signed in to one of ``issuers`` for another service (or for no service: a cache
+    written before logins were kept per service), but not for ``service``."""
+    return any(
+        isinstance(e, dict) and e.get("service") != service and same_issuer(e.get("issuer"), login.issuer)
+        and e.get("client_id") == login.client_id for e in entries.values() for login in issuers
+    )
+
+
+def usable(entry: object, login: LoginIssuer, service: str, now: float, margin: float = EXPIRY_MARGIN) -> str | None:
+    """The cached ID token of ``entry`` if it belongs to ``login`` and ``service``, still looks like one JWT (a
+    hand-edited cache must not put anything else into a header) and is valid for another ``margin`` seconds."""
+    if not isinstance(entry, dict) or not belongs(entry, login, service):
         return None
     id_token, expiry = entry.get("id_token"), epoch(entry.get("expires_at"))
-    if not (same_issuer(entry.get("issuer"), login.issuer) and entry.get("client_id") == login.client_id):
-        return None
     if not isinstance(id_token, str) or not is_jwt(id_token) or expiry is None:
         return None
     return id_token if expiry - margin > now else None
@@ -111,11 +142,15 @@ def logins(document: Mapping[str, Any]) -> dict[str, Any]:
     return dict(found) if isinstance(found, dict) else {}
 
 
-def new_entry(login: LoginIssuer, id_token: str, claims: Mapping[str, Any], refresh_token: object) -> dict[str, Any]:
+def new_entry(login: LoginIssuer, id_token: str, claims: Mapping[str, Any], refresh_token: object,
+              service: str | None = None) -> dict[str, Any]:
+    """A cache entry; ``service`` (a ``service_key``) is set by whoever keeps it for a service."""
     entry: dict[str, Any] = {
         "name": login.name, "issuer": login.issuer, "client_id": login.client_id, "id_token": id_token,
         "expires_at": int(claims["exp"]),
     }
+    if service is not None:
+        entry["service"] = service
     if isinstance(refresh_token, str) and refresh_token:
         entry["refresh_token"] = refresh_token
     return entry
