@@ -30,13 +30,21 @@ def run(stdin: IO[str], stdout: IO[str], stderr: IO[str], env: Mapping[str, str]
         except ValueError as exc:  # names the key, never the value
             raise HelperError(f"the service sent a credential git cannot use ({exc}).") from None
     except HelperError as exc:
-        stderr.write(f"ccweb: {one_line(exc.message)}\n")
-        stdout.write("quit=1\n")
-        stdout.flush()
-        return 1
+        return _refuse(one_line(exc.message), stdout, stderr)
+    except Exception as exc:  # noqa: BLE001 (a last resort: git must not prompt, and no traceback shows a value)
+        return _refuse(f"ccweb-helper failed unexpectedly ({type(exc).__name__}); run `ccweb-helper doctor` to "
+                       "check the setup, and report it if it persists.", stdout, stderr)
     stdout.write(text)
     stdout.flush()
     return 0
+
+
+def _refuse(sentence: str, stdout: IO[str], stderr: IO[str]) -> int:
+    """Explain on stderr and tell git to stop: no prompt, no stored password tried."""
+    stderr.write(f"ccweb: {sentence}\n")
+    stdout.write("quit=1\n")
+    stdout.flush()
+    return 1
 
 
 def _remote_url(req: Request) -> str:

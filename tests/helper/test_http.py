@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from ccweb_helper import client, discovery
+from ccweb_helper import client, discovery, get
 from ccweb_helper.client import HelperError, http_json, parse_service_url
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.http11 import Deadline
@@ -425,6 +426,26 @@ def test_an_issuer_name_from_discovery_is_shown_escaped() -> None:
     finally:
         peer.close()
     assert [login.name for login in found.login] == [r"\x1b[2JCorp SSO"]
+
+
+def test_whatever_goes_wrong_get_ends_with_quit_and_a_sentence_without_the_values() -> None:
+    """The last resort: an error nobody foresaw still stops git, and shows no value that was involved."""
+
+    class Broken(dict[str, str]):
+        def get(self, key: str, default: object = None) -> str:
+            raise RecursionError("PLANTED.TOKEN.VALUE")
+
+        def __getitem__(self, key: str) -> str:
+            raise RecursionError("PLANTED.TOKEN.VALUE")
+
+    out, err = io.StringIO(), io.StringIO()
+    environment: Mapping[str, str] = Broken()
+    assert get.run(io.StringIO(CODECOMMIT), out, err, environment) == 1
+    assert out.getvalue() == "quit=1\n"
+    assert err.getvalue() == (
+        "ccweb: ccweb-helper failed unexpectedly (RecursionError); run `ccweb-helper doctor` to check the setup, "
+        "and report it if it persists.\n"
+    )
 
 
 # --- JSON from identity providers: the ID token's claims ---------------------------------------------------
