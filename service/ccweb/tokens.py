@@ -5,8 +5,9 @@ Secure defaults, in the order they are applied:
 - an algorithm allowlist (RS*, PS*, ES*) — never ``none`` or HS*;
 - ``jku``, ``x5u``, ``jwk``, ``x5c`` and ``crit`` headers are refused, never followed;
 - the issuer must be configured (exact ``iss``); keys come only from that issuer's key set;
-- ``aud`` must contain one of the issuer's audiences; ``exp`` and ``sub`` are required; ``nbf``/``iat``
-  are checked with a small leeway.
+- ``aud`` must contain one of the issuer's audiences, and ``azp`` (the client the token was issued to), when
+  present, must be one of them too; ``exp`` and ``sub`` are required; ``nbf``/``iat`` are checked with a
+  small leeway.
 
 A verified token is remembered by its SHA-256 (at most ``MAX_VERIFIED_TOKENS``, least recently used first)
 while it is unexpired, its issuer's key set is the very one it was verified with and that set is not older
@@ -237,6 +238,13 @@ class TokenVerifier:
             if claim in ("nbf", "iat"):
                 raise _refuse("not_yet_valid", "it is not valid yet; check this machine's clock") from None
             raise _refuse("invalid_claim", f"its {claim or 'claims'} claim is invalid") from None
+        if "azp" in claims and not (isinstance(claims["azp"], str) and claims["azp"] in issuer.audiences):
+            # OIDC Core 3.1.3.7: the party it was issued to must be this service, whatever else 'aud' names.
+            raise _refuse(
+                "authorized_party",
+                "it was issued to another application (its 'azp', the client it was issued to, is none of: "
+                + ", ".join(issuer.audiences) + "); use a token issued for this service",
+            )
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise _refuse("missing_claim", "it has no subject ('sub')")

@@ -173,6 +173,13 @@ REJECTED: list[tuple[str, Callable[[Issuer], str], str]] = [
     ("wrong-aud", lambda i: i.token(aud="someone-else"), "audience"),
     ("aud-list-without-ours", lambda i: i.token(aud=["a", "b"]), "audience"),
     ("aud-missing", lambda i: i.token(aud=None), "missing_claim"),
+    ("azp-another-client-beside-ours", lambda i: i.token(aud=["other-app", "ccweb"], azp="other-app"),
+     "authorized_party"),
+    ("azp-another-client-single-aud", lambda i: i.token(azp="other-app"), "authorized_party"),
+    ("azp-empty", lambda i: i.token(azp=""), "authorized_party"),
+    ("azp-a-list-of-ours", lambda i: i.token(azp=["ccweb"]), "authorized_party"),
+    ("azp-null", lambda i: signed_rs256(i, {"alg": "RS256", "kid": "rsa-1"},
+                                        json.dumps({**i.claims(), "azp": None}).encode()), "authorized_party"),
     ("expired", lambda i: i.token(exp=NOW - 3600, iat=NOW - 7200), "expired"),
     ("expired-beyond-leeway", lambda i: i.token(exp=NOW - 120), "expired"),
     ("exp-missing", lambda i: i.token(exp=None), "missing_claim"),
@@ -213,6 +220,8 @@ ACCEPTED: list[tuple[str, Callable[[Issuer], str]]] = [
     ("es256", lambda i: i.token(i.ec, alg="ES256")),
     ("ps256", lambda i: i.token(alg="PS256")),
     ("aud-list-with-ours", lambda i: i.token(aud=["x", "ccweb"])),
+    ("azp-ours", lambda i: i.token(aud=["other-app", "ccweb"], azp="ccweb")),
+    ("azp-our-other-audience", lambda i: i.token(azp="other")),
     ("second-audience", lambda i: i.token(aud="other")),
     ("expired-within-leeway", lambda i: i.token(exp=NOW - 10)),
     ("no-kid-tries-published-keys", lambda i: i.token(header={"kid": None})),
@@ -362,3 +371,12 @@ def test_requests_bringing_the_same_token_at_once_share_one_check(issuer: Issuer
     assert all(isinstance(v, VerifiedToken) and v.subject == "crowd-1" for v in accepted), accepted
     assert all(isinstance(e, InvalidToken) and e.reason == "bad_signature" for e in refused), refused
     assert checks == [good, forged]  # one signature check each, not twenty
+
+def test_a_token_issued_to_another_client_is_refused_with_a_sentence(issuer: Issuer) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        verifier_for(issuer)(issuer.token(aud=["other-app", "ccweb"], azp="other-app"))
+    assert caught.value.detail == (
+        "The OIDC token was refused: it was issued to another application (its 'azp', the client it was issued "
+        "to, is none of: ccweb, other); use a token issued for this service."
+    )
+
