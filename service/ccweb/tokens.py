@@ -9,10 +9,17 @@ Secure defaults, in the order they are applied:
   present, must be one of them too; ``exp`` and ``sub`` are required; ``nbf``/``iat`` are checked with a
   small leeway.
 
-A verified token is remembered by its SHA-256 (at most ``MAX_VERIFIED_TOKENS``, least recently used first)
-while it is unexpired, its issuer's key set is the very one it was verified with and that set is not older
-than ``key_max_age``: the next request with it costs a hash instead of a signature check. Anything else
-sends it through every check again. A policy reload starts with an empty memory.
+A token is identified (``token_sha256``: audit lines, logs, the memory below) by the SHA-256 of what its
+issuer signed, the ``header.payload`` before the last dot: its signature is not part of its identity, so an
+ECDSA signature re-shaped as (r, n - s), which verifies as well, does not make the same token a second one.
+High-S ECDSA signatures are accepted: common signing libraries produce them for half their signatures.
+
+A verified token is remembered under that identity (at most ``MAX_VERIFIED_TOKENS``, least recently used
+first), beside the SHA-256 of each whole token, signature included, that verified, while it is unexpired, its
+issuer's key set is the very one it was verified with and that set is not older than ``key_max_age``: the
+next request with the same bytes costs a hash instead of a signature check. Anything else, another signature
+over the same signed part included, goes through every check again. A policy reload starts with an empty
+memory.
 """
 
 from __future__ import annotations
@@ -52,11 +59,13 @@ LAST_EXPIRY = 253_402_300_799
 """The last second of the year 9999: a later ``exp`` is no time a token can mean (nor a date to print)."""
 MAX_VERIFIED_TOKENS = 10_000
 """Verified tokens one worker remembers (least recently used forgotten first): a bound on its memory."""
+_ENCODINGS_REMEMBERED = 2
+"""Signatures remembered per verified token: an ECDSA signature and its (r, n - s) twin."""
 
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
-    """A token whose signature and claims have been checked; ``sha256`` identifies it in logs."""
+    """A token whose signature and claims have been checked; ``sha256`` (``token_sha256``) identifies it."""
 
     issuer: Issuer
     claims: dict[str, Any]
@@ -69,7 +78,21 @@ class VerifiedToken:
 
 
 def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    """A token's identity in audit lines and logs: the SHA-256 of its signing input (all of it if it has no dot),
+    the same for every signature over it. ``printf %s "${TOKEN%.*}" | sha256sum`` gives it in a shell."""
+    return _digests(token)[0].hex()
+
+
+def _digests(token: str) -> tuple[bytes, bytes]:
+    """The SHA-256 of the signing input (``token_sha256``) and of the whole token, in one pass over it."""
+    raw = token.encode("utf-8", "replace")
+    dot = raw.rfind(b".")
+    if dot < 0:
+        dot = len(raw)
+    hashed = hashlib.sha256(memoryview(raw)[:dot])
+    signed = hashed.digest()
+    hashed.update(memoryview(raw)[dot:])
+    return signed, hashed.digest()
 
 
 def _b64json(segment: str) -> dict[str, Any]:
@@ -101,7 +124,9 @@ class TokenVerifier:
     ) -> None:
         """``max_verified``: how many verified tokens to remember (least recently used go first; 0: none)."""
         self._clock = clock
-        self._verified: OrderedDict[bytes, tuple[VerifiedToken, object]] = OrderedDict()
+        # By token_sha256: the verified token, the key set that verified it, the SHA-256s of the whole tokens
+        # (signature included) that verified; by the whole token's SHA-256: the checks under way.
+        self._verified: OrderedDict[bytes, tuple[VerifiedToken, object, tuple[bytes, ...]]] = OrderedDict()
         self._checking: dict[bytes, asyncio.Future[tuple[VerifiedToken, object]]] = {}
         self._max_verified = max_verified
         self._issuers = {
@@ -127,10 +152,10 @@ class TokenVerifier:
     async def verify(self, token: str) -> VerifiedToken:
         if len(token) > MAX_TOKEN_BYTES:
             raise _refuse("too_large", f"it is larger than {MAX_TOKEN_BYTES} bytes")
-        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
-        remembered = self._verified.get(digest)
-        if remembered is not None:
-            verified, keyset = remembered
+        signed, whole = _digests(token)
+        remembered = self._verified.get(signed)
+        if remembered is not None and whole in remembered[2]:  # these very bytes verified: not just what they sign
+            verified, keyset, _ = remembered
             keys = self._issuers[verified.issuer.issuer]
             now = self._clock()
             if (
@@ -138,25 +163,32 @@ class TokenVerifier:
                 and now - keys.fetched_at <= keys.max_age
                 and now - LEEWAY_SECONDS <= verified.expires_at
             ):
-                self._verified.move_to_end(digest)
+                self._verified.move_to_end(signed)
                 return verified
-            del self._verified[digest]  # expired, or the key set changed: check it again from the start
-        checking = self._checking.get(digest)
+            del self._verified[signed]  # expired, or the key set changed: check it again from the start
+        checking = self._checking.get(whole)
         if checking is None:
             # One check per token at a time: the requests that bring the same token meanwhile (a job's parallel
-            # fetches, a crowd arriving while the key set is fetched) wait for it and share its outcome.
-            checking = asyncio.ensure_future(self._verify(token, digest.hex()))
-            self._checking[digest] = checking
-            checking.add_done_callback(lambda done: self._checked(digest, done))
+            # fetches, a crowd arriving while the key set is fetched) wait for it and share its outcome. Keyed
+            # by the whole token: another signature over the same signed part waits for no one's outcome.
+            checking = asyncio.ensure_future(self._verify(token, signed.hex()))
+            self._checking[whole] = checking
+            checking.add_done_callback(lambda done: self._checked(signed, whole, done))
         verified, _ = await asyncio.shield(checking)
         return verified
 
-    def _checked(self, digest: bytes, done: asyncio.Future[tuple[VerifiedToken, object]]) -> None:
-        del self._checking[digest]
+    def _checked(self, signed: bytes, whole: bytes, done: asyncio.Future[tuple[VerifiedToken, object]]) -> None:
+        del self._checking[whole]
         if done.cancelled() or done.exception() is not None:
             return  # its waiters raise the exception; asking for it here keeps asyncio from calling it unretrieved
-        # Remembered with the key set its signature was checked against, taken before any later refresh.
-        self._verified[digest] = done.result()
+        # Remembered with the key set its signature was checked against, taken before any later refresh, and
+        # beside the other signatures over the same signed part that verified against that same set.
+        verified, keyset = done.result()
+        earlier = self._verified.pop(signed, None)
+        wholes: tuple[bytes, ...] = (whole,)
+        if earlier is not None and earlier[1] is keyset:
+            wholes = tuple(dict.fromkeys((*earlier[2], whole)))[-_ENCODINGS_REMEMBERED:]
+        self._verified[signed] = (verified, keyset, wholes)
         if self._max_verified <= 0:
             self._verified.clear()
         while len(self._verified) > self._max_verified:

@@ -1,4 +1,5 @@
-"""Token verification against a real issuer on loopback (discovery + JWKS over HTTP), real crypto."""
+"""Token verification against a real issuer on loopback (discovery + JWKS over HTTP), real crypto: what is
+refused and why, the memory of verified tokens, and a token's one identity whatever shape its signature has."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,12 +25,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.errors import InvalidToken, UpstreamUnavailable
-from ccweb.tokens import TokenVerifier, VerifiedToken
-from support import serve
+from ccweb.tokens import TokenVerifier, VerifiedToken, token_sha256
+from support import RecordingSTS, serve
 
 NOW = int(time.time())
+
+CURVES = {  # the algorithm, its curve and the curve's order n (a signature (r, s) verifies as (r, n - s) too)
+    "ES256": ("P-256", int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)),
+    "ES384": ("P-384", int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                           "C7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973", 16)),
+    "ES512": ("P-521", int("01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA"
+                           "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16)),
+}
 
 
 @dataclass
@@ -37,12 +48,15 @@ class Issuer:
 
     rsa: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "rsa-1"}))
     ec: ECKey = field(default_factory=lambda: ECKey.generate_key("P-256", parameters={"kid": "ec-1"}))
+    curves: dict[str, ECKey] = field(default_factory=lambda: {
+        alg: ECKey.generate_key(curve, parameters={"kid": alg.lower()}) for alg, (curve, _) in CURVES.items()})
     url: str = ""
     jwks_hits: int = 0
     fail: bool = False
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [self.rsa.as_dict(private=False), self.ec.as_dict(private=False)]}
+        keys: list[RSAKey | ECKey] = [self.rsa, self.ec, *self.curves.values()]
+        return {"keys": [key.as_dict(private=False) for key in keys]}
 
     def app(self) -> Starlette:
         async def configuration(_: Request) -> JSONResponse:
@@ -359,18 +373,22 @@ def test_requests_bringing_the_same_token_at_once_share_one_check(issuer: Issuer
     good = issuer.token(sub="crowd-1")
     head, body, signature = issuer.token(sub="crowd-2").split(".")
     forged = f"{head}.{body}.{signature[:-4]}AAAA"
+    forged_twin = f"{good.rsplit('.', 1)[0]}.{signature}"  # what `good` signs, with another token's signature
 
     async def run() -> tuple[list[Any], list[Any]]:
         async with httpx.AsyncClient() as http:
             verifier = TokenVerifier(config, http, clock=lambda: NOW)  # no key set yet: they all wait for it
-            accepted = await asyncio.gather(*(verifier.verify(good) for _ in range(20)), return_exceptions=True)
+            both = await asyncio.gather(*(verifier.verify(token) for _ in range(10) for token in (good, forged_twin)),
+                                        return_exceptions=True)
             refused = await asyncio.gather(*(verifier.verify(forged) for _ in range(20)), return_exceptions=True)
-            return accepted, refused
+            return both, refused
 
-    accepted, refused = asyncio.run(run())
+    both, refused = asyncio.run(run())
+    accepted, twins = both[0::2], both[1::2]
     assert all(isinstance(v, VerifiedToken) and v.subject == "crowd-1" for v in accepted), accepted
-    assert all(isinstance(e, InvalidToken) and e.reason == "bad_signature" for e in refused), refused
-    assert checks == [good, forged]  # one signature check each, not twenty
+    assert all(isinstance(e, InvalidToken) and e.reason == "bad_signature" for e in twins + refused), twins + refused
+    assert checks == [good, forged_twin, forged]  # one signature check each, not ten or twenty
+
 
 def test_a_token_issued_to_another_client_is_refused_with_a_sentence(issuer: Issuer) -> None:
     with pytest.raises(InvalidToken) as caught:
@@ -380,3 +398,81 @@ def test_a_token_issued_to_another_client_is_refused_with_a_sentence(issuer: Iss
         "to, is none of: ccweb, other); use a token issued for this service."
     )
 
+
+# --- one token, one identity ------------------------------------------------------------------------------
+
+
+def reshaped(token: str, order: int) -> str:
+    """``token`` with its ECDSA signature (r, s) re-shaped as (r, n - s): as valid, but other bytes."""
+    signing_input, signature = token.rsplit(".", 1)
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    half = len(raw) // 2
+    s = int.from_bytes(raw[half:], "big")
+    return f"{signing_input}.{b64(raw[:half] + (order - s).to_bytes(half, 'big'))}"
+
+
+def signed_part_sha256(token: str) -> str:
+    """What an operator computes from a token: ``printf %s "${TOKEN%.*}" | sha256sum``."""
+    return hashlib.sha256(token.rsplit(".", 1)[0].encode()).hexdigest()
+
+
+@pytest.mark.parametrize("alg", list(CURVES))
+def test_a_reshaped_ecdsa_signature_is_the_same_token(issuer: Issuer, checks: list[str], alg: str) -> None:
+    token = issuer.token(issuer.curves[alg], alg=alg, sub=f"twin-{alg}")
+    twin = reshaped(token, CURVES[alg][1])
+    assert twin != token
+    verify, verifier = remembering_verifier(issuer, lambda: NOW)
+    remembered = len(verifier)
+    checks.clear()
+    assert verify(token).sha256 == verify(twin).sha256 == token_sha256(twin) == signed_part_sha256(token)
+    assert len(verifier) == remembered + 1  # one memory entry for the two shapes
+    assert checks == [token, twin]  # the twin's own signature was checked: it was not taken on trust
+    for _ in range(2):
+        verify(token)
+        verify(twin)
+    assert checks == [token, twin]  # both shapes are now remembered
+
+
+def test_a_forged_signature_over_what_a_remembered_token_signs_is_refused(issuer: Issuer, checks: list[str]) -> None:
+    verify, verifier = remembering_verifier(issuer, lambda: NOW)
+    token = issuer.token(issuer.ec, alg="ES256", sub="victim")
+    assert verify(token).subject == "victim"
+    signing_input = token.rsplit(".", 1)[0]
+    other = issuer.token(issuer.ec, alg="ES256", sub="someone-else").rsplit(".", 1)[1]
+    for signature in (b64(bytes(64)), b64(b"\xff" * 64), other, reshaped(f"x.{other}", CURVES["ES256"][1])[2:]):
+        forged = f"{signing_input}.{signature}"
+        with pytest.raises(InvalidToken) as caught:
+            verify(forged)
+        assert caught.value.reason == "bad_signature", signature
+        assert token_sha256(forged) == token_sha256(token)  # the audit names the token it forges
+    checks.clear()
+    assert verify(token).subject == "victim"
+    assert checks == []  # the genuine token is still remembered: a forgery neither poisons nor evicts it
+    assert len(verifier) == 2
+
+
+def test_the_audit_line_names_a_token_by_what_its_issuer_signed(
+    issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = parse_config({
+        "issuers": [{"name": "corp", "issuer": issuer.url, "audiences": ["ccweb"]}],
+        "rules": [{"name": "readers", "issuer": "corp", "claims": {"email": {"pattern": r".+@example\.com"}},
+                   "role_arn": "arn:aws:iam::111122223333:role/readers", "repositories": ["*"], "access": "read"}],
+    })
+    app = create_app(config, sts=RecordingSTS(clock=lambda: NOW), clock=lambda: NOW)
+    token = issuer.token(issuer.ec, alg="ES256", sub="audited")
+    twin = reshaped(token, CURVES["ES256"][1])
+    forged = f"{token.rsplit('.', 1)[0]}.{b64(bytes(64))}"
+    caplog.set_level(logging.INFO, logger="ccweb.audit")
+    with serve(app) as url:
+        statuses = [
+            httpx.post(f"{url}/v1/credentials", headers={"Authorization": f"Bearer {sent}"}, timeout=30,
+                       json={"protocol": "https", "host": "git-codecommit.us-east-2.amazonaws.com",
+                             "path": "v1/repos/app"}).status_code
+            for sent in (token, twin, forged)
+        ]
+    assert statuses == [200, 200, 401]
+    lines = [r.fields for r in caplog.records if r.name == "ccweb.audit"]  # type: ignore[attr-defined]
+    assert [line["outcome"] for line in lines] == ["issued", "issued", "invalid_token"]
+    assert [line["token_sha256"] for line in lines] == [signed_part_sha256(token)] * 3
+    assert len(app.state.policy.current.verifier) == 1
