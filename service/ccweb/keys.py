@@ -4,13 +4,17 @@ Discovery documents and key sets are capped at ``MAX_DOCUMENT_BYTES`` and never 
 document must name its own issuer and an https ``jwks_uri`` (http only on loopback). Only RSA and EC
 signature keys are kept, by ``kid``.
 
-An unknown ``kid`` refetches the key set at most once per issuer per ``refetch_interval``, so a rotated key
-is picked up without a restart and a flood of made-up ``kid``s costs the identity provider one request.
+Fetches of one issuer's keys (discovery document and key set together) are paced by ``fetch_wait``: at least
+``KEY_FETCH_SPACING_SECONDS`` apart and at most ``KEY_FETCHES_PER_MINUTE`` in any minute, whatever the reason
+(first fetch, a retry, a key set past ``max_age``, an unknown ``kid``). So a key the identity provider has just
+published is found by the first token that names it once the last fetch is a few seconds old, and a flood of
+made-up ``kid``s costs the identity provider a handful of requests a minute. Callers that want a fetch while
+one is under way share it.
 
 When the identity provider is down, slow or throttling, the keys already fetched keep verifying tokens
 (stale, with a warning in the log and ``"state": "stale"`` in ``/readyz``); only an issuer whose keys were
-never fetched answers 503 ``upstream_unavailable``, and it tries again every ``retry_interval``. One refresh
-(discovery and key set together) is cut after ``fetch_timeout`` seconds.
+never fetched answers 503 ``upstream_unavailable``, with the time until the next fetch may start as its
+``Retry-After``. One fetch is cut after ``fetch_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import json
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,6 +45,11 @@ log = logging.getLogger("ccweb.tokens")  # one logger for the whole token path, 
 
 MAX_DOCUMENT_BYTES = 256 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
+KEY_FETCH_SPACING_SECONDS = 5.0
+"""The least time between the starts of two fetches of one issuer's keys: an unknown ``kid`` refetches once the
+last fetch is this old, and an issuer whose keys could not be fetched is tried again this much later."""
+KEY_FETCHES_PER_MINUTE = 6
+"""The most fetches of one issuer's keys that start in any minute (per worker), whatever tokens arrive."""
 
 Key = RSAKey | ECKey
 
@@ -90,33 +100,45 @@ def _import_keys(document: dict[str, Any]) -> dict[str | None, list[Key]]:
     return keys
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def fetch_wait(now: float, last: float, recent: deque[float]) -> float:
+    """Seconds until a fetch of one issuer's keys may start (0: now), given when the last one started and the
+    starts of the last ``KEY_FETCHES_PER_MINUTE`` (oldest first). Pure: the time is passed in."""
+    if last > now:
+        return 0.0  # the clock was set back: fetches "after" now are no guide
+    wait = last + KEY_FETCH_SPACING_SECONDS - now
+    if len(recent) >= KEY_FETCHES_PER_MINUTE and (oldest := recent[-KEY_FETCHES_PER_MINUTE]) <= now:
+        wait = max(wait, oldest + 60.0 - now)  # this minute's fetches are spent
+    return max(0.0, wait)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.warning("key set fetch failed: %s", type(exc).__name__)
 
 
 @dataclass
 class IssuerKeys:
-    """The cached key set of one issuer, refetched on expiry or (bounded) on an unknown ``kid``.
+    """The cached key set of one issuer, fetched again when older than ``max_age`` or for an unknown ``kid``.
 
-    Refreshes are serialized and spaced: at most one per ``refetch_interval`` (``retry_interval`` while no
-    key set was ever fetched). A failed refresh keeps the keys already fetched.
+    Fetches are paced (``fetch_wait``) and shared: a caller that wants one while one is under way waits for
+    that one. A failed fetch keeps the keys already fetched.
     """
 
     issuer: Issuer
     http: httpx.AsyncClient
     clock: Callable[[], float]
     max_age: float = 3600.0
-    refetch_interval: float = 60.0
-    retry_interval: float = 5.0
     fetch_timeout: float = FETCH_TIMEOUT_SECONDS
     keys: dict[str | None, list[Key]] | None = None
     fetched_at: float = 0.0
     attempted_at: float = -1e18
+    """When the last fetch started."""
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=KEY_FETCHES_PER_MINUTE))
+    """When the last ``KEY_FETCHES_PER_MINUTE`` fetches started, oldest first."""
     last_error: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    warming: asyncio.Task[None] | None = None
     metrics: Metrics | None = None
+    fetching: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    """The fetch under way (done once it ended)."""
 
     async def _jwks_uri(self) -> str:
         if self.issuer.jwks_uri:
@@ -133,12 +155,9 @@ class IssuerKeys:
             raise DocumentError(f"{url} names a jwks_uri that is not https")
         return jwks_uri
 
-    def _interval(self) -> float:
-        return self.refetch_interval if self.keys is not None else min(self.retry_interval, self.refetch_interval)
-
     def next_attempt_in(self) -> float:
-        """Seconds until a refresh may reach the identity provider again."""
-        return max(0.0, self.attempted_at + self._interval() - self.clock())
+        """Seconds until a fetch may reach the identity provider again."""
+        return fetch_wait(self.clock(), self.attempted_at, self.recent)
 
     async def _fetch(self) -> dict[str | None, list[Key]]:
         try:
@@ -147,27 +166,42 @@ class IssuerKeys:
         except TimeoutError:
             raise DocumentError(f"no answer within {self.fetch_timeout:g} s") from None
 
+    def _start(self) -> asyncio.Future[None] | None:
+        """The fetch under way, else a new one if the pacing allows it now; else None."""
+        if self.fetching is not None and not self.fetching.done():
+            return self.fetching
+        now = self.clock()
+        if fetch_wait(now, self.attempted_at, self.recent) > 0:
+            return None  # fetched moments ago, or this minute's fetches are spent: do not hammer the IdP
+        self.attempted_at = now
+        self.recent.append(now)
+        self.fetching = asyncio.ensure_future(self._refresh(now))
+        self.fetching.add_done_callback(_log_failure)
+        return self.fetching
+
     async def refresh(self) -> None:
-        async with self.lock:
-            now = self.clock()
-            if now - self.attempted_at < self._interval():
-                return  # someone else just tried; do not hammer the identity provider
-            self.attempted_at = now
-            try:
-                self.keys = await self._fetch()
-            except DocumentError as exc:
-                self._count("error")
-                self.last_error = str(exc)
-                if self.keys is None:
-                    log.warning("issuer %s: no key set yet: %s", self.issuer.name, exc)
-                else:
-                    log.warning("issuer %s: key set not refreshed, still using the one fetched %ds ago: %s",
-                                self.issuer.name, now - self.fetched_at, exc)
-                return
-            self._count("ok")
-            self.fetched_at = now
-            self.last_error = None
-            log.info("issuer %s: key set fetched (%d keys)", self.issuer.name, sum(map(len, self.keys.values())))
+        """Fetch the key set again (or wait for the fetch under way); nothing if the pacing says not yet."""
+        fetching = self._start()
+        if fetching is not None:
+            await asyncio.shield(fetching)  # a caller that gives up does not cut the fetch the others wait for
+
+    async def _refresh(self, now: float) -> None:
+        try:
+            keys = await self._fetch()
+        except DocumentError as exc:
+            self._count("error")
+            self.last_error = str(exc)
+            if self.keys is None:
+                log.warning("issuer %s: no key set yet: %s", self.issuer.name, exc)
+            else:
+                log.warning("issuer %s: key set not refreshed, still using the one fetched %ds ago: %s",
+                            self.issuer.name, now - self.fetched_at, exc)
+            return
+        self.keys = keys
+        self._count("ok")
+        self.fetched_at = now
+        self.last_error = None
+        log.info("issuer %s: key set fetched (%d keys)", self.issuer.name, sum(map(len, keys.values())))
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -178,16 +212,15 @@ class IssuerKeys:
         (readiness probes warm a new replica this way without hanging on a slow identity provider)."""
         if self.keys is not None:
             return
-        if self.warming is None or self.warming.done():
-            self.warming = asyncio.ensure_future(self.refresh())
-            self.warming.add_done_callback(_log_failure)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.warming), wait)
+        fetching = self._start()
+        if fetching is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fetching), wait)
 
     async def candidates(self, kid: str | None) -> list[Key]:
         if self.keys is None:
             await self.refresh()
-        elif self.clock() - self.fetched_at > self.max_age and not self.lock.locked():
+        elif self.clock() - self.fetched_at > self.max_age and (self.fetching is None or self.fetching.done()):
             await self.refresh()  # while another caller refreshes, the keys in hand still serve
         if self.keys is None:
             raise UpstreamUnavailable(

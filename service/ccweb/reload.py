@@ -108,6 +108,7 @@ def _carry_keys(old: TokenVerifier, new: TokenVerifier) -> None:
         if kept is not None:
             keys.keys, keys.fetched_at = kept.keys, kept.fetched_at
             keys.attempted_at, keys.last_error = kept.attempted_at, kept.last_error
+            keys.recent = kept.recent  # the fetches of the last minute count across a reload
 
 
 def _signature(path: Path) -> tuple[int, ...] | None:

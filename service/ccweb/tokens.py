@@ -115,9 +115,7 @@ class TokenVerifier:
         http: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.time,
-        refetch_interval: float = 60.0,
         key_max_age: float = 3600.0,
-        retry_interval: float = 5.0,
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
         metrics: Metrics | None = None,
         max_verified: int = MAX_VERIFIED_TOKENS,
@@ -131,8 +129,7 @@ class TokenVerifier:
         self._max_verified = max_verified
         self._issuers = {
             issuer.issuer: IssuerKeys(
-                issuer, http, clock, max_age=key_max_age, refetch_interval=refetch_interval,
-                retry_interval=retry_interval, fetch_timeout=fetch_timeout, metrics=metrics,
+                issuer, http, clock, max_age=key_max_age, fetch_timeout=fetch_timeout, metrics=metrics,
             )
             for issuer in config.issuers
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
 from ccweb.errors import InvalidToken, UpstreamUnavailable
+from ccweb.keys import KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE
 from ccweb.retry import RetryPolicy
 from ccweb.sandbox.sts import (
     INTERNAL_FAILURE,
@@ -45,7 +47,7 @@ HOST = "git-codecommit.us-east-2.amazonaws.com"
 
 
 class Clock:
-    """Wall-clock time that a test moves by hand (token lifetimes, key-set age, refetch intervals)."""
+    """Wall-clock time that a test moves by hand (token lifetimes, key-set age, the pacing of key fetches)."""
 
     def __init__(self) -> None:
         self.now = float(int(time.time()))
@@ -60,15 +62,19 @@ def new_key(kid: str) -> ECKey:
 
 @dataclass
 class Idp:
-    """A loopback OIDC issuer that can throttle (429), fail (500), hang, and rotate its keys."""
+    """A loopback OIDC issuer that can throttle (429), fail (500), hang, and rotate its keys. ``asked_at``: the
+    test clock's time at each request for its discovery document (where every fetch of its keys starts), when
+    the test gives it a ``clock``."""
 
     signing: ECKey = field(default_factory=lambda: new_key("k1"))
     published: list[ECKey] = field(default_factory=list)
     mode: str | None = None
     hang_seconds: float = 2.0
+    clock: Clock | None = None
     url: str = ""
     discovery_hits: int = 0
     jwks_hits: int = 0
+    asked_at: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.published = self.published or [self.signing]
@@ -82,11 +88,12 @@ class Idp:
     def retire(self, key: ECKey) -> None:
         self.published.remove(key)
 
-    def token(self, now: float, key: ECKey | None = None, **claims: Any) -> str:
+    def token(self, now: float, key: ECKey | None = None, kid: str | None = None, **claims: Any) -> str:
+        """A token signed with ``key`` (the current signing key), naming ``kid`` (the key's own) in its header."""
         key = key or self.signing
         payload = {"iss": self.url, "aud": "ccweb", "sub": "u-1", "email": "dana@example.com",
                    "iat": int(now), "exp": int(now) + 600, **claims}
-        return jwt.encode({"alg": "ES256", "kid": key.kid}, payload, key, algorithms=["ES256"])
+        return jwt.encode({"alg": "ES256", "kid": kid or key.kid}, payload, key, algorithms=["ES256"])
 
     async def _fault(self) -> Response | None:
         if self.mode == "throttle":
@@ -100,6 +107,8 @@ class Idp:
     def app(self) -> Starlette:
         async def configuration(_: Request) -> Response:
             self.discovery_hits += 1
+            if self.clock is not None:
+                self.asked_at.append(self.clock.now)
             return await self._fault() or JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
 
         async def jwks(_: Request) -> Response:
@@ -141,6 +150,12 @@ class Verifier:
     def __call__(self, token: str) -> VerifiedToken:
         return self._loop.run_until_complete(self.verifier.verify(token))
 
+    def all_at_once(self, tokens: list[str]) -> list[VerifiedToken | BaseException]:
+        async def run() -> list[VerifiedToken | BaseException]:
+            return await asyncio.gather(*(self.verifier.verify(t) for t in tokens), return_exceptions=True)
+
+        return self._loop.run_until_complete(run())
+
     def close(self) -> None:
         self._loop.run_until_complete(self._http.aclose())
         self._loop.close()
@@ -153,9 +168,16 @@ def clock() -> Clock:
 
 @pytest.fixture
 def verifier(idp: Idp, clock: Clock) -> Iterator[Verifier]:
-    made = Verifier(idp, clock, key_max_age=300, refetch_interval=60, retry_interval=5, fetch_timeout=0.3)
+    idp.clock = clock
+    made = Verifier(idp, clock, key_max_age=300, fetch_timeout=0.3)
     yield made
     made.close()
+
+
+def unknown_kid_tokens(idp: Idp, clock: Clock, count: int) -> list[str]:
+    """Tokens naming made-up key ids (signed with a key of the attacker's), as a flood would bring."""
+    attacker = new_key("attacker")
+    return [idp.token(clock.now, attacker, kid=secrets.token_hex(8)) for _ in range(count)]
 
 
 # --- the identity provider -------------------------------------------------------------------------------
@@ -193,7 +215,8 @@ def test_an_issuer_whose_keys_never_loaded_is_503_until_it_answers(
     idp.mode = "fail"
     with pytest.raises(UpstreamUnavailable) as caught:
         verifier(idp.token(clock.now))
-    assert (caught.value.status, caught.value.reason, caught.value.retry_after) == (503, "jwks_unavailable", 5)
+    assert (caught.value.status, caught.value.reason, caught.value.retry_after) == (
+        503, "jwks_unavailable", KEY_FETCH_SPACING_SECONDS)
     assert "try again" in caught.value.detail
     assert verifier.keys.state()["state"] == "unavailable"
     clock.now += 3
@@ -207,25 +230,42 @@ def test_an_issuer_whose_keys_never_loaded_is_503_until_it_answers(
     assert idp.discovery_hits == 2
 
 
-def test_a_flood_of_unknown_kids_refetches_at_most_once_per_interval(
+def test_a_flood_of_unknown_kids_costs_a_handful_of_fetches_a_minute(
     idp: Idp, clock: Clock, verifier: Verifier
 ) -> None:
+    started = clock.now
     assert verifier(idp.token(clock.now)).subject == "u-1"
-    assert idp.jwks_hits == 1
-    for round_ in range(3):
-        strangers = [idp.token(clock.now, new_key(f"made-up-{round_}-{n}")) for n in range(30)]
-        for token in strangers:
-            with pytest.raises(InvalidToken) as caught:
-                verifier(token)
-            assert caught.value.reason == "unknown_key"
-        assert idp.jwks_hits == 1 + round_  # round 0 is within the interval of the first fetch
-        clock.now += 61
+    flood = unknown_kid_tokens(idp, clock, 1000)
+    for n, token in enumerate(flood, 1):  # a thousand made-up kids, spread over the minute after the fetch
+        clock.now = started + n * 0.059
+        with pytest.raises(InvalidToken) as caught:
+            verifier(token)
+        assert caught.value.reason == "unknown_key"
+    assert len(idp.asked_at) == KEY_FETCHES_PER_MINUTE  # the first fetch included
+    gaps = [b - a for a, b in zip(idp.asked_at, idp.asked_at[1:], strict=False)]
+    assert min(gaps) >= KEY_FETCH_SPACING_SECONDS
+    assert verifier(idp.token(clock.now)).subject == "u-1"  # the genuine key still verifies
+    clock.now = started + 60  # a minute after the first fetch: one more
+    with pytest.raises(InvalidToken):
+        verifier(flood[0])
+    assert len(idp.asked_at) == KEY_FETCHES_PER_MINUTE + 1
     idp.mode = "fail"  # an IdP that is down is not hammered either
-    for n in range(30):
+    for n, token in enumerate(unknown_kid_tokens(idp, clock, 1000), 1):
+        clock.now = started + 60 + n * 0.059
         with pytest.raises(InvalidToken):
-            verifier(idp.token(clock.now, new_key(f"down-{n}")))
-    assert idp.jwks_hits == 3
-    assert idp.discovery_hits == 4
+            verifier(token)
+    assert len(idp.asked_at) == 2 * KEY_FETCHES_PER_MINUTE
+    assert idp.jwks_hits == KEY_FETCHES_PER_MINUTE + 1  # the failed fetches stopped at discovery
+
+
+def test_unknown_kids_at_once_share_one_fetch(idp: Idp, clock: Clock, verifier: Verifier) -> None:
+    assert verifier(idp.token(clock.now)).subject == "u-1"
+    idp.rotate("k2")
+    clock.now += KEY_FETCH_SPACING_SECONDS
+    outcomes = verifier.all_at_once([*unknown_kid_tokens(idp, clock, 50), idp.token(clock.now)])
+    assert all(isinstance(e, InvalidToken) and e.reason == "unknown_key" for e in outcomes[:-1]), outcomes
+    assert isinstance(outcomes[-1], VerifiedToken), outcomes[-1]
+    assert idp.jwks_hits == 2  # one fetch for the fifty-one
 
 
 def test_a_rotated_key_is_picked_up_without_a_restart(idp: Idp, clock: Clock, verifier: Verifier) -> None:
@@ -245,17 +285,16 @@ def test_a_rotated_key_is_picked_up_without_a_restart(idp: Idp, clock: Clock, ve
     assert verifier(idp.token(clock.now)).subject == "u-1"
 
 
-def test_a_key_first_seen_within_the_refetch_interval_waits_for_it(
-    idp: Idp, clock: Clock, verifier: Verifier
-) -> None:
-    """The price of the flood bound: a rotation right after a fetch is seen at most one interval late."""
+def test_a_key_rotated_seconds_after_a_fetch_is_accepted(idp: Idp, clock: Clock, verifier: Verifier) -> None:
     assert verifier(idp.token(clock.now)).subject == "u-1"
     idp.rotate("k2")
-    clock.now += 30
-    with pytest.raises(InvalidToken):
+    clock.now += 1  # moments after the fetch: not fetched again yet
+    with pytest.raises(InvalidToken) as caught:
         verifier(idp.token(clock.now))
-    clock.now += 31
+    assert caught.value.reason == "unknown_key"
+    clock.now += KEY_FETCH_SPACING_SECONDS - 1  # a few seconds after the fetch: the new key is found
     assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert idp.jwks_hits == 2
 
 
 # --- STS through BotoSTS -------------------------------------------------------------------------------
@@ -294,7 +333,6 @@ class Api:
 
     def readyz(self) -> httpx.Response:
         return httpx.get(f"{self.url}/readyz", timeout=30)
-
 
 @contextlib.contextmanager
 def api(idps: list[Idp], sts: BotoSTS, clock: Clock, retry: RetryPolicy | None = None,
