@@ -19,13 +19,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ccweb_helper import callback
+from ccweb_helper import callback, login_idp
 from ccweb_helper.cache import Cache
-from ccweb_helper.client import HelperError, parse_service_url
+from ccweb_helper.client import HelperError, Response, http_json, parse_service_url
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.login import EXPIRED, can_prompt, locked, token_for
 from ccweb_helper.login_flows import pkce_pair, prefers_device, sign_in
@@ -219,32 +219,36 @@ def _redirect(port: int, query: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+GUARD = 30.0
+"""Seconds to wait for what happens at once: a bound against a hang, never a measurement."""
+
+
 @contextlib.contextmanager
-def idle_connection(port: int) -> Iterator[socket.socket]:
-    """A connection that sends nothing: a port scanner, or a browser's speculative preconnect."""
+def idle_connection(port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A connection that sends nothing: a port scanner, or a browser's speculative preconnect. Connected before
+    anything else, it is first in the server's accept queue; it stays idle for longer than a test waits (were
+    the server to answer connections one after the other, it would hold up everything behind it)."""
+    monkeypatch.setattr(callback._CallbackHandler, "timeout", 2 * GUARD)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
-        time.sleep(0.3)  # accepted (and, before, read from) by the server before anything else arrives
         yield idle
 
 
-def test_an_idle_connection_does_not_hold_up_the_redirect() -> None:
-    with callback.CallbackServer("s1") as server, idle_connection(server.port):
+def test_an_idle_connection_does_not_hold_up_the_redirect(monkeypatch: pytest.MonkeyPatch) -> None:
+    with callback.CallbackServer("s1") as server, idle_connection(server.port, monkeypatch):
         answers: list[tuple[int, str]] = []
         browser = threading.Thread(target=lambda: answers.append(_redirect(server.port, "state=s1&code=c1")))
         browser.start()
-        started = time.monotonic()
-        result = server.wait(time.monotonic() + 20)
-        browser.join(10)
-    assert result == {"state": "s1", "code": "c1"}
-    assert time.monotonic() - started < 3, "the idle connection did not hold up the sign-in"
+        result = server.wait(time.monotonic() + GUARD)
+        browser.join(GUARD)
+    assert result == {"state": "s1", "code": "c1"}, "the idle connection held up the sign-in"
     assert answers and answers[0][0] == 200 and "You can close this window" in answers[0][1]
 
 
-def test_the_deadline_holds_while_a_connection_sits_idle() -> None:
-    with callback.CallbackServer("s1") as server, idle_connection(server.port):
+def test_the_deadline_holds_while_a_connection_sits_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    with callback.CallbackServer("s1") as server, idle_connection(server.port, monkeypatch):
         started = time.monotonic()
         assert server.wait(started + 0.5) is None
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < GUARD, "the idle connection held the wait past its deadline"
 
 
 def test_only_the_first_answer_with_this_sign_ins_state_is_taken() -> None:
@@ -261,27 +265,34 @@ def test_only_the_first_answer_with_this_sign_ins_state_is_taken() -> None:
 
 
 def test_giving_up_ends_the_wait() -> None:
+    asked: list[bool] = []
+
+    def give_up() -> bool:  # the browser could not be started: after one round of waiting, no more
+        asked.append(True)
+        return len(asked) > 1
+
     with callback.CallbackServer("s1") as server:
         started = time.monotonic()
-        assert server.wait(started + 20, give_up=lambda: time.monotonic() - started > 0.3) is None
-        assert time.monotonic() - started < 2
+        assert server.wait(started + 2 * GUARD, give_up=give_up) is None
+        assert time.monotonic() - started < GUARD, "the wait went on to its deadline"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="fd 1 is redirected on POSIX only")
 def test_a_browser_launched_late_still_writes_to_stderr_not_to_git(
     capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    launched = threading.Event()
+    finished, launched = threading.Event(), threading.Event()
 
     def slow_browser(url: str, outcome: list[bool]) -> None:
-        time.sleep(0.3)  # the sign-in finished (the address opened by hand) before the browser started
+        finished.wait(GUARD)  # the sign-in finished (the address opened by hand) before the browser started
         outcome.append(subprocess.run(["sh", "-c", "echo late-browser-noise"], check=False).returncode == 0)
         launched.set()
 
     monkeypatch.setattr(callback, "_open_browser", slow_browser)
+    monkeypatch.setattr(callback, "BROWSER_JOIN_SECONDS", GUARD)  # a launch under way is waited for, however slow
     with callback.browser_started("http://127.0.0.1:1/") as outcome:
-        pass
-    assert launched.wait(10) and outcome == [True]
+        finished.set()
+    assert launched.wait(GUARD) and outcome == [True]
     out, err = capfd.readouterr()
     assert "late-browser-noise" not in out, "the browser wrote into git's credential answer"
     assert "late-browser-noise" in err
@@ -307,8 +318,11 @@ def test_the_lock_wait_ends_with_a_clear_error(tmp_path: Path) -> None:
 class Answer(NamedTuple):
     status: int
     body: dict[str, Any] | str  # a dict is sent as JSON, a string as an HTML page
-    delay: float = 0.0
+    hang: bool = False  # no answer while the test runs: the helper gives up waiting (after HANG_SECONDS)
     drop: bool = False  # close the connection without an answer
+
+
+HANG = Answer(200, {}, hang=True)
 
 
 class StandIn:
@@ -319,6 +333,8 @@ class StandIn:
         self.token_answers: list[Answer] = []
         self.device_answer = Answer(200, {})
         self.forms: list[dict[str, str]] = []
+        self.ended = threading.Event()  # the test is over: answers held back (``hang``) may go
+        self.hung = self.cut = 0  # answers held back; exchanges the helper was told to give up on
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -340,7 +356,9 @@ class StandIn:
                     self._send(answers.pop(0) if len(answers) > 1 else answers[0])
 
             def _send(self, answer: Answer) -> None:
-                time.sleep(answer.delay)
+                if answer.hang:
+                    stand_in.hung += 1
+                    stand_in.ended.wait(GUARD)
                 if answer.drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -367,20 +385,39 @@ class StandIn:
     def grants(self, kind: str) -> int:
         return sum(f.get("grant_type") == kind for f in self.forms)
 
+    def will_hang(self, url: str) -> bool:
+        """Whether the next request to ``url`` gets an answer held back (requests come one at a time)."""
+        path = urlsplit(url).path
+        if path == "/device":
+            return self.device_answer.hang
+        return path == "/token" and bool(self.token_answers) and self.token_answers[0].hang
+
+
+SECONDS = 30.0
+"""The helper's timeout for each exchange with the stand-in: one that answers always does so well within it."""
+HANG_SECONDS = 0.5
+"""The helper's timeout for an exchange the stand-in holds back (``HANG``): only that one times out."""
+
 
 @pytest.fixture
-def stand_in() -> Iterator[StandIn]:
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
     idp = StandIn()
+    def timed(url: str, what: str, *, timeout: float, **options: Any) -> Response:
+        if idp.will_hang(url):
+            idp.cut += 1
+            timeout = HANG_SECONDS
+        return http_json(url, what, timeout=timeout, **options)
+
+    monkeypatch.setattr(login_idp, "http_json", timed)
     thread = threading.Thread(target=idp.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield idp
     finally:
+        idp.ended.set()
         idp.server.shutdown()
         idp.server.server_close()
-
-
-SECONDS = 0.5  # the helper's timeout per request; "slow" answers take longer
+    assert idp.cut == idp.hung, "an answer was held back from an exchange with the full timeout"
 
 
 def clock() -> float:
@@ -413,7 +450,7 @@ NOT_NOW = {
     "503-json": Answer(503, {"error": "temporarily_unavailable"}),
     "400-invalid_request": Answer(400, {"error": "invalid_request"}),
     "401-no-body": Answer(401, ""),
-    "timeout": Answer(200, {}, delay=SECONDS * 3),
+    "timeout": HANG,
     "connection-dropped": Answer(200, {}, drop=True),
 }
 
@@ -556,7 +593,7 @@ def test_device_polling_rides_out_outages_until_the_sign_in_completes(stand_in: 
         Answer(400, {"error": "authorization_pending"}),
         Answer(503, "<html>Service Unavailable</html>"),
         Answer(200, "<html>a captive portal</html>"),
-        Answer(200, {}, delay=SECONDS * 3),
+        HANG,
         Answer(200, {}, drop=True),
         Answer(502, {"message": "bad gateway"}),
         Answer(400, "not json"),
@@ -577,7 +614,7 @@ def test_device_polling_that_never_succeeds_ends_when_the_code_expires(stand_in:
     last = r"expired before it was used \(last: the identity provider 'corp' answered HTTP 503\); run"
     with pytest.raises(HelperError, match=last):
         sign_in(stand_in.login, {}, SECONDS, stderr=io.StringIO(), mode="device")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < GUARD  # with the code (0.6 s), not after LOGIN_SECONDS: a bound
 
 
 @pytest.mark.parametrize(
