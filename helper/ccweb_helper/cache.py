@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from ccweb_helper.client import parse_json
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -174,7 +176,7 @@ class Cache:
         if len(raw) > MAX_BYTES:
             return {}
         try:
-            data = json.loads(raw)
+            data = parse_json(raw)
         except ValueError:
             return {}
         return data if isinstance(data, dict) else {}

@@ -61,9 +61,19 @@ else:  # the same tuples without importing typing at run time
     ServiceURL = namedtuple("ServiceURL", "url scheme host port prefix")
 
 
+USERINFO = ("{source} must be an https:// URL of the ccweb service without a user name or password (not shown "
+            "here); set it to the service's address alone, e.g. https://ccweb.example.com.")
+
+
 def parse_service_url(url: str, source: str) -> ServiceURL:
-    """Check a configured service URL: https, or http to a loopback address only."""
+    """Check a configured service URL: https, or http to a loopback address only. One with a user name or
+    password (any ``@`` before the path) is refused without being repeated."""
     text = url.strip().rstrip("/")
+    authority = text.split("://", 1)[-1]
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    if "@" in authority:
+        raise HelperError(USERINFO.format(source=source))
     try:
         parts = urlsplit(text)
         port = parts.port

@@ -8,7 +8,7 @@ platform's own OIDC token (``ci``); the interactive login cache, or a login when
 
 from __future__ import annotations
 
-from ccweb_helper.client import HelperError
+from ccweb_helper.client import USERINFO, HelperError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ def _git_config(*args: str) -> str | None:
     return value if result.returncode == 0 and value else None
 
 
-USERINFO = ("{source} must be an https:// URL of the ccweb service without a user name or password (not shown "
-            "here); set it to the service's address alone, e.g. https://ccweb.example.com.")
 
 
 def without_userinfo(url: str, source: str) -> str:

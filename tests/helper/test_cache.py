@@ -107,8 +107,9 @@ def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
     assert seen and all(seen)
 
 
-@pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b"{" * 10],
-                         ids=["empty", "garbage", "list", "broken"])
+@pytest.mark.parametrize("content", [b"", b"not json", b"[1, 2]", b"{" * 10, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                                     b"\xff\xfe{}"],
+                         ids=["empty", "garbage", "list", "broken", "nested-deeply", "not-utf8"])
 def test_unreadable_content_reads_as_empty(tmp_path: Path, content: bytes) -> None:
     store = Cache(tmp_path)
     store.path.write_bytes(content)

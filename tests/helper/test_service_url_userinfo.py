@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ccweb_helper.client import HelperError
+from ccweb_helper.client import HelperError, parse_service_url
 from ccweb_helper.sources import without_userinfo
 from support import home_env
 
@@ -37,6 +37,14 @@ def test_userinfo_is_refused_without_being_repeated(url: str) -> None:
     with pytest.raises(HelperError) as raised:
         without_userinfo(url, "CCWEB_URL")
     assert raised.value.message.startswith(f"CCWEB_URL {SENTENCE}")
+    assert PASSWORD not in raised.value.message and USER not in raised.value.message
+
+
+@pytest.mark.parametrize("url", list(WITH_USERINFO.values()), ids=list(WITH_USERINFO))
+def test_the_url_check_every_request_passes_through_refuses_userinfo_too(url: str) -> None:
+    with pytest.raises(HelperError) as raised:
+        parse_service_url(url, "--url")
+    assert raised.value.message.startswith(f"--url {SENTENCE}")
     assert PASSWORD not in raised.value.message and USER not in raised.value.message
 
 
