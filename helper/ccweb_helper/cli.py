@@ -13,9 +13,10 @@ USAGE = """usage: ccweb-helper <command>
 A git credential helper for AWS CodeCommit through a ccweb service.
 
   setup [--url URL]   configure git for every CodeCommit host (run once; see setup --help)
-  login [--device]    sign in with your company's single sign-on
-  status              who you are, until when, and what you may reach
-  logout              forget the login
+  login [--device] [--url URL]
+                      sign in with your company's single sign-on, for one ccweb service
+  status [--url URL]  who you are, until when, and what you may reach
+  logout [--url URL]  forget the logins (with --url: only that service's)
   doctor              check the whole chain and explain what to fix
   get | store | erase what git runs
 
