@@ -46,10 +46,9 @@ def serve(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(sockets=[sock]),), daemon=True)
     thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        if not thread.is_alive():
+    deadline = time.monotonic() + 60  # a bound against a hang: a busy machine may take seconds to start it
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("test server failed to start")
         threading.Event().wait(0.01)
     try:
