@@ -19,8 +19,8 @@ import yaml
 from fastapi import FastAPI
 
 from ccweb.app import create_app
-from ccweb.config import load_config
-from ccweb.reload import refused_keys
+from ccweb.config import Config, load_config
+from ccweb.reload import RunningPolicy, refused_keys
 from ccweb.sandbox.issuer import DevIssuer
 from support import RecordingSTS, serve, serve_issuer
 
@@ -72,6 +72,8 @@ class Env:
     def __init__(self, url: str, path: Path, issuer: DevIssuer, sts: RecordingSTS, asked: list[str], *,
                  app: FastAPI) -> None:
         self.url, self.path, self.issuer, self.sts, self.asked, self.app = url, path, issuer, sts, asked, app
+        self.applied: list[bool] = []
+        """For each file the running policy was handed (the watcher's first look included): whether it changed."""
 
     def policy(self, **changes: Any) -> dict[str, Any]:
         return policy(self.issuer.issuer_url, **changes)
@@ -79,11 +81,25 @@ class Env:
     def get(self, groups: str, repository: str = "app", sub: str | None = None) -> httpx.Response:
         token = self.issuer.mint({"sub": sub or f"u-{groups}", "groups": [groups]})
         return httpx.post(f"{self.url}/v1/credentials", headers={"Authorization": f"Bearer {token}"},
-                          json={"protocol": "https", "host": HOST, "path": f"v1/repos/{repository}"})
+                          json={"protocol": "https", "host": HOST, "path": f"v1/repos/{repository}"}, timeout=30)
 
     def state(self) -> dict[str, Any]:
-        info: dict[str, Any] = httpx.get(f"{self.url}/readyz").json()["policy"]
+        info: dict[str, Any] = httpx.get(f"{self.url}/readyz", timeout=30).json()["policy"]
         return info
+
+
+def applied_files(running: RunningPolicy) -> list[bool]:
+    """Records, in order, whether each configuration the running policy is handed changes it."""
+    outcomes: list[bool] = []
+    apply = running.apply
+
+    def recorded(config: Config, *, trigger: str = "reload") -> bool:
+        changed = apply(config, trigger=trigger)
+        outcomes.append(changed)
+        return changed
+
+    setattr(running, "apply", recorded)  # noqa: B010 (a method of this one object)
+    return outcomes
 
 
 @pytest.fixture
@@ -93,8 +109,11 @@ def env(issuer: tuple[DevIssuer, list[str]], tmp_path: Path) -> Iterator[Env]:
     write(path, policy(dev.issuer_url))
     sts = RecordingSTS()
     app = create_app(load_config(path), sts=sts, config_path=path, reload_interval=0.05)
+    applied = applied_files(app.state.policy)
     with serve(app) as url:
-        yield Env(url, path, dev, sts, asked, app=app)
+        served = Env(url, path, dev, sts, asked, app=app)
+        served.applied = applied
+        yield served
 
 
 def test_an_edited_file_is_picked_up(env: Env) -> None:
@@ -234,8 +253,10 @@ def test_a_default_that_rules_inherit_counts_as_a_change(env: Env) -> None:
 
 def test_comments_and_layout_reload_nothing(env: Env) -> None:
     assert env.get("read").status_code == 200
+    wait_for(lambda: env.applied, "the watcher's first look at the file")
     write(env.path, "# the same policy, with a comment\n" + yaml.safe_dump(env.policy(), indent=4))
-    time.sleep(0.5)  # ten polls
+    wait_for(lambda: len(env.applied) == 2, "the watcher to read the rewritten file")
+    assert env.applied == [False, False]
     assert env.state()["reloads"] == 0
     assert env.get("read").status_code == 200
     assert len(env.sts.requests) == 1
