@@ -38,7 +38,7 @@ class Peer:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1)
-        self.sock.settimeout(5)
+        self.sock.settimeout(60)  # a bound against a hang: a helper process on a busy machine takes seconds to start
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -50,7 +50,7 @@ class Peer:
             return
         self.connections += 1
         with conn:
-            conn.settimeout(5)
+            conn.settimeout(60)
             data = b""
             while b"\r\n\r\n" not in data:
                 more = conn.recv(65536)
