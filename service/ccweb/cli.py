@@ -1,4 +1,4 @@
-"""The ``ccweb`` command: serve, check-config, schema, explain, test-policy, dev."""
+"""The ``ccweb`` command: serve, check-config, schema, explain, test-policy, sts-name, dev."""
 
 from __future__ import annotations
 
@@ -166,6 +166,14 @@ def _test_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sts_name(args: argparse.Namespace) -> int:
+    from ccweb.iam import sts_name  # noqa: PLC0415
+
+    for identity in args.identity:
+        print(sts_name(identity))  # in STS's alphabet: nothing to escape
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from ccweb_helper.hosts import is_loopback  # noqa: PLC0415
 
@@ -252,6 +260,14 @@ def parser() -> argparse.ArgumentParser:
     cases.add_argument("cases", metavar="CASES.yaml",
                        help="the cases: name, issuer, claims, repository, region, expect")
     cases.set_defaults(run=_test_policy)
+
+    names = commands.add_parser(
+        "sts-name", help="print the SourceIdentity and RoleSessionName ccweb gives each identity (IAM, CloudTrail)"
+    )
+    names.add_argument("identity", nargs="+", metavar="IDENTITY",
+                       help="a verified email, a sub or a rule's source_identity claim value (-- before one that "
+                            "starts with -)")
+    names.set_defaults(run=_sts_name)
 
     dev = commands.add_parser("dev", help="run the local sandbox (loopback only, nothing from AWS)")
     dev.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ccweb.cli import main
 from ccweb.iam import sts_name
 
 PROPERTY = settings(max_examples=400, derandomize=True, database=None, deadline=None)
@@ -119,3 +120,10 @@ def test_claiming_another_identitys_name_never_yields_it(identity: str) -> None:
     if name != identity:
         assert sts_name(name) != name
 
+
+def test_the_command_prints_the_name_of_each_identity(capsys: pytest.CaptureFixture[str]) -> None:
+    identities = [identity for identity, _ in GOLDEN[:8]] + ["-leading-dash"]
+    assert main(["sts-name", "--", *identities]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [name for _, name in GOLDEN[:8]] + ["-leading-dash"]
+    assert err == ""
