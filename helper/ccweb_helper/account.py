@@ -196,11 +196,17 @@ def _status(service: ServiceURL, named: bool, env: Mapping[str, str], out: IO[st
 
 
 def _rule_line(rule: Mapping[str, Any]) -> str:
+    """One rule of ``/v1/whoami``: what it grants, and the SourceIdentity CloudTrail will show for it (or, when
+    the token lacks the claim the rule takes that from, that the rule refuses)."""
     repositories = rule.get("repositories")
     names = ", ".join(str(r) for r in repositories) if isinstance(repositories, list) else "?"
-    return "  " + one_line(
-        f"rule {rule.get('rule')}: {rule.get('access')} access to {names} as {rule.get('role_arn')}", 400
-    )
+    line = f"rule {rule.get('rule')}: {rule.get('access')} access to {names} as {rule.get('role_arn')}"
+    name, claim = rule.get("source_identity"), rule.get("source_identity_claim")
+    if isinstance(name, str) and name:
+        line += f", SourceIdentity {name}"
+    elif isinstance(claim, str) and claim:
+        line += f"; refused: it takes the SourceIdentity from the claim {claim!r}, which your token lacks"
+    return "  " + one_line(line, 400)
 
 
 def _logout(url: str | None, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:

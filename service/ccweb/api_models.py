@@ -39,6 +39,13 @@ class RuleSummary(BaseModel):
     role_arn: str
     repositories: list[str]
     access: str
+    source_identity: str | None = Field(
+        default=None, description="The SourceIdentity (and RoleSessionName) this rule's STS sessions carry for "
+        "this token; null when the token lacks the claim the rule takes it from (`source_identity_claim`), and "
+        "a request this rule decides is then refused (403).")
+    source_identity_claim: str | None = Field(
+        default=None, description="The claim this rule takes the SourceIdentity from; null: the default (a "
+        "verified email, else sub).")
 
 
 class WhoAmI(BaseModel):

@@ -174,10 +174,13 @@ class Granted:
 
 @dataclass(frozen=True, slots=True)
 class Entitled:
-    """Without a repository: the rules that match the token, in order (never empty)."""
+    """Without a repository: the rules that match the token, in order (never empty), and the name each would
+    give STS as SourceIdentity and RoleSessionName (None where the token lacks the rule's ``source_identity``
+    claim, so a request that rule decides is Unidentified)."""
 
     rules: tuple[CompiledRule, ...]
     identity: str
+    names: tuple[str | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +316,9 @@ class Policy:
         if where is None:
             rules = tuple(rule for rule in self.rules if rule.matches(issuer, claims))
             if rules:
-                return Entitled(rules, rules[0].identity(claims) or default_identity(claims))
+                identities = tuple(rule.identity(claims) for rule in rules)
+                names = tuple(sts_name(identity) if identity is not None else None for identity in identities)
+                return Entitled(rules, identities[0] or default_identity(claims), names)
             return NoRule(default_identity(claims))
         for rule in self.rules:
             if rule.matches(issuer, claims) and rule.covers(where):

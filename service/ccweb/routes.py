@@ -65,7 +65,7 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
         snapshot = running.current
         caller = await flow.caller(snapshot, bearer_token(request.headers.get("authorization")))
         decision = snapshot.policy.decide(caller.issuer.name, caller.claims, None)
-        rules = decision.rules if isinstance(decision, Entitled) else ()
+        rules = tuple(zip(decision.rules, decision.names, strict=True)) if isinstance(decision, Entitled) else ()
         return WhoAmI(
             issuer=caller.issuer.name,
             issuer_url=caller.issuer.issuer,
@@ -73,7 +73,8 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
             identity=decision.identity,
             expires_at=iso_time(caller.expires_at),
             rules=[RuleSummary(rule=r.name, role_arn=r.role_arn, repositories=list(r.source.repositories),
-                               access=r.access) for r in rules],
+                               access=r.access, source_identity=name, source_identity_claim=r.identity_claim)
+                   for r, name in rules],
             suspended=(suspension_sentence(decision.identity, caller, decision.entry.reason)
                        if isinstance(decision, Suspended) else None),
         )

@@ -623,7 +623,8 @@ def test_status_shows_who_until_when_and_what_you_may_reach(sandbox: Sandbox, pr
     assert "Signed in as alice@example.com (subject alice)" in run.stdout
     assert f"corp ({provider.issuer})" in run.stdout
     assert re.search(r"until +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; renewed automatically", run.stdout)
-    assert f"\n  rule developers: write access to * as arn:aws:iam::{ACCOUNT}:role/ccweb-developers\n" in run.stdout
+    assert (f"\n  rule developers: write access to * as arn:aws:iam::{ACCOUNT}:role/ccweb-developers, SourceIdentity "
+            "alice@example.com\n") in run.stdout
     assert_no_secrets(cached(home), run.stdout, run.stderr)
 
 

@@ -630,3 +630,17 @@ def test_device_polling_ends_on_a_real_refusal(stand_in: StandIn, answer: Answer
     with pytest.raises(HelperError, match=refused):
         sign_in(stand_in.login, {}, SECONDS, stderr=io.StringIO(), mode="device")
     assert stand_in.grants("urn:ietf:params:oauth:grant-type:device_code") == 2
+
+
+@pytest.mark.parametrize(("extra", "ending"), [
+    ({"source_identity": "repo-acme-app=0123456789abcdef0123", "source_identity_claim": "repository"},
+     ", SourceIdentity repo-acme-app=0123456789abcdef0123"),
+    ({"source_identity": None, "source_identity_claim": "employee_id"},
+     "; refused: it takes the SourceIdentity from the claim 'employee_id', which your token lacks"),
+    ({}, ""),
+], ids=["named", "claim-missing", "older-service"])
+def test_status_names_each_rule_s_source_identity_or_why_it_refuses(extra: dict[str, Any], ending: str) -> None:
+    from ccweb_helper.account import _rule_line
+
+    rule = {"rule": "staff", "access": "read", "repositories": ["app"], "role_arn": "arn:aws:iam::1:role/r", **extra}
+    assert _rule_line(rule) == f"  rule staff: read access to app as arn:aws:iam::1:role/r{ending}"

@@ -286,3 +286,35 @@ def test_whoami_names_the_subject_when_the_email_is_unverified(issuer: DevIssuer
     _, whoami = asyncio.run(post(issuer, "", {"Authorization": f"Bearer {issuer.mint(claims)}"}))
     assert whoami.status_code == 200, whoami.text
     assert whoami.json()["identity"] == "u-mallory"
+
+
+async def whoami_and_ask(issuer: DevIssuer, config: dict[str, Any],
+                         claims: dict[str, Any]) -> tuple[httpx.Response, httpx.Response, RecordingSTS]:
+    """``GET /v1/whoami`` then ``POST /v1/credentials`` with one token of ``claims``."""
+    sts = RecordingSTS()
+    headers = {"Authorization": f"Bearer {issuer.mint(claims)}"}
+    async with httpx.AsyncClient() as http:
+        app = create_app(parse_config(config), sts=sts, http=http)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccweb") as client:
+            whoami = await client.get("/v1/whoami", headers=headers)
+            credentials = await client.post("/v1/credentials", json=BODY, headers=headers)
+    return whoami, credentials, sts
+
+
+def test_whoami_shows_each_rule_s_source_identity_as_sts_receives_it(issuer: DevIssuer) -> None:
+    """A person sees, per rule, the name CloudTrail will show; and which rule would refuse for a missing claim."""
+    config = {**policy(issuer.issuer_url), "rules": [STAFF, *policy(issuer.issuer_url)["rules"]]}
+    claims = {"sub": "u-bob", "email": "bob@example.com", "groups": ["staff"], "employee_id": "E 4711"}
+    whoami, credentials, sts = asyncio.run(whoami_and_ask(issuer, config, claims))
+    assert (whoami.status_code, credentials.status_code) == (200, 200), whoami.text
+    rules = {r["rule"]: (r["source_identity"], r["source_identity_claim"]) for r in whoami.json()["rules"]}
+    assert rules == {"staff": (sts.requests[0].source_identity, "employee_id"),
+                     "everyone": ("bob@example.com", None)}
+    assert rules["staff"][0].startswith("E-4711=")
+
+    del claims["employee_id"]
+    whoami, credentials, sts = asyncio.run(whoami_and_ask(issuer, config, claims))
+    assert (whoami.status_code, credentials.status_code) == (200, 403)
+    rules = {r["rule"]: (r["source_identity"], r["source_identity_claim"]) for r in whoami.json()["rules"]}
+    assert rules == {"staff": (None, "employee_id"), "everyone": ("bob@example.com", None)}
+    assert sts.requests == []
