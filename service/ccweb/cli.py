@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from ccweb import __version__
+from ccweb.display import printable
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,9 +22,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         load_config(path)  # refuse to start on a bad file, before any worker is forked
     except ConfigError as exc:
-        print(f"ccweb serve: {path} is not valid:", file=sys.stderr)
+        print(printable(f"ccweb serve: {path} is not valid:"), file=sys.stderr)
         for line in exc.messages:
-            print(f"  {line}", file=sys.stderr)
+            print(printable(f"  {line}"), file=sys.stderr)
         return 1
     from ccweb import logs  # noqa: PLC0415
     from ccweb.server import ServeSettings, serve  # noqa: PLC0415
@@ -51,15 +52,15 @@ def _check_config(args: argparse.Namespace) -> int:
         config = compile_policy(load_config(args.file)).config  # what serve would run, compiled the same way
     except ConfigError as exc:
         for line in exc.messages:
-            print(line, file=sys.stderr)
+            print(printable(line), file=sys.stderr)
         return 1
     limit = config.rate_limit
     rate = (f"{limit.requests_per_minute} requests a minute per identity, bursts of {limit.burst}"
             if limit.requests_per_minute else "no rate limit")
-    print(
+    print(printable(
         f"{args.file}: valid ({len(config.issuers)} issuer(s), {len(config.rules)} rule(s), "
         f"{len(config.git_endpoints)} git endpoint(s), {len(config.deny)} deny entry(ies); {rate})"
-    )
+    ))
     return 0
 
 
@@ -115,30 +116,30 @@ def _explain(args: argparse.Namespace) -> int:
                 text = handle.read(1 << 20)
     except (OSError, UnicodeDecodeError) as exc:
         problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        print(f"ccweb explain: --claims {args.claims}: cannot read: {problem}", file=sys.stderr)
+        print(printable(f"ccweb explain: --claims {args.claims}: cannot read: {problem}"), file=sys.stderr)
         return 2
     try:
         claims = parse_claims(text)
     except ExplainError as exc:
-        print(f"ccweb explain: --claims {args.claims}: {exc}", file=sys.stderr)
+        print(printable(f"ccweb explain: --claims {args.claims}: {exc}"), file=sys.stderr)
         return 2
     try:
         repository, region, default = repository_target(config, args.repo, args.region)
         result = explain(compile_policy(config), claims, repository, region, args.issuer)
     except ExplainError as exc:
-        print(f"ccweb explain: {exc}", file=sys.stderr)
+        print(printable(f"ccweb explain: {exc}"), file=sys.stderr)
         return 2
     lines = result.lines()
     if default:
         lines[0] = lines[0].replace(f" in {region}", f" in {region} (the default; choose with --region)", 1)
-    print("\n".join(lines))
+    print("\n".join(map(printable, lines)))  # a claim's control characters escaped, never sent to the terminal
     return 0 if result.granted else 1
 
 
 def _invalid(command: str, what: str, problems: list[str]) -> int:
-    print(f"ccweb {command}: {what} is not valid:", file=sys.stderr)
+    print(printable(f"ccweb {command}: {what} is not valid:"), file=sys.stderr)
     for line in problems:
-        print(f"  {line}", file=sys.stderr)
+        print(printable(f"  {line}"), file=sys.stderr)
     return 2
 
 
@@ -157,7 +158,7 @@ def _test_policy(args: argparse.Namespace) -> int:
         return _invalid("test-policy", args.cases, exc.messages)
     lines = differences(policy, cases)
     for line in lines:
-        print(line)
+        print(printable(line))
     held = f"{len(cases) - len(lines)} of {len(cases)} case(s) hold"
     if lines:
         print(f"ccweb test-policy: {held}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Values from outside reach an operator's terminal as visible text, never as escape sequences that drive it.
 
-A token's claim holding an OSC 8 hyperlink, a clear-screen sequence, a carriage return or a bidi override goes
-through the log lines of a real request; no control character comes out, and the value is still there to be
-read.
+A token's claim (or a policy or case file's value) holding an OSC 8 hyperlink, a clear-screen sequence, a
+carriage return or a bidi override goes through the real ``ccweb explain``, ``test-policy`` and ``check-config``
+commands and through the log lines of a real request; no control character comes out, and the value is still
+there to be read.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +25,7 @@ from ccweb import logs
 from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.display import printable, printable_json
-from support import RecordingSTS, serve, serve_issuer
+from support import RecordingSTS, clean_env, serve, serve_issuer
 
 LINK = "\x1b]8;;http://evil\x07click\x1b]8;;\x07"
 """An OSC 8 hyperlink: the terminal shows "click" and opens http://evil."""
@@ -29,6 +33,8 @@ PLANTED = LINK + "\x1b[2J" + "\r" + "\u202e" + "moc.elpmaxe@ecila"
 """…then clears the screen, goes back to the line's start, and shows what follows right to left."""
 SHOWN = r"\x1b]8;;http://evil\x07click\x1b]8;;\x07\x1b[2J\r\u202emoc.elpmaxe@ecila"
 """What an operator reads instead."""
+SHOWN_IN_JSON = r"\u001b]8;;http://evil\u0007click\u001b]8;;\u0007\u001b[2J\r\u202emoc.elpmaxe@ecila"
+"""The same, as ``explain`` quotes a claim's value (JSON, whose escapes these are)."""
 
 
 def drives_no_terminal(text: str) -> bool:
@@ -65,6 +71,84 @@ def test_printable_json_is_the_same_value(value: str) -> None:
     assert json.loads(safe) == {"identity": value}
     if value == "jörg":
         assert safe == line  # a name in another script is not made unreadable
+
+
+# --- the commands, as an operator runs them ---------------------------------------------------------------------
+
+POLICY = """\
+issuers:
+  - name: corp
+    issuer: https://login.example.com
+    audiences: [ccweb]
+deny:
+  - name: locked
+    claims: {groups: locked}
+rules:
+  - name: devs
+    issuer: corp
+    claims:
+      email: {pattern: '.+@example\\.com'}
+    role_arn: arn:aws:iam::111122223333:role/ccweb-devs
+    repositories: ['*']
+"""
+
+
+def ccweb(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "ccweb", *argv], cwd=cwd, capture_output=True, timeout=60,
+                            env=clean_env(PYTHONIOENCODING="utf-8"), check=False)
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode("utf-8"),
+                                       result.stderr.decode("utf-8"))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "policy.yaml").write_text(POLICY, encoding="utf-8")
+    claims = {"iss": "https://login.example.com", "aud": "ccweb", "sub": PLANTED, "email": PLANTED,
+              "email_verified": True, "groups": ["staff", PLANTED]}
+    (tmp_path / "claims.json").write_text(json.dumps(claims), encoding="utf-8")
+    return tmp_path
+
+
+def test_explain_shows_a_planted_claim_without_acting_on_it(files: Path) -> None:
+    result = ccweb(files, "explain", "--config", "policy.yaml", "--claims", "claims.json", "--repo", "app")
+    assert result.returncode == 1, result.stderr
+    assert drives_no_terminal(result.stdout + result.stderr), result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith(f"; identity {SHOWN}")  # the identity line, which quoted the claim raw
+    assert f'claim groups = ["staff", "{SHOWN_IN_JSON}"]: no element equals "locked"' in result.stdout
+    assert f'claim email = "{SHOWN_IN_JSON}" does not match the pattern' in result.stdout
+    assert lines[-1] == "denied: no rule grants 'app' in us-east-1; the service answers 403 access_denied"
+
+
+def test_explain_errors_quote_a_planted_claim_without_acting_on_it(files: Path) -> None:
+    (files / "other.json").write_text(json.dumps({"iss": PLANTED + "\u0085\u2028", "sub": "u"}), encoding="utf-8")
+    result = ccweb(files, "explain", "--config", "policy.yaml", "--claims", "other.json", "--repo", "app",
+                   "--issuer", "corp")
+    assert result.returncode == 2
+    assert drives_no_terminal(result.stdout + result.stderr), result.stderr
+    assert result.stderr.startswith("ccweb explain: --issuer corp: the claims' iss ")
+    assert SHOWN_IN_JSON + r"\x85\u2028" in result.stderr
+
+
+def test_test_policy_shows_a_planted_claim_without_acting_on_it(files: Path) -> None:
+    cases = {"cases": [{"name": "locked out\x1b[2J", "claims": {"sub": PLANTED, "groups": "locked"},
+                        "repository": "app", "expect": "devs"}]}
+    (files / "cases.yaml").write_text(json.dumps(cases), encoding="utf-8")  # JSON is YAML
+    result = ccweb(files, "test-policy", "--config", "policy.yaml", "cases.yaml")
+    assert result.returncode == 1, result.stderr
+    assert drives_no_terminal(result.stdout + result.stderr), result.stdout
+    assert result.stdout == (
+        rf"cases[0] 'locked out\x1b[2J': expected devs, got suspended (deny entry 'locked' suspends {SHOWN})" + "\n"
+    )
+
+
+def test_check_config_names_a_planted_key_without_acting_on_it(files: Path) -> None:
+    planted = POLICY.replace("      email:", '      "e\\e[2J\\u202e": {patern: x}\n      email:')
+    (files / "bad.yaml").write_text(planted, encoding="utf-8")
+    result = ccweb(files, "check-config", "bad.yaml")
+    assert result.returncode == 1
+    assert drives_no_terminal(result.stdout + result.stderr), result.stderr
+    assert r"rules[0].claims.e\x1b[2J\u202e.patern: unknown key" in result.stderr.splitlines()
 
 
 # --- the log lines of a real request ----------------------------------------------------------------------------
