@@ -455,11 +455,11 @@ def test_a_hanging_sts_answers_503_within_the_budget(
     assert response.status_code == 503
     assert response.json()["error"] == "upstream_unavailable"
     assert response.headers["Retry-After"] == "5"
-    assert elapsed >= 1.8, "the budget, not an early give-up, ended it"
     if read_timeout < 2.0:
         assert sts.requests >= 2, "a read timeout is retried while the budget lasts"
     else:
         assert sts.requests == 1, "the budget cut the one call that hangs"
+        assert 1.9 <= elapsed < read_timeout, "the budget, neither an early give-up nor the read timeout, ended it"
 
 
 def test_concurrent_requests_wait_for_one_retrying_sts_call(idp: Idp, sts: DevSTSStore, clock: Clock) -> None:
