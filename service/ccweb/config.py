@@ -55,6 +55,8 @@ class _Model(BaseModel):
 
 
 def _check_issuer_url(value: str) -> str:
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ValueError("must be a URL of printable ASCII characters without spaces (an issuer's `iss` is one)")
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError("must be an https URL")

@@ -82,6 +82,10 @@ INVALID = [
                  id="ftp-issuer"),
     pytest.param("issuers.0.issuer", "https://u:p@login.example.com", "issuers[0].issuer: must not carry",
                  id="issuer-with-credentials"),
+    pytest.param("issuers.0.issuer", "https://login.example.com/\x1b[2J\u202e", "issuers[0].issuer: must be a URL of "
+                 "printable ASCII", id="issuer-with-control-characters"),
+    pytest.param("issuers.0.jwks_uri", "https://keys.example.com/j wks", "issuers[0].jwks_uri: must be a URL of "
+                 "printable ASCII", id="jwks-with-a-space"),
     pytest.param("issuers.0.jwks_uri", "http://keys.example.com/jwks", "issuers[0].jwks_uri: must be https",
                  id="plain-http-jwks"),
     pytest.param("issuers.1", {"name": "corp", "issuer": "https://other.example.com", "audiences": ["a"]},
