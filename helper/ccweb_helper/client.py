@@ -63,12 +63,23 @@ else:  # the same tuples without importing typing at run time
 
 USERINFO = ("{source} must be an https:// URL of the ccweb service without a user name or password (not shown "
             "here); set it to the service's address alone, e.g. https://ccweb.example.com.")
+_ALONE = "set it to the service's address alone, e.g. https://ccweb.example.com."
 
 
-def parse_service_url(url: str, source: str) -> ServiceURL:
-    """Check a configured service URL: https, or http to a loopback address only. One with a user name or
-    password (any ``@`` before the path) is refused without being repeated."""
-    text = url.strip().rstrip("/")
+def checked_service_url(url: str, source: str) -> str:
+    """``url`` without the spaces around it, once it is fit to name a ccweb service; HelperError, naming
+    ``source`` and never repeating the URL (it may hold a password), when it is not.
+
+    Refused: a space or control character anywhere (``urlsplit`` silently drops a tab, CR or LF, so
+    ``https:/<TAB>/user:password@host`` would pass for a URL whose "path" holds the password); a user name or
+    password, even an empty one (any ``@`` before the path, or one ``urlsplit`` finds); a query or fragment
+    (requests would go to the service's root, and the fragment would be shown in messages); what ``urlsplit``
+    cannot read (a bad port, an unclosed ``[``). Every service URL passes through here: ``parse_service_url``
+    and ``sources.without_userinfo``.
+    """
+    text = url.strip()
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise HelperError(f"{source} holds a space, line break or other control character (not shown here); {_ALONE}")
     authority = text.split("://", 1)[-1]
     for end in "/?#":
         authority = authority.split(end, 1)[0]
@@ -76,19 +87,30 @@ def parse_service_url(url: str, source: str) -> ServiceURL:
         raise HelperError(USERINFO.format(source=source))
     try:
         parts = urlsplit(text)
-        port = parts.port
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
     except ValueError:
-        raise HelperError(
-            f"{source} is not a URL: {text!r}; set it to the ccweb service, e.g. https://ccweb.example.com."
-        ) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
-        raise HelperError(f"{source} must be an https:// URL of the ccweb service, not {text!r}.")
+        raise HelperError(f"{source} is not a URL (not shown here); {_ALONE}") from None
+    if parts.username is not None or parts.password is not None:
+        raise HelperError(USERINFO.format(source=source))
+    if "?" in text or "#" in text:
+        raise HelperError(f"{source} must be the ccweb service's address without a query (?) or fragment (#); "
+                          f"{_ALONE}")
+    return text
+
+
+def parse_service_url(url: str, source: str) -> ServiceURL:
+    """Check a configured service URL (``checked_service_url``): https, or http to a loopback address only.
+    No refusal repeats the URL."""
+    text = checked_service_url(url, source).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HelperError(f"{source} must be an https:// URL of the ccweb service (not shown here); {_ALONE}")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise HelperError(
-            f"{source} is {text}: ccweb-helper sends your token only over https (plain http is allowed to "
-            "loopback addresses only); use the service's https:// URL."
+            f"{source} is a plain http:// address: ccweb-helper sends your token only over https (plain http is "
+            "allowed to loopback addresses only); use the service's https:// URL."
         )
-    return ServiceURL(text, parts.scheme, parts.hostname, port, parts.path)
+    return ServiceURL(text, parts.scheme, parts.hostname, parts.port, parts.path)
 
 
 SERVICE_HINT = "CCWEB_URL or git config ccweb.url"
@@ -128,12 +150,16 @@ def http_json(
     size-capped; ``body`` of the Response is the parsed JSON object, or None when the answer was not a JSON
     object (``parse_json``). No header value (a token) ever appears in an error.
     """
+    if any(c.isspace() or not c.isprintable() for c in url):  # urlsplit would drop a tab, CR or LF unseen
+        raise HelperError(f"the address of {what} holds a space or control character.")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise HelperError(f"the address of {what} is not a URL.") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+    if "@" in parts.netloc:  # an empty user name is one too, though urlsplit makes it falsy
+        raise HelperError(f"the address of {what} holds a user name or password (not shown here).")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HelperError(f"the address of {what} is not an https:// URL.")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise HelperError(f"{what} is at a plain http:// address; ccweb-helper speaks to it only over https.")

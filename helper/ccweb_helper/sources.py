@@ -8,7 +8,7 @@ platform's own OIDC token (``ci``); the interactive login cache, or a login when
 
 from __future__ import annotations
 
-from ccweb_helper.client import USERINFO, HelperError
+from ccweb_helper.client import HelperError, checked_service_url
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,17 +34,11 @@ def _git_config(*args: str) -> str | None:
     return value if result.returncode == 0 and value else None
 
 
-
-
 def without_userinfo(url: str, source: str) -> str:
-    """``url`` as it is; HelperError, which repeats neither the URL nor its user name or password, when it
-    holds either (``https://user:password@host``): the helper never sends them, and must not show them."""
-    rest = url.strip()
-    authority = rest.split("://", 1)[1] if "://" in rest else rest
-    for end in "/?#":
-        authority = authority.split(end, 1)[0]
-    if "@" in authority:
-        raise HelperError(USERINFO.format(source=source))
+    """``url`` as it is; HelperError, which never repeats the URL, when it is not fit to name a service: a user
+    name or password (``https://user:password@host``: the helper never sends them, and must not show them), a
+    space or control character, a query or fragment (``client.checked_service_url``)."""
+    checked_service_url(url, source)
     return url
 
 

@@ -1,11 +1,17 @@
 """A service URL with a user name or password (``https://user:password@host``) is refused, wherever it comes
 from — ``CCWEB_URL``, git config, ``--url`` — in one sentence that repeats neither the URL nor what it holds.
-The helper never sends userinfo, and a password in a URL must not end up in git's output or a CI log."""
+The helper never sends userinfo, and a password in a URL must not end up in git's output or a CI log. So is
+one with a space or control character (which ``urlsplit`` drops, hiding a password from the check), a query
+or a fragment: refused before anything is sent, without repeating it."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,10 +55,85 @@ def test_the_url_check_every_request_passes_through_refuses_userinfo_too(url: st
 
 
 @pytest.mark.parametrize("url", ["https://ccweb.example.com", "https://ccweb.example.com/team@corp",
-                                 "https://ccweb.example.com?x=a@b", "http://127.0.0.1:8700"],
-                         ids=["plain", "at-in-path", "at-in-query", "loopback"])
+                                 "http://127.0.0.1:8700", "https://ccwéb.example.com/"],
+                         ids=["plain", "at-in-path", "loopback", "international-name"])
 def test_urls_without_userinfo_pass_as_they_are(url: str) -> None:
     assert without_userinfo(url, "CCWEB_URL") == url
+
+
+CONTROL = "holds a space, line break or other control character (not shown here)"
+QUERY = "must be the ccweb service's address without a query (?) or fragment (#)"
+# What urlsplit reads differently from the eye, or drops: a tab, CR or LF between the slashes hid the user name
+# and password from the check (and the password-only form was accepted, and the token sent to that host).
+MALFORMED = {
+    "tab-between-slashes": (f"https:/\t/{USER}:{PASSWORD}@ccweb.example.com", CONTROL),
+    "tab-password-only": (f"http:/\t/:{PASSWORD}@127.0.0.1:9", CONTROL),
+    "tab-after-colon": (f"http:\t//:{PASSWORD}@127.0.0.1:9", CONTROL),
+    "line-feed": (f"http:/\n/:{PASSWORD}@127.0.0.1:9", CONTROL),
+    "carriage-return": (f"http:/\r/:{PASSWORD}@127.0.0.1:9", CONTROL),
+    "escape": (f"https://ccweb.example.com/\x1b]0;{PASSWORD}\x07", CONTROL),
+    "bidi-override": (f"https://ccweb.example.com/\u202e{PASSWORD}", CONTROL),
+    "space-inside": (f"https://ccweb.example.com/ {PASSWORD}", CONTROL),
+    "fragment": (f"http://127.0.0.1:9#@x{PASSWORD}", QUERY),
+    "empty-fragment": ("https://ccweb.example.com#", QUERY),
+    "query": (f"https://ccweb.example.com/?k={PASSWORD}", QUERY),
+    "empty-query": ("https://ccweb.example.com?", QUERY),
+    "at-in-query": (f"https://ccweb.example.com?x={USER}@{PASSWORD}", QUERY),
+    "bad-port": (f"https://ccweb.example.com:99{PASSWORD}", "is not a URL (not shown here)"),
+    "not-http": (f"ftp://ccweb.example.com/{PASSWORD}", "must be an https:// URL of the ccweb service (not shown"),
+}
+
+
+@pytest.mark.parametrize(("url", "sentence"), list(MALFORMED.values()), ids=list(MALFORMED))
+def test_a_malformed_service_url_is_refused_without_being_repeated(url: str, sentence: str) -> None:
+    with pytest.raises(HelperError) as raised:
+        parse_service_url(url, "CCWEB_URL")
+    assert raised.value.message.startswith(f"CCWEB_URL {sentence}"), raised.value.message
+    assert PASSWORD not in raised.value.message and USER not in raised.value.message
+    assert raised.value.message.isprintable()
+    if sentence != MALFORMED["not-http"][1]:  # the scheme is parse_service_url's to check
+        with pytest.raises(HelperError, match=r"^CCWEB_URL "):
+            without_userinfo(url, "CCWEB_URL")
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback port that records whatever connects to it: a refused URL must lead nowhere."""
+    received: list[bytes] = []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.settimeout(0.05)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = sock.accept()
+                except OSError:
+                    continue
+                with connection:
+                    connection.settimeout(5)
+                    with contextlib.suppress(OSError):
+                        received.append(connection.recv(4096))
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        yield f"127.0.0.1:{sock.getsockname()[1]}", received
+        stop.set()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("url", [url for url, _ in MALFORMED.values()], ids=list(MALFORMED))
+def test_get_refuses_a_malformed_ccweb_url_before_any_network(home: Path, listener: tuple[str, list[bytes]],
+                                                               url: str) -> None:
+    address, received = listener
+    got = run(home, ["get"], ATTRS, CCWEB_URL=url.replace("127.0.0.1:9", address), CCWEB_TOKEN="PLANTED.TOKEN.VALUE")
+    assert (got.returncode, got.stdout) == (1, "quit=1\n")
+    assert got.stderr.startswith("ccweb: CCWEB_URL ") and got.stderr.count("\n") == 1, got.stderr
+    assert_secret_free(got)
+    assert "PLANTED.TOKEN.VALUE" not in got.stderr
+    assert received == [], "nothing was sent anywhere"
 
 
 def run(home: Path, args: list[str], stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
