@@ -186,9 +186,20 @@ def test_an_answer_over_the_size_cap_is_refused(peer: Peer) -> None:
 
 
 @pytest.mark.parametrize("peer", [JSON_OK], indirect=True)
-def test_a_target_that_would_break_the_request_line_is_not_sent(peer: Peer) -> None:
-    with pytest.raises(HelperError, match=r"\(InvalidURL\)"):
-        http_json(peer.url + "/a b", "the peer", timeout=5)
+@pytest.mark.parametrize("tail", ["/a b", "/a\tb", "/a\r\nX-Injected: 1", "/\x1b[2J"],
+                         ids=["space", "tab", "line-break", "escape"])
+def test_a_target_that_would_break_the_request_line_is_not_sent(peer: Peer, tail: str) -> None:
+    with pytest.raises(HelperError, match=r"^the address of the peer holds a space or control character\.$"):
+        http_json(peer.url + tail, "the peer", timeout=5)
+    assert peer.connections == 0
+
+
+@pytest.mark.parametrize("peer", [JSON_OK], indirect=True)
+@pytest.mark.parametrize("userinfo", ["u:PLANTED@", ":PLANTED@", "@"], ids=["user", "password-only", "empty"])
+def test_an_address_with_a_user_name_or_password_is_not_sent_to(peer: Peer, userinfo: str) -> None:
+    with pytest.raises(HelperError) as caught:
+        http_json(peer.url.replace("://", "://" + userinfo), "the peer", timeout=5)
+    assert caught.value.message == "the address of the peer holds a user name or password (not shown here)."
     assert peer.connections == 0
 
 
