@@ -12,9 +12,13 @@ from ccweb_helper.sources import find_token, service_url, timeout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from typing import IO
 
+NOT_TEXT = (
+    "git sent a repository path that is not UTF-8 text (is there a byte such as %FF in the remote's URL?); a "
+    "repository path ccweb can sign for is text: check the remote's URL."
+)
 NO_PATH = (
     "git did not send the repository path, and a CodeCommit password is signed for one repository; run "
     "`git config --global credential.useHttpPath true`."
@@ -22,29 +26,65 @@ NO_PATH = (
 
 
 def run(stdin: IO[str], stdout: IO[str], stderr: IO[str], env: Mapping[str, str] | None = None) -> int:
-    request_ = parse(stdin)
+    """Answer git: the credential, or one sentence on stderr and ``quit=1``, whatever happens from reading
+    git's input to writing the answer (git must not go on to prompt, nor show a traceback)."""
     try:
+        request_ = parse(_lines(stdin))
         answer = get(request_, os.environ if env is None else env, stderr)
         try:
             text = format_answer(answer)
         except ValueError as exc:  # names the key, never the value
             raise HelperError(f"the service sent a credential git cannot use ({exc}).") from None
+        _write(stdout, text.encode("ascii"))  # every value is printable ASCII (``_credential``)
+        return 0
     except HelperError as exc:
         return _refuse(one_line(exc.message), stdout, stderr)
     except Exception as exc:  # noqa: BLE001 (a last resort: git must not prompt, and no traceback shows a value)
         return _refuse(f"ccweb-helper failed unexpectedly ({type(exc).__name__}); run `ccweb-helper doctor` to "
                        "check the setup, and report it if it persists.", stdout, stderr)
-    stdout.write(text)
-    stdout.flush()
-    return 0
 
 
 def _refuse(sentence: str, stdout: IO[str], stderr: IO[str]) -> int:
-    """Explain on stderr and tell git to stop: no prompt, no stored password tried."""
+    """Tell git to stop (no prompt, no stored password tried), and explain on stderr."""
+    _write(stdout, b"quit=1\n")
     stderr.write(f"ccweb: {sentence}\n")
-    stdout.write("quit=1\n")
-    stdout.flush()
+    stderr.flush()
     return 1
+
+
+def _lines(stdin: IO[str]) -> Iterator[str]:
+    """git's input line by line, read as bytes and decoded as UTF-8 whatever the locale (a strict one would
+    end in a traceback): a byte that is not UTF-8 (git percent-decodes ``%ff`` in a remote's URL) is kept as
+    a surrogate (``surrogateescape``), so a host that is not ours is still left to the next helper, and one
+    that is refuses it (``NOT_TEXT``)."""
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:  # already text (a test's StringIO)
+        yield from stdin
+        return
+    for line in raw:
+        yield line.decode("utf-8", "surrogateescape")
+
+
+def _write(stream: IO[str], data: bytes) -> None:
+    """``data`` (ASCII) to git in one write, to the bytes under ``stream`` where it has them: no encoding of
+    the console or locale (cp1252, a strict one) can fail in the middle of an answer."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        stream.write(data.decode("ascii"))
+    else:
+        stream.flush()
+        raw.write(data)
+        raw.flush()
+    stream.flush()
+
+
+def _text(value: str) -> bool:
+    """Whether ``value`` is text: none of the bytes ``_lines`` kept because they are not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _remote_url(req: Request) -> str:
@@ -83,6 +123,8 @@ def get(req: Request, env: Mapping[str, str], stderr: IO[str]) -> list[tuple[str
     service = parse_service_url(*configured)
     if not req.get("path").strip("/"):
         raise HelperError(NO_PATH)
+    if not _text(req.get("path")):
+        raise HelperError(NOT_TEXT)
     token = find_token(env, service, seconds, stderr=stderr, cached_discovery=True).token
     answer = request(
         service, "POST", "/v1/credentials", timeout=seconds, token=token,
@@ -99,4 +141,8 @@ def _credential(answer: Response, service: ServiceURL) -> list[tuple[str, str]]:
         raise HelperError(f"{service.url} answered without a username and password; is it the ccweb service?")
     if isinstance(expiry, bool) or not isinstance(expiry, int):
         raise HelperError(f"{service.url} answered without password_expiry_utc; is it the ccweb service?")
+    for key, value in (("username", username), ("password", password)):
+        if not (value.isascii() and value.isprintable()):  # all of a CodeCommit credential is; nothing else is sent
+            raise HelperError(f"{service.url} sent a credential git cannot use (its {key} is not printable ASCII); "
+                              "is it the ccweb service?")
     return [("username", username), ("password", password), ("password_expiry_utc", str(expiry))]
