@@ -113,6 +113,37 @@ def parse_service_url(url: str, source: str) -> ServiceURL:
     return ServiceURL(text, parts.scheme, parts.hostname, parts.port, parts.path)
 
 
+MAX_ENDPOINT_CHARACTERS = 2048
+
+
+def endpoint_problem(url: str) -> str | None:
+    """Why ``url``, an endpoint an identity provider's OpenID configuration names, is not one to use or show,
+    as the end of a sentence ("is not …"); None when it is fine (pure).
+
+    It must be printable ASCII without spaces (so it can be shown on a terminal as it is: no escape sequence),
+    at most ``MAX_ENDPOINT_CHARACTERS`` long, https (http only to a loopback address), with a host and without
+    a user name, password or fragment. A query is allowed, as OpenID Connect Discovery allows it.
+    """
+    if not (url.isascii() and url.isprintable()) or " " in url:
+        return "is not printable ASCII without spaces"
+    if len(url) > MAX_ENDPOINT_CHARACTERS:
+        return f"is longer than {MAX_ENDPOINT_CHARACTERS} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an https:// URL"
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return "is plain http:// to a host other than loopback"
+    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
+        return "holds a user name or password"
+    if "#" in url:
+        return "has a fragment (#)"
+    return None
+
+
 SERVICE_HINT = "CCWEB_URL or git config ccweb.url"
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import urlencode
 
-from ccweb_helper.client import HelperError, one_line
+from ccweb_helper.client import MAX_ENDPOINT_CHARACTERS, HelperError, one_line
 from ccweb_helper.login_idp import IdentityProvider, identity_provider, oauth_error, post_form
 from ccweb_helper.login_tokens import LOGIN_SECONDS, check_id_token, new_entry
 
@@ -177,7 +177,8 @@ def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: 
         })
         url = endpoint + ("&" if "?" in endpoint else "?") + query
         stderr.write(
-            f"ccweb: sign in to {idp.login.name} in your browser; if none opens, open this address:\n{url}\n"
+            f"ccweb: sign in to {idp.login.name} in your browser; if none opens, open this address:\n"
+            f"{one_line(url, 4 * MAX_ENDPOINT_CHARACTERS)}\n"
         )
         stderr.flush()
         deadline = time.monotonic() + LOGIN_SECONDS

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from urllib.parse import urlencode
 
-from ccweb_helper.client import HelperError, http_json, one_line
+from ccweb_helper.client import HelperError, endpoint_problem, http_json, one_line
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.login_tokens import check_id_token, id_token_claims, new_entry, same_issuer
 
@@ -56,9 +56,15 @@ def identity_provider(login: LoginIssuer, seconds: float) -> IdentityProvider:
     if not same_issuer(body.get("issuer"), login.issuer):
         raise HelperError(f"the OpenID configuration at {url} is for another issuer; check the ccweb configuration.")
 
-    def endpoint(name: str) -> str | None:
+    def endpoint(name: str) -> str | None:  # shown to the person, opened in a browser, posted to: checked
         value = body.get(name)
-        return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
+        if not isinstance(value, str) or not value:
+            return None
+        problem = endpoint_problem(value)
+        if problem is not None:
+            raise HelperError(f"the {name} in the OpenID configuration of {what} {problem}; check the identity "
+                              "provider's configuration.")
+        return value
 
     token_endpoint = endpoint("token_endpoint")
     if token_endpoint is None:
