@@ -176,6 +176,31 @@ def split_host(host: str) -> tuple[str, int | None]:
     return name, port
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = _LABEL + r"(?:\." + _LABEL + r")*"
+
+
+def git_endpoint_host(host: str) -> tuple[str, int | None]:
+    """``split_host`` for a host a ccweb service names as one of its git endpoints, which ``ccweb-helper setup``
+    writes into git URLs and shows: the name must also be a DNS name of letters, digits and hyphens (at most
+    253 characters) or an IP address (``127.0.0.1``, ``[::1]``).
+
+    Raises ValueError for anything else: a ``*`` (git takes it as a wildcard: ``*.com`` would silence the
+    person's own credential helpers for every .com host), a control character, an ``_``, a trailing dot.
+    """
+    name, port = split_host(host)
+    if name.startswith("["):
+        import ipaddress  # noqa: PLC0415 (only setup and the service's configuration get here)
+
+        try:
+            ipaddress.IPv6Address(name[1:-1] if "%" not in name else "")  # no zone: it could hold anything
+        except ValueError:
+            raise ValueError("not an IPv6 address") from None
+    elif len(name) > 253 or _compiled(_HOST_NAME).fullmatch(name) is None:
+        raise ValueError("not a host name of letters, digits, hyphens and dots")
+    return name, port
+
+
 def parse_codecommit_host(host: str) -> CodeCommitHost | None:
     """Return the CodeCommit endpoint named by ``host`` (``name[:port]``), or None if it is not one."""
     text = host.strip()

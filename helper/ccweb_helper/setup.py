@@ -34,7 +34,7 @@ from typing import IO, NamedTuple
 
 from ccweb_helper import gitconfig
 from ccweb_helper.client import HelperError, ServiceURL, one_line, parse_service_url
-from ccweb_helper.hosts import HOST_FORMS, is_loopback, split_host
+from ccweb_helper.hosts import HOST_FORMS, git_endpoint_host, is_loopback
 from ccweb_helper.sources import without_userinfo
 
 USAGE_EPILOG = """\
@@ -52,8 +52,12 @@ class Section(NamedTuple):
 
 
 def endpoint_urls(host: str) -> list[str]:
-    """The URLs git uses for a service git endpoint ``host[:port]``: https, and http too when on loopback."""
-    name, _ = split_host(host)
+    """The URLs git uses for a service git endpoint ``host[:port]``: https, and http too when on loopback; none
+    for what is not a host name (``git_endpoint_host``: a ``*`` would be a wildcard in git's eyes)."""
+    try:
+        name, _ = git_endpoint_host(host)
+    except ValueError:
+        return []
     urls = [f"https://{host}"]
     if is_loopback(name):
         urls.append(f"http://{host}")
@@ -187,9 +191,13 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
     if not helper.startswith("!"):
         helper = "!" + helper
     sections = [Section(form.what, form.git_url) for form in HOST_FORMS]
-    endpoints, warning = _git_endpoints(service, env)
+    endpoints, warning, skipped = _git_endpoints(service, env)
     for host in endpoints:
         sections.extend(Section(f"git endpoint {host}", url) for url in endpoint_urls(host))
+    for host in skipped:
+        err.write(f"ccweb-helper setup: warning: skipped the git endpoint '{one_line(host, 100)}' the service names: "
+                  "it is not a host name (letters, digits, hyphens and dots, or an IP address) with an optional "
+                  "port, so git would not read it as one host; tell the service's operators.\n")
     try:
         existing = gitconfig.read(scope_args=scope, env=env) if not _missing_file(args, env) else []
     except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError) as exc:
@@ -200,7 +208,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
         err.write(f"ccweb-helper setup: warning: {warning}\n")
     if args.dry_run:
         for step in todo:
-            out.write(shlex.join(["git", "config", *scope, *step]) + "\n")
+            out.write(one_line(shlex.join(["git", "config", *scope, *step]), 2000) + "\n")
         if not todo:
             out.write(f"Already configured in {place}; nothing to do.\n")
         return 0
@@ -254,7 +262,9 @@ def _missing_file(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
     return not any(os.path.exists(path) for path in files)
 
 
-def _git_endpoints(service: ServiceURL, env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+def _git_endpoints(service: ServiceURL, env: Mapping[str, str]) -> tuple[tuple[str, ...], str, list[str]]:
+    """The service's git endpoints that are host names (``git_endpoint_host``), why none could be read ("" when
+    they could), and those skipped as no host name."""
     from ccweb_helper import discovery  # noqa: PLC0415 (network only when setup runs)
     from ccweb_helper.sources import timeout  # noqa: PLC0415
 
@@ -265,15 +275,12 @@ def _git_endpoints(service: ServiceURL, env: Mapping[str, str]) -> tuple[tuple[s
             f"could not read the service's git endpoints ({one_line(exc.message).rstrip('.')}); the CodeCommit "
             "hosts are configured, the service's own git hosts (if any) are not: run `ccweb-helper setup` "
             "again once the service is reachable."
-        )
-    valid = []
+        ), []
+    valid: list[str] = []
+    skipped: list[str] = []
     for host in hosts:
-        try:
-            split_host(host)
-        except ValueError:
-            continue
-        valid.append(host)
-    return tuple(valid), ""
+        (valid if endpoint_urls(host) else skipped).append(host)
+    return tuple(valid), "", skipped
 
 
 def _summary(out: IO[str], place: str, *, todo: list[list[str]], service: ServiceURL, helper: str,
@@ -286,7 +293,7 @@ def _summary(out: IO[str], place: str, *, todo: list[list[str]], service: Servic
     out.write(f"  service        {service.url}\n")
     out.write(f"  helper         {helper}  (after an empty `helper =`, with useHttpPath = true)\n")
     for section in sections:
-        out.write(f"  {section.url:<52} {section.what}\n")
+        out.write(f"  {one_line(section.url, 200):<52} {one_line(section.what, 200)}\n")
     if warning:
         out.write("  (the service's git endpoints could not be read; see the warning)\n")
     elif not endpoints:

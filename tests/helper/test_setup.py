@@ -4,7 +4,10 @@ keep working for every other host and never see a CodeCommit password."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
+import json
 import os
 import shlex
 import shutil
@@ -13,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +25,7 @@ from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
 from ccweb_helper.hosts import HOST_FORMS
 from ccweb_helper.setup import _parser, endpoint_urls, helper_command, run
-from support import home_env
+from support import home_env, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -293,6 +297,63 @@ def test_helper_command(tmp_path: Path, argv0: str, which: str | None, root: str
 def test_endpoint_urls() -> None:
     assert endpoint_urls("git.example.com:8443") == ["https://git.example.com:8443"]
     assert endpoint_urls("127.0.0.1:9418") == ["https://127.0.0.1:9418", "http://127.0.0.1:9418"]
+    assert endpoint_urls("[::1]:9418") == ["https://[::1]:9418", "http://[::1]:9418"]
+    for host in ("*.com", "*", "git.*.example.com", "git\x1b]0;owned\x07.example", "git_lab.example.com",
+                 "git.example.com.", "[fe80::1%eth0]", "[::1]x"):
+        assert endpoint_urls(host) == [], host  # not one host: nothing for git to match
+
+
+HOSTILE_ENDPOINTS = ["git\x1b]0;owned\x07\x1b[2J.example", "*.com", "git.internal.example.com:8443"]
+
+
+@contextlib.contextmanager
+def service_naming(hosts: list[str]) -> Iterator[str]:
+    """A stand-in ccweb service whose discovery document names these git endpoints."""
+    document = json.dumps({"audience": "ccweb", "git_endpoints": [{"host": h} for h in hosts], "login": []}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with serve_http(Handler) as url:
+        yield url
+
+
+def test_endpoints_that_are_no_host_name_are_skipped_and_shown_escaped(home: Path) -> None:
+    with service_naming(HOSTILE_ENDPOINTS) as url:
+        dry = setup(home, "--url", url, "--dry-run")
+        done = setup(home, "--url", url)
+    assert done.returncode == 0, done.stderr
+    for result in (dry, done):
+        assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+        assert result.stderr.splitlines() == [
+            "ccweb-helper setup: warning: skipped the git endpoint 'git\\x1b]0;owned\\x07\\x1b[2j.example' the "
+            "service names: it is not a host name (letters, digits, hyphens and dots, or an IP address) with an "
+            "optional port, so git would not read it as one host; tell the service's operators.",
+            "ccweb-helper setup: warning: skipped the git endpoint '*.com' the service names: it is not a host name "
+            "(letters, digits, hyphens and dots, or an IP address) with an optional port, so git would not read it "
+            "as one host; tell the service's operators.",
+        ]
+    written = (home / ".gitconfig").read_text()
+    assert '[credential "https://git.internal.example.com:8443"]' in written
+    assert "*.com" not in written and "owned" not in written
+
+
+def test_a_wildcard_endpoint_does_not_silence_the_users_helpers_for_other_hosts(home: Path) -> None:
+    with service_naming(HOSTILE_ENDPOINTS) as url:
+        assert setup(home, "--url", url).returncode == 0
+    for host in ("github.com", "gitlab.com"):
+        filled = git(home, "credential", "fill", stdin=f"protocol=https\nhost={host}\n\n",
+                     env=machine(home, GIT_TERMINAL_PROMPT="0"))
+        assert ran(filled.stderr)[:2] == ["cache", "store"], (host, filled.stderr)
+        assert "ccweb" not in ran(filled.stderr)
 
 
 # -- the git that runs it ----------------------------------------------------------------------------------
