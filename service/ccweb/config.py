@@ -30,6 +30,7 @@ from ccweb_helper.hosts import (
     REGION_PATTERN,
     REPOSITORY_NAME_CHARACTERS,
     REPOSITORY_NAME_MAX,
+    git_endpoint_host,
     is_loopback,
     split_host,
 )
@@ -199,7 +200,7 @@ class GitEndpoint(_Model):
     @classmethod
     def _host(cls, value: str) -> str:
         try:
-            name, port = split_host(value)
+            name, port = git_endpoint_host(value)  # what ccweb-helper setup accepts: no `*`, no control characters
         except ValueError as exc:
             raise ValueError(f"not host[:port]: {exc}") from None
         return name if port is None else f"{name}:{port}"
