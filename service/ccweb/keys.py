@@ -1,8 +1,16 @@
 """The signing keys of each configured issuer: discovery document and key set, fetched and cached (I/O).
 
 Discovery documents and key sets are capped at ``MAX_DOCUMENT_BYTES`` and never redirected; a discovery
-document must name its own issuer and an https ``jwks_uri`` (http only on loopback). Only RSA and EC
-signature keys are kept, by ``kid``.
+document must name its own issuer and an https ``jwks_uri`` (http only on loopback) of printable ASCII. Only
+RSA and EC signature keys are kept, by ``kid``; a key ccweb cannot use (another key type, a curve it does not
+know, a malformed or private key) is skipped and named in one log line per fetch, and the others serve. A key
+set with no key ccweb can use is a failed fetch, as an HTTP error is: the keys fetched before stay.
+
+Whatever goes wrong in a fetch (an HTTP error, a timeout, a document that is not JSON, nests too deeply or names
+a jwks_uri that is not a URL, anything a key raises) is that fetch's failure and nothing more: it is counted
+(``ccweb_key_refreshes_total{result="error"}``), logged, and kept as the issuer's ``last_error`` (a sentence
+that never quotes the identity provider's own text) until a fetch succeeds; it never reaches ``/readyz`` or a
+request as an exception.
 
 Fetches of one issuer's keys (discovery document and key set together) are paced by ``fetch_wait``: at least
 ``KEY_FETCH_SPACING_SECONDS`` apart and at most ``KEY_FETCHES_PER_MINUTE`` in any minute, whatever the reason
@@ -20,7 +28,6 @@ never fetched answers 503 ``upstream_unavailable``, with the time until the next
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -31,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from ccweb.config import Issuer
+from ccweb.display import printable
 from ccweb.errors import UpstreamUnavailable
 from ccweb_helper.hosts import is_loopback
 
@@ -50,6 +57,8 @@ KEY_FETCH_SPACING_SECONDS = 5.0
 last fetch is this old, and an issuer whose keys could not be fetched is tried again this much later."""
 KEY_FETCHES_PER_MINUTE = 6
 """The most fetches of one issuer's keys that start in any minute (per worker), whatever tokens arrive."""
+MAX_SKIPPED_LOGGED = 10
+"""The most keys one fetch's log line names among those skipped (it counts them all)."""
 
 Key = RSAKey | ECKey
 
@@ -58,46 +67,72 @@ class DocumentError(Exception):
     """A discovery document or key set could not be fetched or understood."""
 
 
-async def fetch_json(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
-    """GET a JSON object, refusing bodies larger than MAX_DOCUMENT_BYTES and any redirect."""
+async def fetch_json(http: httpx.AsyncClient, url: str, name: str | None = None) -> dict[str, Any]:
+    """GET a JSON object, refusing bodies larger than MAX_DOCUMENT_BYTES and any redirect. ``name``: how errors
+    name the document (default: ``url``; one whose URL the identity provider chose is named, not quoted)."""
+    name = name or url
     try:
         async with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
             if response.status_code != 200:
-                raise DocumentError(f"{url} answered HTTP {response.status_code}")
+                raise DocumentError(f"{name} answered HTTP {response.status_code}")
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
-                    raise DocumentError(f"{url} is larger than {MAX_DOCUMENT_BYTES} bytes")
-    except httpx.HTTPError as exc:
-        raise DocumentError(f"{url}: {type(exc).__name__}") from None
+                    raise DocumentError(f"{name} is larger than {MAX_DOCUMENT_BYTES} bytes")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise DocumentError(f"{name} could not be fetched ({type(exc).__name__})") from None
     try:
         value = json.loads(body)
-    except ValueError:
-        raise DocumentError(f"{url} is not JSON") from None
+    except (ValueError, RecursionError):
+        raise DocumentError(f"{name} is not JSON (or nests too deeply)") from None
     if not isinstance(value, dict):
-        raise DocumentError(f"{url} is not a JSON object")
+        raise DocumentError(f"{name} is not a JSON object")
     return value
 
 
-def _import_keys(document: dict[str, Any]) -> dict[str | None, list[Key]]:
-    """Signing keys by ``kid``; keys that are not RSA/EC signature keys are skipped."""
+def _shown(value: object) -> str:
+    """A key's parameter as a log line names it: quoted, escaped, at most 40 characters of it."""
+    if isinstance(value, str):
+        return printable(repr(value[:40]) + ("…" if len(value) > 40 else ""))
+    return type(value).__name__
+
+
+def _describe(entry: object) -> str:
+    """One key of a key set, for the log line that names the keys skipped: its kid, kty and crv."""
+    if not isinstance(entry, dict):
+        return f"an entry that is a JSON {type(entry).__name__}, not an object"
+    parts = [f"{name} {_shown(entry[name])}" for name in ("kid", "kty", "crv") if name in entry]
+    return "a key with " + (", ".join(parts) if parts else "no kid, kty or crv")
+
+
+def _import_keys(document: dict[str, Any]) -> tuple[dict[str | None, list[Key]], list[str]]:
+    """The RSA and EC signature keys by ``kid``, and the keys ccweb cannot use, described for the log.
+
+    Keys marked for encryption (``use`` other than ``sig``) are left out without a word: they are not for
+    signatures. Every other key that does not import as an RSA or EC public key (another ``kty``, a curve
+    joserfc does not know, missing or malformed parameters, a private key) is skipped and described, whatever
+    it raises.
+    """
     keys: dict[str | None, list[Key]] = {}
+    skipped: list[str] = []
     entries = document.get("keys")
     if not isinstance(entries, list):
         raise DocumentError("the key set has no 'keys' list")
     for entry in entries:
-        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+        if isinstance(entry, dict) and entry.get("use", "sig") != "sig":
             continue
-        if entry.get("kty") not in ("RSA", "EC") or "d" in entry:
+        if not isinstance(entry, dict) or entry.get("kty") not in ("RSA", "EC") or "d" in entry:
+            skipped.append(_describe(entry))
             continue
         try:
             key: Key = RSAKey.import_key(entry) if entry["kty"] == "RSA" else ECKey.import_key(entry)
-        except (JoseError, ValueError, TypeError):
+        except Exception:  # noqa: BLE001 (joserfc raises KeyError for an unknown curve, ValueError, JoseError, …)
+            skipped.append(_describe(entry))
             continue
         kid = entry.get("kid")
         keys.setdefault(kid if isinstance(kid, str) else None, []).append(key)
-    return keys
+    return keys, skipped
 
 
 def fetch_wait(now: float, last: float, recent: deque[float]) -> float:
@@ -121,7 +156,8 @@ class IssuerKeys:
     """The cached key set of one issuer, fetched again when older than ``max_age`` or for an unknown ``kid``.
 
     Fetches are paced (``fetch_wait``) and shared: a caller that wants one while one is under way waits for
-    that one. A failed fetch keeps the keys already fetched.
+    that one. A failed fetch (one whose key set holds no key ccweb can use included) keeps the keys already
+    fetched, and never raises to the callers that wait for it.
     """
 
     issuer: Issuer
@@ -140,9 +176,11 @@ class IssuerKeys:
     fetching: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     """The fetch under way (done once it ended)."""
 
-    async def _jwks_uri(self) -> str:
+    async def _jwks_uri(self) -> tuple[str, str]:
+        """The key set's URL, and how errors name it: the configured URL as it is, or (never quoted: the
+        identity provider chose it) the jwks_uri that the discovery document names."""
         if self.issuer.jwks_uri:
-            return self.issuer.jwks_uri
+            return self.issuer.jwks_uri, self.issuer.jwks_uri
         url = self.issuer.issuer.rstrip("/") + "/.well-known/openid-configuration"
         discovery = await fetch_json(self.http, url)
         if discovery.get("issuer") != self.issuer.issuer:
@@ -150,21 +188,36 @@ class IssuerKeys:
         jwks_uri = discovery.get("jwks_uri")
         if not isinstance(jwks_uri, str):
             raise DocumentError(f"{url} has no jwks_uri")
-        parts = urlsplit(jwks_uri)
-        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+        if not jwks_uri.isascii() or not jwks_uri.isprintable() or " " in jwks_uri:
+            raise DocumentError(f"{url} names a jwks_uri that is not a URL of printable ASCII characters")
+        try:
+            parts = urlsplit(jwks_uri)
+            loopback = parts.scheme == "http" and is_loopback(parts.hostname or "")
+        except ValueError:  # "https://[::1/jwks": an unclosed IPv6 address, a bad port
+            raise DocumentError(f"{url} names a jwks_uri that is not a URL") from None
+        if parts.scheme != "https" and not loopback:
             raise DocumentError(f"{url} names a jwks_uri that is not https")
-        return jwks_uri
+        return jwks_uri, f"the jwks_uri that {url} names"
 
     def next_attempt_in(self) -> float:
         """Seconds until a fetch may reach the identity provider again."""
         return fetch_wait(self.clock(), self.attempted_at, self.recent)
 
     async def _fetch(self) -> dict[str | None, list[Key]]:
+        """The usable keys of a fresh key set (the keys skipped logged); a ``DocumentError`` if it has none."""
         try:
             async with asyncio.timeout(self.fetch_timeout):
-                return _import_keys(await fetch_json(self.http, await self._jwks_uri()))
+                jwks_uri, name = await self._jwks_uri()
+                keys, skipped = _import_keys(await fetch_json(self.http, jwks_uri, name))
         except TimeoutError:
             raise DocumentError(f"no answer within {self.fetch_timeout:g} s") from None
+        if skipped:
+            log.warning("issuer %s: %d key(s) of the key set skipped, which ccweb cannot use: %s",
+                        self.issuer.name, len(skipped),
+                        "; ".join(skipped[:MAX_SKIPPED_LOGGED]) + ("; …" if len(skipped) > MAX_SKIPPED_LOGGED else ""))
+        if not keys:
+            raise DocumentError(f"{name} holds no RSA or EC signature key that ccweb can use")
+        return keys
 
     def _start(self) -> asyncio.Future[None] | None:
         """The fetch under way, else a new one if the pacing allows it now; else None."""
@@ -186,22 +239,29 @@ class IssuerKeys:
             await asyncio.shield(fetching)  # a caller that gives up does not cut the fetch the others wait for
 
     async def _refresh(self, now: float) -> None:
+        """One fetch. It never raises: whatever goes wrong is this fetch's failure, and the keys stay."""
         try:
             keys = await self._fetch()
         except DocumentError as exc:
-            self._count("error")
-            self.last_error = str(exc)
-            if self.keys is None:
-                log.warning("issuer %s: no key set yet: %s", self.issuer.name, exc)
-            else:
-                log.warning("issuer %s: key set not refreshed, still using the one fetched %ds ago: %s",
-                            self.issuer.name, now - self.fetched_at, exc)
+            self._failed(now, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 (anything else a document or key raises: the fetch failed, no more)
+            self._failed(now, f"the key set could not be read ({type(exc).__name__})")
             return
         self.keys = keys
         self._count("ok")
         self.fetched_at = now
         self.last_error = None
         log.info("issuer %s: key set fetched (%d keys)", self.issuer.name, sum(map(len, keys.values())))
+
+    def _failed(self, now: float, error: str) -> None:
+        self._count("error")
+        self.last_error = error
+        if self.keys is None:
+            log.warning("issuer %s: no key set yet: %s", self.issuer.name, error)
+        else:
+            log.warning("issuer %s: key set not refreshed, still using the one fetched %ds ago: %s",
+                        self.issuer.name, now - self.fetched_at, error)
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:
@@ -214,8 +274,7 @@ class IssuerKeys:
             return
         fetching = self._start()
         if fetching is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(fetching), wait)
+            await asyncio.wait([fetching], timeout=wait)  # neither cuts the fetch nor raises what it raised
 
     async def candidates(self, kid: str | None) -> list[Key]:
         if self.keys is None:

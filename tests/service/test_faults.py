@@ -22,6 +22,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +32,7 @@ from ccweb.app import create_app
 from ccweb.config import ConfigError, parse_config
 from ccweb.errors import InvalidToken, UpstreamUnavailable
 from ccweb.keys import KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE
+from ccweb.metrics import Metrics
 from ccweb.retry import RetryPolicy
 from ccweb.sandbox.sts import (
     INTERNAL_FAILURE,
@@ -74,6 +76,9 @@ class Idp:
     mode: str | None = None
     released: threading.Event = field(default_factory=threading.Event)
     clock: Clock | None = None
+    hostile: str | None = None
+    """One of ``HOSTILE``: an answer that is not a fault of the network but something a key-set fetch must
+    survive (a key of an unknown curve, nested JSON, a jwks_uri that is not a URL, an empty key set, …)."""
     url: str = ""
     discovery_hits: int = 0
     jwks_hits: int = 0
@@ -108,18 +113,62 @@ class Idp:
                 await asyncio.sleep(0.01)
         return None
 
+    def _key_set(self) -> Response:
+        keys = [k.as_dict(private=False) for k in self.published]
+        if self.hostile == "nested-key-set":
+            return Response("[" * 50_000, media_type="application/json")
+        extra = HOSTILE_KEYS.get(self.hostile or "")
+        if extra is not None:
+            keys = extra if self.hostile in NO_USABLE_KEY else [extra[0], *keys]
+        return JSONResponse({"keys": keys})
+
     def app(self) -> Starlette:
         async def configuration(_: Request) -> Response:
             self.discovery_hits += 1
             if self.clock is not None:
                 self.asked_at.append(self.clock.now)
-            return await self._fault() or JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
+            if self.hostile == "nested-discovery":
+                return Response('{"issuer": ' + "[" * 50_000, media_type="application/json")
+            jwks_uri = HOSTILE_JWKS_URIS.get(self.hostile or "", "{url}/jwks").format(url=self.url)
+            return await self._fault() or JSONResponse({"issuer": self.url, "jwks_uri": jwks_uri})
 
         async def jwks(_: Request) -> Response:
             self.jwks_hits += 1
-            return await self._fault() or JSONResponse({"keys": [k.as_dict(private=False) for k in self.published]})
+            return await self._fault() or self._key_set()
 
         return Starlette(routes=[Route("/.well-known/openid-configuration", configuration), Route("/jwks", jwks)])
+
+
+UNKNOWN_CURVE = {"kty": "EC", "crv": "BP-256", "kid": "bp\x1b[2J", "x": "AAAA", "y": "AAAA"}
+"""An EC key on a curve joserfc does not know (it raises KeyError), with a kid that would clear a terminal."""
+HOSTILE_KEYS: dict[str, list[dict[str, Any]]] = {
+    "unknown-curve-beside-a-good-key": [UNKNOWN_CURVE],
+    "only-an-unknown-curve": [UNKNOWN_CURVE],
+    "empty-key-set": [],
+    "encryption-keys-only": [{**new_key("enc").as_dict(private=False), "use": "enc"}],
+    "unknown-key-types-only": [{"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": "AAAA"}, {"kty": "oct", "k": "AA"}],
+}
+NO_USABLE_KEY = {"only-an-unknown-curve", "empty-key-set", "encryption-keys-only", "unknown-key-types-only"}
+HOSTILE_JWKS_URIS = {
+    "jwks-uri-not-a-url": "https://[::1/jwks",
+    "jwks-uri-too-long": "{url}/" + "a" * 70_000,
+    "jwks-uri-with-terminal-controls": "{url}/jwks\u009b2J\u009b31m\u202egnihtemos\u2066\u2069\u2028",
+}
+HOSTILE_ERRORS = {  # each answer that leaves no usable key, and the issuer's last_error it gives ({d}: discovery)
+    "only-an-unknown-curve": "the jwks_uri that {d} names holds no RSA or EC signature key that ccweb can use",
+    "empty-key-set": "the jwks_uri that {d} names holds no RSA or EC signature key that ccweb can use",
+    "encryption-keys-only": "the jwks_uri that {d} names holds no RSA or EC signature key that ccweb can use",
+    "unknown-key-types-only": "the jwks_uri that {d} names holds no RSA or EC signature key that ccweb can use",
+    "nested-key-set": "the jwks_uri that {d} names is not JSON (or nests too deeply)",
+    "nested-discovery": "{d} is not JSON (or nests too deeply)",
+    "jwks-uri-not-a-url": "{d} names a jwks_uri that is not a URL",
+    "jwks-uri-too-long": "the jwks_uri that {d} names could not be fetched (InvalidURL)",
+    "jwks-uri-with-terminal-controls": "{d} names a jwks_uri that is not a URL of printable ASCII characters",
+}
+
+
+def discovery_url(idp: Idp) -> str:
+    return f"{idp.url}/.well-known/openid-configuration"
 
 
 @contextlib.contextmanager
@@ -311,6 +360,54 @@ def test_a_key_rotated_seconds_after_a_fetch_is_accepted(idp: Idp, clock: Clock,
     assert caught.value.reason == "unknown_key"
     clock.now += KEY_FETCH_SPACING_SECONDS - 1  # a few seconds after the fetch: the new key is found
     assert verifier(idp.token(clock.now)).subject == "u-1"
+    assert idp.jwks_hits == 2
+
+
+def refresh_errors(exposition: str, issuer: str) -> float:
+    """``ccweb_key_refreshes_total{issuer=…, result="error"}`` in a /metrics text."""
+    return sum(sample.value for family in text_string_to_metric_families(exposition) for sample in family.samples
+               if sample.name == "ccweb_key_refreshes_total" and sample.labels == {"issuer": issuer, "result": "error"})
+
+
+@pytest.mark.parametrize("hostile", sorted(HOSTILE_ERRORS))
+def test_an_answer_with_no_usable_key_keeps_the_keys_already_fetched(
+    idp: Idp, clock: Clock, hostile: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key set emptied, holding only keys ccweb cannot use, nested too deeply, or a discovery document whose
+    jwks_uri is not a URL: the tokens the keys fetched before verify still verify, and the issuer is stale."""
+    metrics = Metrics()
+    verifier = Verifier(idp, clock, key_max_age=300, fetch_timeout=30, metrics=metrics)
+    try:
+        assert verifier(idp.token(clock.now)).subject == "u-1"
+        idp.hostile = hostile
+        clock.now += 301  # past the key set's age: the next token refreshes it, and the answer has no usable key
+        with caplog.at_level(logging.WARNING, logger="ccweb.tokens"):
+            assert verifier(idp.token(clock.now)).subject == "u-1"
+        assert verifier.keys.state() == {
+            "state": "stale", "keys_loaded": True, "keys_age_seconds": 301,
+            "last_error": HOSTILE_ERRORS[hostile].format(d=discovery_url(idp))}
+        assert "still using the one fetched 301s ago" in caplog.text
+        assert refresh_errors(metrics.exposition().decode(), "corp") == 1
+        idp.hostile = None
+        clock.now += KEY_FETCH_SPACING_SECONDS
+        assert verifier(idp.token(clock.now)).subject == "u-1"
+        assert verifier.keys.state()["state"] == "ok"
+    finally:
+        verifier.close()
+
+
+def test_a_good_key_beside_one_of_an_unknown_curve_verifies(
+    idp: Idp, clock: Clock, verifier: Verifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    idp.hostile = "unknown-curve-beside-a-good-key"
+    with caplog.at_level(logging.WARNING, logger="ccweb.tokens"):
+        assert verifier(idp.token(clock.now)).subject == "u-1"
+        clock.now += 301
+        assert verifier(idp.token(clock.now)).subject == "u-1"  # and again after a refresh
+    assert verifier.keys.state()["state"] == "ok"
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert skipped == ["issuer corp: 1 key(s) of the key set skipped, which ccweb cannot use: "
+                       r"a key with kid 'bp\x1b[2J', kty 'EC', crv 'BP-256'"] * 2  # once per fetch, escaped
     assert idp.jwks_hits == 2
 
 
@@ -537,6 +634,44 @@ def test_readyz_does_not_hang_on_a_hanging_idp(sts: DevSTSStore, clock: Clock) -
         ready = service.readyz()
     assert ready.status_code == 503
     assert ready.json()["issuers"]["corp"]["state"] == "loading"  # answered while the fetch is still under way
+
+
+def drives_no_terminal(text: str) -> bool:
+    return all(c.isprintable() for c in text)
+
+
+@pytest.mark.parametrize("hostile", sorted([*HOSTILE_ERRORS, "unknown-curve-beside-a-good-key"]))
+def test_readyz_is_200_whatever_one_issuer_answers(sts: DevSTSStore, clock: Clock, hostile: str) -> None:
+    """A fresh replica (or one whose reload added the issuer), probed as a kubelet does: each probe after the
+    spacing starts a fetch of the partner's keys. Whatever the partner answers, every probe is 200, the partner
+    says what is wrong in a sentence, and corp's tokens keep working."""
+    with (serving(Idp()) as corp, serving(Idp(hostile=hostile)) as partner,
+          api([corp, partner], BotoSTS(session=boto3.session.Session()), clock) as service):
+        probes = []
+        for _ in range(3):
+            ready = service.settled_readyz()
+            probes.append(ready.status_code)
+            assert drives_no_terminal(ready.text), ready.text
+            clock.now += 10
+        assert probes == [200] * 3
+        body = ready.json()
+        assert body["issuers"]["corp"]["state"] == "ok"
+        assert service.credentials().status_code == 200
+        whoami = httpx.get(f"{service.url}/v1/whoami", timeout=30,
+                           headers={"Authorization": f"Bearer {partner.token(clock.now)}"})
+        errors = refresh_errors(httpx.get(f"{service.url}/metrics", timeout=30).text, "idp1")
+    if hostile not in HOSTILE_ERRORS:  # one key ccweb cannot use, beside a good one: the good one serves
+        assert body["status"] == "ok"
+        assert body["issuers"]["idp1"]["state"] == "ok"
+        assert whoami.status_code == 200, whoami.text
+        assert errors == 0
+        return
+    assert body["status"] == "degraded"
+    assert body["issuers"]["idp1"] == {"state": "unavailable", "keys_loaded": False, "keys_age_seconds": None,
+                                       "last_error": HOSTILE_ERRORS[hostile].format(d=discovery_url(partner))}
+    assert whoami.status_code == 503
+    assert whoami.json()["error"] == "upstream_unavailable"
+    assert errors >= 3  # a fetch at each probe, each counted
 
 
 # --- configuration ---------------------------------------------------------------------------------------

@@ -1,14 +1,25 @@
 """When an issuer's keys may be fetched again (``ccweb.keys.fetch_wait``, pure): a few seconds after the last
-fetch, at most a handful a minute. Fetching itself is exercised against loopback issuers in test_tokens.py and
-test_faults.py."""
+fetch, at most a handful a minute. And what one fetch makes of what the identity provider answers (a fake
+transport, a clock moved by hand): keys ccweb cannot use skipped and named, a key set with none it can use a
+failed fetch, anything a fetch raises a failed fetch. Fetching against loopback issuers is exercised in
+test_tokens.py and test_faults.py."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import httpx
 import pytest
+from joserfc.jwk import ECKey, RSAKey
 
-from ccweb.keys import KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE, fetch_wait
+from ccweb.config import parse_config
+from ccweb.errors import UpstreamUnavailable
+from ccweb.keys import KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE, IssuerKeys, fetch_wait
+from ccweb.metrics import Metrics
 
 SPACING, PER_MINUTE = KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE
 
@@ -40,3 +51,142 @@ def test_fetch_wait(now: float, last: float, recent: deque[float], wait: float) 
 
 def test_the_minute_s_budget_binds_before_the_spacing_alone_would() -> None:
     assert 2 <= PER_MINUTE < 60 / SPACING
+
+
+# --- one fetch: whatever the identity provider answers, a failure of that fetch and nothing more ----------------
+
+JWKS_URI = "https://login.example.com/jwks"
+GOOD = RSAKey.generate_key(2048, parameters={"kid": "good"})
+BP_256 = {"kty": "EC", "crv": "BP-256", "kid": "bp", "x": "AAAA", "y": "AAAA"}
+
+
+class Answers:
+    """The identity provider's key-set URL as an ``httpx.MockTransport``: each fetch gets ``answer`` (a JSON
+    value, or an exception that the transport raises as it is)."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        self.fetches = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert str(request.url) == JWKS_URI
+        self.fetches += 1
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return httpx.Response(200, json=self.answer)
+
+
+def fetching(answers: Answers, scenario: Callable[[IssuerKeys, list[float]], Awaitable[None]],
+             metrics: Metrics | None = None) -> None:
+    """Run ``scenario`` with the keys of an issuer whose key set ``answers`` gives, on a clock it moves by hand."""
+    issuer = parse_config({"issuers": [{"name": "corp", "issuer": "https://login.example.com",
+                                        "jwks_uri": JWKS_URI, "audiences": ["ccweb"]}]}).issuers[0]
+    now = [1000.0]
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answers)) as http:
+            await scenario(IssuerKeys(issuer, http, lambda: now[0], metrics=metrics), now)
+
+    asyncio.run(run())
+
+
+def errors_counted(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("ccweb_key_refreshes_total", {"issuer": "corp", "result": "error"}) or 0
+
+
+def test_a_fetch_that_raises_anything_is_that_fetch_s_failure() -> None:
+    """Not an HTTP error, a timeout or a bad document: something no one foresaw (here the transport raises it).
+    The readiness probe, the request and the refresh each see a failed fetch, never the exception."""
+    answers, metrics = Answers(RuntimeError("something no one foresaw")), Metrics()
+
+    async def scenario(keys: IssuerKeys, now: list[float]) -> None:
+        await keys.warm(5.0)  # as /readyz does
+        assert keys.state() == {"state": "unavailable", "keys_loaded": False, "keys_age_seconds": None,
+                                "last_error": "the key set could not be read (RuntimeError)"}
+        now[0] += SPACING
+        with pytest.raises(UpstreamUnavailable):  # a request: the contract's 503, not a 500
+            await keys.candidates("good")
+        now[0] += SPACING
+        await keys.refresh()
+        assert errors_counted(metrics) == 3
+        answers.answer = {"keys": [GOOD.as_dict(private=False)]}
+        now[0] += SPACING
+        assert await keys.candidates("good")
+        assert keys.state()["last_error"] is None
+
+    fetching(answers, scenario, metrics)
+    assert answers.fetches == 4
+
+
+KEY_SETS = [  # the keys besides GOOD, the kids that verify, what the one log line of the fetch names as skipped
+    pytest.param([BP_256], ["good"], ["a key with kid 'bp', kty 'EC', crv 'BP-256'"], id="unknown-curve"),
+    pytest.param([{**BP_256, "crv": "P-224"}], ["good"], ["a key with kid 'bp', kty 'EC', crv 'P-224'"],
+                 id="curve-joserfc-does-not-know"),
+    pytest.param([{"kty": "RSA", "kid": "no-e", "n": "AQAB"}], ["good"], ["a key with kid 'no-e', kty 'RSA'"],
+                 id="rsa-without-e"),
+    pytest.param([{"kty": "RSA", "kid": "e-1", "n": "AQAB", "e": "AQAB"}], ["good"],
+                 ["a key with kid 'e-1', kty 'RSA'"], id="rsa-e-out-of-range"),
+    pytest.param([ECKey.generate_key("P-256", parameters={"kid": "private"}).as_dict(private=True)], ["good"],
+                 ["a key with kid 'private', kty 'EC', crv 'P-256'"], id="a-private-key"),
+    pytest.param([{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}, 42, {}], ["good"],
+                 ["a key with kty 'OKP', crv 'Ed25519'", "an entry that is a JSON int, not an object",
+                  "a key with no kid, kty or crv"], id="other-types"),
+    pytest.param([{**BP_256, "kid": "\x1b[2J\u202e" + "k" * 60}], ["good"],
+                 [r"a key with kid '\x1b[2J\u202e" + "k" * 35 + "'…, kty 'EC', crv 'BP-256'"], id="kid-escaped"),
+    pytest.param([{**ECKey.generate_key("P-256").as_dict(private=False), "kid": "enc", "use": "enc"}], ["good"], [],
+                 id="encryption-keys-left-out-silently"),
+]
+
+
+@pytest.mark.parametrize(("others", "kids", "skipped"), KEY_SETS)
+def test_a_key_ccweb_cannot_use_is_skipped_and_named_once(
+        others: list[Any], kids: list[str], skipped: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    answers = Answers({"keys": [GOOD.as_dict(private=False), *others]})
+
+    async def scenario(keys: IssuerKeys, now: list[float]) -> None:
+        for kid in kids:
+            assert await keys.candidates(kid), kid
+        assert keys.state()["state"] == "ok"
+        now[0] += 3601
+        await keys.refresh()
+
+    with caplog.at_level(logging.INFO, logger="ccweb.tokens"):
+        fetching(answers, scenario)
+    assert answers.fetches == 2
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    if skipped:
+        assert lines == [f"issuer corp: {len(skipped)} key(s) of the key set skipped, which ccweb cannot use: "
+                         + "; ".join(skipped)] * 2  # once for each fetch
+    else:
+        assert lines == []
+
+
+@pytest.mark.parametrize("entries", [
+    pytest.param([], id="empty"),
+    pytest.param([{**GOOD.as_dict(private=False), "use": "enc"}], id="encryption-keys-only"),
+    pytest.param([BP_256, {"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}], id="no-key-ccweb-can-use"),
+])
+def test_a_key_set_with_no_usable_key_keeps_the_keys_fetched_before(entries: list[Any]) -> None:
+    answers, metrics = Answers({"keys": [GOOD.as_dict(private=False)]}), Metrics()
+
+    async def scenario(keys: IssuerKeys, now: list[float]) -> None:
+        assert await keys.candidates("good")
+        answers.answer = {"keys": entries}
+        now[0] += 3601  # past the key set's age
+        assert await keys.candidates("good"), "the keys fetched before still verify"
+        assert keys.state() == {"state": "stale", "keys_loaded": True, "keys_age_seconds": 3601,
+                                "last_error": f"{JWKS_URI} holds no RSA or EC signature key that ccweb can use"}
+        assert errors_counted(metrics) == 1
+
+    fetching(answers, scenario, metrics)
+    assert answers.fetches == 2
+
+
+def test_a_first_key_set_with_no_usable_key_leaves_the_issuer_unavailable() -> None:
+    async def scenario(keys: IssuerKeys, now: list[float]) -> None:
+        await keys.warm(5.0)
+        assert keys.state()["state"] == "unavailable"
+        with pytest.raises(UpstreamUnavailable):
+            await keys.candidates("good")
+
+    fetching(Answers({"keys": [BP_256]}), scenario)
