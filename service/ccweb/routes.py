@@ -23,6 +23,7 @@ from ccweb.api_models import (
 )
 from ccweb.config import Config
 from ccweb.credentials import CredentialFlow, bearer_token, iso_time, suspension_sentence
+from ccweb.display import printable
 from ccweb.errors import InvalidToken, RateLimited, UpstreamUnavailable
 from ccweb.helper_dist import helper_zipapp
 from ccweb.openapi import error_responses
@@ -45,10 +46,16 @@ def discovery_document(config: Config) -> Discovery:
     )
 
 
+def _shown(error: str | None) -> str | None:
+    """An error text as ``/readyz`` shows it: every character that could drive a terminal escaped (JSON itself
+    escapes only U+0000-U+001F; an operator reads the answer with ``curl``)."""
+    return None if error is None else printable(error)
+
+
 def _policy_info(running: RunningPolicy) -> dict[str, Any]:
     current, refused = running.current, running.refused
     return PolicyInfo(digest=current.policy.digest, loaded_at=iso_time(current.loaded_at), reloads=running.reloads,
-                      reload_error=None if refused is None else refused.keys,
+                      reload_error=None if refused is None else [printable(key) for key in refused.keys],
                       reload_refused_at=None if refused is None else iso_time(refused.at)).model_dump()
 
 
@@ -105,8 +112,10 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
         # ok; degraded (200: an issuer serves stale keys or has none, or STS failed after its retries);
         # unavailable (503: no issuer has keys, so no token can be verified). An IdP or STS outage that every
         # replica shares does not take replicas out of service for the issuers that still work.
-        issuers = await running.current.verifier.readiness()
-        sts_state = {"state": "failing" if sessions.upstream_error else "ok", "last_error": sessions.upstream_error}
+        issuers = {name: {**state, "last_error": _shown(state["last_error"])}
+                   for name, state in (await running.current.verifier.readiness()).items()}
+        sts_state = {"state": "failing" if sessions.upstream_error else "ok",
+                     "last_error": _shown(sessions.upstream_error)}
         if not any(i["keys_loaded"] for i in issuers.values()):
             status = "unavailable"
         elif sessions.upstream_error or any(i["state"] != "ok" for i in issuers.values()):

@@ -25,7 +25,8 @@ from ccweb import logs
 from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.display import printable, printable_json
-from support import RecordingSTS, clean_env, serve, serve_issuer
+from ccweb.sts import StsError
+from support import FakeTime, RecordingSTS, clean_env, fake_retry, serve, serve_issuer
 
 LINK = "\x1b]8;;http://evil\x07click\x1b]8;;\x07"
 """An OSC 8 hyperlink: the terminal shows "click" and opens http://evil."""
@@ -224,3 +225,28 @@ def test_a_text_log_message_shows_a_planted_value_without_acting_on_it() -> None
     line = logs.TextFormatter().format(record)
     assert drives_no_terminal(line)
     assert line.endswith(f"ccweb.reload: policy {SHOWN} refused")
+
+
+# --- /readyz, which an operator reads with curl -----------------------------------------------------------------
+
+def test_readyz_shows_an_error_text_without_acting_on_it() -> None:
+    """``/readyz`` quotes the last error code of whatever answers at the STS endpoint (``AWS_ENDPOINT_URL_STS``
+    may name a proxy). JSON escapes only U+0000-U+001F; ``/readyz`` escapes every character that could drive a
+    terminal (C1 controls, bidi overrides, line separators) as well."""
+    planted = PLANTED + "\x9b2J\u2028"
+    with serve_issuer() as issuer:
+        policy = {"issuers": [{"name": "corp", "issuer": issuer.issuer_url, "audiences": ["ccweb"]}],
+                  "rules": [{"name": "all", "issuer": "corp", "role_arn": "arn:aws:iam::111122223333:role/ccweb",
+                             "repositories": ["*"]}]}
+        app = create_app(parse_config(policy), sts=RecordingSTS(fail=StsError(planted, "slow down", retryable=True)))
+        app.state.sessions.retry = fake_retry(FakeTime())  # the retries on a fake clock
+        with serve(app) as url:
+            token = issuer.mint({"sub": "u-1"})
+            response = httpx.post(f"{url}/v1/credentials", headers={"Authorization": f"Bearer {token}"},
+                                  json={"protocol": "https", "host": "git-codecommit.us-east-2.amazonaws.com",
+                                        "path": "v1/repos/app"})
+            assert response.status_code == 503, response.text
+            ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 200
+    assert drives_no_terminal(ready.text), ready.text
+    assert ready.json()["sts"] == {"state": "failing", "last_error": SHOWN + r"\x9b2J\u2028"}
