@@ -6,8 +6,10 @@ Every record logged while a request is served carries that request's id (``reque
 Log lines carry values from outside (a token's claims), and operators read them on terminals: neither format
 writes a character that could drive one (``ccweb.display``). A JSON line escapes them as JSON does, so it
 decodes to the exact value; a text line writes them as ``\\x1b``, ``\\u202e``, and puts a field's value in
-double quotes, with ``\\"`` and ``\\\\`` inside, when it holds one of them, a space, ``"``, ``=`` or ``\\`` or is
-empty (``subject="a b"``, as logfmt does): a claim cannot pass for more fields.
+double quotes, with ``\\"`` and ``\\\\`` inside, when it holds one of them, a space, ``"``, ``=`` or ``\\``, any
+character outside ASCII, or is empty (``subject="a b"``, as logfmt does): a claim cannot pass for more fields,
+nor look as if it did (a Hangul filler or a Braille blank reads as a space, U+A78A as ``=``: everything between
+the quotes is one value).
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def _text_value(value: object) -> str:
-    """A field's value in a text line: bare when that is unambiguous, else quoted (logfmt's way)."""
+    """A field's value in a text line: bare when that is unambiguous (printable ASCII without a space, ``"``,
+    ``=`` or ``\\``), else quoted (logfmt's way)."""
     text = value if isinstance(value, str) else str(value)
-    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+    if text and text.isascii() and text.isprintable() and not any(c in text for c in ' "=\\'):
         return text
     return '"' + printable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
 

@@ -205,6 +205,11 @@ def test_a_json_log_line_has_the_exact_claim_and_no_control_character(
     assert [(r["outcome"], r["subject"]) for r in audit] == [("denied", PLANTED)]
 
 
+SPOOF = "u-mallory\u3164outcome\ua78aissued\u3164rule\ua78aadmins\u115frole_arn\uff1darn:aws:iam::1:role/admin"
+"""A subject that, written bare, reads as ``u-mallory outcome=issued rule=admins role_arn=…``: Hangul fillers
+(U+3164, U+115F) look like spaces and U+A78A, U+FF1D like ``=``, and all of them are printable."""
+
+
 @pytest.mark.parametrize(("value", "shown"), [
     pytest.param("alice", "subject=alice", id="plain"),
     pytest.param("a outcome=issued", 'subject="a outcome=issued"', id="space-and-equals"),
@@ -212,6 +217,9 @@ def test_a_json_log_line_has_the_exact_claim_and_no_control_character(
     pytest.param("", 'subject=""', id="empty"),
     pytest.param("\x1b[2J", r'subject="\x1b[2J"', id="control"),
     pytest.param(r"\x1b[2J", r'subject="\\x1b[2J"', id="an-escape-written-out-is-not-one"),
+    pytest.param(SPOOF, f'subject="{SPOOF}"', id="lookalike-spaces-and-equals"),
+    pytest.param("jörg@example.com", 'subject="jörg@example.com"', id="any-non-ascii-letter"),
+    pytest.param("\u2800", 'subject="\u2800"', id="braille-blank"),
 ])
 def test_a_text_field_cannot_pass_for_more_fields(value: str, shown: str) -> None:
     record = logging.LogRecord("ccweb.audit", logging.INFO, __file__, 1, "credential %s", ("denied",), None)
