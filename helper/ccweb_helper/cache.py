@@ -10,11 +10,14 @@ first, for a bounded time, then reads what it wrote. The cache holds only identi
 tokens, never a CodeCommit password.
 
 Only a cache no one else controls is used. On POSIX the directory and each file in it (``login.json``,
-``discovery.json``, the lock) must belong to this user (or root) and be writable by no one else, and the
-files are opened without following symbolic links. Another user's directory, one that group or others may
-write, a file another user planted, a symbolic link: the cache is not used — not read, not written, not
-locked — and the helper says so once per process on stderr (``notice``), then works on without it (a login
-is kept in memory only). Windows has no such modes; there the checks are skipped.
+``discovery.json``, the lock) must belong to this user (or root) and be writable by no one else, and neither
+the directory nor the files are reached through a symbolic link: the directory is opened with ``O_NOFOLLOW``
+and checked, and each file is then opened relative to it (``dir_fd``, with ``O_NOFOLLOW``), so the directory
+checked is the one used even if its path is changed in between. Another user's directory, one that group or
+others may write, a file another user planted, a symbolic link (the directory itself or a file in it): the
+cache is not used — not read, not written, not locked — and the helper says so once per process on stderr
+(``notice``), then works on without it (a login is kept in memory only). Windows has no such modes; there the
+checks are skipped.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ MAX_BYTES = 1 << 20
 REPLACE_SECONDS = 1.0  # Windows: how long to retry replacing a file another process has open
 POLL_SECONDS = 0.1
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX: a symbolic link in the file's place is refused (ELOOP)
+DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | NOFOLLOW
+AT = os.name == "posix" and {os.open, os.stat, os.unlink, os.rename} <= os.supports_dir_fd
+"""Whether files can be opened relative to an open directory (``dir_fd``): every POSIX system Python runs on.
+Where not, the directory is checked by its path (``lstat``) and its files opened by theirs."""
 READ_FLAGS = os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 LOCK_FLAGS = os.O_RDWR | os.O_CREAT | NOFOLLOW | getattr(os, "O_BINARY", 0)
 ROOT = 0  # the other owner a cache may have: root can change anything of this user's anyway
@@ -111,24 +118,49 @@ class Cache:
         self.refused = text
         notice(text, self.stderr)
 
-    def _usable(self) -> bool:
-        """Whether the cache may be used: False (said once) when its directory is not the user's alone."""
-        if self.refused is not None:
+    def _trusted_directory(self, info: os.stat_result) -> bool:
+        """Whether the directory ``info`` describes (not followed if a link) is the user's alone; else said once."""
+        where = _shown(self.directory)
+        if stat.S_ISLNK(info.st_mode):
+            self._refuse(f"not using the cache directory {where}: it is a symbolic link, which another user could "
+                         "point elsewhere; remove it, or set CCWEB_CACHE_DIR to a directory of your own. Working "
+                         "without a cache: a login is not kept.")
             return False
-        if os.name != "posix":
-            return True
-        try:
-            info = os.stat(self.directory)
-        except OSError:
-            return True  # none yet, or no directory: nothing to read, and writing makes it or fails
         why = untrusted(info.st_mode, info.st_uid, os.geteuid())
         if why is None:
             return True
-        where = _shown(self.directory)
         fix = (f"run `chmod 700 {where}`" if why.startswith("is writable") else "chown it to yourself")
         self._refuse(f"not using the cache directory {where}: it {why}; {fix}, or set CCWEB_CACHE_DIR to a "
                      "directory of your own. Working without a cache: a login is not kept.")
         return False
+
+    def _open_directory(self) -> int | None:
+        """The cache directory, opened without following a symbolic link and checked to be the user's alone:
+        its descriptor, through which each file in it is then opened (``dir_fd``), so the directory checked is
+        the one used even if its path changes meanwhile. None on Windows (paths, no checks), when there is no
+        directory (yet), or when it is not to be used (``refused`` then says why, once)."""
+        if self.refused is not None or os.name != "posix":
+            return None
+        try:
+            fd = os.open(self.directory, DIRECTORY_FLAGS) if AT else None
+        except OSError:  # none yet, not a directory, or a symbolic link (O_NOFOLLOW)
+            fd = None
+        if fd is None:
+            with contextlib.suppress(OSError):
+                self._trusted_directory(os.lstat(self.directory))
+            return None
+        if self._trusted_directory(os.fstat(fd)):
+            return fd
+        os.close(fd)
+        return None
+
+    def _name(self, directory: int | None, path: Path) -> str:
+        """How to name ``path`` to the system: its name in the open ``directory``, else the whole path."""
+        return path.name if directory is not None else str(path)
+
+    def _absent(self, directory: int | None) -> bool:
+        """After ``_open_directory``: whether there is nothing to use (refused, or no directory to work in)."""
+        return self.refused is not None or (AT and directory is None)
 
     def _trusted_file(self, fd: int, path: Path) -> bool:
         """Whether the file open as ``fd`` is one to use: a regular file no one else controls (else said once)."""
@@ -140,30 +172,43 @@ class Cache:
             self._refuse(f"not using the cache file {_shown(path)}: it {why}; remove it. Working without a cache.")
         return why is None
 
-    def _symbolic_link(self, path: Path) -> bool:
+    def _symbolic_link(self, directory: int | None, path: Path) -> bool:
         """After an open refused: whether ``path`` is a symbolic link (then said once)."""
-        if not os.path.islink(path):
+        try:
+            info = os.stat(self._name(directory, path), dir_fd=directory, follow_symlinks=False)
+        except OSError:
+            return False
+        if not stat.S_ISLNK(info.st_mode):
             return False
         self._refuse(f"not using the cache file {_shown(path)}: it is a symbolic link; remove it. Working without "
                      "a cache.")
         return True
 
-    def _ensure_directory(self) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if os.name == "posix" and self._usable():
-            info = self.directory.stat()
+    def _ensure_directory(self) -> int | None:
+        """``_open_directory``, made first (0700) where there is none; one of the user's own that others may
+        read is made 0700."""
+        if not os.path.islink(self.directory):  # a link is refused, not followed to make what it points to
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory = self._open_directory()
+        if directory is not None:
+            info = os.fstat(directory)
             if info.st_uid == os.geteuid() and info.st_mode & 0o777 != 0o700:
-                os.chmod(self.directory, 0o700)
+                os.fchmod(directory, 0o700)
+        return directory
 
     def read(self) -> dict[str, Any]:
         """The cached document, or ``{}`` when there is none, it cannot be read as one, or it is not to be used."""
-        if not self._usable():
-            return {}
+        directory = self._open_directory()
         try:
-            fd = os.open(self.path, READ_FLAGS)
-        except OSError:
-            self._symbolic_link(self.path)
-            return {}
+            if self._absent(directory):
+                return {}
+            try:
+                fd = os.open(self._name(directory, self.path), READ_FLAGS, dir_fd=directory)
+            except OSError:
+                self._symbolic_link(directory, self.path)
+                return {}
+        finally:
+            _close(directory)
         try:
             if not self._trusted_file(fd, self.path):
                 return {}
@@ -184,30 +229,35 @@ class Cache:
     def write(self, data: Mapping[str, Any]) -> None:
         """Replace the file atomically with ``data``; mode 0600 from the first byte. Nothing is written to a
         cache that is not used (``refused``)."""
-        if self.refused is None:
-            self._ensure_directory()
-        if self.refused is not None:
-            return
-        fd, temporary = _temporary(self.directory, "." + self.path.stem + "-")
+        directory = self._ensure_directory() if self.refused is None else None
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, separators=(",", ":"), sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            replace(temporary, self.path, self.replace_seconds)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+            if self.refused is not None:
+                return
+            fd, temporary = _temporary(directory, self.directory, "." + self.path.stem + "-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, separators=(",", ":"), sort_keys=True)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                replace(temporary, self._name(directory, self.path), self.replace_seconds, directory)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary, dir_fd=directory)
+                raise
+        finally:
+            _close(directory)
 
     def remove(self) -> bool:
         """Delete the file; whether there was one (nothing is removed from a cache that is not used)."""
-        if not self._usable():
-            return False
+        directory = self._open_directory()
         try:
-            os.unlink(self.path)
+            if self._absent(directory):
+                return False
+            os.unlink(self._name(directory, self.path), dir_fd=directory)
         except FileNotFoundError:
             return False
+        finally:
+            _close(directory)
         return True
 
     @contextlib.contextmanager
@@ -217,9 +267,11 @@ class Cache:
         TimeoutError when another process holds it for more than ``timeout`` seconds (None: wait for ever). A
         cache that is not used (``refused``, or found so now) is not locked: there is nothing to share.
         """
-        if self.refused is None:
-            self._ensure_directory()
-        fd = self._open_lock() if self.refused is None else None
+        directory = self._ensure_directory() if self.refused is None else None
+        try:
+            fd = self._open_lock(directory) if self.refused is None else None
+        finally:
+            _close(directory)
         if fd is None:
             yield
             return
@@ -239,12 +291,12 @@ class Cache:
         finally:
             os.close(fd)
 
-    def _open_lock(self) -> int | None:
+    def _open_lock(self, directory: int | None) -> int | None:
         """The lock file, open; None when it is not one to use (said once)."""
         try:
-            fd = os.open(self.lock_path, LOCK_FLAGS, 0o600)
+            fd = os.open(self._name(directory, self.lock_path), LOCK_FLAGS, 0o600, dir_fd=directory)
         except OSError:
-            if self._symbolic_link(self.lock_path):
+            if self._symbolic_link(directory, self.lock_path):
                 return None
             raise
         try:
@@ -261,26 +313,34 @@ class Cache:
         return fd
 
 
-def _temporary(directory: Path, prefix: str) -> tuple[int, str]:
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _temporary(directory_fd: int | None, directory: Path, prefix: str) -> tuple[int, str]:
     """A new file of mode 0600 next to the target, as ``tempfile.mkstemp`` makes one (without importing
-    ``tempfile``, which costs more than the write)."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    ``tempfile``, which costs more than the write): its descriptor and its name in ``directory_fd`` (else its
+    path in ``directory``)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        path = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}.tmp")
+        name = f"{prefix}{os.urandom(6).hex()}.tmp"
+        path = name if directory_fd is not None else os.path.join(directory, name)
         try:
-            return os.open(path, flags, 0o600), path
+            return os.open(path, flags, 0o600, dir_fd=directory_fd), path
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name in {directory}")
 
 
-def replace(source: str, target: Path, retry_seconds: float) -> None:
-    """``os.replace``, retried for ``retry_seconds`` on PermissionError: on Windows a file another process
-    has open (a parallel helper reading it, an anti-virus scanner) cannot be replaced for that moment."""
+def replace(source: str, target: str | Path, retry_seconds: float, directory_fd: int | None = None) -> None:
+    """``os.replace`` (both names in ``directory_fd`` when given), retried for ``retry_seconds`` on
+    PermissionError: on Windows a file another process has open (a parallel helper reading it, an anti-virus
+    scanner) cannot be replaced for that moment."""
     deadline = time.monotonic() + retry_seconds
     while True:
         try:
-            os.replace(source, target)
+            os.replace(source, target, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
         except PermissionError:
             if time.monotonic() >= deadline:
                 raise

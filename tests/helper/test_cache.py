@@ -75,7 +75,7 @@ def test_write_replaces_atomically_and_leaves_no_temporary_file(
     assert store.path.stat().st_ino != inode, "a new file renamed over the old one, not rewritten in place"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["login.json"]
 
-    def failing_replace(src: str, dst: str) -> None:
+    def failing_replace(src: str, dst: str, **in_directory: int | None) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", failing_replace)
@@ -185,11 +185,11 @@ class Replace:
         self.calls = 0
         self.real = os.replace
 
-    def __call__(self, source: str, target: Path) -> None:
+    def __call__(self, source: str, target: Path, **in_directory: int | None) -> None:
         self.calls += 1
         if self.calls <= self.failures:
             raise PermissionError(13, "The process cannot access the file because it is being used")
-        self.real(source, target)
+        self.real(source, target, **in_directory)
 
 
 def test_a_replace_refused_for_a_moment_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -350,6 +350,62 @@ def test_a_symbolic_link_in_the_cache_files_place_is_not_read(tmp_path: Path) ->
     (directory / "login.json").symlink_to(target)
     assert_not_used(directory, Said(), f"{directory / 'login.json'}: it is a symbolic link; remove it")
     assert json.loads(target.read_text()) == {"version": 1, "logins": {"planted": {}}}
+
+
+@POSIX
+@pytest.mark.parametrize("owner", ["another user", "me"])
+def test_a_cache_directory_that_is_a_symbolic_link_is_not_followed(tmp_path: Path, owner: str) -> None:
+    """The link may be another user's, pointing at a directory of this user's that holds a file they chose
+    (another user's ``/tmp/shared/ccweb`` → a victim's own directory): neither the link nor what it points to is
+    read, written or locked."""
+    target = tmp_path / "mine"
+    planted(target, {"version": 1, "logins": {"planted": {"id_token": "a.b.c"}}})
+    link = tmp_path / "ccweb"
+    link.symlink_to(target, target_is_directory=True)
+    if owner == "another user":
+        uid, gid = nobody()
+        os.lchown(link, uid, gid)
+    said = Said()
+    before = contents(target)
+    for _ in range(2):
+        store = Cache(link, stderr=said)
+        with store.lock():
+            assert store.read() == {}
+            store.write({"version": 1, "logins": {"written": {}}})
+        assert store.refused is not None and store.remove() is False
+    assert contents(target) == before and not (target / "login.lock").exists()
+    assert said.lines() == [f"ccweb: not using the cache directory {link}: it is a symbolic link, which another "
+                            "user could point elsewhere; remove it, or set CCWEB_CACHE_DIR to a directory of your "
+                            "own. Working without a cache: a login is not kept."]
+
+
+@POSIX
+def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The files are opened in the directory that was checked (``dir_fd``), not wherever its path leads a
+    moment later: a directory renamed away and replaced by a link between the check and the open still reads
+    its own file, and nothing is written where the link points."""
+    directory, elsewhere = tmp_path / "ccweb", tmp_path / "elsewhere"
+    planted(directory, {"version": 1, "logins": {"own": {}}})
+    planted(elsewhere, {"version": 1, "logins": {"planted": {}}})
+    store = Cache(directory)
+    checked = store._open_directory
+
+    def swapped() -> int | None:  # the check, then the swap an attacker would race to make
+        fd = checked()
+        directory.rename(tmp_path / "moved")
+        directory.symlink_to(elsewhere, target_is_directory=True)
+        return fd
+
+    monkeypatch.setattr(store, "_open_directory", swapped)
+    assert store.read() == {"version": 1, "logins": {"own": {}}}
+    directory.unlink()
+    (tmp_path / "moved").rename(directory)
+    monkeypatch.setattr(store, "_ensure_directory", swapped)
+    store.write({"version": 1, "logins": {"written": {}}})
+    assert json.loads((elsewhere / "login.json").read_text()) == {"version": 1, "logins": {"planted": {}}}
+    assert json.loads((tmp_path / "moved" / "login.json").read_text()) == {"version": 1, "logins": {"written": {}}}
 
 
 @POSIX
