@@ -1,6 +1,7 @@
 """Who a verified token names: the person or job behind it, as the policy's rules read it. Pure, no I/O.
 
-    default_identity(claims)   a verified ``email``, else ``sub``: where a rule names no ``source_identity``
+    default_identity(claims)   a verified ``email`` that looks like an address, else ``sub``: where a rule names
+                               no ``source_identity``
     claim_identity(value)      a rule's ``source_identity`` claim as an identity, or None when it names no one
 """
 
@@ -14,17 +15,28 @@ MISSING = object()
 
 
 def email_verified(claims: Mapping[str, Any]) -> bool:
-    """Whether the token's ``email`` may name its holder: ``email_verified`` is true (``true`` or ``"true"``), or
-    absent (many IdPs leave it out). Any other value (``false``, ``"false"``, null, …) says it is not verified."""
+    """Whether the token's ``email`` may name its holder: ``email_verified`` is true (``true``, or the string
+    ``"true"`` in any letter case: ``"True"``, ``"TRUE"``), or absent (many IdPs leave it out). Any other value
+    (``false``, ``"false"``, ``1``, null, …) says it is not verified."""
     value = claims.get("email_verified", MISSING)
     return value is MISSING or value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+def looks_like_an_address(email: str) -> bool:
+    """Whether ``email`` looks like an e-mail address: printable, no whitespace (of any script), and one ``@``
+    with something before and after it. Not a validation of the address (the IdP vouches for it); enough that a
+    blank or invisible value (``" "``, a tab, U+3000, U+200B) never names anyone."""
+    local, _, domain = email.partition("@")
+    return (bool(local) and bool(domain) and "@" not in domain and email.isprintable()
+            and not any(c.isspace() for c in email))
+
+
 def default_identity(claims: Mapping[str, Any]) -> str:
-    """The verified person or job where no rule names a claim for it: ``email`` when it is a non-empty string
-    that ``email_verified`` does not deny, else ``sub``."""
+    """The verified person or job where no rule names a claim for it: ``email`` when it is a string that looks
+    like an address (``looks_like_an_address``) and that ``email_verified`` does not deny, else ``sub``. Two
+    people whose tokens carry the same blank ``email`` so stay two identities."""
     email = claims.get("email")
-    if isinstance(email, str) and email and email_verified(claims):
+    if isinstance(email, str) and looks_like_an_address(email) and email_verified(claims):
         return email
     return str(claims.get("sub", ""))
 

@@ -248,6 +248,30 @@ def test_an_email_the_idp_marks_unverified_is_never_the_source_identity(issuer: 
     assert [r.source_identity for r in sts.requests] == ["u-mallory", "eve@example.com", "ann@x.org"]
 
 
+@pytest.mark.parametrize("email", [
+    " ", "\t", "\u3000", "\u200b", "", "@", "ann@", "@example.com", "ann@@example.com", "ann @example.com",
+    "ann@example.com\u200b", "ann\u00a0@example.com",
+], ids=["space", "tab", "ideographic-space", "zero-width-space", "empty", "at-alone", "no-domain", "no-local-part",
+        "two-ats", "inner-space", "trailing-zero-width-space", "no-break-space"])
+def test_an_email_that_is_not_an_address_is_never_the_source_identity(issuer: DevIssuer, email: str) -> None:
+    """Two people whose IdP gives them the same blank or invisible e-mail are told apart by ``sub``: each gets a
+    SourceIdentity and a session of their own."""
+    responses, sts = asyncio.run(ask_as(issuer, policy(issuer.issuer_url), {"sub": "u-alice", "email": email},
+                                        {"sub": "u-bob", "email": email}, {"sub": "u-ann", "email": "ann@x.org"}))
+    assert [r.status_code for r in responses] == [200, 200, 200], responses[0].text
+    assert [r.source_identity for r in sts.requests] == ["u-alice", "u-bob", "ann@x.org"]
+    assert len({r.json()["username"].split("%", 1)[0] for r in responses}) == 3, "a session each"
+
+
+def test_email_verified_is_true_or_the_string_true_in_any_case(issuer: DevIssuer) -> None:
+    values = [True, "true", "TRUE", "True", 1, "yes", "1", None, ["true"]]
+    responses, sts = asyncio.run(ask_as(issuer, policy(issuer.issuer_url), *(
+        {"sub": f"u-{n}", "email": f"p{n}@example.com", "email_verified": value} for n, value in enumerate(values))))
+    assert [r.status_code for r in responses] == [200] * len(values)
+    assert [r.source_identity for r in sts.requests] == [
+        "p0@example.com", "p1@example.com", "p2@example.com", "p3@example.com", "u-4", "u-5", "u-6", "u-7", "u-8"]
+
+
 @pytest.fixture
 def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's STS server on loopback, the service's AWS identity a throwaway one; its URL."""
