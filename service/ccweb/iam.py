@@ -20,8 +20,10 @@ STS_NAME_HASH_HEX = 20
 """Hex digits of SHA-256 that end a name which had to change: 80 bits, so that finding another identity with
 the same name (a second preimage) stays out of reach."""
 _OUTSIDE_ALPHABET = re.compile(r"[^\w+=,.@-]", re.ASCII)
-_CHANGED = re.compile(rf".*=[0-9a-f]{{{STS_NAME_HASH_HEX}}}", re.ASCII | re.DOTALL)
-"""What every changed name looks like (and so what no kept name may look like): ``…=<hex digits>``."""
+_CHANGED = re.compile(rf".*=[0-9a-fA-F]{{{STS_NAME_HASH_HEX}}}", re.ASCII | re.DOTALL)
+"""What every changed name looks like, in either letter case (and so what no kept name may look like): ``…=<hex
+digits>``. Either case, so that no kept name equals a changed one where case is ignored (an IAM condition with
+``StringEqualsIgnoreCase``, a CloudTrail search, a person reading a log)."""
 
 
 def actions(access: str) -> list[str]:
@@ -53,8 +55,8 @@ def sts_name(identity: str) -> str:
     alphabet, too long, too short, or one that ends as a changed name does) changes: its first characters
     with every character outside the alphabet as ``-``, then ``=`` and the first 20 hex digits of the SHA-256
     of the identity's UTF-8 bytes (``repo-acme-app-ref-refs-heads-main=3f0c…``). A kept name never ends in
-    ``=`` and 20 lowercase hex digits, so it never equals a changed one, and changed names differ by their
-    hash; ``:`` is outside the alphabet, so no name starts with STS's reserved ``aws:``.
+    ``=`` and 20 hex digits (of either case), so it never equals a changed one, even ignoring case, and changed
+    names differ by their hash; ``:`` is outside the alphabet, so no name starts with STS's reserved ``aws:``.
     """
     if (STS_NAME_MIN <= len(identity) <= STS_NAME_MAX and not _OUTSIDE_ALPHABET.search(identity)
             and not _CHANGED.fullmatch(identity)):

@@ -3,7 +3,8 @@
 The golden table pins the mapping (CloudTrail searches and IAM conditions on ``sts:SourceIdentity`` are written
 against its output, so a change must be deliberate); the properties look for two identities that share a
 name, over families where the mapping used to fold them together: ``/`` or a non-ASCII letter against ``-``,
-long names with a common start, and a name that is literally another identity's changed form. Derandomized.
+long names with a common start, and a name that is literally another identity's changed form, in its own
+letter case or another. Derandomized.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ PROPERTY = settings(max_examples=400, derandomize=True, database=None, deadline=
 STS_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
 """What STS accepts as a SourceIdentity and a RoleSessionName."""
 CHANGED = re.compile(r"(?P<prefix>[A-Za-z0-9_+=,.@-]{0,43})=(?P<hash>[0-9a-f]{20})")
+"""What a changed name is: its prefix, ``=`` and the first 20 hex digits of the SHA-256, in lower case."""
+LOOKS_CHANGED = re.compile(r"[A-Za-z0-9_+=,.@-]{0,43}=[0-9a-fA-F]{20}")
+"""What no kept name may look like: a changed name in any letter case."""
 
 GOLDEN = [
     ("ann@example.com", "ann@example.com"),
     ("j-rg@example.com", "j-rg@example.com"),
     ("12345", "12345"),
-    ("alice=0123456789ABCDEF0123", "alice=0123456789ABCDEF0123"),
+    ("alice=0123456789ABCDEF0123", "alice=0123456789ABCDEF0123=9d022f1d1ee243bb1c74"),
     ("repo:acme/app:ref:refs/heads/main", "repo-acme-app-ref-refs-heads-main=fc58e6ceb596cd5e8b6a"),
     ("repo:acme/app:ref:refs/heads/release/1.0", "repo-acme-app-ref-refs-heads-release-1.0=96818b6222f003e2072b"),
     ("repo:acme/app:ref:refs/heads/release-1.0", "repo-acme-app-ref-refs-heads-release-1.0=c3406a66e61c01cbc6f9"),
@@ -40,10 +44,13 @@ GOLDEN = [
     ("a" * 70 + "@example.org", "a" * 43 + "=0ffad590527dc2384576"),
     ("alice=0123456789abcdef0123", "alice=0123456789abcdef0123=15c6513a9442127dbb34"),
     ("\ud800x", "-x=74a7e4a2ddd5cec74090"),
+    ("repo-acme-app-ref-refs-heads-main=FC58E6CEB596CD5E8B6A",
+     "repo-acme-app-ref-refs-heads-main=FC58E6CEB=6ce33d42d1ec5fba1dea"),
+    ("alice=0123456789aBcDeF0123", "alice=0123456789aBcDeF0123=34dadee12224d1a10f88"),
 ]
-GOLDEN_IDS = ["email-kept", "dash-kept", "number-kept", "upper-hex-kept", "ci-subject", "slash", "dash-for-slash",
+GOLDEN_IDS = ["email-kept", "dash-kept", "number-kept", "upper-hex-changed", "ci-subject", "slash", "dash-for-slash",
               "non-ascii", "space-and-non-ascii", "too-short", "empty", "reserved-prefix", "long-com", "long-org",
-              "looks-changed", "lone-surrogate"]
+              "looks-changed", "lone-surrogate", "ci-subject-s-name-in-capitals", "mixed-case-hex"]
 
 
 @pytest.mark.parametrize(("identity", "name"), GOLDEN, ids=GOLDEN_IDS)
@@ -65,7 +72,7 @@ def kept_or_changed(identity: str) -> None:
     assert STS_NAME.fullmatch(name), name
     assert not name.lower().startswith("aws:")
     assert sts_name(identity) == name  # stable
-    looks_changed = CHANGED.fullmatch(identity) is not None
+    looks_changed = LOOKS_CHANGED.fullmatch(identity) is not None
     if STS_NAME.fullmatch(identity) and not looks_changed:
         assert name == identity
     else:
@@ -90,7 +97,8 @@ NEAR = st.text(alphabet="a-/:ö=0", max_size=12)
 
 def family(base: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """``base``, and also each of its values as a name (an identity that is literally another's changed form)."""
-    return st.one_of(base, base.map(sts_name), base.map(lambda v: sts_name(sts_name(v))))
+    return st.one_of(base, base.map(sts_name), base.map(lambda v: sts_name(sts_name(v))),
+                     base.map(lambda v: sts_name(v).upper()))
 
 
 @PROPERTY
@@ -119,6 +127,20 @@ def test_claiming_another_identitys_name_never_yields_it(identity: str) -> None:
     name = sts_name(identity)
     if name != identity:
         assert sts_name(name) != name
+
+
+@PROPERTY
+@given(identity=family(NEAR) | st.text(max_size=70))
+@example(identity="repo:acme/app:ref:refs/heads/main")
+def test_no_name_equals_another_identitys_changed_name_ignoring_case(identity: str) -> None:
+    """A claim holding someone's changed name with other capitals (``…=FC58E6…`` for ``…=fc58e6…``) gets a name
+    of its own even where case is ignored (``StringEqualsIgnoreCase``, a CloudTrail search, a reader)."""
+    name = sts_name(identity)
+    if name == identity:
+        return
+    for variant in (name.upper(), name.swapcase(), name[:-20] + name[-20:].upper(), name.title()):
+        if variant != name:
+            assert sts_name(variant).lower() != name.lower(), variant
 
 
 def test_the_command_prints_the_name_of_each_identity(capsys: pytest.CaptureFixture[str]) -> None:
