@@ -43,6 +43,9 @@ from ccweb_helper.hosts import REPOSITORY_NAME_PATTERN
 REPOSITORY_NAME = re.compile(REPOSITORY_NAME_PATTERN)
 DEFAULT_REGION = "us-east-1"
 MAX_SHOWN = 120
+MAX_CLAIMS_DEPTH = 64
+"""The deepest nesting of lists and objects ``parse_claims`` takes: far beyond any token's, and far within what
+showing a claim (``json.dumps``, which recurses) can take."""
 
 Outcome = Literal["applies", "does not apply", "not reached"]
 
@@ -263,7 +266,8 @@ def _step(steps: list[Step], label: str, reached: bool, decides: bool, failures:
 
 
 def parse_claims(text: str) -> dict[str, Any]:
-    """A JSON object of claims, or a JWT whose payload is one (decoded, not verified)."""
+    """A JSON object of claims, or a JWT whose payload is one (decoded, not verified). ``ExplainError`` for
+    anything else, JSON nested too deeply included."""
     text = text.strip()
     if re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", text):
         payload = text.split(".")[1]
@@ -271,13 +275,29 @@ def parse_claims(text: str) -> dict[str, Any]:
             text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise ExplainError("the claims look like a JWT whose payload is not base64url JSON") from None
+    too_deep = ExplainError(f"the claims nest arrays or objects more than {MAX_CLAIMS_DEPTH} deep; no token does")
     try:
         claims = json.loads(text)
     except ValueError as exc:
         raise ExplainError(f"the claims are not JSON (or a JWT): {exc}") from None
+    except RecursionError:
+        raise too_deep from None
+    if _depth(claims) > MAX_CLAIMS_DEPTH:
+        raise too_deep
     if not isinstance(claims, dict):
         raise ExplainError("the claims must be a JSON object, as a token's payload is")
     return claims
+
+
+def _depth(value: object) -> int:
+    """How deep ``value`` nests lists and objects (a scalar: 0), counted without recursion."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth + 1)
+            level.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def repository_target(config: Config, repo: str, region: str | None) -> tuple[str, str, bool]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from ccweb.config import parse_config
 from ccweb.explain import ExplainError, explain, parse_claims, repository_target
 from ccweb.iam import sts_name
 from ccweb.policy import Granted, Repository, Suspended, Unidentified, compile_policy
+from support import clean_env
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-"
 POLICY_DATA: dict[str, Any] = {
@@ -170,6 +173,8 @@ def test_claims_from_a_jwt_are_its_payload() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     pytest.param("[1, 2]", "must be a JSON object", id="not-an-object"),
     pytest.param("{", "not JSON", id="not-json"),
+    pytest.param('{"sub": ' + "[" * 100_000, "nest arrays or objects more than 64 deep", id="deeper-than-python-reads"),
+    pytest.param('{"a": ' + "[" * 64 + "]" * 64 + "}", "more than 64 deep", id="deeper-than-any-token"),
 ])
 def test_bad_claims(text: str, message: str) -> None:
     with pytest.raises(ExplainError, match=message):
@@ -295,3 +300,24 @@ def test_command_exits_2_on_bad_input(setup: str, message: str, policy_file: Pat
     assert code == 2
     assert out == ""
     assert message.format(tmp=tmp_path) in err
+
+
+def b64url(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("claims", [
+    pytest.param('{"sub": ' + "[" * 100_000, id="nested-past-what-python-reads"),
+    pytest.param('{"iss": "https://login.example.com", "sub": "u", "groups": ' + "[" * 990 + "]" * 990 + "}",
+                 id="read-but-too-deep-to-show"),
+    pytest.param(b64url("{}") + "." + b64url('{"sub": ' + "[" * 100_000) + ".c2ln", id="in-a-jwt"),
+])
+def test_the_command_says_claims_nested_too_deeply_in_a_sentence(policy_file: Path, claims: str) -> None:
+    """A pasted "token" nested thousands deep (or deep enough that showing a claim would recurse past Python's
+    limit): one ``ccweb explain:`` sentence and exit 2, as for any other bad input, never a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ccweb", "explain", "--config", str(policy_file), "--claims", "-", "--repo", "x"],
+        input=claims, capture_output=True, text=True, timeout=60, env=clean_env(), check=False)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr == ("ccweb explain: --claims -: the claims nest arrays or objects more than 64 deep; "
+                             "no token does\n")
