@@ -4,7 +4,7 @@
 who you are, until when, and what the service's ``GET /v1/whoami`` says you may reach (exit 1 when not
 signed in); ``logout`` revokes the refresh tokens where the issuers allow it and removes the cache.
 
-A login belongs to one ccweb service (``login_tokens.service_key``): ``login`` and ``status`` are for the
+A login belongs to one ccweb service (``audience.service_key``): ``login`` and ``status`` are for the
 service git uses for CodeCommit (``CCWEB_URL``, else git config), or the one ``--url`` names;
 ``logout --url URL`` forgets only the logins made for that service.
 """
@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ccweb_helper import discovery, login, login_flows, login_idp, login_tokens
+from ccweb_helper import audience, discovery, login, login_flows, login_idp, login_tokens
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.discovery import LoginIssuer
@@ -118,7 +118,7 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
     store.read()
     if store.refused is not None:  # explained just now
         raise HelperError("no sign-in was started: it could not be kept.")
-    key = login_tokens.service_key(service)
+    key = audience.service_key(service)
     with login.locked(store, err):
         entry = {**login_flows.sign_in(chosen, env, seconds, stderr=err, mode=mode), "service": key}
         entries = login_tokens.logins(store.read())
@@ -149,7 +149,7 @@ def _status(service: ServiceURL, named: bool, env: Mapping[str, str], out: IO[st
     seconds = timeout(env)
     issuers = _issuers(service, seconds)
     id_token = login.token(service, env, seconds, stderr=err, interactive=False)
-    key = login_tokens.service_key(service)
+    key = audience.service_key(service)
     if id_token is None:
         err.write(f"ccweb: not signed in for the ccweb service at {key}; run `ccweb-helper login --url {key}`.\n"
                   if named else "ccweb: not signed in; run `ccweb-helper login`.\n")
@@ -211,7 +211,7 @@ def _rule_line(rule: Mapping[str, Any]) -> str:
 
 def _logout(url: str | None, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     """Every login (the cache file removed), or with ``url`` those made for that service only."""
-    service = None if not url else login_tokens.service_key(_service(env, url))
+    service = None if not url else audience.service_key(_service(env, url))
     store = Cache(cache_dir(env), stderr=err)
     if not os.path.lexists(store.path):
         out.write("Not signed in; nothing to forget.\n")

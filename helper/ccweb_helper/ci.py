@@ -20,6 +20,10 @@ The audience a platform is asked for comes from the service's discovery. An audi
 (``STS_AUDIENCE``: ``sts.amazonaws.com`` and the names of STS's endpoints) is never asked for: a token minted
 for it could be replayed by the service, or anyone who sees it, to AWS as ``AssumeRoleWithWebIdentity`` for
 any role that trusts the platform. The service refuses such an audience at load (``ccweb check-config``) too.
+An audience that is a URL is asked for only when it is the address of the service that asks (``audience``):
+another service that publishes the company's address gets no token for it. A plain name (``ccweb``) binds
+to no service, so any service that publishes it is given a token for it. A token a platform puts in a
+variable (CircleCI, Bitbucket) is sent only where its audience allows (``audience.refuse_foreign``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from ccweb_helper.audience import MAX_TOKEN_CHARS, is_url, names, refuse_foreign
 from ccweb_helper.client import HelperError, http_json
 
 TYPE_CHECKING = False
@@ -36,17 +41,17 @@ if TYPE_CHECKING:
 
     from ccweb_helper.discovery import Discovery
 
-MAX_TOKEN_CHARS = 64 * 1024
 MAX_AUDIENCE_CHARS = 1024
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 STS_AUDIENCE = re.compile(
-    r"(?:https://)?sts(?:-fips)?(?:\.[a-z0-9-]+)?\.(?:amazonaws\.com(?:\.cn)?|amazonaws\.eu|api\.aws)/?",
+    r"(?:https://)?sts(?:-fips)?(?:\.[a-z0-9-]+)?\.(?:amazonaws\.com(?:\.cn)?|amazonaws\.eu|api\.aws)\.?/?",
     re.IGNORECASE | re.ASCII,
 )
 """Audiences AWS STS honours, matched whole, in any case: ``sts.amazonaws.com`` (what IAM's OIDC providers
 list for GitHub Actions and EKS), STS's regional, FIPS, China, European Sovereign Cloud and dual-stack endpoint
 names (``sts.us-east-1.amazonaws.com``, ``sts-fips.us-east-1.amazonaws.com``, ``sts.amazonaws.com.cn``,
-``sts.cn-north-1.amazonaws.com.cn``, ``sts.us-east-1.api.aws``…), as bare names or https URLs."""
+``sts.cn-north-1.amazonaws.com.cn``, ``sts.us-east-1.api.aws``…), as bare names or https URLs, with or without
+the final dot of a fully qualified name."""
 
 GITHUB = "GitHub Actions"
 GITLAB = "GitLab CI"
@@ -107,6 +112,10 @@ STS_REFUSED = (
     "the ccweb service asks CI tokens to carry the audience {audience!r}, which AWS STS itself accepts: such a "
     "token could be replayed to AWS, so none is requested; its operators must give ccweb an audience of its own."
 )
+ELSEWHERE = (
+    "the ccweb service at {service} asks for CI tokens meant for another address ({audience!r}), so none is "
+    "requested: a token whose audience is a service's URL is given to that service only."
+)
 
 
 def _checked(token: str, source: str) -> str:
@@ -115,7 +124,8 @@ def _checked(token: str, source: str) -> str:
     return token
 
 
-def _audience(audience: Callable[[], str], platform: str) -> str:
+def _audience(audience: Callable[[], str], platform: str, service: str) -> str:
+    """The audience to ask ``platform`` for on behalf of ``service`` (an ``audience.service_key``)."""
     value = audience().strip()
     if not value:
         raise HelperError(
@@ -127,6 +137,8 @@ def _audience(audience: Callable[[], str], platform: str) -> str:
         raise HelperError("the ccweb service named an audience for CI tokens that no CI platform can be asked for.")
     if is_sts_audience(value):
         raise HelperError(STS_REFUSED.format(audience=value))
+    if is_url(value) and not names(value, service):
+        raise HelperError(ELSEWHERE.format(service=service, audience=value))
     return value
 
 
@@ -151,12 +163,13 @@ def _json_token(body: dict[str, Any] | None, key: str, what: str) -> str:
 
 # GitHub Actions -------------------------------------------------------------------------------------------
 
-def _github(env: Mapping[str, str], audience: Callable[[], str], seconds: float) -> PlatformToken | None:
+def _github(env: Mapping[str, str], audience: Callable[[], str], seconds: float,
+            service: str) -> PlatformToken | None:
     url, request_token = _value(env, "ACTIONS_ID_TOKEN_REQUEST_URL"), _value(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
     if not (url and request_token):
         return None
     what = "the GitHub Actions token service"
-    aud = _audience(audience, GITHUB)
+    aud = _audience(audience, GITHUB, service)
     answer = http_json(
         _with_query(url, "audience=" + quote(aud, safe="")), what, timeout=seconds,
         headers={"Authorization": "bearer " + request_token},
@@ -199,7 +212,8 @@ def _buildkite_agent(env: Mapping[str, str]) -> str | None:
     return shutil.which("buildkite-agent", path=env.get("PATH"))
 
 
-def _buildkite(env: Mapping[str, str], audience: Callable[[], str], seconds: float) -> PlatformToken | None:
+def _buildkite(env: Mapping[str, str], audience: Callable[[], str], seconds: float,
+               service: str) -> PlatformToken | None:
     if not _true(env, "BUILDKITE"):
         return None
     agent = _buildkite_agent(env)
@@ -207,7 +221,7 @@ def _buildkite(env: Mapping[str, str], audience: Callable[[], str], seconds: flo
         return None
     import subprocess  # noqa: PLC0415
 
-    aud = _audience(audience, BUILDKITE)
+    aud = _audience(audience, BUILDKITE, service)
     command = "`buildkite-agent oidc request-token`"
     try:
         # The audience is not a secret; the token comes back on stdout and is never echoed. The tool's own
@@ -234,23 +248,26 @@ def _buildkite(env: Mapping[str, str], audience: Callable[[], str], seconds: flo
 
 # Variables set by the platform ----------------------------------------------------------------------------
 
-def _variable(env: Mapping[str, str], name: str, platform: str) -> PlatformToken | None:
+def _variable(env: Mapping[str, str], name: str, platform: str, service: str) -> PlatformToken | None:
     value = _value(env, name)
-    return PlatformToken(_checked(value, name), platform) if value else None
+    return PlatformToken(refuse_foreign(_checked(value, name), service, name), platform) if value else None
 
 
-def platform_token(env: Mapping[str, str], audience: Callable[[], str], seconds: float) -> PlatformToken | None:
-    """This CI job's OIDC token from its platform; None when there is none to be had without configuration.
+def platform_token(env: Mapping[str, str], audience: Callable[[], str], seconds: float, *,
+                   service: str) -> PlatformToken | None:
+    """This CI job's OIDC token from its platform, for the service at ``service`` (an
+    ``audience.service_key``); None when there is none to be had without configuration.
 
     ``audience`` is called (a network request to the service's discovery) only for platforms that mint a
-    token for an audience of our choosing.
+    token for an audience of our choosing. Azure's token always carries Azure's own audience
+    (``api://AzureADTokenExchange``), which names no ccweb service, so it is not checked against one.
     """
     return (
-        _github(env, audience, seconds)
+        _github(env, audience, seconds, service)
         or _azure(env, seconds)
-        or _buildkite(env, audience, seconds)
-        or _variable(env, "CIRCLE_OIDC_TOKEN_V2", CIRCLECI)
-        or _variable(env, "BITBUCKET_STEP_OIDC_TOKEN", BITBUCKET)
+        or _buildkite(env, audience, seconds, service)
+        or _variable(env, "CIRCLE_OIDC_TOKEN_V2", CIRCLECI, service)
+        or _variable(env, "BITBUCKET_STEP_OIDC_TOKEN", BITBUCKET, service)
     )
 
 

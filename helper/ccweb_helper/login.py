@@ -18,6 +18,7 @@ import sys
 import time
 
 from ccweb_helper import discovery
+from ccweb_helper.audience import service_key
 from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError
 from ccweb_helper.login_tokens import (
@@ -28,7 +29,6 @@ from ccweb_helper.login_tokens import (
     elsewhere,
     entry_key,
     logins,
-    service_key,
     usable,
 )
 

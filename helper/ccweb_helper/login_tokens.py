@@ -5,9 +5,9 @@ checks ``iss``, ``aud``/``azp``, ``nonce`` and ``exp`` of a token the identity p
 cached one only while it belongs to the login, still looks like one JWT and is valid for a margin longer.
 The time is always passed in.
 
-A login belongs to the ccweb service it was made for (``service_key``): its cache entry is keyed by that
-service, the issuer and the client id, and is used — ID token and refresh token alike — only for requests to
-that service. Another service whose discovery names the same issuer and client never receives it; an entry
+A login belongs to the ccweb service it was made for (``audience.service_key``): its cache entry is keyed by
+that service, the issuer and the client id, and is used — ID token and refresh token alike — only for requests
+to that service. Another service whose discovery names the same issuer and client never receives it; an entry
 without a service (written before logins were kept per service) belongs to none.
 """
 
@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import math
 
+from ccweb_helper.audience import payload
 from ccweb_helper.ci import is_jwt
-from ccweb_helper.client import HelperError, parse_json
+from ccweb_helper.client import HelperError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-    from ccweb_helper.client import ServiceURL
     from ccweb_helper.discovery import LoginIssuer
 
 EXPIRY_MARGIN = 60  # seconds: a token this close to its expiry is refreshed first
@@ -31,7 +31,6 @@ LAST_MARGIN = 5  # seconds: a token is still used this close to its expiry when 
 LOGIN_SECONDS = 300  # how long a sign-in may take in the browser or on another device
 LATEST_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z: a later "exp" is not a time
 CACHE_VERSION = 1
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def same_issuer(a: object, b: str) -> bool:
@@ -51,16 +50,9 @@ def epoch(value: object) -> float | None:
 
 def id_token_claims(id_token: str) -> dict[str, Any]:
     """The payload of a JWT, unverified (the service verifies the signature); ValueError when it is not one."""
-    import base64  # noqa: PLC0415
-
     if not is_jwt(id_token):
         raise ValueError("not a JWT")
-    parts = id_token.split(".")
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    claims = parse_json(base64.urlsafe_b64decode(payload.encode("ascii")))
-    if not isinstance(claims, dict):
-        raise ValueError("not a JWT")  # noqa: TRY004 (one error type for every malformed token)
-    return claims
+    return payload(id_token)
 
 
 def check_id_token(
@@ -96,18 +88,8 @@ def check_id_token(
     return claims
 
 
-def service_key(service: ServiceURL) -> str:
-    """The service a login belongs to, as one string: scheme, lower-case host, the port unless it is the
-    scheme's default, and the path without a trailing slash (``https://ccweb.example.com``)."""
-    scheme, host = service.scheme.lower(), service.host.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = "" if service.port in (None, DEFAULT_PORTS.get(scheme)) else f":{service.port}"
-    return f"{scheme}://{host}{port}{service.prefix.rstrip('/')}"
-
-
 def entry_key(login: LoginIssuer, service: str) -> str:
-    """Where the login to ``login`` made for ``service`` (a ``service_key``) is kept in the cache."""
+    """Where the login to ``login`` made for ``service`` (an ``audience.service_key``) is kept in the cache."""
     return f"{service} {login.issuer.rstrip('/')} {login.client_id}"
 
 
@@ -144,7 +126,7 @@ def logins(document: Mapping[str, Any]) -> dict[str, Any]:
 
 def new_entry(login: LoginIssuer, id_token: str, claims: Mapping[str, Any], refresh_token: object,
               service: str | None = None) -> dict[str, Any]:
-    """A cache entry; ``service`` (a ``service_key``) is set by whoever keeps it for a service."""
+    """A cache entry; ``service`` (an ``audience.service_key``) is set by whoever keeps it for a service."""
     entry: dict[str, Any] = {
         "name": login.name, "issuer": login.issuer, "client_id": login.client_id, "id_token": id_token,
         "expires_at": int(claims["exp"]),

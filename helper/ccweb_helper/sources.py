@@ -113,16 +113,22 @@ def find_token(
     """The first token found, in the contract's order; HelperError with what to configure when there is none.
 
     ``interactive=False`` never starts a login (``doctor``, ``status``); under ``CI=true`` none starts either.
+    A token whose audiences are all other services' addresses is refused, not sent (``audience``).
     ``cached_discovery`` (``get``) lets the service's discovery document come from the helper's cache
     directory while it is fresh (``discovery.fetch``).
     """
+    from ccweb_helper.audience import refuse_foreign, service_key  # noqa: PLC0415 (not for store and erase)
+
     token = explicit_token(env)
     if token is not None:
-        return FoundToken(token, "CCWEB_TOKEN" if env.get("CCWEB_TOKEN", "").strip() else "CCWEB_TOKEN_FILE")
+        given = "CCWEB_TOKEN" if env.get("CCWEB_TOKEN", "").strip() else "CCWEB_TOKEN_FILE"
+        where = given if given == "CCWEB_TOKEN" else f"the token file {env[given].strip()} named by {given}"
+        return FoundToken(refuse_foreign(token, service_key(service), where), given)
     from ccweb_helper import ci, discovery  # noqa: PLC0415 (only when no token was given)
 
     remember = env if cached_discovery else None
-    found = ci.platform_token(env, lambda: discovery.fetch(service, seconds, remember).audience, seconds)
+    found = ci.platform_token(env, lambda: discovery.fetch(service, seconds, remember).audience, seconds,
+                              service=service_key(service))
     if found is not None:
         return FoundToken(found.token, found.platform)
     from ccweb_helper import login  # noqa: PLC0415 (only when no CI platform gave one)

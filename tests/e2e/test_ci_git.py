@@ -1,6 +1,8 @@
 """End to end in an emulated GitHub Actions job: the real git binary → ccweb-helper → a loopback stand-in for
 GitHub's OIDC token service (asked for the audience the service's discovery names) → ccweb → the sandbox's
-signature-checking git server. Nothing is configured but the service URL, as in a real workflow."""
+signature-checking git server. Nothing is configured but the service URL, as in a real workflow. A service that
+names its own URL as its CI audience (as docs/ci.md recommends) gets the job's token; a partner's service that
+names the company's URL as its own gets none, and GitHub is not even asked."""
 
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ccweb.sandbox.dev import Sandbox, helper_command
+import pytest
+
+from ccweb.app import create_app
+from ccweb.config import parse_config
+from ccweb.sandbox.dev import REGION, Sandbox, helper_command, sandbox_policy
 from ccweb.sandbox.issuer import DEMO_USERS
-from support import clean_env, serve_http
+from support import RecordingSTS, clean_env, serve_http
+from support import serve as serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TOKEN = "PLANTED-actions-request-token-0c7e2b94"
@@ -116,3 +123,73 @@ def test_a_job_without_id_token_permission_stops_with_what_to_add(sandbox: Sandb
            'write" to the job' in cloned.stderr
     assert not (tmp_path / "prompted").exists()
     assert "Username for" not in cloned.stderr
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The company's service with its own URL as its CI audience."""
+    box = Sandbox(port=0, workdir=tmp_path_factory.mktemp("company"))
+    policy = sandbox_policy(box.issuer_url, box.git_host)
+    policy["issuers"][0]["audiences"].append(box.api_url)
+    box.config = parse_config({**policy, "ci_audience": box.api_url})
+    with box.running() as running:
+        yield running
+
+
+@contextlib.contextmanager
+def partner_git_host() -> Iterator[str]:
+    """The partner's git server, as git first meets it: every request needs a password."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="partner"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with serve_http(Handler) as url:
+        yield url.removeprefix("http://")
+
+
+class Partner:
+    """The partner's real ccweb service for its git host: it trusts the company's issuer and names the company's
+    URL as its CI audience; it records the Authorization header of every request."""
+
+    def __init__(self, company: Sandbox, git_host: str) -> None:
+        self.authorizations: list[str] = []
+        self.inner = create_app(parse_config({
+            "issuers": [{"name": "ci", "issuer": company.issuer_url, "audiences": [company.api_url]}],
+            "git_endpoints": [{"host": git_host, "region": REGION}], "ci_audience": company.api_url,
+        }), sts=RecordingSTS())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        authorization = dict(scope.get("headers", [])).get(b"authorization")
+        if scope["type"] == "http" and authorization is not None:
+            self.authorizations.append(authorization.decode())
+        await self.inner(scope, receive, send)
+
+
+def test_a_job_s_token_goes_to_the_service_whose_url_it_names_and_no_partner_naming_it(
+    company: Sandbox, tmp_path: Path,
+) -> None:
+    service = GitHubTokenService(company)
+    with serve(service) as url, partner_git_host() as git_host:
+        partner = Partner(company, git_host)
+        with serve_app(partner) as partner_url:
+            env = job_env(tmp_path, company, ACTIONS_ID_TOKEN_REQUEST_URL=url,
+                          ACTIONS_ID_TOKEN_REQUEST_TOKEN=REQUEST_TOKEN)
+            subprocess.run(["git", "config", "--global", f"credential.http://{git_host}.ccwebUrl", partner_url],
+                           env=env, check=True)
+            cloned = git(["clone", company.repo_url("demo"), str(tmp_path / "app")], env)
+            asked = list(service.audiences)
+            fetched = git(["ls-remote", f"http://{git_host}/v1/repos/partner-app"], env)
+    assert cloned.returncode == 0, cloned.stderr
+    assert asked and set(asked) == {company.api_url}, "the company's own URL is the audience it asked for"
+    assert fetched.returncode != 0
+    assert (f"ccweb: the ccweb service at {partner_url} asks for CI tokens meant for another address "
+            f"({company.api_url!r}), so none is requested") in fetched.stderr
+    assert service.audiences == asked, "GitHub was not asked on the partner's behalf"
+    assert partner.authorizations == [], "the partner received no token"
+    assert not (tmp_path / "prompted").exists()

@@ -20,14 +20,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ccweb.sandbox.dev import Sandbox
+from ccweb.app import create_app
+from ccweb.config import parse_config
+from ccweb.sandbox.dev import REGION, Sandbox, sandbox_policy
 from ccweb.sandbox.issuer import DEMO_USERS
 from ccweb_helper import ci
 from ccweb_helper.client import HelperError
 from ccweb_helper.discovery import Discovery
-from support import clean_env, serve_http
+from support import RecordingSTS, clean_env, serve_http
+from support import serve as serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
+COMPANY = "https://ccweb.example.com"  # the service a job asks on behalf of, where no service runs
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
 ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n"
 
@@ -515,7 +519,7 @@ def test_audience_is_asked_for_only_by_platforms_that_mint_for_it(sandbox: Sandb
     for env in ({"CIRCLECI": "true", "CIRCLE_OIDC_TOKEN_V2": token},
                 {"BITBUCKET_BUILD_NUMBER": "1", "BITBUCKET_STEP_OIDC_TOKEN": token},
                 {"GITHUB_ACTIONS": "true"}, {"TF_BUILD": "True"}, {}):
-        ci.platform_token(env, audience, 1.0)
+        ci.platform_token(env, audience, 1.0, service=COMPANY)
     assert asked == []
 
 
@@ -523,14 +527,16 @@ def test_audience_is_asked_for_only_by_platforms_that_mint_for_it(sandbox: Sandb
 def test_an_audience_no_platform_can_be_asked_for_is_refused_before_any_request(aud: str) -> None:
     env = {"ACTIONS_ID_TOKEN_REQUEST_URL": "http://127.0.0.1:9/x", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "t"}
     with pytest.raises(HelperError, match="audience"):
-        ci.platform_token(env, lambda: aud, 1.0)
+        ci.platform_token(env, lambda: aud, 1.0, service=COMPANY)
 
 
 STS_AUDIENCES = ["sts.amazonaws.com", "STS.AmazonAWS.com", "https://sts.amazonaws.com", "https://sts.amazonaws.com/",
                  "sts.us-east-1.amazonaws.com", "sts-fips.us-gov-west-1.amazonaws.com", "sts.amazonaws.com.cn",
-                 "sts.cn-north-1.amazonaws.com.cn", "sts.us-east-1.api.aws", "sts.eusc-de-east-1.amazonaws.eu"]
+                 "sts.cn-north-1.amazonaws.com.cn", "sts.us-east-1.api.aws", "sts.eusc-de-east-1.amazonaws.eu",
+                 "sts.amazonaws.com.", "https://sts.us-east-1.amazonaws.com./"]
 NOT_STS = ["ccweb", "https://ccweb.example.com", "sts.amazonaws.com.evil.example", "evil-sts.amazonaws.com",
-           "sts.example.com", "my.sts.amazonaws.com", "https://sts.amazonaws.com/ccweb", "sts.amazonaws.com:443"]
+           "sts.example.com", "my.sts.amazonaws.com", "https://sts.amazonaws.com/ccweb", "sts.amazonaws.com:443",
+           "sts.amazonaws.com.."]
 
 
 @pytest.mark.parametrize(("aud", "sts"), [(a, True) for a in STS_AUDIENCES] + [(a, False) for a in NOT_STS],
@@ -545,7 +551,7 @@ def test_an_audience_aws_sts_honours_is_never_asked_of_a_platform(sandbox: Sandb
     AssumeRoleWithWebIdentity at AWS for any role that trusts the platform. So the platform is not asked."""
     stand_in = TokenService(sandbox)
     with serve(stand_in) as url, pytest.raises(HelperError) as raised:
-        ci.platform_token(github_env(url + "/idtoken"), lambda: aud, 5.0)
+        ci.platform_token(github_env(url + "/idtoken"), lambda: aud, 5.0, service=COMPANY)
     assert raised.value.message == (
         f"the ccweb service asks CI tokens to carry the audience {aud!r}, which AWS STS itself accepts: such a token "
         "could be replayed to AWS, so none is requested; its operators must give ccweb an audience of its own."
@@ -582,3 +588,177 @@ def test_no_hint_off_ci_platforms() -> None:
     assert ci.missing_hint({"CI": "true"}) is None
     assert ci.missing_hint({"TF_BUILD": "True", "SYSTEM_OIDCREQUESTURI": "u", "SYSTEM_ACCESSTOKEN": "t",
                             "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": "c"}) is None
+
+
+# The audience is bound to the service: a partner's service that names the company's ----------------------
+
+PARTNER_GIT = "git.partner.test"
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The company's service, configured as docs/ci.md recommends: its own URL is its CI audience."""
+    box = Sandbox(port=0, workdir=tmp_path_factory.mktemp("company"))
+    policy = sandbox_policy(box.issuer_url, box.git_host)
+    policy["issuers"][0]["audiences"].append(box.api_url)
+    box.config = parse_config({**policy, "ci_audience": box.api_url})
+    with box.running() as running:
+        yield running
+
+
+class PartnerService:
+    """A real ccweb service for the partner's git host that trusts the company's CI issuer and names the
+    company's address as its own CI audience, as its discovery may; it records every Authorization header."""
+
+    def __init__(self, company: Sandbox, ci_audience: str) -> None:
+        self.url = ""
+        self.authorizations: list[str] = []
+        config = parse_config({
+            "issuers": [{"name": "ci", "issuer": company.issuer_url, "audiences": [ci_audience]}],
+            "git_endpoints": [{"host": PARTNER_GIT, "region": REGION}], "ci_audience": ci_audience,
+        })
+        self.inner = create_app(config, sts=RecordingSTS())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        authorization = dict(scope.get("headers", [])).get(b"authorization")
+        if scope["type"] == "http" and authorization is not None:
+            self.authorizations.append(authorization.decode())
+        await self.inner(scope, receive, send)
+
+
+@contextlib.contextmanager
+def partner_of(company: Sandbox, home: Path, ci_audience: str | None = None) -> Iterator[PartnerService]:
+    """The partner's service, and git configured in ``home`` for the company (``ccweb.url``) and for the
+    partner's host (``credential.<url>.ccwebUrl``), as a job that works with both is."""
+    partner = PartnerService(company, company.api_url if ci_audience is None else ci_audience)
+    with serve_app(partner) as url:
+        partner.url = url
+        (home / ".gitconfig").write_text(f"[ccweb]\n\turl = {company.api_url}\n"
+                                         f'[credential "https://{PARTNER_GIT}"]\n\tccwebUrl = {url}\n')
+        yield partner
+
+
+def partner_attrs() -> str:
+    return f"protocol=https\nhost={PARTNER_GIT}\npath=v1/repos/app\n\n"
+
+
+def company_attrs(company: Sandbox) -> str:
+    return f"protocol=http\nhost={company.git_host}\npath=v1/repos/demo\n\n"
+
+
+def test_a_partner_naming_the_company_s_address_as_its_ci_audience_gets_no_job_token(company: Sandbox,
+                                                                                     home: Path) -> None:
+    stand_in = TokenService(company)
+    with partner_of(company, home) as partner, serve(stand_in) as base:
+        env = github_env(base + "/idtoken")
+        refused = helper(home, partner_attrs(), **env)
+        answered = helper(home, company_attrs(company), **env)
+    refused.assert_refused(
+        f"the ccweb service at {partner.url} asks for CI tokens meant for another address ({company.api_url!r}), so "
+        "none is requested: a token whose audience is a service's URL is given to that service only."
+    )
+    assert partner.authorizations == [], "the partner received no token"
+    answered.assert_answered()  # the company's own address is its own audience
+    [request] = stand_in.requests
+    assert request["query"]["audience"] == [company.api_url], "GitHub was asked on behalf of the company only"
+    run_outputs = refused.stdout + refused.stderr + answered.stdout + answered.stderr
+    assert not any(token in run_outputs for token in stand_in.issued)
+
+
+def test_a_plain_name_ci_audience_still_binds_to_no_service(company: Sandbox, home: Path) -> None:
+    """Legacy: a plain name is asked for on behalf of any service that publishes it (the residual risk that
+    docs/ci.md's recommendation of the service's URL removes). The partner grants nothing here."""
+    stand_in = TokenService(company)
+    with partner_of(company, home, ci_audience="ccweb") as partner, serve(stand_in) as base:
+        run = helper(home, partner_attrs(), **github_env(base + "/idtoken"))
+    run.assert_refused("No ccweb rule grants")
+    assert [r["query"]["audience"] for r in stand_in.requests] == [["ccweb"]]
+    assert partner.authorizations == ["Bearer " + t for t in stand_in.issued]
+
+
+SERVICE = "https://ccweb.example.com/team"
+SAME_ADDRESS = ["https://ccweb.example.com/team", "HTTPS://CCWEB.Example.com/team/", "https://ccweb.example.com:443/team"]
+OTHER_ADDRESSES = ["https://ccweb.acme.example/team", "api://AzureADTokenExchange", "http://ccweb.example.com/team",
+                   "https://ccweb.example.com:8443/team", "https://ccweb.example.com/Team", "https://ccweb.example.com",
+                   "https://ccweb.example.com/team/more", "https://ccweb.example.com.evil.example/team",
+                   "https://u@ccweb.example.com/team", "https://ccweb.example.com/team?x",
+                   "https://ccweb.example.com/team#x", "https://ccweb.example.com:x/team"]
+
+
+@pytest.mark.parametrize("aud", SAME_ADDRESS, ids=["same", "case-and-slash", "default-port"])
+def test_a_url_ci_audience_naming_the_service_is_asked_for_as_written(company: Sandbox, aud: str) -> None:
+    stand_in = TokenService(company)
+    with serve(stand_in) as url:
+        found = ci.platform_token(github_env(url + "/idtoken"), lambda: aud, 30.0, service=SERVICE)
+    assert found is not None and found.token == stand_in.issued[0]
+    assert [r["query"]["audience"] for r in stand_in.requests] == [[aud]]
+
+
+@pytest.mark.parametrize("aud", OTHER_ADDRESSES, ids=["other-host", "azure", "scheme", "port", "path-case", "no-path",
+                                                      "longer-path", "suffix-host", "userinfo", "query", "fragment",
+                                                      "bad-port"])
+def test_a_url_ci_audience_of_another_address_is_never_asked_for(company: Sandbox, home: Path, aud: str) -> None:
+    stand_in = TokenService(company)
+    agent = home / "bin"
+    agent.mkdir()
+    (agent / "buildkite-agent").write_text(f"#!/bin/sh\necho called > {agent}/called\nexit 3\n")
+    (agent / "buildkite-agent").chmod(0o755)
+    with serve(stand_in) as url:
+        for env in (github_env(url + "/idtoken"), {"BUILDKITE": "true", "PATH": str(agent)}):
+            with pytest.raises(HelperError) as raised:
+                ci.platform_token(env, lambda: aud, 30.0, service=SERVICE)
+            assert raised.value.message == ci.ELSEWHERE.format(service=SERVICE, audience=aud)
+    assert stand_in.requests == [] and not (agent / "called").exists(), "no platform was asked"
+
+
+# Tokens given to the helper: a token made for one service's address is sent to that service only ------------
+
+def job_token(company: Sandbox, aud: str | list[str]) -> str:
+    return company.issuer.mint({"sub": "project_path:acme/app:ref_type:branch:ref:main", **DEMO_USERS["alice"],
+                                "aud": aud}, ttl=600)
+
+
+@pytest.mark.parametrize("given", ["CCWEB_TOKEN", "CCWEB_TOKEN_FILE", "gitlab-id_tokens", "BITBUCKET_STEP_OIDC_TOKEN"])
+def test_a_token_for_the_company_s_address_is_not_sent_to_the_partner(company: Sandbox, home: Path,
+                                                                      given: str) -> None:
+    token = job_token(company, [company.api_url, "https://ccweb.acme.example"])
+    path = home / "token"
+    path.write_text(token + "\n")
+    env = {
+        "CCWEB_TOKEN": {"CCWEB_TOKEN": token},
+        "CCWEB_TOKEN_FILE": {"CCWEB_TOKEN_FILE": str(path)},
+        "gitlab-id_tokens": {"GITLAB_CI": "true", "CI": "true", "CCWEB_TOKEN": token},
+        "BITBUCKET_STEP_OIDC_TOKEN": {"BITBUCKET_BUILD_NUMBER": "7", "CI": "true", "BITBUCKET_STEP_OIDC_TOKEN": token},
+    }[given]
+    with partner_of(company, home) as partner:
+        refused = helper(home, partner_attrs(), **env)
+        answered = helper(home, company_attrs(company), **env)
+    source = f"the token file {path} named by CCWEB_TOKEN_FILE" if given == "CCWEB_TOKEN_FILE" else (
+        "BITBUCKET_STEP_OIDC_TOKEN" if given.startswith("BITBUCKET") else "CCWEB_TOKEN")
+    refused.assert_refused(
+        f"{source} holds a token issued for another service's address ({company.api_url!r}, "
+        f"'https://ccweb.acme.example'), not for the ccweb service at {partner.url}, so it was not sent."
+    )
+    assert partner.authorizations == [], "the partner received no Authorization header"
+    refused.assert_secret_free(token, token.split(".")[1])
+    answered.assert_answered()
+
+
+@pytest.mark.parametrize("aud", [["ccweb"], ["https://ccweb.acme.example", "ccweb"], "partner-address"],
+                         ids=["plain-name", "a-plain-name-among-urls", "the-partner-s-own-address"])
+def test_a_token_a_service_may_be_sent_is_sent(company: Sandbox, home: Path, aud: list[str] | str) -> None:
+    with partner_of(company, home) as partner:
+        token = job_token(company, partner.url + "/" if aud == "partner-address" else aud)
+        run = helper(home, partner_attrs(), CCWEB_TOKEN=token)
+    run.assert_refused("The OIDC token was refused")  # the partner trusts none of these: it judged the token
+    assert partner.authorizations == ["Bearer " + token]
+
+
+@pytest.mark.parametrize("token", ["opaque-token", "a.bm90LWpzb24.c", "a." + "eyJhdWQiOjF9" + ".c", "a.W10.c"],
+                         ids=["not-a-jwt", "payload-not-json", "aud-not-a-string", "payload-a-list"])
+def test_a_token_whose_audience_cannot_be_read_is_left_to_the_service(company: Sandbox, home: Path,
+                                                                      token: str) -> None:
+    with partner_of(company, home) as partner:
+        run = helper(home, partner_attrs(), CCWEB_TOKEN=token)
+    run.assert_refused("The OIDC token was refused")
+    assert partner.authorizations == ["Bearer " + token]

@@ -29,7 +29,8 @@ from ccweb_helper.client import HelperError, Response, http_json, parse_service_
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.login import EXPIRED, can_prompt, locked, token_for
 from ccweb_helper.login_flows import pkce_pair, prefers_device, sign_in
-from ccweb_helper.login_tokens import check_id_token, entry_key, logins, service_key, usable
+from ccweb_helper.audience import service_key
+from ccweb_helper.login_tokens import check_id_token, entry_key, logins, usable
 
 CLIENT_ID = "ccweb-cli"
 LOGIN = LoginIssuer("corp", "https://login.example.com", CLIENT_ID, ("openid",))
