@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ccweb_helper import callback, login_idp
+from ccweb_helper.audience import service_key
 from ccweb_helper.cache import Cache
 from ccweb_helper.client import HelperError, Response, http_json, parse_service_url
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.login import EXPIRED, can_prompt, locked, token_for
 from ccweb_helper.login_flows import pkce_pair, prefers_device, sign_in
-from ccweb_helper.audience import service_key
 from ccweb_helper.login_tokens import check_id_token, entry_key, logins, usable
 
 CLIENT_ID = "ccweb-cli"
