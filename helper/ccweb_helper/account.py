@@ -6,7 +6,10 @@ signed in); ``logout`` revokes the refresh tokens where the issuers allow it and
 
 A login belongs to one ccweb service (``audience.service_key``): ``login`` and ``status`` are for the
 service git uses for CodeCommit (``CCWEB_URL``, else git config), or the one ``--url`` names;
-``logout --url URL`` forgets only the logins made for that service.
+``logout --url URL`` forgets only the logins made for that service. ``get`` never signs in for a service whose
+identity provider the person signed in to for another one; ``login`` does, on purpose: it first says that the
+service will receive a token the other one accepts, and has the identity provider ask again (``prompt=login``)
+even when its session is live.
 """
 
 from __future__ import annotations
@@ -120,7 +123,12 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
         raise HelperError("no sign-in was started: it could not be kept.")
     key = audience.service_key(service)
     with login.locked(store, err):
-        entry = {**login_flows.sign_in(chosen, env, seconds, stderr=err, mode=mode), "service": key}
+        others = login_tokens.others(login_tokens.logins(store.read()), [chosen], key)
+        if others:
+            err.write(f"ccweb: {_shared_sign_in(key, others)}\n")
+            err.flush()
+        entry = {**login_flows.sign_in(chosen, env, seconds, stderr=err, mode=mode, reauthenticate=bool(others)),
+                 "service": key}
         entries = login_tokens.logins(store.read())
         entries[login_tokens.entry_key(chosen, key)] = entry
         login.save(store, entries)
@@ -131,6 +139,15 @@ def _login(options: argparse.Namespace, env: Mapping[str, str], out: IO[str], er
     out.write(f"Signed in to {chosen.name}{until}"
               f"{' (renewed automatically)' if 'refresh_token' in entry else ''}.\n")
     return 0
+
+
+def _shared_sign_in(service: str, others: list[str]) -> str:
+    """What signing in for ``service`` with the identity provider of logins made for ``others`` means."""
+    named = [one_line(o, 200) if o else "the service of a login kept by an older ccweb-helper" for o in others]
+    other = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    accepts = "accepts" if len(named) == 1 else "accept"
+    return (f"you are signing in to {service} with the identity provider you use for {other}: {service} will "
+            f"receive a token that {other} {accepts} too, so sign in only if you trust {service} with it.")
 
 
 def _when(epoch: object) -> str:

@@ -5,8 +5,10 @@ is within a minute of expiry; only the identity provider's ``invalid_grant`` or 
 login, and while the provider is down the cached token serves until it expires), else — when a person is at
 a terminal — a sign-in in the browser or with a code on another device (``login_flows``). The ID token is what
 the ccweb service receives: its ``aud`` is the login client id. A login is kept for the service it was made
-for and sent to no other, even one whose discovery names the same issuer and client: that service gets a
-sign-in of its own, or, without a person, a sentence saying how to sign in for it. The checks of a token and
+for and sent to no other, even one whose discovery names the same issuer and client. Such a service never gets
+a sign-in started by ``get``, even at a terminal (an identity provider with a live session would complete it
+without asking, and that service would then hold a token the other one accepts): ``get`` says how to sign in
+for it on purpose, with ``ccweb-helper login --url``. The checks of a token and
 of the cache's entries are in ``login_tokens``, the identity provider's endpoints, renewal and revocation in
 ``login_idp``. No token, code, verifier or refresh token is ever printed.
 """
@@ -69,8 +71,9 @@ def token(service: ServiceURL, env: Mapping[str, str], seconds: float, *, stderr
     """A valid ID token for one of the service's login issuers: cached, refreshed, or from a new sign-in.
 
     None when there is none and ``interactive`` is False (or the service offers no login); HelperError when
-    the login has expired and cannot be renewed without a person, or cannot be renewed just now, or (without a
-    person) when the person signed in to the service's issuer for another service only.
+    the login has expired and cannot be renewed without a person, or cannot be renewed just now, or when the
+    person signed in to the service's issuer for another service only (then no sign-in starts, even with a
+    person at the terminal: ``NOT_HERE``).
     ``cached_discovery`` and ``memory`` are ``discovery.fetch``'s: where the service's document may come from.
     """
     remember = env if cached_discovery else None
@@ -88,7 +91,8 @@ def token_for(issuers: Sequence[LoginIssuer], store: Cache, env: Mapping[str, st
 
     Only the identity provider's ``invalid_grant`` or ``invalid_client`` ends a login; when renewal fails for
     any other reason (the provider is down, busy or unreachable) the refresh token is kept, and the cached ID
-    token is used while it is valid at all. A login made for another service is neither used nor renewed.
+    token is used while it is valid at all. A login made for another service is neither used nor renewed, nor
+    is a sign-in started when there is one: that is for ``ccweb-helper login --url`` to do, on purpose.
     """
     cached = logins(store.read())
     for login in issuers:  # the common case needs no lock: files are replaced atomically
@@ -125,18 +129,14 @@ def token_for(issuers: Sequence[LoginIssuer], store: Cache, env: Mapping[str, st
             expired = True
             del entries[key]
             save(store, entries)
-        other = elsewhere(entries, issuers, service)
+        if not expired and elsewhere(entries, issuers, service):
+            raise HelperError(NOT_HERE.format(service=service))  # never a sign-in the person did not ask for
         if not interactive:
             if expired:
                 raise HelperError(EXPIRED)
-            if other:
-                raise HelperError(NOT_HERE.format(service=service))
             return None
         if expired:
             stderr.write("ccweb: your login has expired; signing in again.\n")
-        elif other:
-            stderr.write(f"ccweb: signing in for the ccweb service at {service} (a login is used only with the "
-                         "service it was made for).\n")
         from ccweb_helper.login_flows import sign_in  # noqa: PLC0415 (only when a person signs in)
 
         entry = {**sign_in(issuers[0], env, seconds, stderr=stderr, clock=clock), "service": service}

@@ -2,8 +2,9 @@
 grant (RFC 8628) where there is no browser.
 
 The browser sign-in redirects to ``http://127.0.0.1:<port>/callback``, served by ``callback``, with state,
-nonce and an S256 PKCE challenge. Either sign-in may take ``LOGIN_SECONDS``. No token, code or verifier is
-ever printed.
+nonce and an S256 PKCE challenge; with ``reauthenticate`` it asks the identity provider to have the person sign
+in again even in a live session (``prompt=login``; the device grant has no such parameter). Either sign-in may
+take ``LOGIN_SECONDS``. No token, code or verifier is ever printed.
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ def pkce_pair() -> tuple[str, str]:
 
 
 def sign_in(login: LoginIssuer, env: Mapping[str, str], seconds: float, *, stderr: IO[str],
-            mode: str = "auto", clock: Callable[[], float] = time.time) -> dict[str, Any]:
+            mode: str = "auto", clock: Callable[[], float] = time.time, reauthenticate: bool = False) -> dict[str, Any]:
     """Sign in interactively (``mode``: auto, browser or device) and return the cache entry; ``clock`` tells
-    the time the new ID token must not have expired by."""
+    the time the new ID token must not have expired by; ``reauthenticate`` sends ``prompt=login`` in a
+    browser sign-in, so that a live session at the identity provider does not complete it unasked."""
     idp = identity_provider(login, seconds)
     browser, device = idp.authorization_endpoint, idp.device_endpoint
     if browser is None and device is None:
@@ -70,7 +72,7 @@ def sign_in(login: LoginIssuer, env: Mapping[str, str], seconds: float, *, stder
         stderr.write(f"ccweb: {idp.what} offers no device sign-in; using the browser instead.\n")
     if browser is not None and (device is None or not wants_device):
         answer = _browser_flow(idp, browser, seconds, stderr, fallback=mode == "auto" and device is not None,
-                               port=redirect_port(env))
+                               port=redirect_port(env), reauthenticate=reauthenticate)
         if answer is not None:
             id_token, refresh_token, nonce = answer
     if nonce is None and device is not None:  # chosen, the only one, or no browser could be started
@@ -152,7 +154,7 @@ def redirect_port(env: Mapping[str, str]) -> int:
 
 
 def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: IO[str], *,
-                  fallback: bool, port: int = 0) -> tuple[object, object, str] | None:
+                  fallback: bool, port: int = 0, reauthenticate: bool = False) -> tuple[object, object, str] | None:
     """(ID token, refresh token, nonce) from the authorization code flow; None if no browser started and
     ``fallback`` allows the device flow instead."""
     import secrets  # noqa: PLC0415
@@ -174,6 +176,7 @@ def _browser_flow(idp: IdentityProvider, endpoint: str, seconds: float, stderr: 
             "response_type": "code", "client_id": idp.login.client_id, "redirect_uri": redirect_uri,
             "scope": " ".join(idp.login.scopes), "state": state, "nonce": nonce,
             "code_challenge": challenge, "code_challenge_method": "S256",
+            **({"prompt": "login"} if reauthenticate else {}),
         })
         url = endpoint + ("&" if "?" in endpoint else "?") + query
         stderr.write(

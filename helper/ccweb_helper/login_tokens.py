@@ -99,13 +99,22 @@ def belongs(entry: object, login: LoginIssuer, service: str) -> bool:
             and same_issuer(entry.get("issuer"), login.issuer) and entry.get("client_id") == login.client_id)
 
 
+def others(entries: Mapping[str, Any], issuers: Sequence[LoginIssuer], service: str) -> list[str]:
+    """The services other than ``service`` the person signed in to one of ``issuers`` for, sorted ("" for a
+    login cached before logins were kept per service, which belongs to none)."""
+    found: set[str] = set()
+    for e in entries.values():
+        if not isinstance(e, dict) or e.get("service") == service:
+            continue
+        if any(same_issuer(e.get("issuer"), i.issuer) and e.get("client_id") == i.client_id for i in issuers):
+            found.add(e["service"] if isinstance(e.get("service"), str) else "")
+    return sorted(found)
+
+
 def elsewhere(entries: Mapping[str, Any], issuers: Sequence[LoginIssuer], service: str) -> bool:
     """Whether the person signed in to one of ``issuers`` for another service (or for no service: a cache
     written before logins were kept per service), but not for ``service``."""
-    return any(
-        isinstance(e, dict) and e.get("service") != service and same_issuer(e.get("issuer"), login.issuer)
-        and e.get("client_id") == login.client_id for e in entries.values() for login in issuers
-    )
+    return bool(others(entries, issuers, service))
 
 
 def usable(entry: object, login: LoginIssuer, service: str, now: float, margin: float = EXPIRY_MARGIN) -> str | None:

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
@@ -383,16 +383,46 @@ def test_get_signs_in_when_a_terminal_is_attached(sandbox: Sandbox, home: Path) 
     assert_no_secrets(cached(home), got.stdout, got.stderr)
 
 
-def test_another_service_naming_the_same_issuer_gets_a_sign_in_of_its_own(
+def recording_browser(home: Path) -> str:
+    """A BROWSER that records each address the helper opens (one a line in ``opened``), then signs in."""
+    path = home / "recording-browser"
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" >> {shlex.quote(str(home / 'opened'))}\n"
+                    f"exec {shlex.quote(browser_command(home))} \"$@\"\n")
+    path.chmod(0o700)
+    return str(path)
+
+
+def opened(home: Path) -> list[dict[str, list[str]]]:
+    """The query of each authorization request the helper opened in the recording browser."""
+    path = home / "opened"
+    return [parse_qs(urlsplit(line).query) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_another_service_naming_the_same_issuer_gets_a_sign_in_only_on_purpose(
     sandbox: Sandbox, provider: Provider, home: Path, tmp_path: Path,
 ) -> None:
-    login(home, sandbox)
+    first = login(home, sandbox, BROWSER=recording_browser(home))
+    assert "you are signing in to" not in first.stderr
+    assert "prompt" not in opened(home)[0], "the first service's sign-in may use a live session"
     company = cached(home)
     with service_for(provider, tmp_path / "other") as other:
         got = helper(["get"], environment(home, other), attrs(), terminal=True)
-        assert_password(got)
-        assert f"signing in for the ccweb service at {other.api_url} (a login is used only with" in got.stderr
-        assert browser_runs(home) == 2, "a sign-in of its own, in the browser"
+        assert (got.code, got.stdout) == (1, "quit=1\n")
+        assert got.stderr == (
+            f"ccweb: you have not signed in for the ccweb service at {other.api_url} (a login is used only with the "
+            f"service it was made for); run `ccweb-helper login --url {other.api_url}`.\n"
+        )
+        assert browser_runs(home) == 1, "git at a terminal started no sign-in for the other service"
+
+        run = helper(["login", "--url", other.api_url], environment(home, sandbox, BROWSER=recording_browser(home)))
+        assert run.code == 0, run.stderr
+        warning = (f"ccweb: you are signing in to {other.api_url} with the identity provider you use for "
+                   f"{sandbox.api_url}: {other.api_url} will receive a token that {sandbox.api_url} accepts too, so "
+                   f"sign in only if you trust {other.api_url} with it.\n")
+        assert run.stderr.startswith(warning + "ccweb: sign in to corp in your browser"), run.stderr
+        assert browser_runs(home) == 2
+        assert opened(home)[1]["prompt"] == ["login"], "the identity provider asks again, even in a live session"
+        assert "&prompt=login" in run.stderr, "the address shown to open by hand asks the same"
         entries = json.loads((home / "cache" / "login.json").read_text())["logins"]
         assert {e["service"] for e in entries.values()} == {sandbox.api_url, other.api_url}
         assert company in entries.values(), "the company's login is kept as it was"

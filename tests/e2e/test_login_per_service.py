@@ -1,14 +1,19 @@
 """A login stays with the service it was made for. A second ccweb service on loopback (a partner's, configured
 for its own git host with ``credential.<url>.ccwebUrl``) names the sandbox's issuer and login client in its
 discovery document; a person signed in to the company's service (the sandbox) runs git against the partner's
-host. The partner records every Authorization header it receives: the company's token must never be one."""
+host. The partner records every Authorization header it receives: the company's token must never be one, and
+git at a terminal never signs in for the partner by itself (an identity provider with a live session would
+complete that sign-in without asking): only ``ccweb-helper login --url <partner>`` does, saying what it means."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,15 +82,53 @@ def helper(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Compl
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+def at_terminal(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str, str]:
+    """The helper with its stderr on a terminal (a pty, read as it is written), as git runs it from a shell;
+    git's GIT_TERMINAL_PROMPT=0 unset. (exit status, stdout, what the terminal showed)."""
+    env = {k: v for k, v in env.items() if k != "GIT_TERMINAL_PROMPT"}
+    master, slave = pty.openpty()
+    shown: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO once the helper has gone
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "ccweb_helper", *args], env=env, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=slave, text=True, start_new_session=True)
+        os.close(slave)
+        reader.start()
+        try:
+            out, _ = process.communicate(stdin, timeout=60)
+        except subprocess.TimeoutExpired:  # waiting for a sign-in nobody completes: shown as what it printed
+            process.kill()
+            out, _ = process.communicate()
+        reader.join(10)
+    finally:
+        os.close(master)
+    return process.returncode, out, b"".join(shown).decode().replace("\r\n", "\n")
+
+
 def device_login(env: dict[str, str], *args: str, user: str = "bob") -> str:
     """``ccweb-helper login --device`` with the code entered on the sandbox's device page; its stderr."""
     login = subprocess.Popen([sys.executable, "-m", "ccweb_helper", "login", "--device", *args], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert login.stderr is not None
-        shown = login.stderr.readline()
-        found = CODE_LINE.search(shown)
-        assert found, shown
+        shown = ""
+        found = None
+        while found is None:
+            line = login.stderr.readline()
+            assert line, shown
+            shown += line
+            found = CODE_LINE.search(line)
         page = httpx.post(found["url"], data={"user_code": found["code"], "user": user})
         assert f"Signed in as {user}" in page.text
         _, err = login.communicate(timeout=60)
@@ -130,11 +173,34 @@ def test_the_company_login_is_never_sent_to_another_service_naming_its_issuer(
     assert partner.authorizations == []
 
 
-def test_the_other_service_gets_a_sign_in_of_its_own(sandbox: Sandbox, partner: Partner, home: Path) -> None:
+def test_git_at_a_terminal_never_signs_in_for_the_other_service_by_itself(
+    sandbox: Sandbox, partner: Partner, home: Path,
+) -> None:
     env = environment(home, sandbox, partner)
     device_login(env)
+    code, out, shown = at_terminal(env, "get", stdin=attrs(PARTNER_GIT))
+    assert (code, out) == (1, "quit=1\n"), shown
+    assert shown == (
+        f"ccweb: you have not signed in for the ccweb service at {partner.url} (a login is used only with the "
+        f"service it was made for); run `ccweb-helper login --url {partner.url}`.\n"
+    ), "no sign-in was started: no address, no code"
+    assert partner.authorizations == []
+    assert len(logins(home)) == 1, "no login was made for the partner"
+    code, out, shown = at_terminal(env, "get", stdin=attrs(CODECOMMIT))
+    assert code == 0 and out.startswith("username="), shown  # the company's own login, as before
+
+
+def test_the_other_service_gets_a_sign_in_of_its_own(sandbox: Sandbox, partner: Partner, home: Path) -> None:
+    env = environment(home, sandbox, partner)
+    first = device_login(env)
+    assert "you are signing in to" not in first, "the first service's sign-in needs no warning"
     (company,) = bearer_tokens(home)
-    device_login(env, "--url", partner.url)
+    shown = device_login(env, "--url", partner.url)
+    assert shown.startswith(
+        f"ccweb: you are signing in to {partner.url} with the identity provider you use for {sandbox.api_url}: "
+        f"{partner.url} will receive a token that {sandbox.api_url} accepts too, so sign in only if you trust "
+        f"{partner.url} with it.\nccweb: to sign in to corp, open "
+    ), shown
     assert {e["service"] for e in logins(home).values()} == {sandbox.api_url, partner.url}
     assert company in bearer_tokens(home), "the company's login was left as it was"
 
