@@ -251,7 +251,8 @@ class Config(_Model):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     ci_audience: Annotated[str, Field(min_length=1)] | None = None
     """The audience CI platforms' tokens are requested for; default: the first audience of the first issuer
-    without interactive login (else of the first issuer)."""
+    without interactive login (else of the first issuer). Recommended: the service's own URL, which the helper
+    asks a platform for only on behalf of the service at that address (a plain name binds to no service)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
