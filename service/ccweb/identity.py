@@ -42,11 +42,11 @@ def default_identity(claims: Mapping[str, Any]) -> str:
 
 
 def claim_identity(value: object) -> str | None:
-    """A claim's value as the identity of a person or job: a string that is not blank, as it is; an integer (not
-    a boolean), in decimal. None for anything else (missing, blank, a list, an object, a boolean, a float, null),
-    which names no one."""
+    """A claim's value as the identity of a person or job: a string with a visible character, as it is; an
+    integer (not a boolean), in decimal. None for anything else (missing, blank or invisible — spaces, U+200B —,
+    a list, an object, a boolean, a float, null), which names no one."""
     if isinstance(value, str):
-        return value if value.strip() else None
+        return value if any(c.isprintable() and not c.isspace() for c in value) else None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
@@ -55,7 +55,7 @@ def claim_identity(value: object) -> str | None:
 def held_as(value: object) -> str:
     """What a claim holds that ``claim_identity`` refuses, as words."""
     if isinstance(value, str):
-        return "an empty string" if not value else "a blank string"
+        return "an empty string" if not value else "a string with no visible character"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, float):

@@ -195,9 +195,10 @@ CI_REQUEST = {"sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/ap
 
 
 @pytest.mark.parametrize(("value", "held"), [
-    (None, None), ("", "an empty string"), ("  ", "a blank string"), (["a", "b"], "a list"),
+    (None, None), ("", "an empty string"), ("  ", "a string with no visible character"),
+    ("\u200b\u3000\t", "a string with no visible character"), (["a", "b"], "a list"),
     ({"a": 1}, "an object"), (True, "a boolean"), (1.5, "a decimal number"),
-], ids=["missing", "empty", "blank", "list", "object", "boolean", "float"])
+], ids=["missing", "empty", "blank", "invisible", "list", "object", "boolean", "float"])
 def test_a_rules_source_identity_claim_that_names_no_one_refuses_without_a_fallback(value: object,
                                                                                      held: str | None) -> None:
     claims = CI_REQUEST if value is None else {**CI_REQUEST, "job_workflow_ref": value}
