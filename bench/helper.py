@@ -296,15 +296,19 @@ def clean_environment(home: Path) -> dict[str, str]:
 
 
 def write_login_cache(env: dict[str, str], issuer_url: str, token: str) -> Path:
-    """The login cache as ``ccweb-helper login`` leaves it: one entry for the service's login issuer."""
+    """The login cache as ``ccweb-helper login --url $CCWEB_URL`` leaves it: one entry for the service's login
+    issuer, kept for that service."""
+    from ccweb_helper.audience import service_key  # noqa: PLC0415
     from ccweb_helper.cache import Cache, cache_dir  # noqa: PLC0415
+    from ccweb_helper.client import parse_service_url  # noqa: PLC0415
     from ccweb_helper.discovery import LoginIssuer  # noqa: PLC0415
     from ccweb_helper.login_tokens import CACHE_VERSION, entry_key, id_token_claims, new_entry  # noqa: PLC0415
 
     login = LoginIssuer("bench", issuer_url.rstrip("/"), LOGIN_CLIENT, ("openid",))
-    entry = new_entry(login, token, id_token_claims(token), None)
+    service = service_key(parse_service_url(env["CCWEB_URL"], "CCWEB_URL"))
+    entry = new_entry(login, token, id_token_claims(token), None, service)
     store = Cache(cache_dir(env))
-    store.write({"version": CACHE_VERSION, "logins": {entry_key(login): entry}})
+    store.write({"version": CACHE_VERSION, "logins": {entry_key(login, service): entry}})
     return store.path
 
 
