@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import http.server
+import json
 import os
 import secrets
 import socket
@@ -15,8 +16,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import uvicorn
@@ -104,6 +106,48 @@ def serve_http(handler: type[http.server.BaseHTTPRequestHandler], tls: ssl.SSLCo
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Asked(NamedTuple):
+    """One request to a ``serve_json`` stand-in: its method, path (with the query), headers and body."""
+
+    method: str
+    path: str
+    headers: Message
+    body: bytes
+
+
+JsonAnswer = Callable[[Asked], tuple[int, bytes | dict[str, Any] | list[Any]]]
+"""What a ``serve_json`` stand-in answers a request with: a status and a document (bytes are sent as they are)."""
+
+
+@contextlib.contextmanager
+def serve_json(answer: JsonAnswer) -> Iterator[str]:
+    """A loopback stand-in that answers each GET and POST with ``answer(request)`` as JSON; yield its base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._reply()
+
+        def do_POST(self) -> None:
+            self._reply()
+
+        def _reply(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            asked = Asked(self.command, self.path, self.headers, self.rfile.read(length) if length else b"")
+            status, document = answer(asked)
+            body = document if isinstance(document, bytes) else json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with serve_http(Handler) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.sandbox.dev import REGION, Sandbox, helper_command, sandbox_policy
 from ccweb.sandbox.issuer import DEMO_USERS
-from support import RecordingSTS, clean_env, serve_http
+from support import Asked, RecordingSTS, clean_env, serve_http, serve_json
 from support import serve as serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,10 +36,10 @@ class GitHubTokenService:
         self.audiences: list[str] = []
         self.issued: list[str] = []
 
-    def answer(self, path: str, authorization: str | None) -> tuple[int, dict[str, Any]]:
-        if authorization != "bearer " + REQUEST_TOKEN:
+    def answer(self, asked: Asked) -> tuple[int, dict[str, Any]]:
+        if asked.headers.get("Authorization") != "bearer " + REQUEST_TOKEN:
             return 401, {"message": "Bad credentials"}
-        audience = parse_qs(urlsplit(path).query).get("audience", [""])[0]
+        audience = parse_qs(urlsplit(asked.path).query).get("audience", [""])[0]
         self.audiences.append(audience)
         token = self.sandbox.issuer.mint({
             **DEMO_USERS["alice"], "aud": audience or "https://github.com/acme",
@@ -53,20 +52,7 @@ class GitHubTokenService:
 
 @contextlib.contextmanager
 def serve(service: GitHubTokenService) -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, body = service.answer(self.path, self.headers.get("Authorization"))
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
+    with serve_json(service.answer) as url:
         yield f"{url}/_apis/idtoken?api-version=2.0"
 
 

@@ -6,7 +6,6 @@ development issuer mints with the audience the stand-ins were asked for."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import socket
@@ -27,7 +26,7 @@ from ccweb.sandbox.issuer import DEMO_USERS
 from ccweb_helper import ci
 from ccweb_helper.client import HelperError
 from ccweb_helper.discovery import Discovery
-from support import RecordingSTS, clean_env, serve_http
+from support import Asked, RecordingSTS, clean_env, serve_json
 from support import serve as serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,12 +91,11 @@ class TokenService:
         self.requests: list[dict[str, Any]] = []
         self.issued: list[str] = []
 
-    def answer(self, handler: http.server.BaseHTTPRequestHandler) -> tuple[int, bytes]:
-        length = int(handler.headers.get("Content-Length", "0"))
-        parts = urlsplit(handler.path)
+    def answer(self, asked: Asked) -> tuple[int, bytes]:
+        parts = urlsplit(asked.path)
         self.requests.append({
-            "method": handler.command, "path": parts.path, "query": parse_qs(parts.query, keep_blank_values=True),
-            "headers": dict(handler.headers), "body": handler.rfile.read(length) if length else b"",
+            "method": asked.method, "path": parts.path, "query": parse_qs(parts.query, keep_blank_values=True),
+            "headers": dict(asked.headers), "body": asked.body,
         })
         if self.mode in ("500", "404", "403"):
             return int(self.mode), b'{"message": "no"}'
@@ -112,30 +110,6 @@ class TokenService:
                      repository="acme/app", ref="refs/heads/main")
         self.issued.append(token)
         return 200, json.dumps({self.key: token, "count": 1}).encode()
-
-
-@contextlib.contextmanager
-def serve(service: TokenService) -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._reply()
-
-        def do_POST(self) -> None:
-            self._reply()
-
-        def _reply(self) -> None:
-            status, body = service.answer(self)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
-        yield url
 
 
 @contextlib.contextmanager
@@ -172,7 +146,7 @@ def azure_env(url: str, **extra: str) -> dict[str, str]:
 @pytest.mark.parametrize("path", ["/idtoken?api-version=2.0", "/idtoken"], ids=["url-with-query", "url-without"])
 def test_github_actions_token_is_requested_for_the_services_audience(sandbox: Sandbox, home: Path, path: str) -> None:
     service = TokenService(sandbox)
-    with serve(service) as base:
+    with serve_json(service.answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + path))
     run.assert_answered()
     [request] = service.requests
@@ -193,7 +167,7 @@ def test_a_request_token_with_a_line_break_is_refused_without_echo(
 ) -> None:
     """A header injection attempt, or a pasted value with a newline, never reaches an error message."""
     service = TokenService(sandbox)
-    with serve(service) as base:
+    with serve_json(service.answer) as base:
         env = github_env(base + "/idtoken") if platform == "github" else azure_env(base + "/oidc")
         env[variable] = f"{secret}\r\nX-Injected: 1"
         run = helper(home, CCWEB_URL=sandbox.api_url, **env)
@@ -203,7 +177,7 @@ def test_a_request_token_with_a_line_break_is_refused_without_echo(
 
 
 def test_github_actions_token_with_a_wrong_audience_shows_the_services_refusal(sandbox: Sandbox, home: Path) -> None:
-    with serve(TokenService(sandbox, "wrong-aud")) as base:
+    with serve_json(TokenService(sandbox, "wrong-aud").answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + "/idtoken"))
     run.assert_refused("The OIDC token was refused")
     assert "is not meant for this service" in run.stderr
@@ -220,7 +194,7 @@ def test_github_actions_token_with_a_wrong_audience_shows_the_services_refusal(s
 ], ids=["500", "404", "403", "not-json", "no-value", "not-a-jwt"])
 def test_github_actions_token_service_failures_are_one_line(sandbox: Sandbox, home: Path, mode: str,
                                                             sentence: str) -> None:
-    with serve(TokenService(sandbox, mode)) as base:
+    with serve_json(TokenService(sandbox, mode).answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, **github_env(base + "/idtoken?api-version=2.0"))
     run.assert_refused(sentence)
     run.assert_secret_free(GH_REQUEST_TOKEN)
@@ -253,7 +227,7 @@ def test_a_plain_http_token_service_elsewhere_is_never_sent_the_request_token(sa
 
 def test_ccweb_token_wins_over_the_platform(sandbox: Sandbox, home: Path) -> None:
     service = TokenService(sandbox)
-    with serve(service) as base:
+    with serve_json(service.answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TOKEN=sandbox.issuer.mint_user("mallory"),
                      **github_env(base + "/idtoken"))
     run.assert_refused("mallory@example.net")  # CCWEB_TOKEN's identity, not the platform's
@@ -262,7 +236,7 @@ def test_ccweb_token_wins_over_the_platform(sandbox: Sandbox, home: Path) -> Non
 
 def test_ccweb_token_file_wins_over_the_platform(sandbox: Sandbox, home: Path) -> None:
     service = TokenService(sandbox)
-    with serve(service) as base:
+    with serve_json(service.answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, CCWEB_TOKEN_FILE=str(sandbox.token_file("alice")),
                      **github_env(base + "/idtoken"))
     run.assert_answered()
@@ -276,7 +250,7 @@ def test_ccweb_token_file_wins_over_the_platform(sandbox: Sandbox, home: Path) -
 def test_azure_pipelines_token_is_requested_for_the_service_connection(sandbox: Sandbox, home: Path,
                                                                        connection_variable: str) -> None:
     service = TokenService(sandbox, key="oidcToken")
-    with serve(service) as base:
+    with serve_json(service.answer) as base:
         env = azure_env(base + "/org/_apis/distributedtask/hubs/build/plans/p/jobs/j/oidctoken")
         del env["CCWEB_AZURE_SERVICE_CONNECTION_ID"]
         env[connection_variable] = AZURE_CONNECTION
@@ -293,7 +267,7 @@ def test_azure_pipelines_token_is_requested_for_the_service_connection(sandbox: 
 
 def test_azure_connection_of_ccweb_wins_over_the_tasks(sandbox: Sandbox, home: Path) -> None:
     service = TokenService(sandbox, key="oidcToken")
-    with serve(service) as base:
+    with serve_json(service.answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url,
                      **azure_env(base + "/oidctoken", AZURESUBSCRIPTION_SERVICE_CONNECTION_ID="other"))
     run.assert_answered()
@@ -308,7 +282,7 @@ def test_azure_connection_of_ccweb_wins_over_the_tasks(sandbox: Sandbox, home: P
 ], ids=["500", "403", "not-json", "not-a-jwt"])
 def test_azure_pipelines_token_service_failures_are_one_line(sandbox: Sandbox, home: Path, mode: str,
                                                              sentence: str) -> None:
-    with serve(TokenService(sandbox, mode, key="oidcToken")) as base:
+    with serve_json(TokenService(sandbox, mode, key="oidcToken").answer) as base:
         run = helper(home, CCWEB_URL=sandbox.api_url, **azure_env(base + "/oidctoken"))
     run.assert_refused(sentence)
     run.assert_secret_free(AZURE_ACCESS_TOKEN, GH_REQUEST_TOKEN)
@@ -550,7 +524,7 @@ def test_an_audience_aws_sts_honours_is_never_asked_of_a_platform(sandbox: Sandb
     """What a service (a partner's, or one whose discovery another user planted) could do with such a token:
     AssumeRoleWithWebIdentity at AWS for any role that trusts the platform. So the platform is not asked."""
     stand_in = TokenService(sandbox)
-    with serve(stand_in) as url, pytest.raises(HelperError) as raised:
+    with serve_json(stand_in.answer) as url, pytest.raises(HelperError) as raised:
         ci.platform_token(github_env(url + "/idtoken"), lambda: aud, 5.0, service=COMPANY)
     assert raised.value.message == (
         f"the ccweb service asks CI tokens to carry the audience {aud!r}, which AWS STS itself accepts: such a token "
@@ -649,7 +623,7 @@ def company_attrs(company: Sandbox) -> str:
 def test_a_partner_naming_the_company_s_address_as_its_ci_audience_gets_no_job_token(company: Sandbox,
                                                                                      home: Path) -> None:
     stand_in = TokenService(company)
-    with partner_of(company, home) as partner, serve(stand_in) as base:
+    with partner_of(company, home) as partner, serve_json(stand_in.answer) as base:
         env = github_env(base + "/idtoken")
         refused = helper(home, partner_attrs(), **env)
         answered = helper(home, company_attrs(company), **env)
@@ -669,7 +643,7 @@ def test_a_plain_name_ci_audience_still_binds_to_no_service(company: Sandbox, ho
     """Legacy: a plain name is asked for on behalf of any service that publishes it (the residual risk that
     docs/ci.md's recommendation of the service's URL removes). The partner grants nothing here."""
     stand_in = TokenService(company)
-    with partner_of(company, home, ci_audience="ccweb") as partner, serve(stand_in) as base:
+    with partner_of(company, home, ci_audience="ccweb") as partner, serve_json(stand_in.answer) as base:
         run = helper(home, partner_attrs(), **github_env(base + "/idtoken"))
     run.assert_refused("No ccweb rule grants")
     assert [r["query"]["audience"] for r in stand_in.requests] == [["ccweb"]]
@@ -688,7 +662,7 @@ OTHER_ADDRESSES = ["https://ccweb.acme.example/team", "api://AzureADTokenExchang
 @pytest.mark.parametrize("aud", SAME_ADDRESS, ids=["same", "case-and-slash", "default-port"])
 def test_a_url_ci_audience_naming_the_service_is_asked_for_as_written(company: Sandbox, aud: str) -> None:
     stand_in = TokenService(company)
-    with serve(stand_in) as url:
+    with serve_json(stand_in.answer) as url:
         found = ci.platform_token(github_env(url + "/idtoken"), lambda: aud, 30.0, service=SERVICE)
     assert found is not None and found.token == stand_in.issued[0]
     assert [r["query"]["audience"] for r in stand_in.requests] == [[aud]]
@@ -703,7 +677,7 @@ def test_a_url_ci_audience_of_another_address_is_never_asked_for(company: Sandbo
     agent.mkdir()
     (agent / "buildkite-agent").write_text(f"#!/bin/sh\necho called > {agent}/called\nexit 3\n")
     (agent / "buildkite-agent").chmod(0o755)
-    with serve(stand_in) as url:
+    with serve_json(stand_in.answer) as url:
         for env in (github_env(url + "/idtoken"), {"BUILDKITE": "true", "PATH": str(agent)}):
             with pytest.raises(HelperError) as raised:
                 ci.platform_token(env, lambda: aud, 30.0, service=SERVICE)

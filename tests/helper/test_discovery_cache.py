@@ -6,7 +6,6 @@ what it is asked."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import io
 import json
 import os
@@ -24,7 +23,7 @@ import pytest
 from ccweb_helper import discovery, login, login_tokens
 from ccweb_helper.cache import Cache
 from ccweb_helper.client import HelperError, ServiceURL, parse_service_url
-from support import home_env, serve_http
+from support import home_env, serve_json
 
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
 ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n"
@@ -61,27 +60,7 @@ class Service:
 
 @contextlib.contextmanager
 def running(service: Service) -> Iterator[str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._reply()
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            self._reply()
-
-        def _reply(self) -> None:
-            status, body = service.answer(self.path)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
+    with serve_json(lambda asked: service.answer(asked.path)) as url:
         yield url
 
 

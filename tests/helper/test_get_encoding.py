@@ -6,17 +6,15 @@ after which git goes on to prompt."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from support import home_env, serve_http
+from support import home_env, serve_json
 
 CODECOMMIT = "git-codecommit.us-east-2.amazonaws.com"
 ATTRS = f"protocol=https\nhost={CODECOMMIT}\npath=v1/repos/demo\n\n".encode()
@@ -28,20 +26,7 @@ def service(username: str, password: str = "20300101T000000Zsig") -> Iterator[st
     """A stand-in ccweb service whose every answer is this credential (JSON escapes kept as written: a lone
     surrogate such as ``\\ud800`` is valid JSON)."""
     body = f'{{"username": "{username}", "password": "{password}", "password_expiry_utc": {EXPIRY}}}'.encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
+    with serve_json(lambda _: (200, body)) as url:
         yield url
 
 

@@ -7,8 +7,6 @@ in one sentence and never reaches the terminal."""
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import pytest
 from ccweb_helper import login_idp
 from ccweb_helper.client import MAX_ENDPOINT_CHARACTERS, HelperError, endpoint_problem
 from ccweb_helper.discovery import LoginIssuer
-from support import home_env, serve_http
+from support import Asked, home_env, serve_json
 
 # The attack: the sign-in address rewrites the terminal, and the clipboard, while it is printed.
 ESCAPES = ("https://login.evil.example/a\x1b]0;pwned-title\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\r\x1b[1A"
@@ -61,21 +59,13 @@ def identity_provider(**configuration: Any) -> Iterator[str]:
     """A stand-in issuer whose OpenID configuration names sane endpoints, but for ``configuration``."""
     issuer = ""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            document = {"issuer": issuer, "authorization_endpoint": issuer + "/authorize",
-                        "token_endpoint": issuer + "/token", "device_authorization_endpoint": None, **configuration}
-            body = json.dumps(document).encode() if self.path == "/.well-known/openid-configuration" else b"{}"
-            self.send_response(200 if body != b"{}" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(asked: Asked) -> tuple[int, dict[str, Any]]:
+        if asked.path != "/.well-known/openid-configuration":
+            return 404, {}
+        return 200, {"issuer": issuer, "authorization_endpoint": issuer + "/authorize",
+                     "token_endpoint": issuer + "/token", "device_authorization_endpoint": None, **configuration}
 
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
+    with serve_json(answer) as url:
         issuer = url
         yield url
 
@@ -103,21 +93,9 @@ def test_endpoints_that_are_absent_are_none_and_sane_ones_are_kept() -> None:
 @contextlib.contextmanager
 def ccweb_service(issuer: str) -> Iterator[str]:
     """A stand-in ccweb service whose discovery offers sign-in at ``issuer``."""
-    document = json.dumps({"audience": "ccweb", "git_endpoints": [],
-                           "login": [{"name": "Corp", "issuer": issuer, "client_id": "ccweb"}]}).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(document)))
-            self.end_headers()
-            self.wfile.write(document)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
+    document = {"audience": "ccweb", "git_endpoints": [],
+                "login": [{"name": "Corp", "issuer": issuer, "client_id": "ccweb"}]}
+    with serve_json(lambda _: (200, document)) as url:
         yield url
 
 

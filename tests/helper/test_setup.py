@@ -5,9 +5,7 @@ keep working for every other host and never see a CodeCommit password."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import io
-import json
 import os
 import shlex
 import shutil
@@ -16,7 +14,6 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +22,7 @@ from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
 from ccweb_helper.hosts import HOST_FORMS
 from ccweb_helper.setup import _parser, endpoint_urls, helper_command, run
-from support import home_env, serve_http
+from support import home_env, serve_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -309,20 +306,8 @@ HOSTILE_ENDPOINTS = ["git\x1b]0;owned\x07\x1b[2J.example", "*.com", "git.interna
 @contextlib.contextmanager
 def service_naming(hosts: list[str]) -> Iterator[str]:
     """A stand-in ccweb service whose discovery document names these git endpoints."""
-    document = json.dumps({"audience": "ccweb", "git_endpoints": [{"host": h} for h in hosts], "login": []}).encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(document)))
-            self.end_headers()
-            self.wfile.write(document)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler) as url:
+    document = {"audience": "ccweb", "git_endpoints": [{"host": h} for h in hosts], "login": []}
+    with serve_json(lambda _: (200, document)) as url:
         yield url
 
 
