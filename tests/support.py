@@ -23,8 +23,11 @@ from typing import Any, NamedTuple
 import httpx
 import uvicorn
 
+from ccweb.app import create_app
+from ccweb.config import parse_config
 from ccweb.limits import SERVER_OPTIONS
 from ccweb.retry import RetryPolicy
+from ccweb.sandbox.dev import REGION, Sandbox
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.signing import AwsCredentials
 from ccweb.sts import AssumeRoleRequest, STSClient, StsError
@@ -164,6 +167,27 @@ def serve_issuer(asked: list[str] | None = None) -> Iterator[DevIssuer]:
     with serve(app) as url:
         issuer.issuer_url = issuer.login.issuer_url = url
         yield issuer
+
+
+class PartnerService:
+    """A partner's real ccweb service (an ASGI app) for its ``git_host``: it trusts the company's CI issuer and
+    names ``ci_audience`` (by default the company's URL) as its own CI audience, as its discovery may; it records
+    the Authorization header of every request in ``authorizations``. ``url`` is for whoever serves it."""
+
+    def __init__(self, company: Sandbox, git_host: str, ci_audience: str | None = None) -> None:
+        audience = company.api_url if ci_audience is None else ci_audience
+        self.url = ""
+        self.authorizations: list[str] = []
+        self.inner = create_app(parse_config({
+            "issuers": [{"name": "ci", "issuer": company.issuer_url, "audiences": [audience]}],
+            "git_endpoints": [{"host": git_host, "region": REGION}], "ci_audience": audience,
+        }), sts=RecordingSTS())
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        authorization = dict(scope.get("headers", [])).get(b"authorization")
+        if scope["type"] == "http" and authorization is not None:
+            self.authorizations.append(authorization.decode())
+        await self.inner(scope, receive, send)
 
 
 class FakeTime:

@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
-from ccweb.app import create_app
-from ccweb.config import parse_config
-from ccweb.sandbox.dev import REGION, Sandbox, helper_command, sandbox_policy
+from ccweb.sandbox.dev import Sandbox, helper_command
 from ccweb.sandbox.issuer import DEMO_USERS
-from support import Asked, RecordingSTS, clean_env, serve_http, serve_json
+from support import Asked, PartnerService, clean_env, serve_http, serve_json
 from support import serve as serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,17 +107,6 @@ def test_a_job_without_id_token_permission_stops_with_what_to_add(sandbox: Sandb
     assert "Username for" not in cloned.stderr
 
 
-@pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """The company's service with its own URL as its CI audience."""
-    box = Sandbox(port=0, workdir=tmp_path_factory.mktemp("company"))
-    policy = sandbox_policy(box.issuer_url, box.git_host)
-    policy["issuers"][0]["audiences"].append(box.api_url)
-    box.config = parse_config({**policy, "ci_audience": box.api_url})
-    with box.running() as running:
-        yield running
-
-
 @contextlib.contextmanager
 def partner_git_host() -> Iterator[str]:
     """The partner's git server, as git first meets it: every request needs a password."""
@@ -139,30 +124,12 @@ def partner_git_host() -> Iterator[str]:
         yield url.removeprefix("http://")
 
 
-class Partner:
-    """The partner's real ccweb service for its git host: it trusts the company's issuer and names the company's
-    URL as its CI audience; it records the Authorization header of every request."""
-
-    def __init__(self, company: Sandbox, git_host: str) -> None:
-        self.authorizations: list[str] = []
-        self.inner = create_app(parse_config({
-            "issuers": [{"name": "ci", "issuer": company.issuer_url, "audiences": [company.api_url]}],
-            "git_endpoints": [{"host": git_host, "region": REGION}], "ci_audience": company.api_url,
-        }), sts=RecordingSTS())
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        authorization = dict(scope.get("headers", [])).get(b"authorization")
-        if scope["type"] == "http" and authorization is not None:
-            self.authorizations.append(authorization.decode())
-        await self.inner(scope, receive, send)
-
-
 def test_a_job_s_token_goes_to_the_service_whose_url_it_names_and_no_partner_naming_it(
     company: Sandbox, tmp_path: Path,
 ) -> None:
     service = GitHubTokenService(company)
     with serve(service) as url, partner_git_host() as git_host:
-        partner = Partner(company, git_host)
+        partner = PartnerService(company, git_host)
         with serve_app(partner) as partner_url:
             env = job_env(tmp_path, company, ACTIONS_ID_TOKEN_REQUEST_URL=url,
                           ACTIONS_ID_TOKEN_REQUEST_TOKEN=REQUEST_TOKEN)

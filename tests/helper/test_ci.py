@@ -19,14 +19,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ccweb.app import create_app
-from ccweb.config import parse_config
-from ccweb.sandbox.dev import REGION, Sandbox, sandbox_policy
+from ccweb.sandbox.dev import Sandbox
 from ccweb.sandbox.issuer import DEMO_USERS
 from ccweb_helper import ci
 from ccweb_helper.client import HelperError
 from ccweb_helper.discovery import Discovery
-from support import Asked, RecordingSTS, clean_env, serve_json
+from support import Asked, PartnerService, clean_env, serve_json
 from support import serve as serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -569,42 +567,11 @@ def test_no_hint_off_ci_platforms() -> None:
 PARTNER_GIT = "git.partner.test"
 
 
-@pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """The company's service, configured as docs/ci.md recommends: its own URL is its CI audience."""
-    box = Sandbox(port=0, workdir=tmp_path_factory.mktemp("company"))
-    policy = sandbox_policy(box.issuer_url, box.git_host)
-    policy["issuers"][0]["audiences"].append(box.api_url)
-    box.config = parse_config({**policy, "ci_audience": box.api_url})
-    with box.running() as running:
-        yield running
-
-
-class PartnerService:
-    """A real ccweb service for the partner's git host that trusts the company's CI issuer and names the
-    company's address as its own CI audience, as its discovery may; it records every Authorization header."""
-
-    def __init__(self, company: Sandbox, ci_audience: str) -> None:
-        self.url = ""
-        self.authorizations: list[str] = []
-        config = parse_config({
-            "issuers": [{"name": "ci", "issuer": company.issuer_url, "audiences": [ci_audience]}],
-            "git_endpoints": [{"host": PARTNER_GIT, "region": REGION}], "ci_audience": ci_audience,
-        })
-        self.inner = create_app(config, sts=RecordingSTS())
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        authorization = dict(scope.get("headers", [])).get(b"authorization")
-        if scope["type"] == "http" and authorization is not None:
-            self.authorizations.append(authorization.decode())
-        await self.inner(scope, receive, send)
-
-
 @contextlib.contextmanager
 def partner_of(company: Sandbox, home: Path, ci_audience: str | None = None) -> Iterator[PartnerService]:
     """The partner's service, and git configured in ``home`` for the company (``ccweb.url``) and for the
     partner's host (``credential.<url>.ccwebUrl``), as a job that works with both is."""
-    partner = PartnerService(company, company.api_url if ci_audience is None else ci_audience)
+    partner = PartnerService(company, PARTNER_GIT, ci_audience)
     with serve_app(partner) as url:
         partner.url = url
         (home / ".gitconfig").write_text(f"[ccweb]\n\turl = {company.api_url}\n"
