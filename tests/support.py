@@ -219,6 +219,21 @@ def isolate_aws(monkeypatch: Any) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+@contextlib.contextmanager
+def serve_moto() -> Iterator[str]:
+    """moto's server on loopback (its in-process mock patches botocore's HTTP layer, which BotoSTS does not use);
+    yield its URL. Call ``isolate_aws`` first."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
     """A certificate for 127.0.0.1 that is its own authority (``directory``/cert.pem, with its key beside it)
     and a server context that presents it."""

@@ -21,7 +21,7 @@ from ccweb.metrics import Metrics
 from ccweb.reload import RunningPolicy
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.sts import BotoSTS, STSClient
-from support import RecordingSTS, isolate_aws, serve_issuer
+from support import RecordingSTS, isolate_aws, serve_issuer, serve_moto
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-"
 BODY = {"protocol": "https", "host": "git-codecommit.us-east-1.amazonaws.com", "path": "v1/repos/secret-repo"}
@@ -275,16 +275,9 @@ def test_email_verified_is_true_or_the_string_true_in_any_case(issuer: DevIssuer
 @pytest.fixture
 def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's STS server on loopback, the service's AWS identity a throwaway one; its URL."""
-    from moto.server import ThreadedMotoServer
-
     isolate_aws(monkeypatch)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with serve_moto() as url:
+        yield url
 
 
 def test_through_moto_each_subject_is_its_own_assumed_role_session(issuer: DevIssuer, moto_url: str) -> None:

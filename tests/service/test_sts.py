@@ -34,7 +34,7 @@ from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import SessionCache
 from ccweb.signing import AwsCredentials
 from ccweb.sts import AssumeRoleRequest, BotoSTS, StsError
-from support import FakeTime, fake_retry, isolate_aws, self_signed, serve, serve_http
+from support import FakeTime, fake_retry, isolate_aws, self_signed, serve, serve_http, serve_moto
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -49,17 +49,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def moto_sts(aws_env: None) -> Iterator[str]:
-    """moto's server on loopback (its in-process mock patches botocore's HTTP layer, which BotoSTS does not
-    use); its URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with serve_moto() as url:
+        yield url
 
 
 def assume(sts: BotoSTS, *requests: AssumeRoleRequest) -> list[AwsCredentials]:
