@@ -9,10 +9,12 @@ import datetime as dt
 import http.server
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,6 +190,34 @@ class PartnerService:
         if scope["type"] == "http" and authorization is not None:
             self.authorizations.append(authorization.decode())
         await self.inner(scope, receive, send)
+
+
+DEVICE_CODE_LINE = re.compile(r"open (?P<url>http://\S+) on any device and enter the code (?P<code>[A-Z]{4}-[A-Z]{4})")
+
+
+def device_login(env: dict[str, str], *args: str, user: str = "bob") -> str:
+    """``ccweb-helper login --device`` with the code entered as ``user`` on the device page it names (the
+    sandbox's development issuer's); its stderr."""
+    login = subprocess.Popen([sys.executable, "-m", "ccweb_helper", "login", "--device", *args], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert login.stderr is not None
+        shown = ""
+        found = None
+        while found is None:
+            line = login.stderr.readline()
+            assert line, shown
+            shown += line
+            found = DEVICE_CODE_LINE.search(line)
+        page = httpx.post(found["url"], data={"user_code": found["code"], "user": user})
+        assert f"Signed in as {user}" in page.text
+        _, err = login.communicate(timeout=60)
+    finally:
+        if login.poll() is None:
+            login.kill()
+            login.wait()
+    assert login.returncode == 0, err
+    return shown + err
 
 
 class FakeTime:

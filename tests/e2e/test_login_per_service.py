@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import re
 import subprocess
 import sys
 import threading
@@ -18,18 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.sandbox.dev import REGION, Sandbox
 from ccweb.sandbox.issuer import CLIENT_ID
-from support import RecordingSTS, home_env, serve
+from support import RecordingSTS, device_login, home_env, serve
 
 PARTNER_GIT = "git.partner.test"
 CODECOMMIT = "git-codecommit.us-east-1.amazonaws.com"
-CODE_LINE = re.compile(r"open (?P<url>http://\S+) on any device and enter the code (?P<code>[A-Z]{4}-[A-Z]{4})")
 
 
 def attrs(host: str) -> str:
@@ -114,30 +111,6 @@ def at_terminal(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, 
     finally:
         os.close(master)
     return process.returncode, out, b"".join(shown).decode().replace("\r\n", "\n")
-
-
-def device_login(env: dict[str, str], *args: str, user: str = "bob") -> str:
-    """``ccweb-helper login --device`` with the code entered on the sandbox's device page; its stderr."""
-    login = subprocess.Popen([sys.executable, "-m", "ccweb_helper", "login", "--device", *args], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert login.stderr is not None
-        shown = ""
-        found = None
-        while found is None:
-            line = login.stderr.readline()
-            assert line, shown
-            shown += line
-            found = CODE_LINE.search(line)
-        page = httpx.post(found["url"], data={"user_code": found["code"], "user": user})
-        assert f"Signed in as {user}" in page.text
-        _, err = login.communicate(timeout=60)
-    finally:
-        if login.poll() is None:
-            login.kill()
-            login.wait()
-    assert login.returncode == 0, err
-    return shown + err
 
 
 def logins(home: Path) -> dict[str, Any]:

@@ -4,17 +4,12 @@ cache — no token file anywhere."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from ccweb.sandbox.dev import Sandbox
-from support import home_env
-
-CODE_LINE = re.compile(r"open (?P<url>http://\S+) on any device and enter the code (?P<code>[A-Z]{4}-[A-Z]{4})")
+from support import device_login, home_env
 
 
 def helper(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -24,22 +19,8 @@ def helper(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Compl
 
 def test_device_login_to_the_sandbox_then_git_gets_a_password(sandbox: Sandbox, tmp_path: Path) -> None:
     env = home_env(tmp_path, CCWEB_URL=sandbox.api_url, CCWEB_CACHE_DIR=str(tmp_path / "cache"))
-    login = subprocess.Popen([sys.executable, "-m", "ccweb_helper", "login", "--device"], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert login.stderr is not None
-        shown = login.stderr.readline()
-        found = CODE_LINE.search(shown)
-        assert found, shown
-        assert found["url"] == f"{sandbox.issuer_url}/device"
-        page = httpx.post(found["url"], data={"user_code": found["code"], "user": "bob"})
-        assert "Signed in as bob" in page.text
-        _, err = login.communicate(timeout=60)
-    finally:
-        if login.poll() is None:
-            login.kill()
-            login.wait()
-    assert login.returncode == 0, err
+    err = device_login(env)
+    assert f"open {sandbox.issuer_url}/device on any device" in err.splitlines()[0]
     assert "signed in to dev as bob@example.com" in err
 
     stdin = "protocol=https\nhost=git-codecommit.us-east-1.amazonaws.com\npath=v1/repos/demo\n\n"
