@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,19 +38,19 @@ WITH_USERINFO = {
 }
 
 
-@pytest.mark.parametrize("url", list(WITH_USERINFO.values()), ids=list(WITH_USERINFO))
-def test_userinfo_is_refused_without_being_repeated(url: str) -> None:
-    with pytest.raises(HelperError) as raised:
-        without_userinfo(url, "CCWEB_URL")
-    assert raised.value.message.startswith(f"CCWEB_URL {SENTENCE}")
-    assert PASSWORD not in raised.value.message and USER not in raised.value.message
+CHECKS: dict[str, tuple[Callable[[str, str], object], str]] = {
+    "sources": (without_userinfo, "CCWEB_URL"),  # where the URL is read
+    "every-request": (parse_service_url, "--url"),  # the check every request passes through
+}
 
 
+@pytest.mark.parametrize("check", list(CHECKS.values()), ids=list(CHECKS))
 @pytest.mark.parametrize("url", list(WITH_USERINFO.values()), ids=list(WITH_USERINFO))
-def test_the_url_check_every_request_passes_through_refuses_userinfo_too(url: str) -> None:
+def test_userinfo_is_refused_without_being_repeated(url: str, check: tuple[Callable[[str, str], object], str]) -> None:
+    refuse, name = check
     with pytest.raises(HelperError) as raised:
-        parse_service_url(url, "--url")
-    assert raised.value.message.startswith(f"--url {SENTENCE}")
+        refuse(url, name)
+    assert raised.value.message.startswith(f"{name} {SENTENCE}")
     assert PASSWORD not in raised.value.message and USER not in raised.value.message
 
 
