@@ -99,6 +99,10 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_CLAIMS_CHARACTERS = 1 << 20
+"""What ``ccweb explain --claims`` reads at most, from a file or stdin: far more than any token's claims."""
+
+
 def _explain(args: argparse.Namespace) -> int:
     from ccweb.config import ConfigError, load_config  # noqa: PLC0415
     from ccweb.explain import ExplainError, explain, parse_claims, repository_target  # noqa: PLC0415
@@ -110,13 +114,17 @@ def _explain(args: argparse.Namespace) -> int:
         return _invalid("explain", args.config, exc.messages)
     try:
         if args.claims == "-":
-            text = sys.stdin.read()
+            text = sys.stdin.read(MAX_CLAIMS_CHARACTERS + 1)
         else:
             with open(args.claims, encoding="utf-8") as handle:
-                text = handle.read(1 << 20)
+                text = handle.read(MAX_CLAIMS_CHARACTERS + 1)
     except (OSError, UnicodeDecodeError) as exc:
         problem = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         print(printable(f"ccweb explain: --claims {args.claims}: cannot read: {problem}"), file=sys.stderr)
+        return 2
+    if len(text) > MAX_CLAIMS_CHARACTERS:
+        print(f"ccweb explain: --claims {printable(args.claims)}: larger than {MAX_CLAIMS_CHARACTERS} characters; "
+              "no token's claims are", file=sys.stderr)
         return 2
     try:
         claims = parse_claims(text)

@@ -321,3 +321,17 @@ def test_the_command_says_claims_nested_too_deeply_in_a_sentence(policy_file: Pa
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     assert result.stderr == ("ccweb explain: --claims -: the claims nest arrays or objects more than 64 deep; "
                              "no token does\n")
+
+
+@pytest.mark.parametrize("source", ["-", "file"])
+def test_the_command_refuses_claims_larger_than_any_token_s(policy_file: Path, tmp_path: Path, source: str) -> None:
+    """A runaway pipe or a wrong file: read up to a bound, then one sentence and exit 2 (stdin is not read whole)."""
+    huge = '{"sub": "u", "pad": "' + "x" * (2 << 20) + '"}'
+    path = tmp_path / "claims.json"
+    path.write_text(huge, encoding="utf-8")
+    claims = "-" if source == "-" else str(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "ccweb", "explain", "--config", str(policy_file), "--claims", claims, "--repo", "x"],
+        input=huge if source == "-" else "", capture_output=True, text=True, timeout=60, env=clean_env(), check=False)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr == f"ccweb explain: --claims {claims}: larger than 1048576 characters; no token's claims are\n"
