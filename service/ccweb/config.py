@@ -386,6 +386,8 @@ def read_yaml(path: str | Path, what: str) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError([f"{path}{where}: {problem}"]) from None
+    except RecursionError:  # the parser recurses per level: a file nested thousands deep would end in a traceback
+        raise ConfigError([f"{path}: the {what} nests lists or mappings too deeply to read"]) from None
 
 
 def load_config(path: str | Path) -> Config:

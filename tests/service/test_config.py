@@ -197,6 +197,14 @@ def test_plain_http_issuers_are_allowed_on_loopback(issuer: str) -> None:
     assert parse_config(data).issuers[0].issuer == issuer
 
 
+def test_a_file_nested_too_deeply_to_read_is_refused_in_a_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("issuers: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert raised.value.messages == [f"{path}: the configuration file nests lists or mappings too deeply to read"]
+
+
 def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("issuers:\n  - name: corp\n    issuer: [unclosed\n")

@@ -115,6 +115,14 @@ def test_a_case_written_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     assert "the key 'expect' is written twice in one mapping" in capsys.readouterr().err
 
 
+def test_claims_nested_too_deeply_to_read_are_a_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
+    deep = "[" * 5000 + "]" * 5000
+    (tmp_path / "cases.yaml").write_text(f"cases:\n  - name: a\n    claims: {{groups: {deep}}}\n    expect: denied\n")
+    assert main(["test-policy", "--config", str(tmp_path / "policy.yaml"), str(tmp_path / "cases.yaml")]) == 2
+    assert "the cases file nests lists or mappings too deeply to read" in capsys.readouterr().err
+
+
 def test_an_unreadable_cases_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(POLICY))
     assert main(["test-policy", "--config", str(tmp_path / "policy.yaml"), str(tmp_path / "missing.yaml")]) == 2
