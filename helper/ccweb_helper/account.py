@@ -26,7 +26,7 @@ from ccweb_helper.cache import Cache, cache_dir
 from ccweb_helper.client import HelperError, ServiceURL, error_sentence, one_line, parse_service_url, request
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.hosts import HOST_FORMS
-from ccweb_helper.sources import service_url, timeout, without_userinfo
+from ccweb_helper.sources import service_url, timeout
 
 # git config may name the service per URL; a CodeCommit URL picks the usual one.
 REMOTE = f"https://{HOST_FORMS[0].sample}/"
@@ -85,7 +85,7 @@ def _reason(exc: BaseException) -> str:
 
 def _service(env: Mapping[str, str], url: str | None = None) -> ServiceURL:
     if url:
-        return parse_service_url(without_userinfo(url, "--url"), "--url")
+        return parse_service_url(url, "--url")
     configured = service_url(env, REMOTE)
     if configured is None:
         raise HelperError(

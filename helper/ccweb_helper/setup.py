@@ -35,7 +35,6 @@ from typing import IO, NamedTuple
 from ccweb_helper import gitconfig
 from ccweb_helper.client import HelperError, ServiceURL, one_line, parse_service_url
 from ccweb_helper.hosts import HOST_FORMS, git_endpoint_host, is_loopback
-from ccweb_helper.sources import without_userinfo
 
 USAGE_EPILOG = """\
 Writes, for every CodeCommit host form and each git endpoint of the service, a [credential "<url>"] section
@@ -135,14 +134,13 @@ def _scope_args(args: argparse.Namespace) -> tuple[list[str], str]:
 
 def _url(args: argparse.Namespace, env: Mapping[str, str], scope: list[str]) -> tuple[ServiceURL, str] | None:
     if args.url:
-        return parse_service_url(without_userinfo(args.url, "--url"), "--url"), "--url"
+        return parse_service_url(args.url, "--url"), "--url"
     if env.get("CCWEB_URL", "").strip():
-        return parse_service_url(without_userinfo(env["CCWEB_URL"], "CCWEB_URL"), "CCWEB_URL"), "CCWEB_URL"
+        return parse_service_url(env["CCWEB_URL"], "CCWEB_URL"), "CCWEB_URL"
     for where in (scope, []):
         entries = [e for e in gitconfig.read(r"^ccweb\.url$", scope_args=where, env=env) if e.value]
         if entries:
-            value = without_userinfo(entries[-1].value or "", "git config ccweb.url")
-            return parse_service_url(value, "git config ccweb.url"), "the existing ccweb.url"
+            return parse_service_url(entries[-1].value or "", "git config ccweb.url"), "the existing ccweb.url"
     return None
 
 
