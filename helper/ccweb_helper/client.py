@@ -339,6 +339,7 @@ def _connect(address: bytes, port: int, deadline: Deadline) -> socket.socket:
         return sock
     raise error
 
+
 def tls_context(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:
     """The verifying TLS context, and whether it finds the certificate authorities lazily.
 
