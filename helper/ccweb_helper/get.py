@@ -110,17 +110,15 @@ def get(req: Request, env: Mapping[str, str], stderr: IO[str]) -> list[tuple[str
     except ValueError:
         return []
     configured = service_url(env, _remote_url(req))
+    service = None if configured is None else parse_service_url(*configured)
     seconds = timeout(env)
-    if parse_codecommit_host(host) is None and (
-        configured is None or not _advertised(parse_service_url(*configured), host, seconds, env)
-    ):
+    if parse_codecommit_host(host) is None and (service is None or not _advertised(service, host, seconds, env)):
         return []  # not ours: let git ask the next helper
-    if configured is None:
+    if service is None:
         raise HelperError(
             f"no ccweb service is configured for {host}: set CCWEB_URL, or run "
             "`git config --global ccweb.url https://<your ccweb service>`."
         )
-    service = parse_service_url(*configured)
     if not req.get("path").strip("/"):
         raise HelperError(NO_PATH)
     if not _text(req.get("path")):
