@@ -72,6 +72,14 @@ class LoginIssuer(BaseModel):
     scopes: list[str]
 
 
+class GrcInfo(BaseModel):
+    region: str | None = Field(description="The region of `codecommit://<repo>` URLs (which name none); null: the "
+                               "helper's git config or AWS_REGION decide.")
+    endpoints: dict[str, str] = Field(description="Region → the URL prefix its `codecommit::<region>://<repo>` URLs "
+                                      "use (`https://<host>/v1/repos/`; plain http only for a loopback git "
+                                      "endpoint); a region not listed uses its standard CodeCommit host.")
+
+
 class Discovery(BaseModel):
     service: str = "ccweb"
     version: str
@@ -79,6 +87,8 @@ class Discovery(BaseModel):
     git_endpoints: list[GitEndpointInfo]
     login: list[LoginIssuer] = Field(description="Issuers that allow interactive login, first the default.")
     helper: str = Field(description="Where to download ccweb-helper as one file (a Python 3.9+ zipapp).")
+    grc: GrcInfo = Field(description="The console's GRC URLs (`codecommit::<region>://<repo>`): their default "
+                         "region and endpoints, for `ccweb-helper grc`.")
 
 
 class Health(BaseModel):

@@ -23,6 +23,8 @@ from pydantic import (
 )
 
 from ccweb.claims import ClaimConditions, claim_name_problem
+from ccweb.grc import GrcSettings
+from ccweb.grc import problems as grc_problems
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
 from ccweb.retry import RETRY_BUDGET_SECONDS
 from ccweb_helper.ci import is_sts_audience
@@ -253,6 +255,8 @@ class Config(_Model):
     """The audience CI platforms' tokens are requested for; default: the first audience of the first issuer
     without interactive login (else of the first issuer). Recommended: the service's own URL, which the helper
     asks a platform for only on behalf of the service at that address (a plain name binds to no service)."""
+    grc: GrcSettings = Field(default_factory=GrcSettings)
+    """The console's GRC URLs (``codecommit::<region>://<repo>``): their default region, endpoints per region."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -283,6 +287,7 @@ class Config(_Model):
                 problems.append(f"git_endpoints[{index}].host: {host!r} is listed twice")
         if self.ci_audience is not None and not any(self.ci_audience in i.audiences for i in self.issuers):
             problems.append(f"ci_audience: {self.ci_audience!r} is not among any issuer's audiences")
+        problems += grc_problems(self.grc, self.git_endpoints)
         if problems:
             raise ValueError("\n".join(problems))
         return self

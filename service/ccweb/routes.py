@@ -25,6 +25,7 @@ from ccweb.config import Config
 from ccweb.credentials import CredentialFlow, bearer_token, iso_time, suspension_sentence
 from ccweb.display import printable
 from ccweb.errors import InvalidToken, RateLimited, UpstreamUnavailable
+from ccweb.grc import grc_info
 from ccweb.helper_dist import helper_zipapp
 from ccweb.openapi import error_responses
 from ccweb.policy import Entitled, Suspended
@@ -43,6 +44,7 @@ def discovery_document(config: Config) -> Discovery:
             for i in config.issuers if i.login is not None
         ],
         helper=HELPER_PATH,
+        grc=grc_info(config.grc),
     )
 
 

@@ -61,6 +61,7 @@ def sandbox_policy(issuer_url: str, git_host: str) -> dict[str, Any]:
             },
         ],
         "git_endpoints": [{"host": git_host, "region": REGION}],
+        "grc": {"region": REGION, "endpoints": {REGION: git_host}},  # codecommit::us-east-1://demo: this git server
         "aws": {"session_duration": 3600},
     }
 
@@ -209,16 +210,21 @@ class Sandbox:
             loop.close()
             self.close()
 
+    def grc_clone(self, helper: str) -> str:
+        """A ``git clone`` of ``codecommit::us-east-1://demo`` (the console's GRC URL) through ccweb: the clone alone
+        is given what of ``ccweb-helper setup``'s configuration it needs; ``helper``: ``helper_command()``."""
+        return " ".join([
+            "git clone",
+            "--config url.ccweb::.insteadOf=codecommit::",
+            "--config " + shlex.quote(f"alias.remote-ccweb={helper} grc"),
+            *_credential_options(helper),
+            f"codecommit::{REGION}://demo",
+            "ccweb-demo-grc",
+        ])
+
     def banner(self) -> str:
         helper = helper_command()
-        clone = " ".join([
-            "git clone",
-            "--config credential.helper=",
-            "--config " + shlex.quote(f"credential.helper={helper}"),
-            "--config credential.useHttpPath=true",
-            self.repo_url("demo"),
-            "ccweb-demo",
-        ])
+        clone = " ".join(["git clone", *_credential_options(helper), self.repo_url("demo"), "ccweb-demo"])
         users = ", ".join(
             f"{user} ({'write' if 'engineering' in info['groups'] else 'read' if info['groups'] else 'no access'})"
             for user, info in DEMO_USERS.items()
@@ -237,11 +243,21 @@ class Sandbox:
             f"  {clone}",
             "",
             "Then try: cd ccweb-demo && git commit --allow-empty -m hello && git push",
+            f"The console's GRC URL (codecommit::{REGION}://demo) works too, with no AWS keys: paste",
+            f"  {self.grc_clone(helper)}",
+            f"or, to set it up for every repository, run once `{helper.removeprefix('!')} setup --url "
+            f"{self.api_url}` (your global git config), then: git clone codecommit::{REGION}://demo",
             f"Other users: export CCWEB_TOKEN_FILE={shlex.quote(str(self.tokens))}/bob.jwt (read-only) "
             "or mallory.jwt (denied).",
             "Or sign in as a person would, with single sign-on: unset CCWEB_TOKEN_FILE; "
             f"{helper_command().removeprefix('!')} login --device",
         ])
+
+
+def _credential_options(helper: str) -> list[str]:
+    """``git clone`` options that make ``helper`` (and only it) answer for the sandbox's git server."""
+    return ["--config credential.helper=", "--config " + shlex.quote(f"credential.helper={helper}"),
+            "--config credential.useHttpPath=true"]
 
 
 def _dev_boto_session() -> Any:
