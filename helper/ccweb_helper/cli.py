@@ -19,6 +19,8 @@ A git credential helper for AWS CodeCommit through a ccweb service.
   logout [--url URL]  forget the logins (with --url: only that service's)
   doctor              check the whole chain and explain what to fix
   get | store | erase what git runs
+  grc <remote> <address>
+                      what git runs for the console's GRC URLs (codecommit::<region>://<repo>)
 
 Settings:
   CCWEB_URL (or git config ccweb.url)   the ccweb service, e.g. https://ccweb.example.com
@@ -28,7 +30,7 @@ Settings:
 
 COMMANDS = {
     "login": "ccweb_helper.account", "logout": "ccweb_helper.account", "status": "ccweb_helper.account",
-    "setup": "ccweb_helper.setup", "doctor": "ccweb_helper.doctor",
+    "setup": "ccweb_helper.setup", "doctor": "ccweb_helper.doctor", "grc": "ccweb_helper.grc",
 }
 
 

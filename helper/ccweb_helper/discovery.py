@@ -1,5 +1,5 @@
 """What the service tells the helper (``GET /.well-known/ccweb``): the audience CI tokens must carry, its extra
-git endpoints, and the issuers that allow interactive login.
+git endpoints, the issuers that allow interactive login, and the region and endpoints of GRC URLs.
 
 Fetched at most once per process (``fetch``'s ``memory``: this process's unless a caller passes its own).
 ``git`` starts the helper for every command, so ``get`` also keeps the document for ``TTL_SECONDS`` in
@@ -33,22 +33,31 @@ if TYPE_CHECKING:
         client_id: str
         scopes: tuple[str, ...]
 
+    class Grc(NamedTuple):
+        """What the service says about the console's GRC URLs (``codecommit::<region>://<repo>``), as it said it:
+        ``ccweb-helper grc`` checks each value before it uses it."""
+
+        region: str | None  # the region of codecommit://<repo> URLs
+        endpoints: tuple[tuple[str, str], ...]  # (region, URL prefix such as https://<host>/v1/repos/)
+
     class Discovery(NamedTuple):
         audience: str
         git_endpoints: tuple[str, ...]  # host[:port], lower case
         login: tuple[LoginIssuer, ...]
+        grc: Grc = Grc(None, ())
 
 else:  # the same tuples without importing typing at run time
     from collections import namedtuple
 
     LoginIssuer = namedtuple("LoginIssuer", "name issuer client_id scopes")
-    Discovery = namedtuple("Discovery", "audience git_endpoints login")
+    Grc = namedtuple("Grc", "region endpoints")
+    Discovery = namedtuple("Discovery", "audience git_endpoints login grc", defaults=(Grc(None, ()),))
 
 
 _fetched: dict[str, Discovery] = {}
 TTL_SECONDS = 300
 FILE_NAME = "discovery.json"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: the document holds ``grc`` (a version 1 entry, without it, is fetched again)
 MAX_SERVICES = 16  # entries kept in the file; the oldest go first
 
 
@@ -114,7 +123,19 @@ def _document(body: Any) -> Discovery | None:
             str(e.get("host", "")).lower() for e in endpoints if isinstance(e, dict) and e.get("host")
         ),
         login=tuple(login),
+        grc=_grc(body.get("grc")),
     )
+
+
+def _grc(value: Any) -> Grc:
+    """The ``grc`` object's strings (anything else in it is left out)."""
+    if not isinstance(value, dict):
+        return Grc(None, ())
+    region, endpoints = value.get("region"), value.get("endpoints")
+    if not isinstance(endpoints, dict):
+        endpoints = {}
+    return Grc(region if isinstance(region, str) else None,
+               tuple((k, v) for k, v in endpoints.items() if isinstance(k, str) and isinstance(v, str)))
 
 
 # --- the file kept between processes -----------------------------------------------------------------------
@@ -150,7 +171,7 @@ def _remember(store: Cache, service: ServiceURL, body: dict[str, Any], now: floa
     """Keep what the service said (the fields the helper reads) for the next process; best effort."""
     entries = {url: entry for url, entry in _entries(store).items() if url != service.url and _fresh(entry, now)}
     kept = sorted(entries.items(), key=lambda item: float(item[1]["fetched_at"]))[-(MAX_SERVICES - 1):]
-    document = {k: body[k] for k in ("audience", "git_endpoints", "login") if k in body}
+    document = {k: body[k] for k in ("audience", "git_endpoints", "login", "grc") if k in body}
     entries = {**dict(kept), service.url: {"fetched_at": int(now), "document": document}}
     import contextlib  # noqa: PLC0415
 

@@ -154,12 +154,12 @@ def test_an_expired_or_future_entry_is_fetched_again_and_replaced(
 
 
 @pytest.mark.parametrize("content", [
-    b"", b"not json", b"[]", b'{"version": 99, "services": {}}', b'{"version": 1, "services": []}',
-    b'{"version": 1, "services": {"URL": "x"}}',
-    b'{"version": 1, "services": {"URL": {"fetched_at": "now", "document": {"git_endpoints": []}}}}',
-    b'{"version": 1, "services": {"URL": {"fetched_at": true, "document": {"git_endpoints": []}}}}',
-    b'{"version": 1, "services": {"URL": {"fetched_at": NOW, "document": ["x"]}}}',
-    b'{"version": 1, "services": {"URL": {"fetched_at": NOW, "document": {"audience": "a"}}}}',
+    b"", b"not json", b"[]", b'{"version": 99, "services": {}}', b'{"version": VERSION, "services": []}',
+    b'{"version": VERSION, "services": {"URL": "x"}}',
+    b'{"version": VERSION, "services": {"URL": {"fetched_at": "now", "document": {"git_endpoints": []}}}}',
+    b'{"version": VERSION, "services": {"URL": {"fetched_at": true, "document": {"git_endpoints": []}}}}',
+    b'{"version": VERSION, "services": {"URL": {"fetched_at": NOW, "document": ["x"]}}}',
+    b'{"version": VERSION, "services": {"URL": {"fetched_at": NOW, "document": {"audience": "a"}}}}',
     b"\xff\xfe" + b"x" * 100,
 ], ids=["empty", "garbage", "list", "version", "services-list", "entry-string", "time-string", "time-bool",
         "document-list", "no-endpoints", "binary"])
@@ -170,7 +170,8 @@ def test_a_corrupt_cache_is_ignored_and_replaced(
     path = cache_file(tmp_path)
     path.parent.mkdir(mode=0o700)
     now = str(NOW).encode()
-    path.write_bytes(content.replace(b"URL", url.url.encode()).replace(b"NOW", now))
+    version = str(discovery.FILE_VERSION).encode()
+    path.write_bytes(content.replace(b"URL", url.url.encode()).replace(b"NOW", now).replace(b"VERSION", version))
     env = env_for(tmp_path)
     assert process.fetch(url, env).audience == "ccweb-ci"
     assert stand_in.asked == ["/.well-known/ccweb"]
@@ -187,7 +188,7 @@ def test_a_cached_document_is_checked_like_a_fetched_one(
     path.parent.mkdir(mode=0o700)
     odd = {"audience": 5, "git_endpoints": [{"host": "GIT.Example.com"}, "x", {}], "login": [{"name": "n"}, 3]}
     entry = {"fetched_at": NOW, "document": odd}
-    path.write_text(json.dumps({"version": 1, "services": {url.url: entry}}))
+    path.write_text(json.dumps({"version": discovery.FILE_VERSION, "services": {url.url: entry}}))
     found = process.fetch(url, env_for(tmp_path))
     assert found == discovery.Discovery(audience="", git_endpoints=("git.example.com",), login=())
     assert stand_in.asked == []
@@ -213,7 +214,7 @@ def test_the_file_keeps_a_bounded_number_of_services(
     path.parent.mkdir(mode=0o700)
     others = {f"https://s{n}.example.com": {"fetched_at": NOW - n, "document": {"git_endpoints": []}}
               for n in range(40)}
-    path.write_text(json.dumps({"version": 1, "services": others}))
+    path.write_text(json.dumps({"version": discovery.FILE_VERSION, "services": others}))
     process.fetch(service[1], env_for(tmp_path))
     kept = json.loads(path.read_text())["services"]
     assert len(kept) == discovery.MAX_SERVICES
@@ -327,7 +328,8 @@ def plant_document(directory: Path, url: str, fetched_at: float, *, owner: tuple
     """A fresh ``discovery.json`` for ``url`` that would send CI jobs and people elsewhere; its bytes."""
     directory.mkdir()
     path = directory / discovery.FILE_NAME
-    path.write_text(json.dumps({"version": 1, "services": {url: {"fetched_at": fetched_at, "document": PLANTED}}}))
+    entry = {"fetched_at": fetched_at, "document": PLANTED}
+    path.write_text(json.dumps({"version": discovery.FILE_VERSION, "services": {url: entry}}))
     if owner is not None:
         for planted in (path, directory):
             os.chown(planted, *owner)
