@@ -17,7 +17,12 @@ git applies ``*`` host patterns to credential settings only from git 2.26 on (``
 would ignore every section written here, so setup refuses to run on it and says to upgrade. (Spelling out
 each host instead is no way round: VPC endpoint names hold an endpoint id no list can foresee.)
 
-Idempotent: it reads the target file first and runs ``git config`` only for keys that differ.
+It also hands the console's GRC URLs (``codecommit::<region>://<repo>``, ``codecommit://<repo>``) to
+``ccweb-helper grc`` (``grc``) with four keys, ``GRC_KEYS``; ``--no-grc`` leaves them to AWS's
+git-remote-codecommit (and removes those keys where setup wrote them).
+
+Idempotent: it reads the target file first and runs ``git config`` only for keys that differ. The two
+``insteadOf`` keys are lists: setup adds its value when missing and never replaces a value of the person's own.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ USAGE_EPILOG = """\
 Writes, for every CodeCommit host form and each git endpoint of the service, a [credential "<url>"] section
 with an empty `helper =` (so no keychain, Git Credential Manager, store or cache sees CodeCommit passwords),
 `helper = !ccweb-helper` and `useHttpPath = true`, plus ccweb.url. Your own helpers keep working for every
-other host. Running it again changes nothing. Check the result with `ccweb-helper doctor`. Needs git 2.26 or
-newer (older git ignores the `*` host patterns).
+other host. It also sends the console's GRC URLs (codecommit::<region>://<repo>, codecommit://<repo>) through
+ccweb (`url.ccweb::.insteadOf`, `alias.remote-ccweb`, `protocol.ccweb.allow`); --no-grc leaves them to AWS's
+git-remote-codecommit instead. Running it again changes nothing. Check the result with `ccweb-helper doctor`.
+Needs git 2.26 or newer (older git ignores the `*` host patterns).
 """
 
 
@@ -92,13 +99,25 @@ def this_helper() -> str:
     return helper_command(sys.argv[0], sys.executable, shutil.which, root)
 
 
-def desired(sections: Sequence[Section], helper: str, url: str) -> list[tuple[str, list[str]]]:
+def grc_keys(helper: str) -> list[tuple[str, list[str]]]:
+    """The keys that send GRC URLs to ``<helper> grc``: git rewrites ``codecommit::`` to ``ccweb::``, runs
+    ``git remote-ccweb`` for it, which is the alias; submodules need the protocol allowed."""
+    return [("url.ccweb::.insteadOf", ["codecommit::"]), ("url.ccweb::codecommit://.insteadOf", ["codecommit://"]),
+            ("alias.remote-ccweb", [f"{helper} grc"]), ("protocol.ccweb.allow", ["always"])]
+
+
+def desired(sections: Sequence[Section], helper: str, url: str, *, grc: bool = True) -> list[tuple[str, list[str]]]:
     """(key, values) for every key setup owns, in the order it writes them."""
     keys: list[tuple[str, list[str]]] = [("ccweb.url", [url])]
     for section in sections:
         keys.append((f"credential.{section.url}.helper", ["", helper]))
         keys.append((f"credential.{section.url}.useHttpPath", ["true"]))
-    return keys
+    return keys + (grc_keys(helper) if grc else [])
+
+
+def _listed(key: str) -> bool:
+    """Whether ``key`` is a list git reads every value of, to which setup adds its own (``insteadOf``)."""
+    return key.lower().endswith(".insteadof")
 
 
 def _current(entries: Sequence[gitconfig.Entry], key: str) -> list[str | None]:
@@ -117,10 +136,26 @@ def commands(entries: Sequence[gitconfig.Entry], wanted: list[tuple[str, list[st
     todo: list[list[str]] = []
     for key, values in wanted:
         have = _current(entries, key)
+        if _listed(key):
+            todo.extend(["--add", key, value] for value in values if value not in have)
+            continue
         if _same(key, have, values):
             continue
         todo.append(["--replace-all", key, values[0]])
         todo.extend(["--add", key, value] for value in values[1:])
+    return todo
+
+
+def grc_removals(entries: Sequence[gitconfig.Entry]) -> list[list[str]]:
+    """The ``git config`` arguments that take the GRC keys setup writes out of ``entries`` (``--no-grc``): its
+    ``insteadOf`` values, an alias that runs ccweb-helper, the protocol setting."""
+    todo: list[list[str]] = []
+    for key, values in grc_keys("ccweb-helper"):
+        have = _current(entries, key)
+        if _listed(key):
+            todo.extend(["--unset-all", key, gitconfig.ere_literal(v)] for v in values if v in have)
+        elif (any(v and "ccweb" in v for v in have) if key.startswith("alias.") else bool(have)):
+            todo.append(["--unset-all", key])
     return todo
 
 
@@ -156,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--file", metavar="PATH", help="this git config file")
     parser.add_argument("--helper", metavar="CMD",
                         help="the command git runs (default: ccweb-helper if PATH finds this helper, else its path)")
+    parser.add_argument("--no-grc", dest="grc", action="store_false",
+                        help="leave codecommit:: URLs (the console's GRC URLs) to AWS's git-remote-codecommit")
     parser.add_argument("--dry-run", action="store_true", help="print the git config commands; change nothing")
     return parser
 
@@ -201,7 +238,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
     except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError) as exc:
         err.write(f"ccweb-helper setup: cannot read {place} ({exc}).\n")
         return 1
-    todo = commands(existing, desired(sections, helper, service.url))
+    todo = commands(existing, desired(sections, helper, service.url, grc=args.grc))
+    if not args.grc:
+        todo += grc_removals(existing)
     if warning:
         err.write(f"ccweb-helper setup: warning: {warning}\n")
     if args.dry_run:
@@ -230,7 +269,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
             err.write(f"ccweb-helper setup: `{shown}` failed: {reason.rstrip('.')}.{again}\n")
             return 1
     _summary(out, place, todo=todo, service=service, helper=helper, sections=sections, endpoints=endpoints,
-             warning=warning)
+             warning=warning, grc=args.grc)
     return 0
 
 
@@ -282,7 +321,7 @@ def _git_endpoints(service: ServiceURL, env: Mapping[str, str]) -> tuple[tuple[s
 
 
 def _summary(out: IO[str], place: str, *, todo: list[list[str]], service: ServiceURL, helper: str,
-             sections: list[Section], endpoints: tuple[str, ...], warning: str) -> None:
+             sections: list[Section], endpoints: tuple[str, ...], warning: str, grc: bool) -> None:
     if not todo:
         out.write(f"Already configured in {place} ({len(sections)} host patterns, service {service.url}); "
                   "nothing changed.\nCheck it with `ccweb-helper doctor`.\n")
@@ -296,5 +335,10 @@ def _summary(out: IO[str], place: str, *, todo: list[list[str]], service: Servic
         out.write("  (the service's git endpoints could not be read; see the warning)\n")
     elif not endpoints:
         out.write("  (the service announces no extra git endpoints)\n")
+    if grc:
+        out.write(f"  {'codecommit::<region>://<repo>, codecommit://<repo>':<52} the console's GRC URLs, through "
+                  f"`{one_line(helper.removeprefix('!'), 200)} grc`\n")
+    else:
+        out.write("  (codecommit:: URLs are left to AWS's git-remote-codecommit: --no-grc)\n")
     out.write("Your other credential helpers still answer for every other host.\n")
     out.write("Next: run `ccweb-helper doctor` to check the whole chain.\n")
