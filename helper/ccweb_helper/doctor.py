@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import IO
 
 from ccweb_helper.doctor_git import GitChecks
+from ccweb_helper.doctor_grc import GrcChecks
 from ccweb_helper.doctor_service import ServiceChecks
 
 
-class Doctor(GitChecks, ServiceChecks):
+class Doctor(GitChecks, GrcChecks, ServiceChecks):
     """Every check, sharing one report."""
 
 
@@ -31,6 +32,7 @@ def run(env: Mapping[str, str], out: IO[str], clock: Callable[[], float] = time.
         doctor.helper_lists()
         doctor.helper_for_all_hosts()
         doctor.runnable()
+        doctor.grc_urls()
         doctor.remote_users()
         doctor.stored()
         doctor.tls_and_proxies()
