@@ -20,7 +20,7 @@ and stops by itself:
    - ``ccweb-helper store`` and ``ccweb-helper erase``, with what git sends them;
    - ``aws codecommit credential-helper get`` with static keys and no network;
    - ``python -c pass`` with the interpreter that runs ccweb-helper, and, for information, the same
-     interpreter setting up TLS as the helper does for an https service (``ccweb_helper.client.tls_context()``).
+     interpreter setting up TLS as the helper does for an https service (``ccweb_helper.transport.tls_context()``).
 
 Every ``get`` must answer a username and password (and ``store``/``erase`` nothing); a failed run stops the
 bench. Goals: each ``ccweb-helper get`` median at most 0.10 x the AWS CLI's, and ``store`` and ``erase``
@@ -469,7 +469,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                     get_input(), aws_env, "credential", ours=False),
             Variant("python -c pass", [interpreter, "-c", "pass"], b"", base, "exit 0", ours=False),
             Variant("python: TLS set-up of an https service", [interpreter, "-c",
-                    "from ccweb_helper.client import tls_context; tls_context()"], b"", base, "exit 0", ours=False,
+                    "from ccweb_helper.transport import tls_context; tls_context()"], b"", base, "exit 0", ours=False,
                     judged=False),
         ]  # fmt: skip
         hidden = [env_token, login_token, ci_token, github.request_token]

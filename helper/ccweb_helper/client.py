@@ -6,10 +6,8 @@ exchange (connection, TLS handshake, request, answer), however slowly the peer s
 ``http11``; its JSON is parsed by ``parse_json`` only, which refuses what is nested too deeply; whatever a peer
 said is shown through ``one_line``, which escapes control characters.
 
-Git starts the helper for every fetch and push, so its start-up is kept short: one request per connection
-(``Connection: close``) spoken over ``socket`` directly, since ``http.client`` alone costs more to import
-(its ``email`` header parser) than the rest of the helper and the request together; ``ssl`` is imported only
-for an https URL; ``typing`` only by type checkers.
+The connection itself (direct, or through a proxy named by ``HTTPS_PROXY``, ``ALL_PROXY``…; TLS) is
+``transport``'s, imported with the first request; ``typing`` is imported only by type checkers.
 """
 
 from __future__ import annotations
@@ -20,12 +18,11 @@ import sys
 from urllib.parse import urlsplit
 
 from ccweb_helper.hosts import is_loopback
-from ccweb_helper.http11 import MAX_RESPONSE_BYTES, BadAnswer, Deadline, digits, read_answer
+from ccweb_helper.http11 import MAX_RESPONSE_BYTES, BadAnswer, Deadline, digits
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
-    import ssl
+    from collections.abc import Mapping
     from typing import Any, NamedTuple
 
 MAX_JSON_DEPTH = 32  # arrays and objects within each other; the deepest answer the helper reads has 3
@@ -149,7 +146,7 @@ SERVICE_HINT = "CCWEB_URL or git config ccweb.url"
 
 def request(
     service: ServiceURL, method: str, path: str, *, timeout: float, token: str | None = None,
-    body: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None, env: Mapping[str, str] | None = None,
 ) -> Response:
     """One exchange with the ccweb service; its answer must be a JSON object."""
     headers = {}
@@ -160,7 +157,7 @@ def request(
         payload = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     answer = http_json(service.url + path, "the ccweb service", method=method, timeout=timeout, headers=headers,
-                       body=payload, where=service.url, hint=SERVICE_HINT)
+                       body=payload, where=service.url, hint=SERVICE_HINT, env=env)
     if answer.body is None:
         raise HelperError(
             f"{service.url} answered HTTP {answer.status} with something that is not ccweb's JSON; check that "
@@ -171,7 +168,7 @@ def request(
 
 def http_json(
     url: str, what: str, *, method: str = "GET", timeout: float, headers: dict[str, str] | None = None,
-    body: bytes | None = None, where: str | None = None, hint: str = "",
+    body: bytes | None = None, where: str | None = None, hint: str = "", env: Mapping[str, str] | None = None,
 ) -> Response:
     """One HTTP exchange: with the ccweb service, an identity provider, a CI platform's token service.
 
@@ -179,7 +176,9 @@ def http_json(
     ("the GitHub Actions token service"), ``where`` its address (default: the URL's origin) and ``hint``
     the setting to check when it cannot be reached. ``timeout`` bounds the whole exchange. The answer is
     size-capped; ``body`` of the Response is the parsed JSON object, or None when the answer was not a JSON
-    object (``parse_json``). No header value (a token) ever appears in an error.
+    object (``parse_json``). No header value (a token) ever appears in an error. An https request goes through
+    the proxy the environment (``env``, default ``os.environ``) names, as curl would (``proxy.choose``); a
+    proxy's failure or an unusable proxy setting is a sentence naming the proxy and its variable.
     """
     if any(c.isspace() or not c.isprintable() for c in url):  # urlsplit would drop a tab, CR or LF unseen
         raise HelperError(f"the address of {what} holds a space or control character.")
@@ -207,12 +206,22 @@ def http_json(
         )
     import socket  # noqa: PLC0415 (the interpreter starts faster without it: store and erase never need it)
 
+    from ccweb_helper import transport  # noqa: PLC0415
+
     try:
-        status, answer_headers, raw = _exchange(parts.scheme, parts.hostname, port, method=method, target=target,
-                                                headers=sent, body=body, deadline=Deadline(timeout))
+        proxy = transport.proxy_for(parts.scheme, parts.hostname, port, os.environ if env is None else env)
+    except transport.ProxyFailure as exc:  # a setting that cannot be used: named, its value not repeated
+        raise HelperError(exc.message) from None
+    via = f" through the proxy {proxy.url} ({proxy.variable})" if proxy is not None else ""
+    try:
+        status, answer_headers, raw = transport.exchange(
+            parts.scheme, parts.hostname, port, method=method, target=target, headers=sent, body=body,
+            deadline=Deadline(timeout), proxy=proxy)
+    except transport.ProxyFailure as exc:
+        raise HelperError(exc.message) from None
     except BadAnswer as exc:
         check = f"; check {hint}, and that it is running" if hint else ""
-        raise HelperError(f"cannot reach {what} at {origin} ({exc.kind}){check}.") from None
+        raise HelperError(f"cannot reach {what} at {origin}{via} ({exc.kind}){check}.") from None
     except (socket.gaierror, UnicodeError):  # UnicodeError: a name that cannot be an international domain name
         raise HelperError(
             f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
@@ -222,16 +231,17 @@ def http_json(
         ssl = sys.modules.get("ssl")  # loaded for https URLs only
         if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
             raise HelperError(
-                f"the TLS certificate of {what} at {origin} could not be verified ({exc.verify_message}); if "
+                f"the TLS certificate of {what} at {origin} could not be verified{via} ({exc.verify_message}); if "
                 "your company uses its own certificate authority, point SSL_CERT_FILE at its bundle."
             ) from None
         if isinstance(exc, (socket.timeout, TimeoutError)):
             raise HelperError(
-                f"{what} at {origin} did not answer within {timeout:g} seconds; try again, or raise CCWEB_TIMEOUT."
+                f"{what} at {origin} did not answer within {timeout:g} seconds{via}; try again, or raise "
+                "CCWEB_TIMEOUT."
             ) from None
         reason = exc.strerror or type(exc).__name__
         check = f"; check {hint}, and that it is running" if hint else ""
-        raise HelperError(f"cannot reach {what} at {origin} ({reason}){check}.") from None
+        raise HelperError(f"cannot reach {what} at {origin}{via} ({reason}){check}.") from None
     if len(raw) > MAX_RESPONSE_BYTES:
         raise HelperError(f"the answer of {what} at {origin} is too large to be one it would send.")
     try:
@@ -272,100 +282,6 @@ def _within_depth(value: object) -> bool:
 def _header_value(value: str) -> bool:
     """Whether ``value`` is only printable ASCII (``[\\x20-\\x7e]*``), so it cannot end the header early."""
     return value.isascii() and value.isprintable()
-
-
-def _exchange(
-    scheme: str, hostname: str, port: int | None, *, method: str, target: str, headers: dict[str, str],
-    body: bytes | None, deadline: Deadline,
-) -> tuple[int, dict[str, str], bytes]:
-    """One request on a new connection: (status, headers with lower-case names, at most
-    ``MAX_RESPONSE_BYTES + 1`` bytes of the body). ``deadline`` bounds the whole exchange: the connection,
-    the TLS handshake, the request and every read of the answer share it. OSError (``socket.gaierror``,
-    ``ssl.SSLError``, TimeoutError …), UnicodeError or BadAnswer when it fails."""
-    if any(c <= " " or c == "\x7f" for c in target):
-        raise BadAnswer("InvalidURL")  # would break the request line
-    default_port = 443 if scheme == "https" else 80
-    # Resolved as bytes: a str makes getaddrinfo import the idna codec even for an ASCII name.
-    address = hostname.encode("ascii") if hostname.isascii() else hostname.encode("idna")
-    host = b"[" + address + b"]" if b":" in address else address
-    if port is not None and port != default_port:
-        host += b":%d" % port
-    head = [f"{method} {target} HTTP/1.1", "Host: " + host.decode("ascii"), "Accept-Encoding: identity"]
-    head += [f"{name}: {value}" for name, value in headers.items()]
-    if body is not None or method in ("POST", "PUT", "PATCH"):
-        head.append(f"Content-Length: {len(body or b'')}")
-    head.append("Connection: close")
-    message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    sock = _connect(address, port or default_port, deadline)
-    try:
-        if scheme == "https":
-            import ssl  # noqa: PLC0415 (only for https)
-
-            context, lazy = tls_context()
-            try:
-                sock.settimeout(deadline.left())  # the handshake, as a whole
-                sock = context.wrap_socket(sock, server_hostname=hostname)
-            except ssl.SSLCertVerificationError:
-                if not lazy:
-                    raise
-                # Not in the hashed directory (a bundle edited by hand?): once more, with every authority loaded.
-                sock.close()
-                sock = _connect(address, port or default_port, deadline)
-                sock.settimeout(deadline.left())
-                sock = tls_context(every_authority=True)[0].wrap_socket(sock, server_hostname=hostname)
-        sock.settimeout(deadline.left())  # sendall: the whole request
-        sock.sendall(message)
-        with deadline.reader(sock) as reader:
-            return read_answer(reader, method)
-    finally:
-        sock.close()
-
-
-def _connect(address: bytes, port: int, deadline: Deadline) -> socket.socket:
-    """A connection to the first of ``address``'s addresses that takes one, within what is left of ``deadline``
-    (``socket.create_connection`` would give each address the whole time again)."""
-    import socket  # noqa: PLC0415
-
-    error: OSError = OSError("no address")
-    for family, kind, proto, _, peer in socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM):
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(deadline.left())
-            sock.connect(peer)
-        except OSError as exc:
-            sock.close()
-            error = exc
-            continue
-        return sock
-    raise error
-
-
-def tls_context(every_authority: bool = False) -> tuple[ssl.SSLContext, bool]:
-    """The verifying TLS context, and whether it finds the certificate authorities lazily.
-
-    Loading the system's whole CA bundle is slow with OpenSSL 3, at every git call (bench/helper measures
-    it; bench/README.md). Where the system also
-    keeps its authorities as a hashed directory (Debian, Ubuntu, Alpine: ``update-ca-certificates`` keeps the
-    two in step), OpenSSL reads from it only the authority a server's chain names. ``SSL_CERT_FILE`` (a
-    company's bundle) always loads that bundle, as does ``every_authority``.
-    """
-    import ssl  # noqa: PLC0415
-
-    if not every_authority and not os.environ.get("SSL_CERT_FILE"):
-        directory = ssl.get_default_verify_paths().capath
-        if directory and _hashed(directory):
-            return ssl.create_default_context(capath=directory), True
-    return ssl.create_default_context(), False
-
-
-def _hashed(directory: str) -> bool:
-    """Whether ``directory`` holds certificates under OpenSSL's hashed names (``5ad8a5d6.0``)."""
-    try:
-        with os.scandir(directory) as entries:
-            return any(len(name) == 10 and name.endswith(".0") and all(c in "0123456789abcdef" for c in name[:8])
-                       for name in (entry.name for entry in entries))
-    except OSError:
-        return False
 
 
 def error_sentence(response: Response) -> str:

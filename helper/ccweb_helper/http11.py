@@ -49,6 +49,7 @@ class Deadline:
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
+        self.seconds = seconds
         self.end = clock() + seconds
 
     def left(self) -> float:
@@ -131,6 +132,8 @@ def _head(reader: Stream) -> tuple[int, dict[str, str]]:
 def _body(reader: Stream, method: str, status: int, headers: dict[str, str]) -> bytes:
     limit = MAX_RESPONSE_BYTES + 1
     if method == "HEAD" or status in (204, 304):
+        return b""
+    if method == "CONNECT":  # a tunnel follows a 2xx; any other answer's body is not needed, the socket is closed
         return b""
     coding = headers.get("transfer-encoding")
     if coding is not None:  # it wins over any length (RFC 9112, 6.3)

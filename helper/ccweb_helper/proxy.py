@@ -77,7 +77,7 @@ def choose(scheme: str, host: str, port: int | None, env: Mapping[str, str]) -> 
     (only ever to loopback). ProxySettingError for a proxy URL that cannot be used (socks*, https:// proxy, bad
     port, garbage); as in curl, one that ``NO_PROXY`` bypasses is not read at all."""
     name = _unbracketed(host)
-    if _is_loopback(name):
+    if loopback(name):
         return None
     found = proxy_variable(scheme, env)
     if found is None:
@@ -258,7 +258,7 @@ def _unbracketed(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
-def _is_loopback(host: str) -> bool:
+def loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 (in any spelling) and localhost (with or without its trailing dot)."""
     if is_loopback(host) or host.lower() == "localhost.":
         return True

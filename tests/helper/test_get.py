@@ -363,7 +363,7 @@ def _hashed_directory(directory: Path, *certs: Path) -> Path:
 
 
 def test_a_hashed_ca_directory_is_read_lazily_and_trusted_like_the_bundle(home: Path, tmp_path: Path) -> None:
-    from ccweb_helper.client import tls_context
+    from ccweb_helper.transport import tls_context
 
     cert, context = self_signed(tmp_path)
     authorities = _hashed_directory(tmp_path / "certs", cert)
@@ -394,7 +394,7 @@ def test_a_hashed_ca_directory_is_read_lazily_and_trusted_like_the_bundle(home: 
 def test_an_authority_missing_from_the_hashed_directory_is_looked_for_in_every_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ccweb_helper import client
+    from ccweb_helper import client, transport
 
     cert, server = self_signed(tmp_path)
     asked: list[bool] = []
@@ -405,7 +405,7 @@ def test_an_authority_missing_from_the_hashed_directory_is_looked_for_in_every_o
             return ssl.create_default_context(cafile=str(cert)), False
         return ssl.create_default_context(cadata=""), True  # a directory without this server's authority
 
-    monkeypatch.setattr(client, "tls_context", contexts)
+    monkeypatch.setattr(transport, "tls_context", contexts)
     with canned(200, b'{"ok": true}', tls=server) as (url, seen):
         answer = client.http_json(url + "/x", "the test service", timeout=10)
     assert answer.status == 200 and answer.body == {"ok": True}

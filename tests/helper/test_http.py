@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ccweb_helper import client, discovery, get
+from ccweb_helper import client, discovery, get, transport
 from ccweb_helper.client import HelperError, http_json, parse_service_url
 from ccweb_helper.discovery import LoginIssuer
 from ccweb_helper.http11 import Deadline
@@ -230,7 +230,7 @@ def test_the_host_header_names_an_ipv6_address_in_brackets(monkeypatch: pytest.M
         addresses.append((address, port))
         return Socket()
 
-    monkeypatch.setattr(client, "_connect", connect)
+    monkeypatch.setattr(transport, "connect", connect)
     assert http_json("http://[::1]:8080/x", "the peer", timeout=5).body == {}
     assert http_json("http://localhost/x", "the peer", timeout=5).body == {}
     assert addresses == [(b"::1", 8080), (b"localhost", 80)]  # resolved as bytes: no idna codec for ASCII names
@@ -286,10 +286,10 @@ def test_every_step_of_an_exchange_waits_only_for_what_is_left(monkeypatch: pyte
         clock.now += 2
         return Dripping()
 
-    monkeypatch.setattr(client, "_connect", connect)
+    monkeypatch.setattr(transport, "connect", connect)
     with pytest.raises(TimeoutError):
-        client._exchange("http", "127.0.0.1", 8080, method="GET", target="/", headers={}, body=None,
-                         deadline=Deadline(6, clock))
+        transport.exchange("http", "127.0.0.1", 8080, method="GET", target="/", headers={}, body=None,
+                           deadline=Deadline(6, clock))
     assert timeouts == [4, 3, 2, 1]
 
 
