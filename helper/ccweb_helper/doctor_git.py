@@ -318,10 +318,9 @@ class GitChecks(Report):
         if configured:
             proxies.append(f"http.proxy={_redacted(configured)}")
         if proxies:
-            reached = "; it reached the service directly" if self.service_ok else ""
-            self.say("note", f"git reaches CodeCommit through a proxy ({', '.join(proxies)}); ccweb-helper does not "
-                             f"use proxies and connects to the ccweb service directly{reached} — the service must be "
-                             "reachable without one (list it in NO_PROXY for other tools).")
+            self.say("note", f"git reaches CodeCommit through a proxy ({', '.join(proxies)}); ccweb-helper reads "
+                             "HTTPS_PROXY, ALL_PROXY and NO_PROXY as git's curl does (not http.proxy): the service "
+                             "line above says how it reached the service.")
 
 
 def _redacted(url: str) -> str:

@@ -36,6 +36,7 @@ class Report:
         self.endpoints: tuple[str, ...] = ()
         self.service: ServiceURL | None = None
         self.service_ok = False
+        self.route_text = ""  # how the service was reached: ", via proxy http://… (HTTPS_PROXY)", or nothing
         self.ccweb_values: dict[str, gitconfig.Entry] = {}
         self.git: tuple[int, ...] = gitconfig.CREDENTIAL_WILDCARDS
 

@@ -1,5 +1,7 @@
 """``ccweb-helper doctor``'s checks that need the ccweb service: it answers, the clocks agree, the token is
-accepted and some rule grants a repository. The token is never printed.
+accepted and some rule grants a repository. Each says how it reached the service: through which proxy (and the
+variable that set it), or directly because NO_PROXY lists the host or because it is loopback; a proxy setting
+that cannot be used is a failure naming the variable. The token and the proxy's password are never printed.
 """
 
 from __future__ import annotations
@@ -7,8 +9,9 @@ from __future__ import annotations
 import sys
 from email.utils import parsedate_to_datetime
 
-from ccweb_helper.client import HelperError, Response, error_sentence
+from ccweb_helper.client import HelperError, Response, ServiceURL, error_sentence
 from ccweb_helper.doctor_report import SAMPLES, Report
+from ccweb_helper.transport import PROXY_VARIABLES
 
 SKEW_WARN, SKEW_FAIL = 60, 300  # seconds between this computer's clock and the service's
 
@@ -43,11 +46,18 @@ class ServiceChecks(Report):
         try:
             seconds = min(timeout(self.env), 10.0)
             self.service = parse_service_url(*configured)
+        except HelperError as exc:
+            self.say("FAIL", exc.message)
+            return None
+        route = self.route(self.service)
+        if route is None:
+            return None
+        try:
             started = self.clock()
-            answer = request(self.service, "GET", "/.well-known/ccweb", timeout=seconds)
+            answer = request(self.service, "GET", "/.well-known/ccweb", timeout=seconds, env=self.env)
             finished = self.clock()
         except HelperError as exc:
-            self.say("FAIL", exc.message + self._proxy_hint())
+            self.say("FAIL", exc.message)
             return None
         endpoints = answer.body.get("git_endpoints")
         if answer.status != 200 or not isinstance(endpoints, list):
@@ -61,15 +71,42 @@ class ServiceChecks(Report):
         how = "TLS certificate verified" if self.service.scheme == "https" else "plain http on loopback"
         version = answer.body.get("version")
         self.say("ok", f"service {self.service.url} ({configured[1]}) answers{f' (ccweb {version})' if version else ''}"
-                       f", {how}.")
+                       f", {how}{route}.")
         self.compare_clocks(answer, (started + finished) / 2)
         return seconds
 
-    def _proxy_hint(self) -> str:
-        if any(self.env.get(n) for n in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-            return " (A proxy is set in this shell: ccweb-helper does not use proxies, so the service must be " \
-                   "reachable directly.)"
-        return ""
+    def route(self, service: ServiceURL) -> str | None:
+        """How requests to ``service`` go, to end its line: ``, via proxy http://… (HTTPS_PROXY)``, ``, directly
+        (…)`` when a proxy is set but not used for it, nothing when none is set. A proxy setting that cannot be
+        used is a FAIL line naming the variable; None when the service cannot be asked because of it."""
+        if not any(self.env.get(name) for name in PROXY_VARIABLES):
+            return ""
+        from ccweb_helper import proxy  # noqa: PLC0415 (only when a proxy is set)
+
+        found = proxy.proxy_variable("https", self.env)
+        if found is None:  # set to spaces only: unset
+            return ""
+        try:
+            proxy.parse_proxy(found[1], found[0])
+            problem = ""
+        except proxy.ProxySettingError as exc:
+            problem = str(exc)
+        skip = proxy.no_proxy_variable(self.env)
+        if service.scheme != "https" or proxy.loopback(service.host):  # plain http is for loopback only
+            how = ", directly (loopback is never proxied)"
+        elif skip is not None and proxy.bypassed(service.host, service.port, skip[1]):
+            how = f", directly ({skip[0]} bypasses the proxy for {service.host})"
+        elif problem:
+            self.say("FAIL", problem)
+            return None
+        else:
+            chosen = proxy.choose(service.scheme, service.host, service.port, self.env)
+            how = f", via proxy {chosen.url} ({chosen.variable})" if chosen is not None else ""
+        if problem:
+            self.say("FAIL", f"{problem} The service is reached without it, but requests to other hosts (your "
+                             "identity provider, a CI token service) would fail.")
+        self.route_text = how
+        return how
 
     def compare_clocks(self, answer: Response, local: float) -> None:
         """This computer's clock (``local``, when the service answered) against the answer's Date header."""
@@ -101,7 +138,7 @@ class ServiceChecks(Report):
         assert self.service is not None  # noqa: S101 (check_service succeeded)
         try:
             found = find_token(self.env, self.service, seconds, stderr=sys.stderr, interactive=False)
-            answer = request(self.service, "GET", "/v1/whoami", timeout=seconds, token=found.token)
+            answer = request(self.service, "GET", "/v1/whoami", timeout=seconds, token=found.token, env=self.env)
         except HelperError as exc:
             self.say("FAIL", exc.message)
             return
@@ -112,8 +149,9 @@ class ServiceChecks(Report):
         identity, issuer, url, expires = (_text(body.get(k)) for k in ("identity", "issuer", "issuer_url",
                                                                           "expires_at"))
         left = _minutes_left(expires, self.clock())
+        asked = f"; asked {self.route_text[2:]}" if self.route_text else ""
         self.say("ok", f"the token from {found.source} is accepted: you are {identity} (issuer {issuer}, {url}), "
-                       f"valid until {expires}{left}.")
+                       f"valid until {expires}{left}{asked}.")
         listed = body.get("rules")
         rules = [rule for rule in (listed if isinstance(listed, list) else []) if isinstance(rule, dict)]
         if not rules:

@@ -428,8 +428,10 @@ def test_a_proxy_is_noted_not_failed(sandbox: Sandbox, tmp_path: Path) -> None:
     box.env["HTTPS_PROXY"] = "http://user:PROXYSECRET@proxy.example.com:3128"
     result = box.doctor()
     assert result.returncode == 0, result.stdout
-    line = next(line for line in result.stdout.splitlines() if "proxy" in line)
-    assert line.startswith("note") and "connects to the ccweb service directly" in line
+    line = next(line for line in result.stdout.splitlines() if "answers" in line)
+    assert line.startswith("ok") and line.endswith("directly (loopback is never proxied).")
+    note = next(line for line in result.stdout.splitlines() if line.startswith("note") and "proxy" in line)
+    assert "git reaches CodeCommit through a proxy (HTTPS_PROXY=http://proxy.example.com:3128)" in note
     assert "PROXYSECRET" not in result.stdout
 
 
