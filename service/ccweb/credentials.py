@@ -1,10 +1,11 @@
 """One credential request, start to end: verify → resolve the target → decide → STS session → sign.
 
-``CredentialFlow.issue`` is the whole of ``POST /v1/credentials``; every outcome ends in exactly one audit line
-and one count of ``ccweb_decisions_total`` (``_record``). ``CredentialFlow.caller`` (verify, then the
-rate limit) is shared with ``/v1/whoami``. ``CredentialsEndpoint`` serves the flow as a plain ASGI app:
-git's busiest route skips FastAPI's dependency solving and Request/Response objects, and still passes
-through every middleware of the app, as a route of its router.
+``CredentialFlow.issue`` is the whole of ``POST /v1/credentials`` and of ``POST /v1/git-credential`` (the same
+request in git's credential format, ``ccweb.textapi``); every outcome ends in exactly one audit line and one
+count of ``ccweb_decisions_total`` (``_record``). ``CredentialFlow.caller`` (verify, then the rate limit) is
+shared with ``/v1/whoami``. ``CredentialsEndpoint`` serves the flow as a plain ASGI app, in the ``Wire`` of its
+route (how the body is read and the answers written): git's busiest routes skip FastAPI's dependency solving
+and Request/Response objects, and still pass through every middleware of the app, as routes of its router.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 from pydantic import ValidationError
+from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
@@ -76,15 +78,30 @@ def _unidentified_sentence(decision: Unidentified, caller: VerifiedToken) -> str
     )
 
 
+def validation_problems(exc: ValidationError) -> list[str]:
+    """``field: what is wrong`` for each problem of a request body pydantic refused."""
+    return [f"{'.'.join(str(p) for p in item.get('loc', ())) or 'body'}: {item.get('msg', 'invalid')}"
+            for item in exc.errors(include_url=False)]
+
+
 def _credential_request(raw: bytes) -> CredentialRequest:
     try:
         return CredentialRequest.model_validate_json(raw)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in item.get('loc', ())) or 'body'}: {item.get('msg', 'invalid')}"
-            for item in exc.errors(include_url=False)
-        ]
-        raise bad_body(problems) from None
+        raise bad_body(validation_problems(exc)) from None
+
+
+class Credential(TypedDict):
+    """What ``CredentialFlow.issue`` answers: the 200 of ``POST /v1/credentials`` (``CredentialResponse``)."""
+
+    username: str
+    password: str
+    expires_at: str
+    password_expiry_utc: int
+    region: str
+    repository: str
+    rule: str
+    role_arn: str
 
 
 class CredentialFlow:
@@ -125,12 +142,13 @@ class CredentialFlow:
             )
         return caller
 
-    async def issue(self, token: str | None, read_body: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The credential, as the JSON body of the 200; a ServiceError else."""
+    async def issue(self, token: str | None, read_body: Callable[[], Awaitable[bytes]],
+                    parse: Callable[[bytes], CredentialRequest] = _credential_request) -> Credential:
+        """The credential for the request ``parse`` reads from the body (JSON by default); a ServiceError else."""
         snapshot = self.running.current  # one policy for the token, the body and the decision
         caller = await self.caller(snapshot, token)
         # The body is parsed after the token is verified, so an unauthenticated caller learns nothing.
-        body = _credential_request(await read_body())
+        body = parse(await read_body())
         who: dict[str, Any] = {"issuer": caller.issuer.name, "subject": caller.subject, "token_sha256": caller.sha256}
         try:
             target = resolve(snapshot.config, body.protocol, body.host, body.path)
@@ -177,7 +195,7 @@ class CredentialFlow:
             raise
 
     def _answer(self, grant: Granted, session: AwsCredentials, target: Target, who: dict[str, Any],
-                where: dict[str, Any]) -> bytes:
+                where: dict[str, Any]) -> Credential:
         rule = grant.rule
         now = int(self.clock())
         password = git_password(session.secret_access_key, hostname=target.hostname, path=target.path,
@@ -186,7 +204,7 @@ class CredentialFlow:
         if session.expiration is not None:
             expiry = min(expiry, int(session.expiration.timestamp()))
         self._record("issued", rule.name, **who, **where, **self._decided(grant))
-        return json.dumps({
+        return {
             "username": git_username(session),
             "password": password,
             "expires_at": iso_time(expiry),
@@ -195,7 +213,7 @@ class CredentialFlow:
             "repository": target.repository,
             "rule": rule.name,
             "role_arn": rule.role_arn,
-        }, separators=(",", ":")).encode()
+        }
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -211,11 +229,32 @@ class ClientGone(Exception):
     """The client went away before its request body arrived: nothing to answer."""
 
 
-class CredentialsEndpoint:
-    """``CredentialFlow.issue`` as a plain ASGI app."""
+class Wire(NamedTuple):
+    """How a credentials route reads its request body and writes its answers; the flow between is the same."""
 
-    def __init__(self, flow: CredentialFlow) -> None:
+    parse: Callable[[bytes], CredentialRequest]
+    render: Callable[[Credential], bytes]
+    """The 200's body, made whole before anything is sent (an exception here is a 500, never part of a body)."""
+    content_type: bytes
+    error: Callable[[ServiceError], Response]
+    unexpected: Callable[[BaseException], Response]
+    """The 500 for any other exception, logged."""
+
+
+def _json_credential(credential: Credential) -> bytes:
+    return json.dumps(credential, separators=(",", ":")).encode()
+
+
+JSON_WIRE = Wire(_credential_request, _json_credential, b"application/json", error_response, unexpected_response)
+"""``POST /v1/credentials``: JSON in, JSON out."""
+
+
+class CredentialsEndpoint:
+    """``CredentialFlow.issue`` as a plain ASGI app, in ``wire``."""
+
+    def __init__(self, flow: CredentialFlow, wire: Wire = JSON_WIRE) -> None:
         self.flow = flow
+        self.wire = wire
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         authorization = None
@@ -234,23 +273,24 @@ class CredentialsEndpoint:
                 if not message.get("more_body", False):
                     return bytes(body)
 
+        wire = self.wire
         try:
-            payload = await self.flow.issue(bearer_token(authorization), read_body)
+            payload = wire.render(await self.flow.issue(bearer_token(authorization), read_body, wire.parse))
         except ClientGone:
             return
         except ServiceError as exc:
-            await error_response(exc)(scope, receive, send)
+            await wire.error(exc)(scope, receive, send)
             return
         except Exception as exc:  # noqa: BLE001 (answered and logged as the app's own handler does)
-            await unexpected_response(exc)(scope, receive, send)
+            await wire.unexpected(exc)(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+            (b"content-type", wire.content_type), (b"content-length", str(len(payload)).encode()),
         ]})
         await send({"type": "http.response.body", "body": payload})
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The request's path below the app's ``root_path`` (a prefix a proxy or a mount took away), as routes see it."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
@@ -260,14 +300,15 @@ def _route_path(scope: Scope) -> str:
 
 
 class CredentialsRoute(Route):
-    """``POST /v1/credentials`` in the app's router, served by ``CredentialsEndpoint``. It matches first and by
-    a plain comparison, and names itself in the scope as FastAPI's routes do (the metrics label it by)."""
+    """``POST <path>`` (``/v1/credentials``) in the app's router, served by a ``CredentialsEndpoint``. It matches
+    first and by a plain comparison, and names itself in the scope as FastAPI's routes do (the metrics label it
+    by)."""
 
-    def __init__(self, endpoint: CredentialsEndpoint) -> None:
-        super().__init__(CREDENTIALS_PATH, endpoint, methods=["POST"], include_in_schema=False)
+    def __init__(self, endpoint: CredentialsEndpoint, path: str = CREDENTIALS_PATH) -> None:
+        super().__init__(path, endpoint, methods=["POST"], include_in_schema=False)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or _route_path(scope) != CREDENTIALS_PATH:
+        if scope["type"] != "http" or route_path(scope) != self.path:
             return Match.NONE, {}
         if scope["method"] != "POST":
             return Match.PARTIAL, {"endpoint": self.endpoint, "path_params": {}, "route": self}

@@ -1,7 +1,8 @@
 """Every error answer of the service, rendered in one place: ``{"error": <code>, "detail": <sentence>}``.
 
 ``error_response`` renders a ``ServiceError`` (its status, body and headers come from its class);
-``unexpected_response`` is the 500 for anything else (the type in the log, never the message to the client);
+``unexpected_response`` is the 500 for anything else (the type in the log, never the message to the client;
+``unexpected_error`` logs it and makes the error, for a route that answers in another format);
 ``install_error_handlers`` makes FastAPI's own answers (404, 405, a body it refused) the same shape.
 """
 
@@ -28,9 +29,14 @@ def error_response(exc: ServiceError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
-def unexpected_response(exc: BaseException) -> JSONResponse:
+def unexpected_error(exc: BaseException) -> ServiceError:
+    """The 500 answered for ``exc``, which is logged (its type and traceback; the client sees neither)."""
     log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
-    failure = ServiceError("ccweb failed unexpectedly; the operators can find why in its log.")
+    return ServiceError("ccweb failed unexpectedly; the operators can find why in its log.")
+
+
+def unexpected_response(exc: BaseException) -> JSONResponse:
+    failure = unexpected_error(exc)
     return JSONResponse(failure.body(), status_code=failure.status, headers=response_headers())
 
 
