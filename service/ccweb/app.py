@@ -1,8 +1,9 @@
 """create_app(config, sts=…): the service's parts, wired together.
 
     request → RequestId → RequestMetrics → RequestLimits → FastRoutes
-      POST /v1/credentials  → CredentialsRoute → CredentialsEndpoint → CredentialFlow (ccweb.credentials)
-      everything else       → (FastAPI's exception layer) → router → FastAPI routes (ccweb.routes)
+      POST /v1/credentials     → CredentialsRoute → CredentialsEndpoint → CredentialFlow (ccweb.credentials)
+      POST /v1/git-credential  → the same, in git's credential format (ccweb.textapi)
+      everything else          → (FastAPI's exception layer) → router → FastAPI routes (ccweb.routes)
 
 ``FastRoutes`` (ccweb.fastroutes) is the innermost middleware, so those added later with ``add_middleware``
 wrap every route, the credentials route included; that route is in the router too.
@@ -34,6 +35,7 @@ from ccweb.retry import RetryPolicy
 from ccweb.routes import api_router
 from ccweb.sessions import SessionCache
 from ccweb.sts import STSClient
+from ccweb.textapi import GIT_CREDENTIAL_PATH, MAX_TEXT_BODY_BYTES, TEXT_WIRE
 
 NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
 """FastAPI's built-in OpenTelemetry hooks, off: ccweb exports Prometheus metrics and JSON logs, and the hooks
@@ -88,10 +90,12 @@ def create_app(
         redoc_url=None,
     )
     credentials = CredentialsRoute(CredentialsEndpoint(flow))
-    app.router.routes.insert(0, credentials)
+    git_credential = CredentialsRoute(CredentialsEndpoint(flow, TEXT_WIRE), GIT_CREDENTIAL_PATH)
+    app.router.routes[0:0] = [credentials, git_credential]
     app.include_router(api_router(flow, metrics_route=metrics_route))
-    app.add_middleware(FastRoutes, routes=[credentials])  # first added: the innermost middleware
-    app.add_middleware(RequestLimits)  # sizes and media type, before routing: see ccweb.limits
+    app.add_middleware(FastRoutes, routes=[credentials, git_credential])  # first added: the innermost middleware
+    # sizes and media type, before routing: see ccweb.limits
+    app.add_middleware(RequestLimits, text_bodies={GIT_CREDENTIAL_PATH: MAX_TEXT_BODY_BYTES})
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too
     app.add_middleware(RequestId)  # outermost: every answer and log line of a request carries its X-Request-ID
     app.state.policy = running  # running.current: the running policy, verifier and rate limiter

@@ -5,7 +5,9 @@
     body over MAX_BODY_BYTES, declared or streamed                  → 413 request_too_large (+ Connection: close)
     a body whose Content-Type is not JSON (or is missing)           → 415 unsupported_media_type
 
-Every refusal is the contract's JSON error body. A refused body is not read; an accepted one is read here (at
+Every refusal is the contract's JSON error body, except on a route in git's credential format
+(``POST /v1/git-credential``, ``text_bodies``): its body may be of any media type, up to a size of its own, and
+its refusals are text (``ccweb.textapi``). A refused body is not read; an accepted one is read here (at
 most MAX_BODY_BYTES) and replayed to the application, so a slow or endless chunked upload never reaches it.
 
 The server's own limit comes first: uvicorn's h11 parser buffers at most ``h11_max_incomplete_event_size``
@@ -18,10 +20,13 @@ request received.`` and a closed connection.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ccweb.credentials import route_path
+from ccweb.textapi import TEXT_CONTENT_TYPE, error_text
 from ccweb.tokens import MAX_TOKEN_BYTES
 
 MAX_BODY_BYTES: Final = 8 * 1024
@@ -40,10 +45,14 @@ TOKEN_TOO_LARGE = (
     f"The Authorization header is larger than {MAX_AUTHORIZATION_BYTES} bytes: ccweb accepts bearer tokens of "
     f"up to {MAX_TOKEN_BYTES} bytes; ask your identity provider for a token without the extra claims.",
 )
-BODY_TOO_LARGE = (
-    413, "request_too_large",
-    f"The request body is larger than {MAX_BODY_BYTES} bytes; send only protocol, host and path.",
-)
+
+
+def body_too_large(limit: int) -> tuple[int, str, str]:
+    return (413, "request_too_large",
+            f"The request body is larger than {limit} bytes; send only protocol, host and path.")
+
+
+BODY_TOO_LARGE = body_too_large(MAX_BODY_BYTES)
 NOT_JSON = (
     415, "unsupported_media_type",
     "The request body must be JSON, sent with 'Content-Type: application/json'.",
@@ -61,26 +70,36 @@ class RequestLimits:
     """Refuse oversized heads, tokens and bodies and non-JSON bodies with the contract's JSON error body."""
 
     def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, max_head: int = MAX_HEAD_BYTES,
-                 max_authorization: int = MAX_AUTHORIZATION_BYTES) -> None:
+                 max_authorization: int = MAX_AUTHORIZATION_BYTES,
+                 text_bodies: Mapping[str, int] | None = None) -> None:
+        """``text_bodies``: the routes in git's credential format (paths below the root path), each with its body's
+        size limit."""
         self.app = app
         self.max_body = max_body
         self.max_head = max_head
         self.max_authorization = max_authorization
+        self.text_bodies = dict(text_bodies or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_body, text = self.max_body, False
+        if self.text_bodies:
+            limit = self.text_bodies.get(route_path(scope))
+            if limit is not None:
+                max_body, text = limit, True
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_head:
-            await _refuse(send, *HEAD_TOO_LARGE, close=True)
+            await _refuse(send, *HEAD_TOO_LARGE, close=True, text=text)
             return
         declared: int | None = None
         chunked = False
         content_type: str | None = None
         for name, value in headers:
             if name == b"authorization" and len(value) > self.max_authorization:
-                await _refuse(send, *TOKEN_TOO_LARGE, extra=[(b"www-authenticate", b'Bearer error="invalid_token"')])
+                await _refuse(send, *TOKEN_TOO_LARGE, extra=[(b"www-authenticate", b'Bearer error="invalid_token"')],
+                              text=text)
                 return
             if name == b"content-length":
                 # uvicorn (h11) has already refused a malformed or repeated Content-Length.
@@ -89,13 +108,13 @@ class RequestLimits:
                 chunked = True
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
-        if declared is not None and declared > self.max_body:
-            await _refuse(send, *BODY_TOO_LARGE, close=True)
+        if declared is not None and declared > max_body:
+            await _refuse(send, *body_too_large(max_body), close=True, text=text)
             return
         if not (chunked or declared):
             await self.app(scope, receive, send)
             return
-        if content_type is None or not is_json(content_type):
+        if not text and (content_type is None or not is_json(content_type)):
             await _refuse(send, *NOT_JSON, close=True)
             return
         body = bytearray()
@@ -104,8 +123,8 @@ class RequestLimits:
             if message["type"] != "http.request":
                 return  # the client went away
             body += message.get("body", b"")
-            if len(body) > self.max_body:
-                await _refuse(send, *BODY_TOO_LARGE, close=True)
+            if len(body) > max_body:
+                await _refuse(send, *body_too_large(max_body), close=True, text=text)
                 return
             if not message.get("more_body", False):
                 break
@@ -122,10 +141,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _refuse(send: Send, status: int, error: str, detail: str, *, close: bool = False,
-                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    payload = json.dumps({"error": error, "detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-               *(extra or [])]
+                  extra: list[tuple[bytes, bytes]] | None = None, text: bool = False) -> None:
+    if text:
+        payload, content_type = error_text(error, detail), TEXT_CONTENT_TYPE.encode()
+    else:
+        payload, content_type = json.dumps({"error": error, "detail": detail}).encode(), b"application/json"
+    headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode()), *(extra or [])]
     if close:
         headers.append((b"connection", b"close"))  # an unread body must not be taken for the next request
     await send({"type": "http.response.start", "status": status, "headers": headers})

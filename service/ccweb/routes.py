@@ -1,6 +1,7 @@
-"""The API's FastAPI routes besides ``POST /v1/credentials``: whoami, discovery, the helper download, health,
-readiness and metrics. Each reads the running policy once (one snapshot per request) and decides, where it
-decides, only through ``Policy.decide``."""
+"""The API's FastAPI routes besides ``POST /v1/credentials`` and ``/v1/git-credential``: whoami, discovery (JSON
+and text), the helper downloads (the Python zipapp and the ``sh`` script), health, readiness and metrics. Each
+reads the running policy once (one snapshot per request) and decides, where it decides, only through
+``Policy.decide``."""
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at run time.
 from typing import Any
@@ -30,6 +31,8 @@ from ccweb.helper_dist import helper_zipapp
 from ccweb.openapi import error_responses
 from ccweb.policy import Entitled, Suspended
 from ccweb.reload import RunningPolicy
+from ccweb.shell_dist import SHELL_HELPER_PATH, script_response
+from ccweb.textapi import DISCOVERY_TEXT_PATH, TEXT_CONTENT_TYPE, discovery_text
 
 HELPER_PATH = "/helper/ccweb-helper"
 

@@ -3,7 +3,7 @@
 Schemathesis generates the requests from ``/openapi.json`` of a real uvicorn server on loopback and sends
 them over HTTP. Some cases carry real tokens from a development issuer — an identity a rule grants, one no
 rule grants, an expired one, one for another audience — and some bodies name real CodeCommit hosts and
-repository paths, so issuing, denying and refusing are all reached, not only 401. About 1,100 cases in
+repository paths, so issuing, denying and refusing are all reached, not only 401. About 1,450 cases in
 all, derandomized: the same cases on every run.
 """
 
@@ -187,6 +187,26 @@ def test_credentials_with_real_tokens_and_plausible_targets(api: Api) -> None:
     assert {200, 400, 401, 403} <= seen, seen  # issued, refused target, refused token, denied
 
 
+def test_git_credential_from_the_schema_and_with_plausible_targets(api: Api) -> None:
+    """``POST /v1/git-credential``: generated text, and the bodies above as git's ``key=value`` lines."""
+    count = 0
+    seen: set[int] = set()
+
+    @fuzz(250)
+    @given(case=api.operation("POST", "/v1/git-credential").as_strategy(), token=TOKENS,
+           body=st.one_of(st.none(), BODIES))
+    def run(case: Any, token: str | None, body: dict[str, Any] | None) -> None:
+        nonlocal count
+        count += 1
+        if body is not None:
+            case.body = "".join(f"{key}={value}\n" for key, value in body.items())
+        seen.add(send(api, case, token))
+
+    run()
+    assert count >= 200
+    assert {200, 400, 401, 403} <= seen, seen
+
+
 def test_whoami(api: Api) -> None:
     count = 0
     seen: set[int] = set()
@@ -204,7 +224,8 @@ def test_whoami(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/.well-known/ccweb", "/helper/ccweb-helper", "/healthz", "/readyz", "/metrics"]
+    "path", ["/.well-known/ccweb", "/.well-known/ccweb.txt", "/helper/ccweb-helper", "/helper/ccweb-helper.sh",
+             "/healthz", "/readyz", "/metrics"]
 )
 def test_public_operations(api: Api, path: str) -> None:
     @fuzz(20)
@@ -221,4 +242,5 @@ def test_every_operation_was_fuzzed(api: Api) -> None:
     assert documented == {
         "POST /v1/credentials", "GET /v1/whoami", "GET /.well-known/ccweb", "GET /helper/ccweb-helper",
         "GET /healthz", "GET /readyz", "GET /metrics",
+        "POST /v1/git-credential", "GET /.well-known/ccweb.txt", "GET /helper/ccweb-helper.sh",
     }
