@@ -95,6 +95,22 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
     async def discovery() -> Discovery:
         return discovery_document(running.current.config)
 
+    @router.get(DISCOVERY_TEXT_PATH, summary="What the helper needs to know, as key=value lines",
+                response_class=Response, responses={200: {
+                    "description": "audience=, then git_endpoint=, grc_region= and grc_endpoint= lines (each zero or "
+                                   "more; grc_endpoint= is a region and a URL prefix)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def discovery_as_text() -> Response:
+        return Response(discovery_text(discovery_document(running.current.config)), media_type=TEXT_CONTENT_TYPE)
+
+    @router.get(SHELL_HELPER_PATH, summary="ccweb-helper.sh: the helper in POSIX sh, for images with git, sh and "
+                "curl but no Python", response_class=Response, responses={
+                    200: {"description": "The script (ETag: the SHA-256 of its bytes, the same on every replica)",
+                          "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    304: {"description": "Not modified: the If-None-Match ETag is the current one"}})
+    async def shell_helper_download(request: Request) -> Response:
+        return script_response(request.headers.get("if-none-match"))
+
     @router.get(HELPER_PATH, summary="ccweb-helper as one file: a Python 3.9+ zipapp with no dependencies",
                 response_class=Response, responses={
                     200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
