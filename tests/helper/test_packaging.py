@@ -84,6 +84,7 @@ def test_the_helper_is_its_own_dependency_free_distribution(helper_wheel: Wheel)
 def test_the_service_ships_the_service_and_names_the_helper_beside_it(source: Path, service_wheel: Wheel) -> None:
     assert {name.split("/")[0] for name in service_wheel.files} == {"ccweb"}
     assert "ccweb/sandbox/__init__.py" in service_wheel.files and "ccweb/py.typed" in service_wheel.files
+    assert "ccweb/shell/ccweb-helper.sh" in service_wheel.files  # served at /helper/ccweb-helper.sh
     assert "Name: ccweb-service\n" in service_wheel.metadata  # "ccweb" is another project's name on PyPI
     assert service_wheel.scripts == {"ccweb"}
     # By path, never by name alone: a name would be looked up on a package index.
