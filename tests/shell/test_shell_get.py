@@ -1,0 +1,152 @@
+"""What the POSIX sh helper answers git (``get``, ``store``, ``erase``), under dash, bash and BusyBox sh, against a
+loopback stand-in of a ccweb service's plain-text API: nothing for hosts that are not ours, the credential lines
+for those that are, one ``ccweb:`` sentence and ``quit=1`` for every failure, TLS always verified."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from shell.shells import CREDENTIAL, Answer, ShellHelper, TextService, jwt
+from support import self_signed
+
+TOKEN = jwt({"aud": "ccweb", "sub": "job"})
+GIT_INPUT_AFTER_FETCH = ("protocol=https\nhost=git-codecommit.us-east-1.amazonaws.com\npath=v1/repos/demo\n"
+                         "username=u\npassword=p\npassword_expiry_utc=1796638500\n\n")
+
+
+def test_store_and_erase_print_nothing_and_ask_no_one(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    service = TextService()
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_URL=url, CCWEB_TOKEN=TOKEN)
+        for operation in ("store", "erase"):
+            result = shell_helper.run([operation], env, GIT_INPUT_AFTER_FETCH)
+            assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert service.asked == []
+    assert shell_helper.command_lines() == ""  # not even a tool was started
+
+
+@pytest.mark.parametrize(("protocol", "host"), [
+    ("https", "github.com"),
+    ("https", "gitlab.example.com:8443"),
+    ("https", "git-codecommit.us-east-1.amazonaws.com.evil.example"),
+    ("https", "evil-git-codecommit.us-east-1.amazonaws.com"),
+    ("https", "git-codecommit.us-east-1.amazonaws.com:8443"),
+    ("ssh", "git-codecommit.us-east-1.amazonaws.com"),
+], ids=["github", "other-port", "suffix", "prefix", "codecommit-other-port", "ssh"])
+def test_a_host_neither_codecommit_nor_the_service_s_is_left_to_the_next_helper(
+    shell_helper: ShellHelper, tmp_path: Path, protocol: str, host: str,
+) -> None:
+    service = TextService(discovery="audience=ccweb\ngit_endpoint=git.internal.example:8443\n")
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_URL=url, CCWEB_TOKEN=TOKEN)
+        result = shell_helper.get(env, host, protocol=protocol)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert "POST /v1/git-credential" not in service.paths()
+
+
+def test_without_a_service_configured_another_host_costs_no_request(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    result = shell_helper.get(shell_helper.env(tmp_path / "home"), "github.com", "acme/app.git")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert "curl" not in shell_helper.command_lines()
+
+
+def test_a_codecommit_host_gets_the_credential_without_asking_discovery(shell_helper: ShellHelper,
+                                                                        tmp_path: Path) -> None:
+    service = TextService()
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_URL=url + "/", CCWEB_TOKEN=f"  {TOKEN}\n")
+        result = shell_helper.get(env, "GIT-CODECOMMIT.us-east-2.amazonaws.com", "/v1/repos/app")
+    assert (result.returncode, result.stdout, result.stderr) == (0, CREDENTIAL, "")
+    assert service.paths() == ["POST /v1/git-credential"]
+    asked = service.asked[0]
+    assert asked.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert asked.body == b"protocol=https\nhost=GIT-CODECOMMIT.us-east-2.amazonaws.com\npath=/v1/repos/app\n"
+
+
+def test_a_git_endpoint_the_service_names_is_answered_for(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    service = TextService(discovery="audience=ccweb\ngit_endpoint=git.internal.example:8443\n")
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_TOKEN=TOKEN)
+        (tmp_path / "home" / ".gitconfig").write_text(f"[ccweb]\n\turl = {url}\n")  # no CCWEB_URL: git config
+        result = shell_helper.get(env, "Git.Internal.Example:8443")
+    assert (result.returncode, result.stdout, result.stderr) == (0, CREDENTIAL, "")
+    assert service.paths() == ["GET /.well-known/ccweb.txt", "POST /v1/git-credential"]
+
+
+@pytest.mark.parametrize(("answer", "sentence"), [
+    (Answer(403, b"error=access_denied\ndetail=No ccweb rule grants job access to 'demo'.\n"),
+     "No ccweb rule grants job access to 'demo'."),
+    (Answer(429, b"error=rate_limited\ndetail=Too many requests from you\x1b[2J.\n", (("Retry-After", "7"),)),
+     "Too many requests from you?[2J (retry after 7 s)."),
+    (Answer(404, b"Not Found"), "has no /v1/git-credential (HTTP 404): upgrade it"),
+    (Answer(200, b"username=u\npassword=p\x1b[31m\npassword_expiry_utc=1\n"), "sent a credential git cannot use"),
+    (Answer(200, b"username=u\npassword=p\n"), "answered without password_expiry_utc"),
+    (Answer(200, b"<html>hello</html>"), "answered without a username and password"),
+], ids=["denied", "rate-limited", "old-service", "control-character", "no-expiry", "not-ccweb"])
+def test_every_failure_is_one_sentence_and_quit(shell_helper: ShellHelper, tmp_path: Path, answer: Answer,
+                                                sentence: str) -> None:
+    service = TextService(answer=answer)
+    with service.serving() as url:
+        result = shell_helper.get(shell_helper.env(tmp_path / "home", CCWEB_URL=url, CCWEB_TOKEN=TOKEN),
+                                  "git-codecommit.us-east-1.amazonaws.com")
+    assert (result.returncode, result.stdout) == (1, "quit=1\n")
+    assert result.stderr.startswith("ccweb: ") and result.stderr.count("\n") == 1
+    assert sentence in result.stderr
+    assert "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize(("settings", "sentence"), [
+    ({"CCWEB_URL": "https://user:hunter2@ccweb.example.com"}, "CCWEB_URL must be an https:// URL of the ccweb "
+     "service without a user name or password (not shown here)"),
+    ({"CCWEB_URL": "http://ccweb.example.com"}, "CCWEB_URL is a plain http:// address"),
+    ({"CCWEB_URL": "https://ccweb.example.com?x=1"}, "without a query (?) or fragment (#)"),
+    ({"CCWEB_TIMEOUT": "soon"}, "CCWEB_TIMEOUT must be a number of seconds between 0 and 600, not 'soon'."),
+    ({"CCWEB_TOKEN": "not a token"}, "CCWEB_TOKEN does not hold a single OIDC token"),
+    ({"CCWEB_TOKEN_FILE": "/nonexistent/token"}, "cannot read the token file /nonexistent/token named by "
+     "CCWEB_TOKEN_FILE (no such file)."),
+    ({"CI": "true"}, "no OIDC token found: set CCWEB_TOKEN to a token of your identity provider, or CCWEB_TOKEN_FILE "
+     "to a file that holds one; CI=true, so no interactive login is started"),
+    ({"GITLAB_CI": "true"}, "GitLab CI gives jobs an OIDC token only when asked: add `id_tokens:"),
+], ids=["userinfo", "plain-http", "query", "timeout", "token", "token-file", "no-token", "gitlab"])
+def test_settings_that_cannot_work_are_named(shell_helper: ShellHelper, tmp_path: Path, settings: dict[str, str],
+                                             sentence: str) -> None:
+    env = shell_helper.env(tmp_path / "home", **{"CCWEB_URL": "https://ccweb.example.com", **settings})
+    result = shell_helper.get(env, "git-codecommit.us-east-1.amazonaws.com")
+    assert (result.returncode, result.stdout) == (1, "quit=1\n")
+    assert sentence in result.stderr, result.stderr
+    assert "hunter2" not in result.stderr
+    assert "curl" not in shell_helper.command_lines()  # refused before any request
+
+
+def test_an_unreachable_service_is_named_with_what_to_check(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"https://127.0.0.1:{probe.getsockname()[1]}"
+    env = shell_helper.env(tmp_path / "home", CCWEB_URL=dead, CCWEB_TOKEN=TOKEN, HTTPS_PROXY="http://127.0.0.1:9")
+    result = shell_helper.get(env, "git-codecommit.us-east-1.amazonaws.com")
+    assert (result.returncode, result.stdout) == (1, "quit=1\n")
+    # loopback is never proxied: the sentence is about the service itself, not the (dead) proxy
+    assert result.stderr.startswith(f"ccweb: cannot reach the ccweb service at {dead} (curl: ")
+
+
+def test_tls_is_always_verified_against_ssl_cert_file_or_curl_ca_bundle(shell_helper: ShellHelper,
+                                                                        tmp_path: Path) -> None:
+    certificate, context = self_signed(tmp_path)
+    service = TextService()
+    with service.serving(context) as url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_URL=url, CCWEB_TOKEN=TOKEN)
+        (tmp_path / "home" / ".curlrc").write_text("insecure\n")  # a person's curl settings are not read
+        untrusted = shell_helper.get(env, "git-codecommit.us-east-1.amazonaws.com")
+        by_file = shell_helper.get({**env, "SSL_CERT_FILE": str(certificate)}, "git-codecommit.us-east-1.amazonaws.com")
+        by_bundle = shell_helper.get({**env, "CURL_CA_BUNDLE": str(certificate)},
+                                     "git-codecommit.us-east-1.amazonaws.com")
+    assert url.startswith("https://")
+    assert untrusted.stdout == "quit=1\n"
+    assert f"ccweb: the TLS certificate of the ccweb service at {url} could not be verified (curl: " in untrusted.stderr
+    assert "point SSL_CERT_FILE at its bundle" in untrusted.stderr
+    assert (by_file.returncode, by_file.stdout) == (0, CREDENTIAL), by_file.stderr
+    assert (by_bundle.returncode, by_bundle.stdout) == (0, CREDENTIAL), by_bundle.stderr
+    assert service.paths() == ["POST /v1/git-credential"] * 2  # the untrusted one sent nothing

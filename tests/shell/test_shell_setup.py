@@ -1,0 +1,146 @@
+"""The POSIX sh helper's ``setup`` (git's global configuration) and ``grc`` (git's remote helper for the console's
+GRC URLs: which URL it hands to git's own ``remote-https``), and what keeps the script in step with ccweb."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ccweb.shell_dist import helper_script
+from ccweb_helper.hosts import HOST_FORMS
+from shell.shells import ShellHelper, TextService
+
+SCRIPT = helper_script().decode()
+GRC_KEYS = {"url.ccweb::.insteadof": "codecommit::", "url.ccweb::codecommit://.insteadof": "codecommit://",
+            "protocol.ccweb.allow": "always"}
+
+
+def config(env: dict[str, str], key: str) -> list[str]:
+    """Every value of ``key`` in the global git config."""
+    found = subprocess.run(["git", "config", "--global", "--get-all", key], env=env, capture_output=True, text=True,
+                           check=False)
+    return found.stdout.split("\n")[:-1]
+
+
+def test_the_script_writes_the_host_forms_of_ccweb_helper_hosts() -> None:
+    match = re.search(r"^CODECOMMIT_URLS='([^']*)'$", SCRIPT, re.MULTILINE)
+    assert match is not None
+    assert match[1].split("\n") == [form.git_url for form in HOST_FORMS]
+
+
+def test_every_variable_the_script_sets_is_unset_first() -> None:
+    """A variable that came exported in the environment stays exported when the script assigns it: were a token
+    assigned to it, every program the script starts would receive it. So the script unsets each of its own."""
+    listed = re.search(r"^unset ((?:.*\\\n)*.*)$", SCRIPT, re.MULTILINE)
+    assert listed is not None
+    unset = set(listed[1].replace("\\\n", " ").split())
+    code = re.sub(r"JSON_AWK='.*?\n}'", "", SCRIPT, flags=re.DOTALL)  # awk's own variables are awk's
+    code = re.sub(r"(?:^|\s)#[^\n]*", "", code)  # comments
+    code = re.sub(r"<<EOF\n.*?\nEOF\n", "", code, flags=re.DOTALL)  # here-documents: text, not assignments
+    code = re.sub(r" -v [a-z]+=", " ", code)  # awk's variables
+    assigned = set(re.findall(r"(?:^|[\s;({|&!])([a-z_][a-z0-9_]*)=", code, re.MULTILINE))
+    loops = re.findall(r"\bfor ([a-z_][a-z0-9_]*)(?:;| in\b)|\bread -r ([a-z_][a-z0-9_]*)", code)
+    assigned |= {name for names in loops for name in names if name}
+    assert {"token", "request_auth", "escaped", "password"} <= assigned
+    assert assigned - unset == set()
+
+
+def test_setup_configures_every_host_form_the_service_s_endpoints_and_the_grc_urls(
+    shell_helper: ShellHelper, tmp_path: Path,
+) -> None:
+    service = TextService(discovery="audience=ccweb\ngit_endpoint=git.internal.example:8443\n"
+                                    "git_endpoint=127.0.0.1:8123\ngit_endpoint=bad_host!\n")
+    helper = shell_helper.helper
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home")
+        first = shell_helper.run(["setup", "--url", url, "--helper", helper.removeprefix("!")], env)
+        written = (tmp_path / "home" / ".gitconfig").read_bytes()
+        second = shell_helper.run(["setup", "--url", url, "--helper", helper], env)
+    assert first.returncode == 0, first.stderr
+    assert "skipped the git endpoint 'bad_host!' the service names" in first.stderr
+    assert config(env, "ccweb.url") == [url]
+    urls = [form.git_url for form in HOST_FORMS]
+    urls += ["https://git.internal.example:8443", "https://127.0.0.1:8123", "http://127.0.0.1:8123"]
+    for section in urls:
+        assert config(env, f"credential.{section}.helper") == ["", helper], section
+        assert config(env, f"credential.{section}.useHttpPath") == ["true"], section
+    assert config(env, "credential.http://git.internal.example:8443.helper") == []  # http: loopback only
+    for key, value in GRC_KEYS.items():
+        assert config(env, key) == [value]
+    assert config(env, "alias.remote-ccweb") == [f"{helper} grc"]
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith(f"Already configured in your global git config ({len(urls)} host patterns")
+    assert (tmp_path / "home" / ".gitconfig").read_bytes() == written
+
+
+def test_setup_names_this_script_and_works_on_without_the_service(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env = shell_helper.env(tmp_path / "home")
+    done = shell_helper.run(["setup", "--url", dead], env)
+    assert done.returncode == 0, done.stderr
+    assert "warning: could not read the service's git endpoints (cannot reach the ccweb service at" in done.stderr
+    script = shell_helper.command[-1]  # executable, not on PATH: git runs it by its path
+    assert config(env, f"credential.{HOST_FORMS[0].git_url}.helper") == ["", f"!'{script}'"]
+    assert config(env, "alias.remote-ccweb") == [f"!'{script}' grc"]
+    asked = shell_helper.run(["setup"], shell_helper.env(tmp_path / "other"))
+    assert asked.returncode == 2
+    assert "which ccweb service? Pass --url" in asked.stderr
+
+
+@pytest.mark.parametrize(("address", "settings", "sentence"), [
+    ("useast1://demo", {}, "'useast1' in codecommit::useast1://demo is not an AWS region (such as us-east-2)"),
+    ("us-east-1://bad name", {}, "codecommit::us-east-1://bad name does not end in a CodeCommit repository name"),
+    ("codecommit://demo", {}, "codecommit://demo names no region and none is configured: write "
+     "codecommit::<region>://demo"),
+    ("codecommit://demo", {"AWS_REGION": "moon"}, "AWS_REGION is 'moon', which is not an AWS region"),
+    ("us-east-1://demo", {"grc_endpoint": "us-east-1 https://git-codecommit.us-west-2.amazonaws.com/v1/repos/"},
+     "names 'https://git-codecommit.us-west-2.amazonaws.com/v1/repos/' for the GRC URLs of us-east-1, which is a "
+     "CodeCommit host of us-west-2"),
+    ("us-east-1://demo", {"grc_endpoint": "us-east-1 https://git.elsewhere.example/v1/repos/"},
+     "which is neither a CodeCommit host of us-east-1 nor one of the service's git endpoints"),
+], ids=["region", "repository", "no-region", "bad-region", "other-region-host", "unknown-host"])
+def test_grc_refuses_in_one_sentence(shell_helper: ShellHelper, tmp_path: Path, address: str,
+                                     settings: dict[str, str], sentence: str) -> None:
+    endpoint = settings.get("grc_endpoint")
+    variables = {k: v for k, v in settings.items() if k != "grc_endpoint"}
+    service = TextService(discovery="audience=ccweb\n" + (f"grc_endpoint={endpoint}\n" if endpoint else ""))
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home", **variables, **({"CCWEB_URL": url} if endpoint else {}))
+        result = shell_helper.run(["grc", "origin", address], env)
+    assert (result.returncode, result.stdout) == (128, "")
+    assert result.stderr.startswith("ccweb: ") and sentence in result.stderr, result.stderr
+    assert "remote-http" not in shell_helper.command_lines()
+
+
+@pytest.mark.parametrize(("address", "settings", "url"), [
+    ("us-east-2://team@app", {}, "https://git-codecommit.us-east-2.amazonaws.com/v1/repos/app"),
+    ("cn-north-1://app/", {}, "https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/app"),
+    ("codecommit://app", {"AWS_DEFAULT_REGION": "eu-west-1"},
+     "https://git-codecommit.eu-west-1.amazonaws.com/v1/repos/app"),
+    ("codecommit://app", {"ccweb.region": "ap-south-1", "AWS_REGION": "eu-west-1"},
+     "https://git-codecommit.ap-south-1.amazonaws.com/v1/repos/app"),
+    ("us-east-1://app", {"ccweb.us-east-1.endpoint": "127.0.0.1:8123"}, "http://127.0.0.1:8123/v1/repos/app"),
+    ("us-east-1://app", {"ccweb.us-east-1.endpoint": "git-codecommit-fips.us-east-1.amazonaws.com"},
+     "https://git-codecommit-fips.us-east-1.amazonaws.com/v1/repos/app"),
+    ("codecommit://app", {"service": "grc_region=us-east-1\ngrc_endpoint=us-east-1 http://127.0.0.1:8123/v1/repos/\n"
+                                     "git_endpoint=127.0.0.1:8123\n"}, "http://127.0.0.1:8123/v1/repos/app"),
+], ids=["profile", "china", "aws-default-region", "git-config-region", "loopback-endpoint", "fips-endpoint",
+        "service"])
+def test_grc_hands_git_the_repository_s_url(shell_helper: ShellHelper, tmp_path: Path, address: str,
+                                            settings: dict[str, str], url: str) -> None:
+    service = TextService(discovery="audience=ccweb\n" + settings.get("service", ""))
+    with service.serving() as service_url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_URL=service_url,
+                               **{k: v for k, v in settings.items() if k.isupper()})
+        for key, value in settings.items():
+            if key.startswith("ccweb."):
+                subprocess.run(["git", "config", "--global", key, value], env=env, check=True)
+        shell_helper.run(["grc", "origin", address], env)  # git's remote-http(s) then reads no command: it ends
+    scheme = url.partition(":")[0]
+    assert f"git remote-{scheme} origin {url}\n" in shell_helper.command_lines()
