@@ -34,7 +34,7 @@ https://*.git-codecommit.*.vpce.amazonaws.com.cn'
 # token assigned to it would reach every child process.
 unset address aud audience auds authority base cfg_auth cfg_body cfg_extra cfg_url changes char charset check \
   connection detail discovered endpoint endpoints entry escaped expiry file foreign forms found have head \
-  helper hint host in_region jwt_rest key lhost line lowered major minor mode named origin password path \
+  helper hint host in_region jwt_rest kept key lhost line lowered major minor mode named origin password path \
   pattern prefix previous problem protocol proxy_var quoted rc region remote repo request_auth request_body \
   request_type rest said seconds sections self service service_where shown size skey split_authority \
   split_rest standard status tmp token token_source trimmed url url_host url_path url_port url_scheme username \
@@ -364,20 +364,37 @@ END {
 
 # --- the service's discovery (GET /.well-known/ccweb.txt), fetched at most once -------------------------
 
+# Its lines of printable ASCII in $tmp/discovery (a line with any other byte is dropped whole), its CI
+# audience in $audience. Read in the shell itself: git waits for every program this script starts.
 discover() {
   [ -n "${discovered-}" ] && return
   http GET "$service/.well-known/ccweb.txt" "the ccweb service" "$SERVICE_HINT"
-  # One line of key=value each; a line with any byte that is not printable ASCII is dropped whole.
-  LC_ALL=C grep -v '[^ -~]' "$tmp/body" >"$tmp/discovery"
-  if [ "$status" != 200 ] || ! grep -q '^audience=' "$tmp/discovery"; then
+  kept= audience= found=
+  while IFS= read -r line || [ -n "$line" ]; do
+    printable "$line" || continue
+    kept=$kept$line$NL
+    case $line in audience=*) audience=${line#*=} found=1 ;; esac
+  done <"$tmp/body"
+  printf '%s' "$kept" >"$tmp/discovery"
+  if [ "$status" != 200 ] || [ -z "$found" ]; then
     fail "$service/.well-known/ccweb.txt did not answer like a ccweb service (HTTP $status); check that CCWEB_URL (or git config ccweb.url) names the ccweb service, and that it is recent enough to serve the shell helper."
   fi
   discovered=1
-  audience=$(grep '^audience=' "$tmp/discovery" | cut -d = -f 2-)
+}
+
+# The value of the last discovery line that starts with $1, without it, in $found (empty when none).
+announced() {
+  found=
+  while IFS= read -r line; do case $line in "$1"*) found=${line#"$1"} ;; esac; done <"$tmp/discovery"
 }
 
 # Whether host $1 (lower case) is one of the service's git endpoints.
-advertised() { discover; grep -qxF "git_endpoint=$1" "$tmp/discovery"; }
+advertised() { discover; has_line "git_endpoint=$1"; }
+
+has_line() {  # whether the discovery holds the line $1
+  while IFS= read -r line; do [ "$line" = "$1" ] && return 0; done <"$tmp/discovery"
+  return 1
+}
 
 # --- tokens (helper/ccweb_helper/sources.py and ci.py) ----------------------------------------------------
 
@@ -408,16 +425,22 @@ EOF
   token_source=$2
 }
 
+# Whether AWS STS itself takes tokens of audience $1 (ci.py: STS_AUDIENCE): sts.amazonaws.com and the names
+# of STS's endpoints, bare or as https URLs, in any case (grep only for an audience that holds "sts").
+sts_audience() {
+  case $1 in *[sS][tT][sS]*) ;; *) return 1 ;; esac
+  grep -Eiqx '(https://)?sts(-fips)?(\.[a-z0-9-]+)?\.(amazonaws\.com(\.cn)?|amazonaws\.eu|api\.aws)\.?/?' <<EOF
+$1
+EOF
+}
+
 # The audience to ask a CI platform ($1) for, in $audience (ci.py: _audience).
 ci_audience() {
   discover
   [ -n "$audience" ] || fail "the ccweb service did not say which audience CI tokens must carry (no \"audience\" in its /.well-known/ccweb), so no $1 token can be requested; upgrade the service, or set CCWEB_TOKEN."
   case $audience in -* | *[![:graph:]]*) fail "the ccweb service named an audience for CI tokens that no CI platform can be asked for." ;; esac
   [ "${#audience}" -le 1024 ] || fail "the ccweb service named an audience for CI tokens that no CI platform can be asked for."
-  if grep -Eiqx '(https://)?sts(-fips)?(\.[a-z0-9-]+)?\.(amazonaws\.com(\.cn)?|amazonaws\.eu|api\.aws)\.?/?' <<EOF
-$audience
-EOF
-  then
+  if sts_audience "$audience"; then
     fail "the ccweb service asks CI tokens to carry the audience '$audience', which AWS STS itself accepts: such a token could be replayed to AWS, so none is requested; its operators must give ccweb an audience of its own."
   fi
   url_key "$service"; skey=$key
@@ -430,7 +453,12 @@ urlencode() {  # $1 percent-encoded (every byte but A-Z a-z 0-9 - . _ ~), in $es
   escaped= ; rest=$1
   while [ -n "$rest" ]; do
     char=${rest%"${rest#?}"}; rest=${rest#?}
-    case $char in [A-Za-z0-9._~-]) escaped=$escaped$char ;; *) escaped=$escaped$(printf '%%%02X' "'$char") ;; esac
+    case $char in
+      [A-Za-z0-9._~-]) escaped=$escaped$char ;;
+      :) escaped=$escaped%3A ;;
+      /) escaped=$escaped%2F ;;
+      *) escaped=$escaped$(printf '%%%02X' "'$char") ;;
+    esac
   done
 }
 
@@ -745,7 +773,7 @@ grc() {
     if [ -z "$region" ]; then
       find_service ""
       if [ -n "${service-}" ]; then
-        discover; region=$(sed -n 's/^grc_region=//p' "$tmp/discovery" | tail -n 1)
+        discover; announced "grc_region="; region=$found
         where="the ccweb service $service (grc.region)"
       fi
     fi
@@ -769,7 +797,7 @@ grc() {
     find_service "$standard$repo"
     prefix=
     if [ -n "${service-}" ]; then
-      discover; prefix=$(sed -n "s/^grc_endpoint=$region //p" "$tmp/discovery" | tail -n 1)
+      discover; announced "grc_endpoint=$region "; prefix=$found
     fi
     if [ -n "$prefix" ]; then
       problem=$(prefix_problem "$prefix")
@@ -814,7 +842,7 @@ prefix_problem() {
     [ "$in_region" = "$region" ] || echo "is a CodeCommit host of $in_region"
     return
   fi
-  grep -qxF "git_endpoint=$authority" "$tmp/discovery" ||
+  has_line "git_endpoint=$authority" ||
     echo "is neither a CodeCommit host of $region nor one of the service's git endpoints"
 }
 
