@@ -19,13 +19,16 @@ and stops by itself:
      the token service);
    - ``ccweb-helper store`` and ``ccweb-helper erase``, with what git sends them;
    - ``aws codecommit credential-helper get`` with static keys and no network;
+   - the POSIX sh helper's ``get`` (``ccweb-helper.sh`` exactly as the service serves it, run by ``--shell``,
+     ``sh`` by default) with the token in ``CCWEB_TOKEN`` and as a GitHub Actions job: what an image without
+     Python runs, curl included;
    - ``python -c pass`` with the interpreter that runs ccweb-helper, and, for information, the same
      interpreter setting up TLS as the helper does for an https service (``ccweb_helper.transport.tls_context()``).
 
 Every ``get`` must answer a username and password (and ``store``/``erase`` nothing); a failed run stops the
-bench. Goals: each ``ccweb-helper get`` median at most 0.10 x the AWS CLI's, and ``store`` and ``erase``
-within 15 ms of a bare interpreter start. Exit status 0 = pass, 1 = fail, 2 = could not run. No token or
-password is ever printed or written to the JSON.
+bench. Goals: each ``ccweb-helper get`` median (the shell helper's too) at most 0.10 x the AWS CLI's, and
+``store`` and ``erase`` within 15 ms of a bare interpreter start. Exit status 0 = pass, 1 = fail, 2 = could
+not run. No token or password is ever printed or written to the JSON.
 """
 
 from __future__ import annotations
@@ -312,6 +315,20 @@ def write_login_cache(env: dict[str, str], issuer_url: str, token: str) -> Path:
     return store.path
 
 
+def shell_helper(workdir: Path, shell: str) -> list[str]:
+    """The POSIX sh helper as ``GET /helper/ccweb-helper.sh`` serves it, saved in ``workdir``, run by ``shell``."""
+    from ccweb.shell_dist import helper_script  # noqa: PLC0415
+
+    words = shell.split()
+    program = shutil.which(words[0]) if words else None
+    if program is None:
+        raise CouldNotRun(f"--shell {shell!r} is not a program on PATH")
+    script = workdir / "ccweb-helper.sh"
+    script.write_bytes(helper_script())
+    script.chmod(0o755)
+    return [program, *words[1:], str(script)]
+
+
 # --- figures --------------------------------------------------------------------------------------------
 
 
@@ -371,6 +388,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="time the ccweb-helper installed next to this Python instead (an editable install starts slower)",
     )
+    parser.add_argument("--shell", default="sh", help="what runs the POSIX sh helper (default sh; e.g. 'busybox sh')")
     parser.add_argument("--port", type=int, default=0, help="service port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (policy, service log)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
@@ -409,6 +427,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         if chosen is None and not args.installed:
             chosen = standalone_helper(workdir)
         helper, interpreter = helper_command(chosen)
+        shell = shell_helper(workdir, args.shell)
         aws = awscli(args.awscli_venv)
         runner = LoopbackRunner()
         runner.start()
@@ -471,6 +490,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             Variant("python: TLS set-up of an https service", [interpreter, "-c",
                     "from ccweb_helper.transport import tls_context; tls_context()"], b"", base, "exit 0", ours=False,
                     judged=False),
+            Variant("ccweb-helper.sh get (CCWEB_TOKEN)", [*shell, "get"], get_input(),
+                    {**ours, "CCWEB_TOKEN": env_token}, "credential", ours=True),
+            Variant("ccweb-helper.sh get (GitHub Actions)", [*shell, "get"], get_input(), github_env, "credential",
+                    ours=True),
         ]  # fmt: skip
         hidden = [env_token, login_token, ci_token, github.request_token]
 
@@ -491,7 +514,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         aws_median = figures[variants[5].name]["median_ms"]
         bare_median = figures[variants[6].name]["median_ms"]
         goals: dict[str, dict[str, Any]] = {}
-        for variant in variants[:3]:
+        for variant in [*variants[:3], *variants[8:]]:  # every get: the Python helper's and the shell helper's
             value = figures[variant.name]["median_ms"]
             goals[f"{variant.name} <= {GOAL_RATIO:.2f} x aws get"] = {
                 "value_ms": value, "limit_ms": GOAL_RATIO * aws_median, "pass": value <= GOAL_RATIO * aws_median,
@@ -510,6 +533,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "helper": helper[0],
             "helper_interpreter": interpreter,
+            "shell_helper": " ".join(shell),
             "awscli": (aws_version.stdout or aws_version.stderr).strip(),
             "cpus": os.cpu_count(),
             "load_average": list(os.getloadavg()),
