@@ -11,14 +11,13 @@
 # CI platform's own token (GitHub Actions, Azure Pipelines, Buildkite, CircleCI, Bitbucket Pipelines; GitLab's
 # id_tokens name CCWEB_TOKEN). There is no interactive login: use the Python helper for that.
 #
-# Runs under dash, bash and BusyBox sh; uses curl, git and POSIX tools (awk, sed, grep, tr, cut, head, tail, wc,
-# cat, mktemp, rm). No token
-# is ever on a command line (ps shows those to every user): curl reads its URL, headers and body from a
-# configuration on its standard input (a here-document, which the shell writes itself), and nothing secret
-# is exported. curl ignores ~/.curlrc (-q), always verifies TLS (SSL_CERT_FILE and CURL_CA_BUNDLE name a
-# company's authorities), reads the proxy variables itself (HTTPS_PROXY, ALL_PROXY, NO_PROXY) and never
-# proxies loopback. On any failure of `get`: one `ccweb: ...` sentence on stderr and `quit=1`, so git
-# neither prompts nor tries a stored password.
+# Runs under dash, bash and BusyBox sh; uses curl, git and POSIX tools (awk, sed, grep, tr, cut, head, tail,
+# wc, cat, mktemp, rm), as few as it can: git waits for each. No token is ever on a command line (ps shows
+# those to every user): curl reads its URL, headers and body from a configuration on its standard input (a
+# here-document, which the shell writes itself), and nothing secret is exported. curl ignores ~/.curlrc (-q),
+# always verifies TLS (SSL_CERT_FILE, SSL_CERT_DIR and CURL_CA_BUNDLE name a company's authorities), reads the
+# proxy variables itself (HTTPS_PROXY, ALL_PROXY, NO_PROXY) and never proxies loopback. On any failure of
+# `get`: one `ccweb: ...` sentence on stderr and `quit=1`, so git neither prompts nor tries a stored password.
 
 # The CodeCommit host forms (an anchored ERE over host[:port], lower case), filled in by the service.
 CODECOMMIT_HOSTS='@CODECOMMIT_HOSTS@'
