@@ -176,3 +176,38 @@ def test_the_console_s_grc_urls_after_the_shell_helper_s_setup(shell_helper: She
                             check=True)
     assert remote.stdout.strip() == "codecommit::us-east-1://work-profile@demo"
     assert_not_prompted(home, pushed)
+
+
+def test_a_hostile_gitmodules_cannot_slip_a_host_into_a_grc_region(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    """A superproject's .gitmodules names a submodule ``codecommit::x@127.0.0.1:<port>/a<line break>us-east-1://demo``:
+    its "region" is two lines, the last one a region. ``grc`` refuses it; git's remote-https is never run."""
+    home = tmp_path / "home"
+    env = shell_helper.env(home)
+    with socket.socket() as dead, socket.socket() as listener:
+        dead.bind(("127.0.0.1", 0))
+        done = shell_helper.run(["setup", "--url", f"http://127.0.0.1:{dead.getsockname()[1]}",
+                                 "--helper", shlex.join(shell_helper.command)], env)
+        assert done.returncode == 0, done.stderr
+        subprocess.run(["git", "config", "--global", "--unset", "ccweb.url"], env=env, check=True)  # no service
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        url = f"codecommit::x@127.0.0.1:{listener.getsockname()[1]}/a\\nus-east-1://demo"  # \n: a line break
+        super_ = tmp_path / "super"
+        for args in (["init", "-q", str(super_)],
+                     ["-C", str(super_), "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},sub"]):
+            subprocess.run(["git", *args], env=env, check=True, capture_output=True)
+        (super_ / ".gitmodules").write_text(f'[submodule "sub"]\n\tpath = sub\n\turl = "{url}"\n')
+        subprocess.run(["git", "-C", str(super_), "add", ".gitmodules"], env=env, check=True, capture_output=True)
+        commit(env, super_, "hostile")
+        cloned = git(shell_helper, ["clone", "--recurse-submodules", f"file://{super_}", str(tmp_path / "victim")],
+                     env, configured=True)
+        listener.setblocking(False)
+        try:
+            connection, _ = listener.accept()
+            connection.close()
+            reached = True
+        except BlockingIOError:
+            reached = False
+    assert "ccweb: 'x@127.0.0.1:" in cloned.stderr and "is not an AWS region" in cloned.stderr, cloned.stderr
+    assert "remote-http" not in shell_helper.command_lines()
+    assert not reached

@@ -118,6 +118,32 @@ def test_grc_refuses_in_one_sentence(shell_helper: ShellHelper, tmp_path: Path, 
     assert "remote-http" not in shell_helper.command_lines()
 
 
+@pytest.mark.parametrize(("address", "settings", "sentence"), [
+    ("x@127.0.0.1:4443/a\nus-east-1://demo", {}, "'x@127.0.0.1:4443/a?us-east-1' in "
+     "codecommit::x@127.0.0.1:4443/a?us-east-1://demo is not an AWS region"),
+    ("us-east-1\r://demo", {}, "'us-east-1?' in codecommit::us-east-1?://demo is not an AWS region"),
+    ("codecommit://demo", {"ccweb.region": "evil.example/x\nus-east-1"},
+     "git config ccweb.region is 'evil.example/x?us-east-1', which is not an AWS region"),
+    ("codecommit://demo", {"AWS_REGION": "127.0.0.1:4443/a\nus-west-2"},
+     "AWS_REGION is '127.0.0.1:4443/a?us-west-2', which is not an AWS region"),
+    ("us-east-1://demo", {"ccweb.us-east-1.endpoint": "127.0.0.1:4443\nevil.example"},
+     "git config ccweb.us-east-1.endpoint must be host[:port]"),
+], ids=["address", "carriage-return", "git-config-region", "aws-region", "git-config-endpoint"])
+def test_grc_refuses_a_region_or_host_of_more_than_one_line(shell_helper: ShellHelper, tmp_path: Path, address: str,
+                                                            settings: dict[str, str], sentence: str) -> None:
+    """grep matches line by line: "x@127.0.0.1:4443/a<line break>us-east-1" once passed as a region because its
+    last line is one (a hostile .gitmodules can hold it), and git was handed a URL with another host in it."""
+    env = shell_helper.env(tmp_path / "home", **{k: v for k, v in settings.items() if k.isupper()})
+    for key, value in settings.items():
+        if key.startswith("ccweb."):
+            subprocess.run(["git", "config", "--global", key, value], env=env, check=True)
+    result = shell_helper.run(["grc", "origin", address], env)
+    assert (result.returncode, result.stdout) == (128, "")
+    assert result.stderr.startswith("ccweb: ") and sentence in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "remote-http" not in shell_helper.command_lines()
+
+
 @pytest.mark.parametrize(("address", "settings", "url"), [
     ("us-east-2://team@app", {}, "https://git-codecommit.us-east-2.amazonaws.com/v1/repos/app"),
     ("cn-north-1://app/", {}, "https://git-codecommit.cn-north-1.amazonaws.com.cn/v1/repos/app"),

@@ -106,12 +106,18 @@ is_true() { case $1 in true | True | TRUE) return 0 ;; esac; return 1; }  # what
 
 # --- addresses ------------------------------------------------------------------------------------------
 
-# Whether host[:port] $1 (lower case) is a CodeCommit host, by the service's ERE (one grep, no pipeline).
-codecommit_host() {
-  LC_ALL=C grep -Eqx -e "$CODECOMMIT_HOSTS" <<EOF
-$1
+# Whether the whole of $2 matches the ERE $1. grep matches line by line, so a value that is not one line of
+# printable ASCII (a line break, CR or other control character in it) never matches: "x\nus-east-1" is no
+# region because one of its lines is. Every check that accepts a value by grep goes through here.
+matches() {
+  case $2 in *"$NL"* | *"$CR"* | *[[:cntrl:]]* | *[!' '-~]*) return 1 ;; esac
+  LC_ALL=C grep -Eqx -e "$1" <<EOF
+$2
 EOF
 }
+
+# Whether host[:port] $1 (lower case) is a CodeCommit host, by the service's ERE (one grep, no pipeline).
+codecommit_host() { matches "$CODECOMMIT_HOSTS" "$1"; }
 
 is_loopback() {  # a host name without port: localhost, ::1, 127.0.0.0/8
   case $1 in localhost | ::1 | '[::1]') return 0 ;; esac
@@ -809,18 +815,12 @@ grc() {
   exec git "remote-${prefix%%://*}" "$1" "$prefix$repo"
 }
 
-is_region() {
-  LC_ALL=C grep -Eqx '[a-z]{2}(-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?' <<EOF
-$1
-EOF
-}
+is_region() { matches '[a-z]{2}(-[a-z]{3,5})?-[a-z]+-[1-9][0-9]?' "$1"; }
 
 # Whether $1 is host[:port] as a service's git endpoint must be (hosts.git_endpoint_host): a DNS name of
 # letters, digits and hyphens, or an IPv6 address in brackets; lower case.
 is_git_host() {
-  LC_ALL=C grep -Eqx '([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?' <<EOF
-$1
-EOF
+  matches '([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?' "$1"
 }
 
 host_name() { case $1 in \[*\]*) printf '%s\n' "${1%%]*}]" ;; *) printf '%s\n' "${1%%:*}" ;; esac; }
