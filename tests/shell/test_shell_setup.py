@@ -26,6 +26,13 @@ def config(env: dict[str, str], key: str) -> list[str]:
     return found.stdout.split("\n")[:-1]
 
 
+def dead_service() -> str:
+    """A loopback address nothing listens at: setup then writes every key but the service's git endpoints."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
 def test_the_script_writes_the_host_forms_of_ccweb_helper_hosts() -> None:
     match = re.search(r"^CODECOMMIT_URLS='([^']*)'$", SCRIPT, re.MULTILINE)
     assert match is not None
@@ -78,9 +85,7 @@ def test_setup_configures_every_host_form_the_service_s_endpoints_and_the_grc_ur
 
 
 def test_setup_names_this_script_and_works_on_without_the_service(shell_helper: ShellHelper, tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    dead = dead_service()
     env = shell_helper.env(tmp_path / "home")
     done = shell_helper.run(["setup", "--url", dead], env)
     assert done.returncode == 0, done.stderr
@@ -91,6 +96,62 @@ def test_setup_names_this_script_and_works_on_without_the_service(shell_helper: 
     asked = shell_helper.run(["setup"], shell_helper.env(tmp_path / "other"))
     assert asked.returncode == 2
     assert "which ccweb service? Pass --url" in asked.stderr
+
+
+def test_setup_adds_its_insteadof_values_and_keeps_the_person_s_own(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    env = shell_helper.env(tmp_path / "home")
+    for key, value in (("url.ccweb::.insteadOf", "cc::"), ("url.ccweb::codecommit://.insteadOf", "grc://")):
+        subprocess.run(["git", "config", "--global", "--add", key, value], env=env, check=True)
+    url = dead_service()
+    first = shell_helper.run(["setup", "--url", url], env)
+    second = shell_helper.run(["setup", "--url", url], env)
+    assert first.returncode == 0, first.stderr
+    assert config(env, "url.ccweb::.insteadOf") == ["cc::", "codecommit::"]
+    assert config(env, "url.ccweb::codecommit://.insteadOf") == ["grc://", "codecommit://"]
+    assert second.stdout.startswith("Already configured in your global git config"), second.stdout
+
+
+def git_url(env: dict[str, str], url: str) -> str:
+    """The URL git fetches ``url`` from, after every insteadOf (the scheme says which remote helper runs)."""
+    return subprocess.run(["git", "ls-remote", "--get-url", url], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("helper", [None, "/opt/tools/run-it"], ids=["this-script", "named-helper"])
+def test_setup_no_grc_takes_out_the_grc_keys_it_wrote_and_nothing_of_the_person_s(
+    shell_helper: ShellHelper, tmp_path: Path, helper: str | None,
+) -> None:
+    env = shell_helper.env(tmp_path / "home")
+    url = dead_service()
+    options = ["--url", url, *(["--helper", helper] if helper else [])]
+    assert shell_helper.run(["setup", *options], env).returncode == 0
+    assert git_url(env, "codecommit::us-east-1://demo") == "ccweb::us-east-1://demo"
+    subprocess.run(["git", "config", "--global", "--add", "url.ccweb::.insteadOf", "cc::"], env=env, check=True)
+    left = shell_helper.run(["setup", *options, "--no-grc"], env)
+    again = shell_helper.run(["setup", *options, "--no-grc"], env)
+    assert left.returncode == 0, left.stderr
+    assert "codecommit:: URLs are left to AWS's git-remote-codecommit: --no-grc" in left.stdout
+    assert git_url(env, "codecommit::us-east-1://demo") == "codecommit::us-east-1://demo"  # AWS's helper runs
+    assert git_url(env, "codecommit://demo") == "codecommit://demo"
+    assert config(env, "url.ccweb::.insteadOf") == ["cc::"]
+    for key in ("url.ccweb::codecommit://.insteadOf", "alias.remote-ccweb", "protocol.ccweb.allow"):
+        assert config(env, key) == [], key
+    assert config(env, f"credential.{HOST_FORMS[0].git_url}.useHttpPath") == ["true"]  # the rest stays
+    assert again.stdout.startswith("Already configured in your global git config"), again.stdout
+
+
+def test_setup_no_grc_leaves_a_remote_ccweb_alias_of_the_person_s_own_and_says_so(shell_helper: ShellHelper,
+                                                                                  tmp_path: Path) -> None:
+    env = shell_helper.env(tmp_path / "home")
+    url = dead_service()
+    assert shell_helper.run(["setup", "--url", url], env).returncode == 0
+    subprocess.run(["git", "config", "--global", "--add", "alias.remote-ccweb", "!my-own-tool grc"], env=env,
+                   check=True)
+    left = shell_helper.run(["setup", "--url", url, "--no-grc"], env)
+    assert left.returncode == 0, left.stderr
+    assert config(env, "alias.remote-ccweb") == ["!my-own-tool grc"]
+    assert ("note: alias.remote-ccweb = '!my-own-tool grc' is left in your global git config: it is not the "
+            f"`!'{shell_helper.command[-1]}' grc` setup writes") in left.stderr
 
 
 @pytest.mark.parametrize(("address", "settings", "sentence"), [

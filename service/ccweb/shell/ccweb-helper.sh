@@ -3,7 +3,7 @@
 # with git, sh and curl but no Python. Served by the service at /helper/ccweb-helper.sh.
 #
 #   ccweb-helper get | store | erase          what git runs (helper = !ccweb-helper)
-#   ccweb-helper setup [--url URL] [--helper CMD]   configure git (global config), once
+#   ccweb-helper setup [--url URL] [--helper CMD] [--no-grc]   configure git (global config), once
 #   ccweb-helper grc <remote> <address>       git's remote helper for codecommit:: URLs (set up by setup)
 #
 # Settings: CCWEB_URL (else git config credential.<url>.ccwebUrl, else ccweb.url), CCWEB_TIMEOUT (seconds,
@@ -32,8 +32,8 @@ https://*.git-codecommit.*.vpce.amazonaws.com.cn'
 # Every variable of this script, unset first: one that came in the environment would stay exported, and a
 # token assigned to it would reach every child process.
 unset address aud audience auds authority base cfg_auth cfg_body cfg_extra cfg_url changes char charset check \
-  connection detail discovered endpoint endpoints entry escaped expiry file foreign forms found have head \
-  helper hint host in_region jwt_rest kept key lhost line lowered major minor mode named origin password path \
+  connection detail discovered endpoint endpoints entry escaped expiry file foreign forms found grc_urls have \
+  head helper hint host in_region jwt_rest kept key lhost line lowered major minor mode named origin password path \
   pattern prefix previous problem protocol proxy_var quoted rc region remote repo request_auth request_body \
   request_type rest said seconds sections self service service_where shown size skey split_authority \
   split_rest standard status tmp token token_source trimmed url url_host url_path url_port url_scheme username \
@@ -665,6 +665,60 @@ want() {
   changes=$((changes + 1))
 }
 
+# KEY VALUE: add VALUE to the list KEY (an insteadOf) in the global git config when it is not there; the
+# person's own values stay.
+want_in() {
+  git_config --global --get-all "$1" >"$tmp/have"
+  has_value "$2" && return
+  git config --global --add "$1" "$2" </dev/null || fail "\`git config --global --add $1\` failed; run \`ccweb-helper setup\` again (it writes only what is missing)."
+  changes=$((changes + 1))
+}
+
+# KEY [VALUE-ERE]: remove KEY (only its values VALUE-ERE matches) from the global git config.
+unwant() {
+  git config --global --unset-all "$@" </dev/null || fail "\`git config --global --unset-all $1\` failed; run \`ccweb-helper setup --no-grc\` again."
+  changes=$((changes + 1))
+}
+
+# Whether alias.remote-ccweb value $1 is one setup writes: "$helper grc", or an earlier setup's (a ccweb-helper's
+# grc) (setup.py: _our_alias).
+our_alias() {
+  [ "$1" = "$helper grc" ] && return 0
+  case $1 in *ccweb-helper*' 'grc | *ccweb_helper*' 'grc) return 0 ;; esac
+  return 1
+}
+
+# --no-grc: take out the GRC keys setup writes (setup.py: grc_removals): its insteadOf values, an alias that runs
+# a ccweb-helper's grc (another is left, and named), the protocol setting.
+drop_grc() {
+  git_config --global --get-all url.ccweb::.insteadOf >"$tmp/have"
+  has_value codecommit:: && unwant url.ccweb::.insteadOf '^codecommit::$'
+  git_config --global --get-all url.ccweb::codecommit://.insteadOf >"$tmp/have"
+  has_value codecommit:// && unwant url.ccweb::codecommit://.insteadOf '^codecommit://$'
+  git_config --global --get-all alias.remote-ccweb >"$tmp/have"
+  found= kept=
+  while IFS= read -r line; do
+    if our_alias "$line"; then found=1; else kept=1; fi
+  done <"$tmp/have"
+  while IFS= read -r line; do
+    if ! our_alias "$line"; then
+      printf "ccweb-helper setup: note: alias.remote-ccweb = '%s' is left in your global git config: it is not the \`%s grc\` setup writes; if it is not yours, run \`git config --global --unset-all alias.remote-ccweb\`.\n" "$(safe "$line" 200)" "$(safe "$helper" 200)" >&2
+    elif [ -n "$kept" ]; then  # only this value (an ERE of it, anchored), once
+      pattern="^$(printf '%s\n' "$line" | sed 's/[][\\.^$*+?(){}|]/\\&/g')\$"
+      if git_config --global --get-all alias.remote-ccweb "$pattern" >/dev/null; then
+        unwant alias.remote-ccweb "$pattern"
+      fi
+    fi
+  done <"$tmp/have"
+  [ -n "$found" ] && [ -z "$kept" ] && unwant alias.remote-ccweb
+  if git_config --global --get-all protocol.ccweb.allow >/dev/null; then unwant protocol.ccweb.allow; fi
+}
+
+has_value() {  # whether $tmp/have holds the line $1
+  while IFS= read -r line; do [ "$line" = "$1" ] && return 0; done <"$tmp/have"
+  return 1
+}
+
 section() {  # the credential section of git URL $1: only this helper answers, with the repository's path
   want "credential.$1.helper" "" "$helper"
   if [ "$(git_config --global --bool --get-all "credential.$1.useHttpPath")" != true ]; then
@@ -687,7 +741,7 @@ this_helper() {
 }
 
 setup() {
-  url= helper=
+  url= helper= grc_urls=1
   while [ $# -gt 0 ]; do
     case $1 in
       --url) url=${2-}; shift 2 || fail "--url needs the service's address." ;;
@@ -695,7 +749,8 @@ setup() {
       --helper) helper=${2-}; shift 2 || fail "--helper needs the command git should run." ;;
       --helper=*) helper=${1#--helper=}; shift ;;
       --global) shift ;;
-      *) fail "unknown option $(safe "$1" 80); usage: ccweb-helper setup [--url URL] [--helper CMD]" ;;
+      --no-grc) grc_urls= ; shift ;;
+      *) fail "unknown option $(safe "$1" 80); usage: ccweb-helper setup [--url URL] [--helper CMD] [--no-grc]" ;;
     esac
   done
   version=$(git --version 2>/dev/null) || fail "git cannot be run: install git (2.26 or newer) and make sure it is on PATH."
@@ -735,11 +790,16 @@ EOF
     section "https://$endpoint"
     is_loopback "$(host_name "$endpoint")" && section "http://$endpoint"
   done
-  # codecommit::<region>://[profile@]<repo> and codecommit://[profile@]<repo> through `grc` (see grc below).
-  want url.ccweb::.insteadOf codecommit::
-  want url.ccweb::codecommit://.insteadOf codecommit://
-  want alias.remote-ccweb "$helper grc"
-  want protocol.ccweb.allow always
+  # codecommit::<region>://[profile@]<repo> and codecommit://[profile@]<repo> through `grc` (see grc below),
+  # unless --no-grc leaves them to AWS's git-remote-codecommit.
+  if [ -n "$grc_urls" ]; then
+    want_in url.ccweb::.insteadOf codecommit::
+    want_in url.ccweb::codecommit://.insteadOf codecommit://
+    want alias.remote-ccweb "$helper grc"
+    want protocol.ccweb.allow always
+  else
+    drop_grc
+  fi
   cleanup
   if [ -n "$warning" ]; then
     printf "ccweb-helper setup: warning: could not read the service's git endpoints (%s); the CodeCommit hosts are configured, the service's own git hosts (if any) are not: run \`ccweb-helper setup\` again once the service is reachable.\n" "${warning%.}" >&2
@@ -747,8 +807,13 @@ EOF
   if [ "$changes" = 0 ]; then
     printf 'Already configured in your global git config (%s host patterns, service %s); nothing changed.\n' "$sections" "$service"
   else
-    printf 'Wrote %s git config changes to your global git config:\n  service  %s\n  helper   %s  (after an empty `helper =`, with useHttpPath = true)\n  hosts    %s patterns: every CodeCommit host form and the service'"'"'s git endpoints\n  GRC URLs codecommit::<region>://<repo> and codecommit://<repo>, through `%s grc`\n' \
-      "$changes" "$service" "$helper" "$sections" "${helper#!}"
+    printf 'Wrote %s git config changes to your global git config:\n  service  %s\n  helper   %s  (after an empty `helper =`, with useHttpPath = true)\n  hosts    %s patterns: every CodeCommit host form and the service'"'"'s git endpoints\n' \
+      "$changes" "$service" "$helper" "$sections"
+    if [ -n "$grc_urls" ]; then
+      printf '  GRC URLs codecommit::<region>://<repo> and codecommit://<repo>, through `%s grc`\n' "${helper#!}"
+    else
+      printf "  (codecommit:: URLs are left to AWS's git-remote-codecommit: --no-grc)\n"
+    fi
   fi
   printf 'Your other credential helpers still answer for every other host.\n'
 }
@@ -850,7 +915,9 @@ prefix_problem() {
 usage() {
   printf '%s\n' 'usage: ccweb-helper <command>' '' \
     'A git credential helper for AWS CodeCommit through a ccweb service (POSIX sh and curl).' '' \
-    '  setup [--url URL] [--helper CMD]   configure git (global config) for every CodeCommit host, once' \
+    '  setup [--url URL] [--helper CMD] [--no-grc]' \
+    '                                     configure git (global config) for every CodeCommit host, once;' \
+    "                                     --no-grc leaves codecommit:: URLs to AWS's git-remote-codecommit" \
     '  get | store | erase                what git runs' \
     '  grc <remote> <address>             what git runs for codecommit:: URLs (set up by setup)' '' \
     'Settings: CCWEB_URL (or git config ccweb.url), CCWEB_TOKEN or CCWEB_TOKEN_FILE (CI platforms'"'"' own' \
