@@ -4,13 +4,16 @@ for those that are, one ``ccweb:`` sentence and ``quit=1`` for every failure, TL
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shell.shells import CREDENTIAL, Answer, ShellHelper, TextService, jwt
-from support import self_signed
+from support import self_signed, serve_http
 
 TOKEN = jwt({"aud": "ccweb", "sub": "job"})
 GIT_INPUT_AFTER_FETCH = ("protocol=https\nhost=git-codecommit.us-east-1.amazonaws.com\npath=v1/repos/demo\n"
@@ -150,3 +153,57 @@ def test_tls_is_always_verified_against_ssl_cert_file_or_curl_ca_bundle(shell_he
     assert (by_file.returncode, by_file.stdout) == (0, CREDENTIAL), by_file.stderr
     assert (by_bundle.returncode, by_bundle.stdout) == (0, CREDENTIAL), by_bundle.stderr
     assert service.paths() == ["POST /v1/git-credential"] * 2  # the untrusted one sent nothing
+
+
+@contextlib.contextmanager
+def refusing_proxy(status: int) -> Iterator[str]:
+    """An http proxy on loopback that answers every ``CONNECT`` with ``status``; yields its host:port."""
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_CONNECT(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    with serve_http(Proxy) as url:
+        yield url.removeprefix("http://")
+
+
+PROXY_USER = "PLANTED-proxy-user"
+PROXY_PASSWORD = "PLANTED-proxy-password"
+
+
+@pytest.mark.parametrize(("variable", "proxy", "sentence"), [
+    ("HTTPS_PROXY", "unreadable", "the proxy set by HTTPS_PROXY cannot be used: curl cannot read its URL or resolve "
+     "its host name (the value is not shown here: it may hold a password); check HTTPS_PROXY, or add "
+     "ccweb.example.com to NO_PROXY if it is reachable directly."),
+    ("https_proxy", "closed", "cannot reach the proxy set by https_proxy (curl could not connect to it); check "
+     "https_proxy, or add ccweb.example.com to NO_PROXY"),
+    ("HTTPS_PROXY", "407", "the proxy set by HTTPS_PROXY refused to connect to ccweb.example.com:443 (HTTP 407, "
+     "proxy authentication required); check the user name and password in HTTPS_PROXY."),
+    ("ALL_PROXY", "403", "the proxy set by ALL_PROXY refused to connect to ccweb.example.com:443 (HTTP 403); check "
+     "ALL_PROXY, or add ccweb.example.com to NO_PROXY"),
+], ids=["unreadable", "closed", "407", "403"])
+def test_a_failing_proxy_is_named_by_its_variable_and_never_quoted(shell_helper: ShellHelper, tmp_path: Path,
+                                                                   variable: str, proxy: str, sentence: str) -> None:
+    """curl's own message may quote the proxy's URL, user name and password included ("Unsupported proxy syntax in
+    'http://user:password#x@host'"): through a proxy, the helper says what failed in its own words."""
+    userinfo = f"{PROXY_USER}:{PROXY_PASSWORD}"
+    with contextlib.ExitStack() as stack:
+        if proxy == "unreadable":
+            value = f"http://{userinfo}#x@proxy.invalid"  # the # makes it unreadable to curl
+        elif proxy == "closed":
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                value = f"http://{userinfo}@127.0.0.1:{probe.getsockname()[1]}"
+        else:
+            value = f"http://{userinfo}@{stack.enter_context(refusing_proxy(int(proxy)))}"
+        env = shell_helper.env(tmp_path / "home", CCWEB_URL="https://ccweb.example.com", CCWEB_TOKEN=TOKEN,
+                               **{variable: value})
+        result = shell_helper.get(env, "git-codecommit.us-east-1.amazonaws.com")
+    assert (result.returncode, result.stdout) == (1, "quit=1\n")
+    assert result.stderr.startswith("ccweb: ") and result.stderr.count("\n") == 1
+    assert sentence in result.stderr, result.stderr
+    assert "PLANTED" not in result.stderr and "curl:" not in result.stderr

@@ -32,12 +32,12 @@ https://*.git-codecommit.*.vpce.amazonaws.com.cn'
 # Every variable of this script, unset first: one that came in the environment would stay exported, and a
 # token assigned to it would reach every child process.
 unset address aud audience auds authority base cfg_auth cfg_body cfg_extra cfg_url changes char charset check \
-  connection detail discovered endpoint endpoints entry escaped expiry file foreign forms found grc_urls have \
-  head helper hint host in_region jwt_rest kept key lhost line lowered major minor mode named origin password path \
-  pattern prefix previous problem protocol proxy_var quoted rc region remote repo request_auth request_body \
-  request_type rest said seconds sections self service service_where shown size skey split_authority \
-  split_rest standard status tmp token token_source trimmed url url_host url_path url_port url_scheme username \
-  value version want_key wanted warning what where
+  connect_status connection detail discovered endpoint endpoints entry escaped expiry file fix foreign forms \
+  found grc_urls have head helper hint host in_region jwt_rest kept key lhost line lowered major minor mode \
+  named origin password path pattern prefix previous problem protocol proxy_var quoted rc region remote repo \
+  request_auth request_body request_type rest said seconds sections self service service_where shown size skey \
+  split_authority split_rest standard status tmp token token_source trimmed url url_host url_path url_port \
+  url_scheme username value version via want_key wanted warning what where
 
 JWT_CHARS='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'
 NL='
@@ -231,14 +231,14 @@ show-error
 user-agent = "ccweb-helper.sh"
 output = "$tmp/body"
 dump-header = "$tmp/headers"
-write-out = "%{http_code}"
+write-out = "%{http_code} %{http_connect}"
 $cfg_auth
 $cfg_body
 EOF
   rc=$?
   request_auth= ; unset request_body
-  status=
-  IFS= read -r status <"$tmp/status"
+  status= connect_status=
+  read -r status connect_status <"$tmp/status"
   [ "$rc" = 0 ] || curl_failed
 }
 
@@ -259,24 +259,45 @@ bypassed() {
   return 1
 }
 
-# curl's failure ($rc, its message in $tmp/error) as one sentence.
+# curl's failure ($rc, its message in $tmp/error) as one sentence. curl's message is shown only when no proxy
+# variable is set or the host is loopback (never proxied): about a proxy, curl quotes what it could not use, up
+# to the whole URL with its user name and password ("Unsupported proxy syntax in 'http://bob:pw#x@...'"), so
+# then ccweb says it in sentences of its own that name the variable, never its value.
 curl_failed() {
-  trim "$(head -n 1 "$tmp/error" | LC_ALL=C tr -c ' -~' ' ' | cut -c 1-300)"
-  said=${trimmed#curl: (*) }
   check=${hint:+; check $hint, and that it is running}
   proxy_var
-  if [ -n "$proxy_var" ] && [ "$url_scheme" = https ] && ! is_loopback "$url_host" && ! bypassed; then
-    case $rc in 5 | 7 | 8 | 28 | 35 | 52 | 56 | 97)
-      fail "no answer from $what at $origin through the proxy set by $proxy_var (curl: $said); check $proxy_var (a user name and password in it, too), or add $url_host to NO_PROXY if it is reachable directly." ;;
-    esac
+  if [ -n "$proxy_var" ] && ! is_loopback "$url_host"; then
+    bypassed || proxy_failed
+    said="curl exit code $rc"  # NO_PROXY named the host (as far as this script reads it): curl went directly
+  else
+    trim "$(head -n 1 "$tmp/error" | LC_ALL=C tr -c ' -~' ' ' | cut -c 1-300)"
+    said="curl: ${trimmed#curl: (*) }"
   fi
   case $rc in
     6) fail "cannot resolve the host name '$url_host' of $what ($origin); check ${hint:+$hint, and }your network or VPN." ;;
     28) fail "$what at $origin did not answer within $seconds seconds; try again, or raise CCWEB_TIMEOUT." ;;
-    60 | 77 | 83 | 90 | 91) fail "the TLS certificate of $what at $origin could not be verified (curl: $said); if your company uses its own certificate authority, point SSL_CERT_FILE at its bundle." ;;
+    60 | 77 | 83 | 90 | 91) fail "the TLS certificate of $what at $origin could not be verified ($said); if your company uses its own certificate authority, point SSL_CERT_FILE at its bundle." ;;
     63) fail "the answer of $what at $origin is too large to be one it would send." ;;
-    *) fail "cannot reach $what at $origin (curl: $said)$check." ;;
+    *) fail "cannot reach $what at $origin ($said)$check." ;;
   esac
+}
+
+# curl's failure ($rc; the CONNECT answer's status in $connect_status) through the proxy $proxy_var names.
+proxy_failed() {
+  via="the proxy set by $proxy_var"
+  fix="check $proxy_var, or add $url_host to NO_PROXY if it is reachable directly"
+  case $rc in
+    5) fail "$via cannot be used: curl cannot read its URL or resolve its host name (the value is not shown here: it may hold a password); $fix." ;;
+    7) fail "cannot reach $via (curl could not connect to it); $fix." ;;
+    28) fail "no answer from $what at $origin through $via within $seconds seconds; $fix, or raise CCWEB_TIMEOUT." ;;
+    56) case $connect_status in
+        407) fail "$via refused to connect to $url_host:${url_port:-443} (HTTP 407, proxy authentication required); check the user name and password in $proxy_var." ;;
+        [1-9][0-9][0-9]) [ "$connect_status" = 200 ] ||
+          fail "$via refused to connect to $url_host:${url_port:-443} (HTTP $connect_status); $fix." ;;
+      esac ;;
+    60 | 77 | 83 | 90 | 91) fail "the TLS certificate of $what at $origin could not be verified through $via (curl exit code $rc); if your company's proxy or network uses its own certificate authority, point SSL_CERT_FILE at its bundle." ;;
+  esac
+  fail "no answer from $what at $origin through $via (curl exit code $rc); $fix (a user name and password in it, too)."
 }
 
 # The last answer's Retry-After (seconds), in $found; empty when it has none.
