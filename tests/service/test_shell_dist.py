@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
-from ccweb.shell_dist import MARKER, build_script, codecommit_hosts_ere, etag_matches, helper_script
+from ccweb.shell_dist import MARKER, build_script, codecommit_hosts_ere, etag_matches, form_ere, helper_script
 from ccweb_helper.hosts import HOST_FORMS, REGION_PATTERN, HostForm, parse_codecommit_host
+from shell.hostsample import sample, zone_elsewhere
 from support import RecordingSTS, serve
 
 ACCEPTED = [
@@ -42,6 +43,15 @@ LOOKALIKES = [
     "git-codecommit.us_east_1.amazonaws.com", "git-codecommit.us-east-1.amazonaws.com/",
     "a.b.git-codecommit.us-east-1.vpce.amazonaws.com", "git-codecommit.us-east-1.vpce.amazonaws.com",
     "codecommit.us-east-1.amazonaws.com", "git-codecommit.amazonaws.com", "", " ",
+    # where git's `*` stands, a region (of the form's partition) or an endpoint id, not any label
+    "git-codecommit.s3.amazonaws.com", "git-codecommit.s3-external-1.amazonaws.com",
+    "git-codecommit-fips.s3.amazonaws.com", "git-codecommit.x.amazonaws.com.cn",
+    "evil.git-codecommit.us-east-1.vpce.amazonaws.com", "git-codecommit.cn-north-1.amazonaws.com",
+    "git-codecommit.us-east-1.amazonaws.com.cn", "git-codecommit-fips.cn-north-1.amazonaws.com.cn",
+    "vpce-0123456789abcdef0-abcdefgh.git-codecommit.cn-north-1.vpce.amazonaws.com",
+    "vpce-0123-abcdefgh.git-codecommit.us-east-1.vpce.amazonaws.com",
+    "vpce-0123456789abcdef0-abcdefgh-us-east-1.git-codecommit.us-east-1.vpce.amazonaws.com",
+    "git-codecommit.us-east-0.amazonaws.com", "git-codecommit.useast-1.amazonaws.com",
 ]
 
 
@@ -69,10 +79,32 @@ def test_grep_finds_every_codecommit_host_and_no_lookalike(grep: list[str]) -> N
 
 def test_the_expression_is_one_alternative_per_host_form() -> None:
     ere = codecommit_hosts_ere()
-    assert ere.startswith("^(") and ere.endswith(")(:443)?$")
-    assert ere.count("|") == len(HOST_FORMS) - 1
-    assert r"^(git-codecommit\.[a-z0-9-]+\.amazonaws\.com|" in ere
+    assert ere == "^(" + "|".join(form_ere(form.pattern) for form in HOST_FORMS) + ")$"
     assert "'" not in ere, "it sits between single quotes in the script"
+    assert all(re.fullmatch(form_ere(form.pattern), form.sample) for form in HOST_FORMS)
+
+
+@pytest.mark.parametrize("pattern", [
+    r"git-codecommit\.(?<=x)[a-z]+\.amazonaws\.com", r"git-codecommit\.\w+\.amazonaws\.com",
+    r"git-codecommit\..*\.amazonaws\.com", r"git-codecommit\.(?!us-)[a-z]+\.amazonaws\.com",
+    r"(?P<a>x)(?(a)y|z)", r"git-codecommit\.[^.]+\.amazonaws\.com",
+], ids=["look-behind", "class-escape", "any-character", "other-look-ahead", "conditional", "negated-class"])
+def test_a_pattern_the_translation_does_not_know_is_refused(pattern: str) -> None:
+    """The script must never answer for more hosts than the Python helper because a pattern of HOST_FORMS grew a
+    construct that means something else, or nothing, in a POSIX ERE: the service then refuses to build it."""
+    with pytest.raises(ValueError, match="not translated to a POSIX ERE"):
+        form_ere(pattern)
+
+
+@pytest.mark.parametrize("grep", GREPS)
+def test_grep_and_the_python_parser_agree_on_a_large_sample(grep: list[str]) -> None:
+    """Thousands of hosts, half of them lookalikes: the ERE accepts exactly what ``parse_codecommit_host`` accepts,
+    but for zonal VPC endpoint names whose zone is in another region (the script compares those itself)."""
+    hosts = sample(5000)
+    accepted = {host for host in hosts if parse_codecommit_host(host) is not None}
+    elsewhere = {host for host in hosts if zone_elsewhere(host)}
+    assert len(accepted) > 500 and len(elsewhere) > 20
+    assert grep_matches(codecommit_hosts_ere(), hosts, grep) == [h for h in hosts if h in accepted | elsewhere]
 
 
 REGIONS = st.from_regex(re.compile(REGION_PATTERN), fullmatch=True)

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ccweb.shell_dist import helper_script
+from ccweb_helper.hosts import parse_codecommit_host
+from shell.hostsample import sample, zone_elsewhere
 from shell.shells import CREDENTIAL, Answer, ShellHelper, TextService, jwt
 from support import self_signed, serve_http
 
@@ -38,7 +43,12 @@ def test_store_and_erase_print_nothing_and_ask_no_one(shell_helper: ShellHelper,
     ("https", "evil-git-codecommit.us-east-1.amazonaws.com"),
     ("https", "git-codecommit.us-east-1.amazonaws.com:8443"),
     ("ssh", "git-codecommit.us-east-1.amazonaws.com"),
-], ids=["github", "other-port", "suffix", "prefix", "codecommit-other-port", "ssh"])
+    ("https", "git-codecommit.s3.amazonaws.com"),
+    ("https", "git-codecommit.x.amazonaws.com.cn"),
+    ("https", "evil.git-codecommit.us-east-1.vpce.amazonaws.com"),
+    ("https", "vpce-0123456789abcdef0-abcdefgh-us-west-2a.git-codecommit.us-east-1.vpce.amazonaws.com"),
+], ids=["github", "other-port", "suffix", "prefix", "codecommit-other-port", "ssh", "not-a-region", "not-china",
+        "not-an-endpoint-id", "zone-elsewhere"])
 def test_a_host_neither_codecommit_nor_the_service_s_is_left_to_the_next_helper(
     shell_helper: ShellHelper, tmp_path: Path, protocol: str, host: str,
 ) -> None:
@@ -48,6 +58,35 @@ def test_a_host_neither_codecommit_nor_the_service_s_is_left_to_the_next_helper(
         result = shell_helper.get(env, host, protocol=protocol)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert "POST /v1/git-credential" not in service.paths()
+
+
+def host_test(script: str) -> str:
+    """The served script's own CodeCommit host test (``codecommit_host`` and what it uses) as a program that prints
+    every line of its input the test accepts."""
+    settings = [re.search(rf"^{name}=.*$", script, re.MULTILINE) for name in ("CODECOMMIT_HOSTS", "CR")]
+    functions = [re.search(rf"^{name}\(\) \{{\n.*?^\}}$", script, re.MULTILINE | re.DOTALL)
+                 for name in ("matches", "codecommit_host")]
+    parts = [match[0] for match in settings + functions if match is not None]
+    assert len(parts) == 4
+    return "\n".join(["NL='\n'", *parts, 'while IFS= read -r host; do codecommit_host "$host" && echo "$host"; done'])
+
+
+def test_the_script_and_the_python_parser_agree_on_endpoints_and_lookalikes(shell_helper: ShellHelper,
+                                                                            tmp_path: Path) -> None:
+    """Hosts and lookalikes (a label that is no region, an endpoint id too short, a zone in another region, another
+    port...): the script answers for exactly those the Python helper answers for. The sample's VPC endpoint names
+    that are CodeCommit hosts or would be but for their zone (the ERE alone cannot tell those: the script compares
+    zone and region itself; tests/service/test_shell_dist.py compares the ERE on the whole sample), and 250 more."""
+    everything = sample(5000)
+    zonal = [h for h in everything if h.startswith("vpce-") and (parse_codecommit_host(h) or zone_elsewhere(h))]
+    hosts = zonal + [host for host in everything if host not in zonal][:250]
+    assert len(zonal) > 200 and sum(map(zone_elsewhere, zonal)) > 20
+    env = shell_helper.env(tmp_path / "home", PATH=str(shell_helper.bin.parent / "real"))  # no recording: quicker
+    found = subprocess.run([*shell_helper.command[:-1], "-c", host_test(helper_script().decode())], env=env,
+                           input="".join(f"{host}\n" for host in hosts), capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert found.stderr == ""
+    assert found.stdout.splitlines() == [host for host in hosts if parse_codecommit_host(host) is not None]
 
 
 def test_without_a_service_configured_another_host_costs_no_request(shell_helper: ShellHelper, tmp_path: Path) -> None:

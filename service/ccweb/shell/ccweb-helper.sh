@@ -37,7 +37,7 @@ unset address aud audience auds authority base cfg_auth cfg_body cfg_extra cfg_u
   named origin password path pattern prefix previous problem protocol proxy_var quoted rc region remote repo \
   request_auth request_body request_type rest said seconds sections self service service_where shown size skey \
   split_authority split_rest standard status tmp token token_source trimmed url url_host url_path url_port \
-  url_scheme username value version via want_key wanted warning what where
+  url_scheme username value version via want_key wanted warning what where zone zone_region
 
 JWT_CHARS='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'
 NL='
@@ -116,8 +116,16 @@ $2
 EOF
 }
 
-# Whether host[:port] $1 (lower case) is a CodeCommit host, by the service's ERE (one grep, no pipeline).
-codecommit_host() { matches "$CODECOMMIT_HOSTS" "$1"; }
+# Whether host[:port] $1 (lower case) is a CodeCommit host: by the service's ERE (one grep, no pipeline), and for
+# a zonal VPC endpoint name (vpce-<id>-<id>-<zone>.git-codecommit...) with its zone in the host's region, which
+# an ERE cannot compare (ccweb_helper.hosts: HOST_FORMS; an endpoint id holds no "-").
+codecommit_host() {
+  matches "$CODECOMMIT_HOSTS" "$1" || return 1
+  case ${1%%.*} in vpce-*-*-*) ;; *) return 0 ;; esac
+  zone=${1%%.*}; zone=${zone#vpce-*-*-}  # us-east-1a
+  zone_region=${1#*.git-codecommit*.}; zone_region=${zone_region%%.*}
+  [ "${zone%?}" = "$zone_region" ]
+}
 
 is_loopback() {  # a host name without port: localhost, ::1, 127.0.0.0/8
   case $1 in localhost | ::1 | '[::1]') return 0 ;; esac
