@@ -28,6 +28,7 @@ from ccweb.fastroutes import FastRoutes
 from ccweb.limits import RequestLimits
 from ccweb.metrics import Metrics, RequestMetrics
 from ccweb.openapi import install_openapi
+from ccweb.outbound import outbound_client
 from ccweb.reload import RELOAD_INTERVAL_SECONDS, RunningPolicy
 from ccweb.requestid import RequestId
 from ccweb.responses import install_error_handlers
@@ -61,7 +62,7 @@ def create_app(
     own does, ``ccweb serve --metrics-port``; the app still counts)."""
     metrics = metrics or Metrics()
     own_http = http is None
-    client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
+    client = http or outbound_client(timeout=httpx.Timeout(5.0))  # issuer discovery and key sets
     sessions = SessionCache(sts, clock=clock, metrics=metrics,
                             retry=RetryPolicy(budget=config.aws.retry_budget_seconds))
     running = RunningPolicy(config, http=client, sessions=sessions, clock=clock, monotonic=monotonic,

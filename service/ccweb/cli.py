@@ -26,6 +26,13 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.messages:
             print(printable(f"  {line}"), file=sys.stderr)
         return 1
+    from ccweb.outbound import ProxySettingError, check_proxy_environment  # noqa: PLC0415
+
+    try:
+        check_proxy_environment(os.environ)  # the proxy for issuers and STS: refused now, not at the first token
+    except ProxySettingError as exc:
+        print(printable(f"ccweb serve: {exc}"), file=sys.stderr)
+        return 1
     from ccweb import logs  # noqa: PLC0415
     from ccweb.server import ServeSettings, serve  # noqa: PLC0415
 

@@ -6,8 +6,9 @@ with shared ``httpx.AsyncClient``s (pools of ``SHARD_CONNECTIONS``: httpcore's p
 of its size), its XML answer parsed with ElementTree. No thread per call (botocore's own call path costs
 milliseconds of CPU under the GIL, and 64 threads of it starved the event loop during a cold start of many
 identities); an ``asyncio.Semaphore`` caps the calls one worker has in flight at STS (``STS_CONCURRENCY``, as
-many pooled connections in all). It honours ``ca_bundle``/``AWS_CA_BUNDLE`` and the proxy environment
-(``HTTPS_PROXY``, ``NO_PROXY``, …) as botocore would.
+many pooled connections in all). It honours ``ca_bundle``/``AWS_CA_BUNDLE`` as botocore would, and the proxy
+environment (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) as every outbound request of the service does
+(``ccweb.outbound``).
 
 Each call is one HTTP attempt; a failure is an ``StsError`` that says whether trying again may help (STS's
 throttling and 5xx codes, an unreachable or hanging STS). ``ccweb.retry`` retries those, ``ccweb.sessions``
@@ -33,6 +34,7 @@ from xml.etree import ElementTree
 import httpx
 
 from ccweb import __version__
+from ccweb.outbound import outbound_client
 from ccweb.signing import AwsCredentials
 
 log = logging.getLogger("ccweb.sessions")  # one logger for the whole STS path, as operators know it
@@ -133,12 +135,10 @@ class BotoSTS:
             shards = -(-self.concurrency // SHARD_CONNECTIONS)
             size = -(-self.concurrency // shards)
             clients = [
-                httpx.AsyncClient(
+                outbound_client(  # HTTPS_PROXY, ALL_PROXY, NO_PROXY as the helper reads them (ccweb.outbound)
                     timeout=self._timeout,
                     limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                     verify=self._tls,
-                    trust_env=True,  # HTTPS_PROXY, HTTP_PROXY, NO_PROXY, as botocore honours them
-                    follow_redirects=False,
                     headers={"User-Agent": f"ccweb/{__version__}"},
                 )
                 for _ in range(shards)
