@@ -264,9 +264,9 @@ def serve_moto() -> Iterator[str]:
         server.stop()
 
 
-def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """A certificate for 127.0.0.1 that is its own authority (``directory``/cert.pem, with its key beside it)
-    and a server context that presents it."""
+def self_signed(directory: Path, *names: str) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 (and the DNS ``names``) that is its own authority (``directory``/cert.pem, with
+    its key beside it) and a server context that presents it."""
     import ipaddress
 
     from cryptography import x509
@@ -281,7 +281,8 @@ def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                    *map(x509.DNSName, names)]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )

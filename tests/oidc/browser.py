@@ -4,7 +4,8 @@ It opens the address it is given, keeps cookies, follows redirects, and submits 
 provider shows — oidc-provider's development login page (any name, any password), its consent page, and
 for the device flow its code entry and confirmation pages — until it lands on the helper's loopback
 callback or on a page without a form. ``TEST_BROWSER_LOGIN`` names the account (default alice);
-``TEST_BROWSER_LOG`` names a file that gets one line per run, so tests can count browser runs.
+``TEST_BROWSER_LOG`` names a file that gets one line per run, so tests can count browser runs;
+``TEST_BROWSER_PROXY`` names the proxy it takes to https pages (none by default, whatever the environment says).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class Forms(HTMLParser):
 
 def run(url: str, login: str, user_code: str | None) -> str:
     opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(CookieJar()),
+        urllib.request.ProxyHandler({"https": os.environ["TEST_BROWSER_PROXY"]} if os.environ.get("TEST_BROWSER_PROXY")
+                                    else {}),
+        urllib.request.HTTPCookieProcessor(CookieJar()),
     )
     request: urllib.request.Request = urllib.request.Request(url)
     for _ in range(MAX_STEPS):

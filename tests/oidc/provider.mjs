@@ -3,11 +3,15 @@
 //   node tests/oidc/provider.mjs            prints {"issuer": "http://127.0.0.1:<port>"} on stdout when ready
 //
 // Settings (environment): OIDC_CLIENT_ID (default ccweb-cli), OIDC_ID_TOKEN_TTL (seconds, default 3600),
-// OIDC_NO_DEVICE=1 (advertise no device endpoint). The built-in development pages handle login (any name,
-// any password) and consent; an account's e-mail is <login>@example.com and its groups come from GROUPS below.
+// OIDC_NO_DEVICE=1 (advertise no device endpoint), OIDC_TLS_CERT and OIDC_TLS_KEY (PEM files: serve https) with
+// OIDC_HOST (the issuer's host name, default 127.0.0.1; it listens on 127.0.0.1 whatever the name). The built-in
+// development pages handle login (any name, any password) and consent; an account's e-mail is
+// <login>@example.com and its groups come from GROUPS below.
 // GET /_test/grants lists the token grants served so far ({"grant_type", "client_id"}), so tests can prove
 // which grant produced a token. The process exits when its stdin closes or its parent dies.
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 import Provider from 'oidc-provider';
 
@@ -33,9 +37,14 @@ function account(id) {
   };
 }
 
-const server = http.createServer();
+const TLS = process.env.OIDC_TLS_CERT
+  ? { cert: fs.readFileSync(process.env.OIDC_TLS_CERT), key: fs.readFileSync(process.env.OIDC_TLS_KEY) }
+  : null;
+const HOST = process.env.OIDC_HOST || '127.0.0.1';
+
+const server = TLS ? https.createServer(TLS) : http.createServer();
 server.listen(0, '127.0.0.1', () => {
-  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const issuer = `${TLS ? 'https' : 'http'}://${HOST}:${server.address().port}`;
   const provider = new Provider(issuer, {
     clients: [{
       client_id: CLIENT_ID,
