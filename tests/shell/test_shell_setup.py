@@ -84,6 +84,24 @@ def test_setup_configures_every_host_form_the_service_s_endpoints_and_the_grc_ur
     assert (tmp_path / "home" / ".gitconfig").read_bytes() == written
 
 
+def test_setup_takes_each_git_endpoint_line_whole(shell_helper: ShellHelper, tmp_path: Path) -> None:
+    """A service's ``git_endpoint=*`` is no host: it was once expanded to the names of the files in the current
+    directory, each then configured as a host of the service, and ``a b`` to two hosts."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "intranet.example").write_text("")
+    service = TextService(discovery="audience=ccweb\ngit_endpoint=*\ngit_endpoint=git.one.example git.two.example\n")
+    with service.serving() as url:
+        env = shell_helper.env(tmp_path / "home")
+        done = subprocess.run([*shell_helper.command, "setup", "--url", url], env=env, cwd=tmp_path / "work",
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "skipped the git endpoint '*' the service names" in done.stderr
+    assert "skipped the git endpoint 'git.one.example git.two.example' the service names" in done.stderr
+    sections = subprocess.run(["git", "config", "--global", "--name-only", "--get-regexp", r"^credential\..*\.helper$"],
+                              env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert set(sections) == {f"credential.{form.git_url}.helper" for form in HOST_FORMS}
+
+
 def test_setup_names_this_script_and_works_on_without_the_service(shell_helper: ShellHelper, tmp_path: Path) -> None:
     dead = dead_service()
     env = shell_helper.env(tmp_path / "home")

@@ -811,14 +811,17 @@ EOF
   else
     warning=$(sed 's/^ccweb-helper setup: //' "$tmp/warning")
   fi
-  for endpoint in $endpoints; do
+  while IFS= read -r endpoint; do  # each line whole: no word splitting, no * expanded to file names
+    [ -n "$endpoint" ] || continue
     if ! is_git_host "$endpoint"; then
       printf "ccweb-helper setup: warning: skipped the git endpoint '%s' the service names: it is not a host name with an optional port; tell the service's operators.\n" "$(safe "$endpoint" 100)" >&2
       continue
     fi
     section "https://$endpoint"
     is_loopback "$(host_name "$endpoint")" && section "http://$endpoint"
-  done
+  done <<EOF
+$endpoints
+EOF
   # codecommit::<region>://[profile@]<repo> and codecommit://[profile@]<repo> through `grc` (see grc below),
   # unless --no-grc leaves them to AWS's git-remote-codecommit.
   if [ -n "$grc_urls" ]; then
