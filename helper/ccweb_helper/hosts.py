@@ -227,9 +227,92 @@ def parse_repository_path(path: str) -> str | None:
 
 
 def is_loopback(hostname: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost (names without port, IPv6 with or without brackets)."""
-    name = hostname.lower().strip("[]")
+    """True for this machine's loopback, whatever the caller connects with: the name ``localhost``, an IPv4
+    address of 127.0.0.0/8 written as four decimal numbers, and an IPv6 address (with or without brackets, in
+    any spelling, no zone) that is ``::1`` or an IPv4-mapped ``::ffff:127.x.y.z``. Plain http is allowed to
+    these only, and the helper never sends them to a proxy.
+
+    Nothing else counts, so no resolver can send a request elsewhere: not a non-ASCII spelling (full-width
+    digits or dots), nor another spelling of an IPv4 address (``127.1``, ``0x7f.1``, ``0177.0.0.1``, which some
+    resolvers read as 127.0.0.1 and others look up as names), nor ``localhost.`` or ``*.localhost`` (names a
+    resolver may ask DNS about). The helper first writes a URL's host in its one ASCII form (``ascii_host``), in
+    which the addresses among those are four decimal numbers again, and asks about that.
+    """
+    name = hostname.lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if not name.isascii():
+        return False
     if name in ("localhost", "::1"):
         return True
+    if ":" in name:
+        return _ipv6_loopback(name)
     parts = name.split(".")
-    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
+    return len(parts) == 4 and parts[0] == "127" and all(_decimal_byte(part) for part in parts)
+
+
+def _decimal_byte(part: str) -> bool:
+    """``0`` to ``255`` in ASCII decimal without a leading zero: the only spelling every reader agrees on."""
+    return part.isdigit() and len(part) <= 3 and (part == "0" or part[0] != "0") and int(part) < 256
+
+
+def _ipv6_loopback(name: str) -> bool:
+    import ipaddress  # noqa: PLC0415 (only for an IPv6 address)
+
+    try:
+        address = ipaddress.IPv6Address(name if "%" not in name else "")  # a zone could name any interface
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped
+    return address == ipaddress.IPv6Address("::1") or (mapped is not None and mapped.packed[0] == 127)
+
+
+def ascii_host(hostname: str) -> str:
+    """The one ASCII form of a URL's host: the form a request is decided on (loopback, a proxy, ``NO_PROXY``),
+    connected to, named in a proxy's ``CONNECT`` and checked against in TLS, so no two of them can read the host
+    differently (pure).
+
+    Brackets of an IPv6 address are dropped; an international name becomes its IDNA form, as Python's socket and
+    ssl modules would encode it (full-width letters, digits and dots become ASCII ones: 127.0.0.1 written in
+    full-width characters is 127.0.0.1); ASCII letters are lower-cased. A host that ends in a number is an IPv4
+    address, read as the URL standard (and browsers, and curl) read it: one to four parts, each decimal, octal
+    (``0177``) or hexadecimal (``0x7f``), the last filling the bytes left, one trailing dot allowed; it is written
+    as four decimal numbers (``127.1`` is 127.0.0.1). ValueError for a host that ends in a number but is no such
+    address (``1.2.3.4.5``, ``256.0.0.1``), UnicodeError (a ValueError too) for a name that has no IDNA form.
+    """
+    name = hostname[1:-1] if hostname.startswith("[") and hostname.endswith("]") else hostname
+    if not name.isascii():
+        name = name.encode("idna").decode("ascii")
+    name = name.lower()
+    if ":" in name:
+        return name
+    parts = name.split(".")
+    if len(parts) > 1 and not parts[-1]:
+        parts.pop()  # one trailing dot
+    if not parts[-1] or (_ipv4_part(parts[-1]) is None and not parts[-1].isdigit()):
+        return name  # a name: it does not end in a number
+    numbers = [_ipv4_part(part) for part in parts]
+    if len(numbers) > 4 or None in numbers:
+        raise ValueError("a host that ends in a number but is not an IPv4 address")
+    *first, last = [number for number in numbers if number is not None]
+    if any(number > 255 for number in first) or last >= 256 ** (5 - len(numbers)):
+        raise ValueError("an IPv4 address with a part out of range")
+    value = last
+    for index, number in enumerate(first):
+        value += number << (8 * (3 - index))
+    return ".".join(str(value >> shift & 255) for shift in (24, 16, 8, 0))
+
+
+def _ipv4_part(part: str) -> int | None:
+    """One part of an IPv4 address as the URL standard's IPv4 number parser reads it, or None."""
+    digits, base = part, 10
+    if part[:2] in ("0x", "0X"):
+        digits, base = part[2:], 16
+    elif len(part) > 1 and part[0] == "0":
+        digits, base = part[1:], 8
+    if not digits:
+        return 0 if part else None
+    allowed = "0123456789abcdefABCDEF"[: 22 if base == 16 else base]
+    if not all(c in allowed for c in digits):
+        return None
+    return int(digits, base)
