@@ -6,10 +6,13 @@ curl (and so to git, and to the shell helper):
 
 - for an https URL: ``https_proxy``, then ``HTTPS_PROXY``, then ``all_proxy``, then ``ALL_PROXY``; the first that
   is not empty wins. Plain http is never proxied: ccweb speaks it only to loopback.
-- ``no_proxy``, else ``NO_PROXY`` (curl's ``lib/noproxy.c``, see ``bypassed``), then the proxy URL: an
-  ``http://`` proxy (no scheme means http, as in curl), port 1080 when none is given (curl's default), a user
-  name and password percent-decoded into a ``Basic`` ``Proxy-Authorization``. SOCKS and https:// proxies (TLS to
-  the proxy itself) are refused, as is anything that is not a URL: ``ProxySettingError`` names the variable.
+- ``no_proxy``, else ``NO_PROXY`` (curl's ``lib/noproxy.c``, see ``bypassed``); as in curl (whose
+  ``curl_getenv`` reads an empty variable as an unset one), an empty ``no_proxy`` leaves ``NO_PROXY`` in force.
+- then the proxy URL: an ``http://`` proxy (no scheme means http, as in curl), port 1080 when none is given
+  (curl's default), a user name and password percent-decoded into a ``Basic`` ``Proxy-Authorization``. SOCKS and
+  https:// proxies (TLS to the proxy itself) are refused, as is anything that is not a URL, and a user name or
+  password holding an unencoded ``/``, ``?`` or ``#`` (which would make the rest of it read as the proxy's host
+  and port): ``ProxySettingError`` names the variable.
 - loopback (127.0.0.0/8, ::1, localhost) is never proxied, whatever the variables say.
 
 No sentence, repr or error ever holds the proxy's password: ``ProxyChoice.url`` is the proxy's address alone,
@@ -63,7 +66,8 @@ def proxy_variable(scheme: str, env: Mapping[str, str]) -> tuple[str, str] | Non
 
 
 def no_proxy_variable(env: Mapping[str, str]) -> tuple[str, str] | None:
-    """(name, value) of ``no_proxy``, else ``NO_PROXY``, when one is not empty (as curl: an empty one is unset)."""
+    """(name, value) of ``no_proxy``, else ``NO_PROXY``, when one is not empty: as curl, an empty one is unset, so
+    an empty ``no_proxy`` leaves ``NO_PROXY`` in force (curl 7.88 and 8.x do the same)."""
     for name in NO_PROXY_VARIABLES:
         value = env.get(name, "")
         if value:
@@ -110,12 +114,17 @@ def parse_proxy(value: str, variable: str) -> ProxyChoice:
                                 f"set it to the proxy's address, e.g. {EXAMPLE}.")
     if scheme != "http":
         if scheme.isalpha() and len(scheme) <= 10:
-            raise ProxySettingError(f"{variable} names a {scheme}:// proxy; ccweb uses http:// proxies only, e.g. "
-                                    f"{EXAMPLE}.")
+            raise ProxySettingError(f"{variable} names {_article(scheme)} {scheme}:// proxy; ccweb uses http:// "
+                                    f"proxies only, e.g. {EXAMPLE}.")
         raise garbage
     authority = text.split("://", 1)[1]
-    for end in "/?#":
-        authority = authority.split(end, 1)[0]
+    cut = min((authority.find(end) for end in "/?#" if end in authority), default=len(authority))
+    if "@" in authority[cut:]:  # "http://bob:2024#Winter@proxy:3128": the password would read as host and port
+        raise ProxySettingError(f"{variable} holds a user name or password with an unencoded /, ? or # (the value "
+                                f"is not shown: it may hold a password); percent-encode @ / ? # in the proxy's "
+                                f"user name and password (%40 %2F %3F %23), e.g. http://user:p%23ss@proxy.example.com:"
+                                f"3128.")
+    authority = authority[:cut]
     userinfo, at, hostport = authority.rpartition("@")
     if hostport.startswith("["):
         proxy_host, bracket, rest = hostport[1:].partition("]")
@@ -252,6 +261,12 @@ def _ipv6(text: str) -> int | None:
         return int(ipaddress.IPv6Address(text))
     except ValueError:
         return None
+
+
+def _article(scheme: str) -> str:
+    """"a" or "an" before ``scheme://``, as it is read aloud: "an imap://", "an ftp://" (eff-tee-pee), "a gopher://"."""
+    spelled = not any(c in "aeiou" for c in scheme) or scheme in ("ldap", "ldaps")  # read letter by letter
+    return "an" if scheme[0] in "aeio" or (spelled and scheme[0] in "fhlmnrsx") else "a"
 
 
 def _unbracketed(host: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from ccweb_helper.proxy import ProxyChoice, ProxySettingError, bypassed, choose
+from ccweb_helper.proxy import ProxyChoice, ProxySettingError, bypassed, choose, parse_proxy
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -267,6 +267,7 @@ AUTH_CASES: dict[str, tuple[str, bytes | None]] = {
     "percent-decoded": ("http://d%C3%A9v%40corp:p%40ss%3Aw%2Ford%25@proxy.example.com:3128", "dév@corp:p@ss:w/ord%"
                         .encode()),
     "an-unencoded-at-in-the-password": ("http://alice:p@ss@proxy.example.com:3128", b"alice:p@ss"),
+    "encoded-slash-question-hash": ("http://bob:2024%23Win%2Fter%3F@proxy.example.com:3128", b"bob:2024#Win/ter?"),
     "user-only": ("http://alice@proxy.example.com:3128", b"alice:"),
     "empty-password": ("http://alice:@proxy.example.com:3128", b"alice:"),
     "none": ("http://proxy.example.com:3128", None),
@@ -307,7 +308,11 @@ REFUSED: dict[str, tuple[str, str]] = {
     "socks5h": ("socks5h://proxy.example.com:1080", "names a SOCKS proxy (socks5h://)"),
     "socks4": ("socks4://proxy.example.com:1080", "names a SOCKS proxy (socks4://)"),
     "https-proxy": ("https://PLANTEDUSER:PLANTEDPASS@proxy.example.com:443", "names an https:// proxy"),
-    "other-scheme": ("ftp://proxy.example.com:21", "names a ftp:// proxy; ccweb uses http:// proxies only"),
+    "other-scheme": ("ftp://proxy.example.com:21", "names an ftp:// proxy; ccweb uses http:// proxies only"),
+    "other-scheme-a-word": ("gopher://proxy.example.com:70", "names a gopher:// proxy; ccweb uses http://"),
+    "other-scheme-a-vowel": ("imap://proxy.example.com:143", "names an imap:// proxy; ccweb uses http://"),
+    "other-scheme-spelled": ("ssh://proxy.example.com:22", "names an ssh:// proxy; ccweb uses http://"),
+    "other-scheme-spelled-from-a-consonant": ("tftp://proxy.example.com:69", "names a tftp:// proxy"),
     "port-not-a-number": ("http://PLANTEDUSER:PLANTEDPASS@proxy.example.com:31x8", "names a port that is not"),
     "port-too-large": ("http://proxy.example.com:65536", "names a port that is not"),
     "port-zero": ("http://proxy.example.com:0", "names a port that is not"),
@@ -341,3 +346,37 @@ def test_the_first_variable_set_is_the_one_used_even_when_a_later_one_is_usable(
     with pytest.raises(ProxySettingError) as caught:
         choose("https", "ccweb.example.com", 443, {"https_proxy": "socks5://p", "HTTPS_PROXY": PROXY})
     assert str(caught.value).startswith("https_proxy ")
+
+
+UNENCODED: dict[str, str] = {
+    # name: a proxy URL whose user name or password holds an unencoded "#", "/" or "?"
+    "hash-in-the-password": "http://PLANTEDUSER:2024#PLANTEDPASS@proxy.corp.example:3128",
+    "slash-in-the-password": "http://PLANTEDUSER:4711/PLANTEDPASS@proxy.corp.example:3128",
+    "question-mark-in-the-password": "http://PLANTEDUSER:2024?PLANTEDPASS@proxy.corp.example:3128",
+    "hash-in-the-user-name": "http://PLANTED#USER:PLANTEDPASS@proxy.corp.example:3128",
+    "no-scheme": "PLANTEDUSER:2024#PLANTEDPASS@proxy.corp.example:3128",
+    "no-password": "http://PLANTED/USER@proxy.corp.example:3128",
+    "an-at-in-the-path": "http://proxy.corp.example:3128/PLANTED@evil.example:1",
+}
+
+
+@pytest.mark.parametrize("value", UNENCODED.values(), ids=UNENCODED.keys())
+def test_an_unencoded_slash_question_mark_or_hash_before_the_at_is_refused_without_the_value(value: str) -> None:
+    """Read up to the first "/", "?" or "#", "http://bob:2024#Winter@proxy:3128" would name the proxy
+    "http://bob:2024", showing the user name and the start of the password wherever the proxy is named."""
+    with pytest.raises(ProxySettingError) as caught:
+        choose("https", "ccweb.example.com", 443, {"HTTPS_PROXY": value})
+    message = str(caught.value)
+    assert message == ("HTTPS_PROXY holds a user name or password with an unencoded /, ? or # (the value is not shown: "
+                       "it may hold a password); percent-encode @ / ? # in the proxy's user name and password (%40 %2F "
+                       "%3F %23), e.g. http://user:p%23ss@proxy.example.com:3128.")
+    assert "PLANTED" not in message and "2024" not in message and "4711" not in message
+    with pytest.raises(ProxySettingError):
+        parse_proxy(value, "HTTPS_PROXY")  # what the service and doctor read the variable with
+
+
+@pytest.mark.parametrize("value", ["http://proxy.example.com:3128/", "http://proxy.example.com:3128/?x",
+                                   "http://alice:s3cret@proxy.example.com:3128/#top"])
+def test_a_path_query_or_fragment_after_the_proxy_is_still_ignored(value: str) -> None:
+    chosen = choose("https", "ccweb.example.com", 443, {"HTTPS_PROXY": value})
+    assert chosen is not None and chosen.url == PROXY

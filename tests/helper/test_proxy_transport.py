@@ -430,6 +430,17 @@ def test_get_names_a_refusing_proxy_and_never_its_password(tmp_path: Path,
     assert "PLANTED" not in done.stdout + done.stderr
 
 
+def test_get_refuses_a_proxy_password_with_an_unencoded_hash_without_showing_any_of_it(tmp_path: Path) -> None:
+    """Read up to the "#", http://PLANTEDUSER:2024#… named the proxy "http://PLANTEDUSER:2024" in git's output."""
+    done = get(tmp_path, CCWEB_URL=f"https://{ORIGIN}",
+               HTTPS_PROXY="http://PLANTEDUSER:2024#PLANTEDPASS@proxy.corp.example:3128")
+    assert (done.returncode, done.stdout) == (1, "quit=1\n")
+    assert done.stderr == ("ccweb: HTTPS_PROXY holds a user name or password with an unencoded /, ? or # (the value "
+                           "is not shown: it may hold a password); percent-encode @ / ? # in the proxy's user name and "
+                           "password (%40 %2F %3F %23), e.g. http://user:p%23ss@proxy.example.com:3128.\n")
+    assert "PLANTED" not in done.stderr and "2024" not in done.stderr
+
+
 def imported(stderr: str) -> set[str]:
     """The modules ``python -X importtime`` reported."""
     return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")
