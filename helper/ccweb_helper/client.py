@@ -17,7 +17,7 @@ import os
 import sys
 from urllib.parse import urlsplit
 
-from ccweb_helper.hosts import is_loopback
+from ccweb_helper.hosts import ascii_host, is_loopback
 from ccweb_helper.http11 import MAX_RESPONSE_BYTES, BadAnswer, Deadline, digits
 
 TYPE_CHECKING = False
@@ -102,7 +102,7 @@ def parse_service_url(url: str, source: str) -> ServiceURL:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HelperError(f"{source} must be an https:// URL of the ccweb service (not shown here); {_ALONE}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not loopback(parts.hostname):
         raise HelperError(
             f"{source} is a plain http:// address: ccweb-helper sends your token only over https (plain http is "
             "allowed to loopback addresses only); use the service's https:// URL."
@@ -132,7 +132,7 @@ def endpoint_problem(url: str) -> str | None:
         return "is not a URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "is not an https:// URL"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not loopback(parts.hostname):
         return "is plain http:// to a host other than loopback"
     if "@" in parts.netloc or parts.username is not None or parts.password is not None:
         return "holds a user name or password"
@@ -142,6 +142,16 @@ def endpoint_problem(url: str) -> str | None:
 
 
 SERVICE_HINT = "CCWEB_URL or git config ccweb.url"
+
+
+def loopback(hostname: str) -> bool:
+    """``hosts.is_loopback`` of the host's ASCII form (``hosts.ascii_host``), the one the helper connects to:
+    ``127.1``, and 127.0.0.1 written with full-width digits and dots, are 127.0.0.1 there. False for a host that
+    has no ASCII form."""
+    try:
+        return is_loopback(ascii_host(hostname))
+    except ValueError:
+        return False
 
 
 def request(
@@ -191,12 +201,27 @@ def http_json(
         raise HelperError(f"the address of {what} holds a user name or password (not shown here).")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HelperError(f"the address of {what} is not an https:// URL.")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    from ccweb_helper import transport  # noqa: PLC0415
+
+    origin = where or f"{parts.scheme}://{parts.netloc}"
+    try:  # the one form of the host that the proxy decision, the connection, CONNECT and TLS all use
+        host = ascii_host(parts.hostname)
+    except UnicodeError:  # a name that cannot be an international domain name
+        raise HelperError(
+            f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
+            f"{hint + ', and ' if hint else ''}your network or VPN."
+        ) from None
+    except ValueError:
+        raise HelperError(f"the host {parts.hostname!r} in the address of {what} ends in a number but is not an IP "
+                          "address; write an IP address as four numbers (e.g. 192.0.2.10).") from None
+    if not transport.plain_host(host):
+        raise HelperError(f"the host {parts.hostname!r} in the address of {what} holds characters a host name cannot "
+                          "hold.")
+    if parts.scheme == "http" and not is_loopback(host):
         raise HelperError(f"{what} is at a plain http:// address; ccweb-helper speaks to it only over https.")
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
-    origin = where or f"{parts.scheme}://{parts.netloc}"
     sent = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
     if not all(_header_value(value) for value in sent.values()):
         # Refused before anything is sent, and never quoted: the value is a token.
@@ -206,23 +231,21 @@ def http_json(
         )
     import socket  # noqa: PLC0415 (the interpreter starts faster without it: store and erase never need it)
 
-    from ccweb_helper import transport  # noqa: PLC0415
-
     try:
-        proxy = transport.proxy_for(parts.scheme, parts.hostname, port, os.environ if env is None else env)
+        proxy = transport.proxy_for(parts.scheme, host, port, os.environ if env is None else env)
     except transport.ProxyFailure as exc:  # a setting that cannot be used: named, its value not repeated
         raise HelperError(exc.message) from None
     via = f" through the proxy {proxy.url} ({proxy.variable})" if proxy is not None else ""
     try:
         status, answer_headers, raw = transport.exchange(
-            parts.scheme, parts.hostname, port, method=method, target=target, headers=sent, body=body,
+            parts.scheme, host, port, method=method, target=target, headers=sent, body=body,
             deadline=Deadline(timeout), proxy=proxy)
     except transport.ProxyFailure as exc:
         raise HelperError(exc.message) from None
     except BadAnswer as exc:
         check = f"; check {hint}, and that it is running" if hint else ""
         raise HelperError(f"cannot reach {what} at {origin}{via} ({exc.kind}){check}.") from None
-    except (socket.gaierror, UnicodeError):  # UnicodeError: a name that cannot be an international domain name
+    except socket.gaierror:
         raise HelperError(
             f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
             f"{hint + ', and ' if hint else ''}your network or VPN."
@@ -241,6 +264,11 @@ def http_json(
             ) from None
         reason = exc.strerror or type(exc).__name__
         check = f"; check {hint}, and that it is running" if hint else ""
+        if proxy is not None and ssl is not None and isinstance(exc, ssl.SSLError):  # what the tunnel passed on
+            raise HelperError(
+                f"cannot reach {what} at {origin}{via}: the TLS handshake through it failed ({exc.reason or reason}); "
+                f"check that the proxy passes https through unchanged ({proxy.variable}){check}."
+            ) from None
         raise HelperError(f"cannot reach {what} at {origin}{via} ({reason}){check}.") from None
     if len(raw) > MAX_RESPONSE_BYTES:
         raise HelperError(f"the answer of {what} at {origin} is too large to be one it would send.")

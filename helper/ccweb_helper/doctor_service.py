@@ -29,6 +29,8 @@ def _strings(value: object) -> list[str]:
 class ServiceChecks(Report):
     """The checks of the service, the clock and the token."""
 
+    bypass_text = ""  # for a failed request that NO_PROXY sent directly: the sentence that says so
+
     def check_service(self) -> float | None:
         """The service check; returns the timeout to use for the next requests, None when they cannot run."""
         from ccweb_helper.client import parse_service_url, request  # noqa: PLC0415
@@ -57,7 +59,7 @@ class ServiceChecks(Report):
             answer = request(self.service, "GET", "/.well-known/ccweb", timeout=seconds, env=self.env)
             finished = self.clock()
         except HelperError as exc:
-            self.say("FAIL", exc.message)
+            self.say("FAIL", exc.message + self.bypass_text)
             return None
         endpoints = answer.body.get("git_endpoints")
         if answer.status != 200 or not isinstance(endpoints, list):
@@ -92,10 +94,12 @@ class ServiceChecks(Report):
         except proxy.ProxySettingError as exc:
             problem = str(exc)
         skip = proxy.no_proxy_variable(self.env)
-        if service.scheme != "https" or proxy.loopback(service.host):  # plain http is for loopback only
+        host = proxy.decided_host(service.host)  # as the request decides: its ASCII form
+        if service.scheme != "https" or proxy.loopback(host):  # plain http is for loopback only
             how = ", directly (loopback is never proxied)"
-        elif skip is not None and proxy.bypassed(service.host, service.port, skip[1]):
-            how = f", directly ({skip[0]} bypasses the proxy for {service.host})"
+        elif skip is not None and proxy.bypassed(host, service.port, skip[1]):
+            how = f", directly ({skip[0]} bypasses the proxy for {host})"
+            self.bypass_text = f" It was asked directly: {skip[0]} bypasses the proxy for {host}."
         elif problem:
             self.say("FAIL", problem)
             return None

@@ -13,7 +13,11 @@ curl (and so to git, and to the shell helper):
   https:// proxies (TLS to the proxy itself) are refused, as is anything that is not a URL, and a user name or
   password holding an unencoded ``/``, ``?`` or ``#`` (which would make the rest of it read as the proxy's host
   and port): ``ProxySettingError`` names the variable.
-- loopback (127.0.0.0/8, ::1, localhost) is never proxied, whatever the variables say.
+- the host is decided on in its one ASCII form (``hosts.ascii_host``: IDNA, an IPv4 address in any spelling
+  written as four decimal numbers), the form the helper connects to and names in ``CONNECT``.
+- loopback (``hosts.is_loopback``: 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104, localhost) is never proxied, whatever
+  the variables say, and neither are the names under ``.localhost`` (RFC 6761: this machine), which a proxy
+  would read as its own machine.
 
 No sentence, repr or error ever holds the proxy's password: ``ProxyChoice.url`` is the proxy's address alone,
 the value of a variable is never repeated, and the authorization header is hidden from ``repr``.
@@ -26,7 +30,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
-from ccweb_helper.hosts import is_loopback
+from ccweb_helper.hosts import ascii_host, is_loopback
 
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")  # for https URLs, in curl's order
 NO_PROXY_VARIABLES = ("no_proxy", "NO_PROXY")
@@ -79,8 +83,9 @@ def choose(scheme: str, host: str, port: int | None, env: Mapping[str, str]) -> 
     """The proxy for a request to ``scheme://host:port``, or None for a direct connection: no variable set, a
     loopback host (127.0.0.0/8, ::1, localhost: never proxied), ``NO_PROXY``/``no_proxy`` matching, or plain http
     (only ever to loopback). ProxySettingError for a proxy URL that cannot be used (socks*, https:// proxy, bad
-    port, garbage); as in curl, one that ``NO_PROXY`` bypasses is not read at all."""
-    name = _unbracketed(host)
+    port, garbage); as in curl, one that ``NO_PROXY`` bypasses is not read at all. ``host`` is decided on in its
+    ASCII form (``decided_host``)."""
+    name = decided_host(host)
     if loopback(name):
         return None
     found = proxy_variable(scheme, env)
@@ -273,10 +278,20 @@ def _unbracketed(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+def decided_host(host: str) -> str:
+    """``host`` as requests are decided on: its ASCII form (``hosts.ascii_host``), the one the helper connects to;
+    for a host that has none (the connection will fail), the text without brackets, lower-cased."""
+    try:
+        return ascii_host(host)
+    except ValueError:
+        return _unbracketed(host).lower()
+
+
 def loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 (in any spelling) and localhost (with or without its trailing dot)."""
-    if is_loopback(host) or host.lower() == "localhost.":
-        return True
-    number = _ipv6(host)
-    return number == 1
+    """Whether ``host`` is this machine, so never proxied: ``hosts.is_loopback`` of its ASCII form (127.0.0.0/8 in
+    any spelling, ::1, ::ffff:127.0.0.0/104, localhost), or a name under ``.localhost`` (RFC 6761; with or
+    without a trailing dot), which a proxy would read as its own machine. Such a name is not loopback for
+    ``is_loopback`` (plain http is not allowed to it): a resolver may ask DNS about it."""
+    name = decided_host(host)
+    return is_loopback(name) or name.rstrip(".") == "localhost" or name.rstrip(".").endswith(".localhost")
 

@@ -5,6 +5,11 @@ token services). One ``Deadline`` bounds all of it: connecting (to the proxy, th
 TLS handshake, the request and every read of the answer. TLS is always checked against the origin's name, never
 the proxy's: through a tunnel the handshake is the origin's, end to end.
 
+The host is given in its one ASCII form (``hosts.ascii_host``), and that one form is what the proxy decision,
+the connection, the ``CONNECT`` line, the ``Host`` header and TLS's server name all use. ``exchange`` and
+``tunnel`` themselves refuse any other host (``plain_host``) before anything is sent, so nothing a caller passes
+can end a request line early.
+
 Which proxy: ``proxy_for`` looks at the environment first and imports ``proxy`` (the rules, shared with the
 service) only when a proxy variable is set, so a run without one imports nothing for proxies. A proxy's failure
 is a ``ProxyFailure`` whose ``message`` names the proxy (its address, never its user name or password) and the
@@ -45,9 +50,18 @@ class ProxyFailure(Exception):
         self.message = message
 
 
+def plain_host(hostname: str) -> bool:
+    """Whether ``hostname`` can stand in a request line as it is: ASCII letters, digits, ``.``, ``-`` and ``_``
+    (a DNS name, an IPv4 address), or an IPv6 address without brackets (hexadecimal digits, ``:`` and ``.``;
+    no zone). Nothing else: no space, CR, LF, ``%``, ``@``, ``/``, ``[`` or non-ASCII character."""
+    if ":" in hostname:
+        return all(c in "0123456789abcdefABCDEF:." for c in hostname)
+    return bool(hostname) and hostname.isascii() and all(c.isalnum() or c in ".-_" for c in hostname)
+
+
 def proxy_for(scheme: str, hostname: str, port: int | None, env: Mapping[str, str]) -> ProxyChoice | None:
-    """``proxy.choose`` for this request, importing it only when a proxy variable is set (for https);
-    ProxyFailure, naming the variable, for a proxy setting that cannot be used."""
+    """``proxy.choose`` for this request (``hostname`` in its ASCII form), importing it only when a proxy variable
+    is set (for https); ProxyFailure, naming the variable, for a proxy setting that cannot be used."""
     if scheme != "https" or not any(env.get(name) for name in PROXY_VARIABLES):
         return None
     from ccweb_helper.proxy import ProxySettingError, choose  # noqa: PLC0415 (only when a proxy is set)
@@ -65,13 +79,18 @@ def exchange(
     """One request on a new connection: (status, headers with lower-case names, at most
     ``MAX_RESPONSE_BYTES + 1`` bytes of the body). ``deadline`` bounds the whole exchange: the connection,
     the TLS handshake, the request and every read of the answer share it. With ``proxy``, the connection is a
-    ``CONNECT`` tunnel through it (``ProxyFailure`` when the proxy fails). OSError (``socket.gaierror``,
-    ``ssl.SSLError``, TimeoutError …), UnicodeError or BadAnswer when it fails."""
+    ``CONNECT`` tunnel through it (``ProxyFailure`` when the proxy fails). ``hostname`` is the host's ASCII form
+    (``hosts.ascii_host``), used as it is for the connection, the ``Host`` header, ``CONNECT`` and TLS's server
+    name. OSError (``socket.gaierror``, ``ssl.SSLError``, TimeoutError …) or BadAnswer when it fails; ValueError,
+    before anything is sent, for a host that is not ``plain_host`` or a target with a space or control character.
+    """
+    if not plain_host(hostname):
+        raise ValueError("not a host name")  # would break the request line, or name another host
     if any(c <= " " or c == "\x7f" for c in target):
         raise BadAnswer("InvalidURL")  # would break the request line
     default_port = 443 if scheme == "https" else 80
     # Resolved as bytes: a str makes getaddrinfo import the idna codec even for an ASCII name.
-    address = hostname.encode("ascii") if hostname.isascii() else hostname.encode("idna")
+    address = hostname.encode("ascii")
     host = b"[" + address + b"]" if b":" in address else address
     authority = (host + b":%d" % (port or default_port)).decode("ascii")  # what CONNECT asks for
     if port is not None and port != default_port:
@@ -116,8 +135,15 @@ def exchange(
 def tunnel(proxy: ProxyChoice, authority: str, hostname: str, deadline: Deadline) -> socket.socket:
     """A connection to ``authority`` (``host:port``) through ``proxy``'s ``CONNECT``, within ``deadline``;
     ``ProxyFailure`` naming the proxy and its variable when the proxy cannot be reached, refuses, or does not
-    answer like an HTTP proxy."""
+    answer like an HTTP proxy. ValueError, before anything is sent, for an authority that is not a
+    ``plain_host`` (bracketed when IPv6) and a port."""
     import socket  # noqa: PLC0415
+
+    host, colon, port = authority.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not (colon and port.isascii() and port.isdigit() and plain_host(host[1:-1] if bracketed else host)
+            and bracketed == (":" in host)):
+        raise ValueError("not a host and port")  # would break the CONNECT line
 
     at = f"the proxy {proxy.url} ({proxy.variable})"
     within = f"within {deadline.seconds:g} seconds"

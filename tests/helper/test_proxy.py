@@ -4,13 +4,15 @@
 environment in front of recording proxies on loopback, and what curl did (through a proxy, which one, or
 directly) must be what ccweb decides. Every connection stays on loopback: ``--connect-to`` sends whatever curl
 would open directly to a closed loopback port, and the proxies are loopback servers. Then the rest of
-``choose`` as tables: loopback, empty values, the proxy URL, its user and password, and the settings it refuses
-without repeating them.
+``choose`` as tables: loopback in every spelling (``hosts.ascii_host``, judged against the URL standard as
+Node.js implements it, and ``hosts.is_loopback``), empty values, the proxy URL, its user and password, and the
+settings it refuses without repeating them.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -22,10 +24,12 @@ from typing import Any
 
 import pytest
 
+from ccweb_helper.hosts import ascii_host, is_loopback
 from ccweb_helper.proxy import ProxyChoice, ProxySettingError, bypassed, choose, parse_proxy
 
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+NODE = shutil.which("node")
 
 
 class Recorder(socketserver.ThreadingTCPServer):
@@ -235,11 +239,125 @@ def test_variables_are_read_in_curls_order(env: dict[str, str], used: str | None
 PROXY = "http://proxy.example.com:3128"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "localhost.", "::1", "[::1]",
-                                  "0:0:0:0:0:0:0:1"])
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "localhost.", "::1", "[::1]", "0:0:0:0:0:0:0:1",
+    # Other spellings of 127.0.0.1 that a resolver or IDNA reads as it: the decision is made on the same form
+    # the connection uses (hosts.ascii_host), so none of them reaches a proxy (which would read it as its own).
+    "127.1", "0x7f.1", "0X7F.0.0.1", "2130706433", "0177.0.0.1", "0x7f000001", "127.0.0.1.", "127.1.",
+    "127\uff0e0\uff0e0\uff0e1", "\uff11\uff12\uff17.0.0.1", "127\u30020\u30020\u30021",
+    "\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54",
+    "::ffff:127.0.0.1", "[::ffff:127.0.0.1]", "::ffff:7f00:1", "[::FFFF:127.1.2.3]",
+    # RFC 6761: names under .localhost are this machine; a proxy would read them as its own.
+    "foo.localhost", "FOO.LocalHost.", "a.b.localhost",
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
 def test_loopback_is_never_proxied(host: str) -> None:
     assert choose("https", host, 8443, {"HTTPS_PROXY": PROXY}) is None
     assert choose("https", host, 8443, {"HTTPS_PROXY": "socks5://not-even-usable"}) is None  # not read at all
+
+
+@pytest.mark.parametrize("host", ["128.0.0.1", "0.0.0.0", "126.255.255.255", "127.0.0.1.example.com", "localhost.com",  # noqa: S104
+                                  "notlocalhost", "localhost.example", "::2", "::ffff:10.0.0.1", "[::ffff:128.0.0.1]",
+                                  "0x80.1", "2164260865", "\u0661\u0662\u0667.0.0.1", "fe80::1%25lo"])
+def test_other_hosts_are_proxied(host: str) -> None:
+    assert choose("https", host, 8443, {"HTTPS_PROXY": PROXY}) is not None
+
+
+ASCII_FORMS: dict[str, tuple[str, str | None]] = {
+    # name: (a URL's host, its one ASCII form, None when it has none)
+    "name": ("Git.Example.COM", "git.example.com"),
+    "idna": ("B\u00fccher.example", "xn--bcher-kva.example"),
+    "full-width-dots": ("git\uff0ecorp\uff0eexample", "git.corp.example"),
+    "ideographic-dots": ("git\u3002corp\u3002example", "git.corp.example"),
+    "a-trailing-dot-of-a-name-stays": ("example.com.", "example.com."),
+    "ipv4": ("10.1.2.3", "10.1.2.3"),
+    "ipv4-two-parts": ("127.1", "127.0.0.1"),
+    "ipv4-three-parts": ("10.1.515", "10.1.2.3"),
+    "ipv4-one-number": ("2130706433", "127.0.0.1"),
+    "ipv4-hex": ("0x7f.0x0.0.0x1", "127.0.0.1"),
+    "ipv4-hex-one-number": ("0x7F000001", "127.0.0.1"),
+    "ipv4-octal": ("0177.0.0.01", "127.0.0.1"),
+    "ipv4-trailing-dot": ("127.0.0.1.", "127.0.0.1"),
+    "ipv4-full-width": ("\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11", "127.0.0.1"),
+    "ipv6-bracketed": ("[::1]", "::1"),
+    "ipv6-mapped": ("[::FFFF:127.0.0.1]", "::ffff:127.0.0.1"),
+    "a-name-ending-in-a-letter": ("1.2.3.4.example", "1.2.3.4.example"),
+    "a-hex-looking-name": ("1e1.example", "1e1.example"),
+    "five-parts": ("1.2.3.4.5", None),
+    "a-part-over-255": ("256.0.0.1", None),
+    "the-last-part-too-large": ("1.2.65536", None),
+    "not-octal": ("127.08.0.1", None),
+    "an-empty-part": ("127..1", None),
+    "a-name-ending-in-a-number": ("ccweb.123", None),
+    "over-32-bits": ("18446744075840258049", None),
+    "not-idna": ("\u0080\u0080.example", None),
+}
+
+
+@pytest.mark.parametrize(("host", "form"), ASCII_FORMS.values(), ids=ASCII_FORMS.keys())
+def test_a_host_has_one_ascii_form(host: str, form: str | None) -> None:
+    if form is None:
+        with pytest.raises(ValueError):  # noqa: PT011 (UnicodeError or ValueError: the host has no form)
+            ascii_host(host)
+    else:
+        assert ascii_host(host) == form
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_ipv4_spellings_are_read_as_the_url_standard_reads_them() -> None:
+    """Node.js's URL parser is the WHATWG URL standard's (as browsers'): every IPv4-looking host of the table, and
+    more, has the same address there, or is refused there too."""
+    hosts = [host for host, _ in ASCII_FORMS.values() if host.isascii() and not host.startswith("[")]
+    hosts += ["0x", "0x.1", "127.0x", "0x7f.0x.0.1", "00x1.1", "1.", "..1", "0.0.0.0x100", "4294967295",
+              "4294967296", "255.16777215", "255.16777216", "0378.0.0.1", "09", "0", "1.0x", "x.1"]
+    script = ("const r = {}; for (const h of JSON.parse(process.argv[1])) { try { r[h] = new URL(`https://${h}/`)"
+              ".hostname } catch { r[h] = null } } console.log(JSON.stringify(r))")
+    assert NODE is not None
+    done = subprocess.run([NODE, "-e", script, json.dumps(hosts)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    standard = json.loads(done.stdout)
+
+    def ours(host: str) -> str | None:
+        try:
+            return ascii_host(host)
+        except ValueError:
+            return None
+
+    assert {host: ours(host) for host in hosts} == standard
+
+
+LOOPBACK_CASES: dict[str, tuple[str, bool]] = {
+    # name: (a host as a caller has it, whether it is loopback whatever reads it)
+    "ipv4": ("127.0.0.1", True),
+    "ipv4-any-of-127/8": ("127.255.0.9", True),
+    "localhost": ("LocalHost", True),
+    "ipv6": ("::1", True),
+    "ipv6-bracketed": ("[::1]", True),
+    "ipv6-long": ("0:0:0:0:0:0:0:1", True),
+    "ipv6-mapped": ("::ffff:127.0.0.1", True),
+    "ipv6-mapped-hex": ("[::ffff:7f01:203]", True),
+    "ipv6-mapped-other": ("::ffff:10.0.0.1", False),
+    "ipv6-with-a-zone": ("::1%lo", False),
+    "not-127": ("128.0.0.1", False),
+    "a-name-under-it": ("127.0.0.1.evil.example", False),
+    # Spellings some resolvers read as 127.0.0.1 and others look up as names: not loopback until ascii_host
+    # has written them as four decimal numbers (plain http to such a name could reach any host DNS names).
+    "two-parts": ("127.1", False),
+    "leading-zeros": ("127.00.0.1", False),
+    "not-octal": ("127.08.0.1", False),
+    "arabic-indic-digits": ("\u0661\u0662\u0667.0.0.1", False),
+    "full-width-digits": ("\uff11\uff12\uff17.0.0.1", False),
+    "superscript-digits": ("\u00b9\u00b2\u2077.0.0.1", False),
+    "localhost-with-a-dot": ("localhost.", False),
+    "under-localhost": ("foo.localhost", False),
+}
+
+
+@pytest.mark.parametrize(("host", "loopback"), LOOPBACK_CASES.values(), ids=LOOPBACK_CASES.keys())
+def test_is_loopback_holds_whatever_resolves_it(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
 
 
 def test_plain_http_is_never_proxied() -> None:

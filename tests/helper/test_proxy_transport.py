@@ -129,7 +129,8 @@ class TunnelProxy(socketserver.ThreadingTCPServer):
     """A ``CONNECT`` proxy on 127.0.0.1 that knows ``ORIGIN`` (and only it) as 127.0.0.1:``port``.
 
     ``behaviour``: ``tunnel`` (after checking ``credentials``, when given: 407 otherwise), ``status NNN`` (that
-    answer, with a body, the connection left open), ``garbage`` (not HTTP), ``silent`` (never answers)."""
+    answer, with a body, the connection left open), ``garbage`` (not HTTP), ``silent`` (never answers),
+    ``established-garbage`` (200, then something that is not TLS)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -174,6 +175,11 @@ class _Tunnel(socketserver.BaseRequestHandler):
             return
         if behaviour == "garbage":
             sock.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            return
+        if behaviour == "established-garbage":
+            sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            sock.recv(4096)  # the client's TLS hello
+            sock.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n" * 4)
             return
         expected = self.server.credentials
         if behaviour == "tunnel" and expected is not None and \
@@ -353,6 +359,133 @@ def test_the_tunnel_shares_the_requests_deadline(monkeypatch: pytest.MonkeyPatch
     assert timeouts[:4] == [4, 4, 3, 2]  # the request, then each byte of the answer: what is left, not more
 
 
+# -- what a hostile proxy can and cannot do ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", [
+    "evil.example:443 HTTP/1.1\r\nX-Injected: yes\r\nX-Rest: x", "evil.example\r\nX-Injected: 1", "evil.example\n",
+    "a b", "evil.example%0d%0ax", "[::1]", "b\u00fccher.example", "", "evil.example/x", "user@evil.example",
+    "fe80::1%eth0",
+])
+def test_exchange_and_tunnel_refuse_a_host_that_is_not_one_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch, host: str,
+) -> None:
+    """http_json checks its URL's host, but ``exchange`` and ``tunnel`` do not rely on it: a host with CR/LF would
+    otherwise write headers of its choosing into the CONNECT request."""
+    opened: list[bytes] = []
+    monkeypatch.setattr(transport, "connect", lambda address, *_: opened.append(address))
+    chosen = transport.proxy_for("https", ORIGIN, None, {"HTTPS_PROXY": "http://proxy.example.com:3128"})
+    for through in (None, chosen):
+        with pytest.raises(ValueError):  # noqa: PT011 (a caller's mistake: nothing to show a person)
+            transport.exchange("https", host, None, method="GET", target="/", headers={}, body=None,
+                               deadline=Deadline(5), proxy=through)
+    assert chosen is not None
+    for authority in {f"{host}:443", f"[{host}]:443"}:  # as exchange would write it, and without brackets
+        if authority == "[::1]:443":
+            continue  # the one that is an authority
+        with pytest.raises(ValueError):  # noqa: PT011
+            transport.tunnel(chosen, authority, host, Deadline(5))
+    assert opened == []
+
+
+def test_a_host_that_is_not_one_is_refused_by_http_json_in_a_sentence() -> None:
+    with proxy("tunnel") as tunnel, pytest.raises(HelperError) as caught:
+        http_json("https://evil.example%0d%0aX-Injected:1/", "the ccweb service", timeout=5,
+                  env={"HTTPS_PROXY": tunnel.url()})
+    assert caught.value.message == ("the host 'evil.example%0d%0aX-Injected' in the address of the ccweb service "
+                                    "holds characters a host name cannot hold.")
+    assert tunnel.asked == []
+
+
+def test_a_proxy_that_passes_on_something_else_than_tls_is_named(trusted: tuple[ssl.SSLContext, list[str]]) -> None:
+    with proxy("established-garbage") as talking, pytest.raises(HelperError) as caught:
+        http_json(f"https://{ORIGIN}/x", "the ccweb service", timeout=10, env={"HTTPS_PROXY": talking.url()})
+    message = caught.value.message
+    assert message.startswith(f"cannot reach the ccweb service at https://{ORIGIN} through the proxy {talking.url()} "
+                              "(HTTPS_PROXY): the TLS handshake through it failed (")
+    assert message.endswith("); check that the proxy passes https through unchanged (HTTPS_PROXY).")
+
+
+def test_get_refuses_a_proxy_password_with_an_unencoded_hash_without_showing_any_of_it(tmp_path: Path) -> None:
+    """Read up to the "#", http://PLANTEDUSER:2024#… named the proxy "http://PLANTEDUSER:2024" in git's output."""
+    done = get(tmp_path, CCWEB_URL=f"https://{ORIGIN}",
+               HTTPS_PROXY="http://PLANTEDUSER:2024#PLANTEDPASS@proxy.corp.example:3128")
+    assert (done.returncode, done.stdout) == (1, "quit=1\n")
+    assert done.stderr == ("ccweb: HTTPS_PROXY holds a user name or password with an unencoded /, ? or # (the value "
+                           "is not shown: it may hold a password); percent-encode @ / ? # in the proxy's user name and "
+                           "password (%40 %2F %3F %23), e.g. http://user:p%23ss@proxy.example.com:3128.\n")
+    assert "PLANTED" not in done.stderr and "2024" not in done.stderr
+
+
+# -- one form of the host for the decision, the connection, CONNECT and TLS ----------------------------------
+
+LOOPBACK_SPELLINGS = {
+    "two-parts": "127.1", "hexadecimal": "0x7f.1", "one-number": "2130706433", "octal": "0177.0.0.1",
+    "trailing-dot": "127.0.0.1.", "full-width-dots": "127\uff0e0\uff0e0\uff0e1",
+    "full-width-digits": "\uff11\uff12\uff17.0.0.1",
+}
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS.values(), ids=LOOPBACK_SPELLINGS.keys())
+def test_every_spelling_of_loopback_goes_directly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  host: str) -> None:
+    """Decided on the URL's text, these went to the proxy as "CONNECT 127.0.0.1:…" (or "CONNECT 127.1:…"), and a
+    token for a service on this machine reached whatever listens on the proxy's own loopback."""
+    cert, context, _ = certificate(tmp_path / "origin", addresses=("127.0.0.1",))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with origin(context) as service, proxy("tunnel", service.port) as tunnel:
+        answer = http_json(f"https://{host}:{service.port}/x", "the ccweb service", timeout=10,
+                           env={"HTTPS_PROXY": tunnel.url()})
+    assert answer.body == {"ok": True}
+    assert tunnel.asked == []
+    [(_, _, sent)] = service.asked
+    assert sent["host"] == f"127.0.0.1:{service.port}"  # the same one form in the Host header
+
+
+def test_names_under_localhost_go_directly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, context, sni = certificate(tmp_path / "origin", names=("ccweb.localhost",))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    connected: list[bytes] = []
+    real = transport.connect
+
+    def connect(address: bytes, port: int, deadline: Deadline) -> socket.socket:
+        connected.append(address)
+        return real(b"127.0.0.1" if address == b"ccweb.localhost" else address, port, deadline)
+
+    monkeypatch.setattr(transport, "connect", connect)
+    with origin(context) as service, proxy("tunnel", service.port) as tunnel:
+        answer = http_json(f"https://CCWEB.localhost:{service.port}/x", "the ccweb service", timeout=10,
+                           env={"HTTPS_PROXY": tunnel.url()})
+    assert answer.body == {"ok": True}
+    assert tunnel.asked == [] and connected == [b"ccweb.localhost"] and sni == ["ccweb.localhost"]
+
+
+def test_an_international_spelling_is_decided_connected_and_checked_in_its_ascii_form(
+    trusted: tuple[ssl.SSLContext, list[str]],
+) -> None:
+    context, sni = trusted
+    spelled = ORIGIN.replace(".", "\uff0e").upper()  # full-width dots: IDNA makes them "."
+    with origin(context) as service, proxy("tunnel", service.port) as tunnel:
+        answer = http_json(f"https://{spelled}:{service.port}/x", "the ccweb service", timeout=10,
+                           env={"HTTPS_PROXY": tunnel.url()})
+    assert answer.body == {"ok": True}
+    assert [line for line, _ in tunnel.asked] == [f"CONNECT {ORIGIN}:{service.port} HTTP/1.1"]
+    assert sni == [ORIGIN]
+    [(_, _, sent)] = service.asked
+    assert sent["host"] == f"{ORIGIN}:{service.port}"
+
+
+def test_no_proxy_is_matched_against_the_ascii_form(trusted: tuple[ssl.SSLContext, list[str]],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    connected = resolved_here(monkeypatch)
+    spelled = ORIGIN.replace(".", "\u3002")  # ideographic full stops
+    with origin(trusted[0]) as service, proxy("tunnel") as tunnel:
+        answer = http_json(f"https://{spelled}:{service.port}/x", "the ccweb service", timeout=10,
+                           env={"HTTPS_PROXY": tunnel.url(), "NO_PROXY": "proxied.test"})
+    assert answer.body == {"ok": True}
+    assert tunnel.asked == [] and connected == [ORIGIN.encode()]
+
+
 def test_an_unusable_proxy_setting_is_named_without_its_value() -> None:
     with pytest.raises(HelperError) as caught:
         http_json(f"https://{ORIGIN}/x", "the ccweb service", timeout=10,
@@ -430,17 +563,6 @@ def test_get_names_a_refusing_proxy_and_never_its_password(tmp_path: Path,
     assert "PLANTED" not in done.stdout + done.stderr
 
 
-def test_get_refuses_a_proxy_password_with_an_unencoded_hash_without_showing_any_of_it(tmp_path: Path) -> None:
-    """Read up to the "#", http://PLANTEDUSER:2024#… named the proxy "http://PLANTEDUSER:2024" in git's output."""
-    done = get(tmp_path, CCWEB_URL=f"https://{ORIGIN}",
-               HTTPS_PROXY="http://PLANTEDUSER:2024#PLANTEDPASS@proxy.corp.example:3128")
-    assert (done.returncode, done.stdout) == (1, "quit=1\n")
-    assert done.stderr == ("ccweb: HTTPS_PROXY holds a user name or password with an unencoded /, ? or # (the value "
-                           "is not shown: it may hold a password); percent-encode @ / ? # in the proxy's user name and "
-                           "password (%40 %2F %3F %23), e.g. http://user:p%23ss@proxy.example.com:3128.\n")
-    assert "PLANTED" not in done.stderr and "2024" not in done.stderr
-
-
 def imported(stderr: str) -> set[str]:
     """The modules ``python -X importtime`` reported."""
     return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")
@@ -493,6 +615,19 @@ def test_doctor_says_no_proxy_bypassed_it(trusted: tuple[ssl.SSLContext, list[st
         _, lines = service_line({"CCWEB_URL": url, "HTTPS_PROXY": tunnel.url(), "no_proxy": "proxied.test"})
     assert lines[0] == (f"ok service {url} (CCWEB_URL) answers (ccweb test), TLS certificate verified, directly "
                         f"(no_proxy bypasses the proxy for {ORIGIN}).")
+    assert tunnel.asked == []
+
+
+def test_doctor_says_no_proxy_sent_a_failed_request_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved_here(monkeypatch)
+    with socket.socket() as closed, proxy("tunnel") as tunnel:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"https://{ORIGIN}:{closed.getsockname()[1]}"
+        seconds, lines = service_line({"CCWEB_URL": url, "HTTPS_PROXY": tunnel.url(), "no_proxy": "proxied.test"})
+    assert seconds is None
+    assert lines == [f"FAIL cannot reach the ccweb service at {url} (Connection refused); check CCWEB_URL or git "
+                     "config ccweb.url, and that it is running. It was asked directly: no_proxy bypasses the proxy "
+                     f"for {ORIGIN}."]
     assert tunnel.asked == []
 
 
