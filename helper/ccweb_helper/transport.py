@@ -13,7 +13,9 @@ can end a request line early.
 Which proxy: ``proxy_for`` looks at the environment first and imports ``proxy`` (the rules, shared with the
 service) only when a proxy variable is set, so a run without one imports nothing for proxies. A proxy's failure
 is a ``ProxyFailure`` whose ``message`` names the proxy (its address, never its user name or password) and the
-variable that set it.
+variable that set it. Its answer to ``CONNECT`` is read in blocks, never past its end (what follows is the
+tunnel's), and at most ``MAX_PROXY_ANSWER`` bytes with ``MAX_PROXY_INTERIM`` interim answers: a proxy that sends
+more is not answering.
 
 Git starts the helper for every fetch and push, so its start-up is kept short: one request per connection
 (``Connection: close``) spoken over ``socket`` directly, since ``http.client`` alone costs more to import
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 
 # The variables that can set a proxy for an https URL (proxy.PROXY_VARIABLES, without importing it).
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
-MAX_PROXY_ANSWER_LINE = 8192  # a status or header line of the proxy's answer to CONNECT
+MAX_PROXY_ANSWER = 16384  # the proxy's whole answer to CONNECT, interim answers included
+MAX_PROXY_INTERIM = 2  # 100 Continue, 103 Early Hints … before the answer to CONNECT
 REASONS = {407: "proxy authentication required", 403: "forbidden", 502: "bad gateway: it could not connect",
            503: "service unavailable", 504: "gateway timeout: it could not connect in time"}
 
@@ -164,7 +167,7 @@ def tunnel(proxy: ProxyChoice, authority: str, hostname: str, deadline: Deadline
     try:
         sock.settimeout(deadline.left())
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-        status, _, _ = read_answer(_Exact(sock, deadline), "CONNECT")
+        status = connect_answer(sock, deadline)
     except BadAnswer as exc:
         sock.close()
         raise ProxyFailure(f"{at} did not answer like an HTTP proxy ({exc.kind}); check {proxy.variable}.") from None
@@ -197,34 +200,65 @@ def refusal(proxy: ProxyChoice, authority: str, status: int) -> str:
     return text + f"ask the proxy's administrators to allow it, or check {proxy.variable}."
 
 
-class _Exact:
-    """``sock`` read byte by byte, never past the proxy's answer (what follows is the tunnel's), each read within
-    what is left of ``deadline``; what ``http11.read_answer`` reads from."""
+def connect_answer(sock: socket.socket, deadline: Deadline) -> int:
+    """The status of the proxy's answer to ``CONNECT`` on ``sock``, read within ``deadline`` and never past the
+    empty line that ends it (what follows is the tunnel's); at most ``MAX_PROXY_INTERIM`` interim (1xx) answers
+    before it and ``MAX_PROXY_ANSWER`` bytes in all. BadAnswer for anything else (``http11`` reads it)."""
+    import io  # noqa: PLC0415 (loaded already: http11 needs it)
 
-    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
-        self.sock = sock
-        self.deadline = deadline
+    answer = bytearray()
+    for _ in range(MAX_PROXY_INTERIM + 1):
+        start = len(answer)
+        if not _head_into(answer, sock, deadline) or not _interim(bytes(answer[start:])):
+            break  # the final answer, or the end of the connection: read_answer says what it is
+    else:
+        raise BadAnswer("TooManyInterimAnswers")
+    return read_answer(io.BytesIO(bytes(answer)), "CONNECT")[0]
 
-    def readline(self, size: int | None = -1, /) -> bytes:
-        line = bytearray()
-        limit = MAX_PROXY_ANSWER_LINE if size is None or size < 0 else min(size, MAX_PROXY_ANSWER_LINE + 1)
-        while len(line) < limit:
-            byte = self.read(1)
-            line += byte
-            if byte in (b"", b"\n"):
-                break
-        return bytes(line)
 
-    def read(self, size: int | None = -1, /) -> bytes:
-        wanted = MAX_PROXY_ANSWER_LINE if size is None or size < 0 else size
-        data = bytearray()
-        while len(data) < wanted:
-            self.sock.settimeout(self.deadline.left())
-            chunk = self.sock.recv(wanted - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return bytes(data)
+def _head_into(answer: bytearray, sock: socket.socket, deadline: Deadline) -> bool:
+    """Add to ``answer`` one head (a status line, headers, the empty line) read from ``sock``: what the socket
+    holds is looked at first (``MSG_PEEK``) and only the head taken from it. False when the connection ended
+    before the empty line; BadAnswer past ``MAX_PROXY_ANSWER`` bytes."""
+    import socket  # noqa: PLC0415
+
+    ending = False  # whether what was read ends with "\n" and then only "\r": an empty line may be ending
+    while True:
+        sock.settimeout(deadline.left())
+        seen = sock.recv(min(4096, MAX_PROXY_ANSWER + 1 - len(answer)), socket.MSG_PEEK)
+        if not seen:
+            return False
+        window = b"\n" + seen if ending else seen
+        end = _empty_line_end(window)
+        wanted = len(seen) if end < 0 else end - (len(window) - len(seen))
+        chunk = sock.recv(wanted)  # what was seen is there: recv takes it at once
+        answer += chunk
+        if len(answer) > MAX_PROXY_ANSWER:
+            raise BadAnswer("AnswerTooLarge")
+        if end >= 0 and len(chunk) == wanted:
+            return True
+        last = chunk.rfind(b"\n")
+        ending = not chunk[last + 1:].strip(b"\r") if last >= 0 else ending and not chunk.strip(b"\r")
+
+
+def _empty_line_end(data: bytes) -> int:
+    """Where the first empty line after a ``\n`` of ``data`` ends (a ``\n``, only ``\r`` before it), or -1."""
+    position = data.find(b"\n")
+    while position >= 0:
+        following = data.find(b"\n", position + 1)
+        if following < 0:
+            return -1
+        if not data[position + 1:following].strip(b"\r"):
+            return following + 1
+        position = following
+    return -1
+
+
+def _interim(head: bytes) -> bool:
+    """Whether ``head`` is an interim (1xx) answer, as ``http11`` reads a status line."""
+    version, _, rest = head.split(b"\n", 1)[0].decode("latin-1").rstrip("\r").partition(" ")
+    code = rest.strip().partition(" ")[0]
+    return version.startswith("HTTP/") and len(code) == 3 and code.isascii() and code.isdigit() and code[0] == "1"
 
 
 def connect(address: bytes, port: int, deadline: Deadline) -> socket.socket:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import http.server
 import io
 import ipaddress
@@ -24,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,9 +130,10 @@ def origin(tls: ssl.SSLContext | None) -> Iterator[Origin]:
 class TunnelProxy(socketserver.ThreadingTCPServer):
     """A ``CONNECT`` proxy on 127.0.0.1 that knows ``ORIGIN`` (and only it) as 127.0.0.1:``port``.
 
-    ``behaviour``: ``tunnel`` (after checking ``credentials``, when given: 407 otherwise), ``status NNN`` (that
-    answer, with a body, the connection left open), ``garbage`` (not HTTP), ``silent`` (never answers),
-    ``established-garbage`` (200, then something that is not TLS)."""
+    ``behaviour``: ``tunnel`` (after checking ``credentials``, when given: 407 otherwise), ``interim N`` (``N``
+    interim answers, then ``tunnel``), ``status NNN`` (that answer, with a body, the connection left open),
+    ``garbage`` (not HTTP), ``silent`` (never answers), ``flood`` (interim answers with the largest headers, for
+    ever), ``established-garbage`` (200, then something that is not TLS)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -176,11 +179,20 @@ class _Tunnel(socketserver.BaseRequestHandler):
         if behaviour == "garbage":
             sock.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
             return
+        if behaviour == "flood":  # until the client hangs up
+            hints = b"HTTP/1.1 103 Early Hints\r\n" + (b"Link: <" + b"a" * 8180 + b">\r\n") * 99 + b"\r\n"
+            with contextlib.suppress(OSError):
+                while not self.server.stop.is_set():
+                    sock.sendall(hints)
+            return
         if behaviour == "established-garbage":
             sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             sock.recv(4096)  # the client's TLS hello
             sock.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n" * 4)
             return
+        if behaviour.startswith("interim "):
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * int(behaviour[8:]))
+            behaviour = "tunnel"
         expected = self.server.credentials
         if behaviour == "tunnel" and expected is not None and \
                 headers.get("proxy-authorization") != "Basic " + base64.b64encode(expected.encode()).decode():
@@ -336,10 +348,12 @@ def test_the_tunnel_shares_the_requests_deadline(monkeypatch: pytest.MonkeyPatch
         def sendall(self, data: bytes) -> None:
             pass
 
-        def recv(self, size: int) -> bytes:
-            now[0] += 1
-            byte, self.answer = self.answer[:1], self.answer[1:]
-            return byte
+        def recv(self, size: int, flags: int = 0) -> bytes:
+            if flags == socket.MSG_PEEK:  # a look at what has come: one more byte each second
+                now[0] += 1
+                return self.answer[:1]
+            taken, self.answer = self.answer[:size], self.answer[size:]
+            return taken
 
         def close(self) -> None:
             pass
@@ -360,6 +374,60 @@ def test_the_tunnel_shares_the_requests_deadline(monkeypatch: pytest.MonkeyPatch
 
 
 # -- what a hostile proxy can and cannot do ------------------------------------------------------------------
+
+
+def test_a_proxy_that_floods_its_answer_is_cut_at_16_kib_without_burning_the_cpu() -> None:
+    """A proxy that sends interim answers with the largest headers, for ever: read a byte at a time, up to ~9 MB,
+    it held the helper at 100 % CPU until the deadline; now the answer is read in blocks and cut at 16 KiB."""
+    with proxy("flood") as flooding:
+        started, cpu = time.monotonic(), time.thread_time()
+        with pytest.raises(HelperError) as caught:
+            http_json(f"https://{ORIGIN}/x", "the ccweb service", timeout=30, env={"HTTPS_PROXY": flooding.url()})
+        elapsed, used = time.monotonic() - started, time.thread_time() - cpu
+    assert caught.value.message == (f"the proxy {flooding.url()} (HTTPS_PROXY) did not answer like an HTTP proxy "
+                                    "(AnswerTooLarge); check HTTPS_PROXY.")
+    assert elapsed < 5 and used < 1, (elapsed, used)
+
+
+@pytest.mark.parametrize(("interim", "kind"), [(2, None), (3, "TooManyInterimAnswers")])
+def test_at_most_two_interim_answers_come_before_the_proxys_answer(
+    trusted: tuple[ssl.SSLContext, list[str]], interim: int, kind: str | None,
+) -> None:
+    with origin(trusted[0]) as service, proxy(f"interim {interim}", service.port) as tunnel:
+        call = functools.partial(http_json, f"https://{ORIGIN}:{service.port}/x", "the ccweb service", timeout=10,
+                                 env={"HTTPS_PROXY": tunnel.url()})
+        if kind is None:
+            assert call().body == {"ok": True}
+            return
+        with pytest.raises(HelperError) as caught:
+            call()
+    assert caught.value.message == (f"the proxy {tunnel.url()} (HTTPS_PROXY) did not answer like an HTTP proxy "
+                                    f"({kind}); check HTTPS_PROXY.")
+    assert service.asked == []
+
+
+def test_the_proxys_answer_is_read_up_to_its_end_and_not_past_it() -> None:
+    """Whatever comes after the empty line is the tunnel's (the origin's TLS): it stays in the socket, however
+    the answer is cut into packets ("\r" and "\n" of its end apart, an interim answer before it)."""
+    one, other = socket.socketpair()
+    pieces = [b"HTTP/1.1 100 Continue\r", b"\n\r\n", b"HTTP/1.1 200 Connection established\r\nVia: 1.1 p\r\n\r",
+              b"\nTUNNEL"]
+
+    def send() -> None:
+        for piece in pieces:
+            other.sendall(piece)
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert transport.connect_answer(one, Deadline(10)) == 200
+        sender.join()
+        one.settimeout(5)
+        assert one.recv(100) == b"TUNNEL"
+    finally:
+        one.close()
+        other.close()
 
 
 @pytest.mark.parametrize("host", [
