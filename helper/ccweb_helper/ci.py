@@ -207,9 +207,13 @@ def _azure(env: Mapping[str, str], seconds: float) -> PlatformToken | None:
 # Buildkite ------------------------------------------------------------------------------------------------
 
 def _buildkite_agent(env: Mapping[str, str]) -> str | None:
-    import shutil  # noqa: PLC0415 (only on Buildkite)
+    """The agent by an absolute path: the current directory is the checkout, which a pull request may fill."""
+    from ccweb_helper import programs  # noqa: PLC0415 (only on Buildkite)
 
-    return shutil.which("buildkite-agent", path=env.get("PATH"))
+    try:
+        return programs.find("buildkite-agent", env)
+    except FileNotFoundError:
+        return None
 
 
 def _buildkite(env: Mapping[str, str], audience: Callable[[], str], seconds: float,

@@ -333,8 +333,7 @@ def _redacted(url: str) -> str:
 
 def _get_urlmatch(key: str, url: str, env: Mapping[str, str]) -> str | None:
     try:
-        result = subprocess.run(["git", "config", "--get-urlmatch", key, url], capture_output=True, text=True,
-                                timeout=15, check=False, stdin=subprocess.DEVNULL, env=dict(env))
+        result = gitconfig.run_git(["config", "--get-urlmatch", key, url], env)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() if result.returncode == 0 else None

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from ccweb_helper import programs
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 CREDENTIAL_WILDCARDS = (2, 26)  # `*` in the host of credential.<url>
 FIXED_VALUE = (2, 30)  # git config --fixed-value
@@ -102,11 +104,12 @@ class Effective(NamedTuple):
 
 def run_git(args: Sequence[str], env: Mapping[str, str] | None = None,
             cwd: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``git args`` (output captured, no stdin). Raises OSError when git cannot be started and
-    ``subprocess.TimeoutExpired`` when it has not finished within ``TIMEOUT`` seconds."""
+    """Run ``git args`` (output captured, no stdin): the git ``programs.git`` finds, never one in the current
+    directory. Raises OSError when git cannot be found or started and ``subprocess.TimeoutExpired`` when it has
+    not finished within ``TIMEOUT`` seconds."""
     return subprocess.run(
-        ["git", *args], capture_output=True, text=True, timeout=TIMEOUT, check=False, stdin=subprocess.DEVNULL,
-        env=None if env is None else dict(env), cwd=cwd,
+        [programs.git(env), *args], capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        stdin=subprocess.DEVNULL, env=None if env is None else dict(env), cwd=cwd,
     )
 
 

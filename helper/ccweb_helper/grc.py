@@ -27,6 +27,7 @@ import os
 import re
 import sys
 
+from ccweb_helper import programs
 from ccweb_helper.client import HelperError, one_line
 from ccweb_helper.hosts import (
     HOST_FORMS,
@@ -239,21 +240,33 @@ def run(argv: Sequence[str], env: Mapping[str, str], stderr: IO[str],
     remote, address = argv
     try:
         target = resolve(parse_address(address), read_config(env), env, ask_service(env))
+        git = _git(env)
     except HelperError as exc:
         stderr.write(f"ccweb: {one_line(exc.message)}\n")
         stderr.flush()
         return EXIT_FAILURE
     scheme = target.url.partition(":")[0]
-    return (become or _become)(["git", f"remote-{scheme}", remote, target.url])
+    return (become or _become)([git, f"remote-{scheme}", remote, target.url])
+
+
+def _git(env: Mapping[str, str]) -> str:
+    """The git that started us (``programs.git``): the current directory is the work tree of a repository that
+    may be someone else's, so never a git found there."""
+    try:
+        return programs.git(env)
+    except OSError:
+        raise HelperError("cannot find git in GIT_EXEC_PATH nor in an absolute directory of PATH; check that git "
+                          "is installed and on PATH.") from None
 
 
 def _become(command: list[str]) -> int:
-    """Become ``command`` (POSIX: exec, so git talks to it directly); on Windows run it and pass its status on."""
+    """Become ``command``, whose program is an absolute path (POSIX: exec, so git talks to it directly); on
+    Windows run it and pass its status on."""
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         if os.name != "nt":
-            os.execvp(command[0], command)  # noqa: S606 (git's own program, arguments git gave us; no shell)
+            os.execv(command[0], command)  # noqa: S606 (git's own program, arguments git gave us; no shell)
         import subprocess  # noqa: PLC0415
 
         return subprocess.call(command)

@@ -23,9 +23,12 @@ MAX_TOKEN_BYTES = 64 * 1024
 def _git_config(*args: str) -> str | None:
     import subprocess  # noqa: PLC0415 (not needed when CCWEB_URL is set)
 
+    from ccweb_helper import programs  # noqa: PLC0415
+
     try:
+        # git runs the helper in the repository's work tree, which may be someone else's: never a git from there.
         result = subprocess.run(
-            ["git", "config", *args], capture_output=True, text=True, timeout=5, check=False,
+            [programs.git(), "config", *args], capture_output=True, text=True, timeout=5, check=False,
             stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.SubprocessError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ccweb_helper import discovery, grc
+from ccweb_helper import discovery, grc, programs
 from ccweb_helper.client import HelperError, ServiceURL, parse_service_url
 from ccweb_helper.discovery import Discovery, Grc
 from ccweb_helper.hosts import parse_codecommit_host
@@ -236,7 +236,7 @@ def test_the_command_becomes_git_remote_https_for_the_service_endpoint(
             err = io.StringIO()
             code = grc.run(["origin", "codecommit://profile@demo"], env, err, record(became))
             assert (code, err.getvalue()) == (0, "")
-    assert became == [["git", "remote-https", "origin", f"https://{VPCE}/v1/repos/demo"]] * 2
+    assert became == [[programs.git(env), "remote-https", "origin", f"https://{VPCE}/v1/repos/demo"]] * 2
     assert asked == ["/.well-known/ccweb"]  # the second process read it from the cache
     kept = json.loads((tmp_path / "cache" / discovery.FILE_NAME).read_text())
     assert kept["version"] == discovery.FILE_VERSION == 2
@@ -251,7 +251,8 @@ def test_git_config_region_and_endpoint(person: dict[str, str], tmp_path: Path) 
     became: list[list[str]] = []
     code = grc.run(["codecommit://demo", "codecommit://demo"], env, io.StringIO(), record(became))
     assert code == 0
-    assert became == [["git", "remote-https", "codecommit://demo", "https://git.internal.example.com:8443/v1/repos/demo"]]
+    assert became == [[programs.git(env), "remote-https", "codecommit://demo",
+                        "https://git.internal.example.com:8443/v1/repos/demo"]]
 
 
 @pytest.mark.parametrize(("argv", "code", "first_line"), [
