@@ -76,9 +76,12 @@ def helper_command(
     """The ``credential.helper`` value that runs this very helper.
 
     ``!ccweb-helper`` when that is what PATH finds; else the zipapp through this Python
-    (``python3 /path/ccweb-helper``); else the script by its absolute path; else ``python -m ccweb_helper``
-    (with ``PYTHONPATH`` naming the package's directory unless it is installed in site-packages: the helper
-    imports nothing else, so that is safe).
+    (``python3 /path/ccweb-helper``); else the script by its absolute path; else the package's ``__main__.py``
+    by its absolute path through this Python (with ``PYTHONPATH`` naming the package's directory unless it is
+    installed in site-packages: the helper imports nothing else, so that is safe). Never ``python -m
+    ccweb_helper``: ``-m`` puts the current directory first on ``sys.path``, and git runs the helper in the
+    work tree of the repository at hand — a ``ccweb_helper/`` committed at its top would run instead (a
+    script's own directory comes first, not the current one).
     """
     program = os.path.realpath(argv0) if argv0 else ""
     found = which("ccweb-helper")
@@ -88,7 +91,7 @@ def helper_command(
         return "!" + shlex.join([executable, program])
     if program and os.path.basename(program).startswith("ccweb-helper") and os.access(program, os.X_OK):
         return "!" + shlex.quote(program)
-    command = shlex.join([executable, "-m", "ccweb_helper"])
+    command = shlex.join([executable, os.path.join(package_root, "ccweb_helper", "__main__.py")])
     if os.path.basename(package_root) not in ("site-packages", "dist-packages"):
         command = f"PYTHONPATH={shlex.quote(package_root)} {command}"
     return "!" + command

@@ -68,7 +68,7 @@ def test_setup_writes_the_four_keys_once(sandbox: Sandbox, home: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "the console's GRC URLs, through" in done.stdout
     config = grc_config(env)
-    assert config.pop("alias.remote-ccweb")[0].endswith("ccweb_helper grc")
+    assert config.pop("alias.remote-ccweb")[0].endswith("ccweb_helper/__main__.py grc")
     assert config == {"url.ccweb::.insteadof": ["codecommit::"], "url.ccweb::codecommit://.insteadof": ["codecommit://"],
                       "protocol.ccweb.allow": ["always"]}
     assert rewritten(env) == ["ccweb::us-east-1://demo", "ccweb::codecommit://demo"]

@@ -276,8 +276,10 @@ def test_a_downloaded_zipapp_configures_itself(tmp_path: Path, home: Path) -> No
     ("/usr/local/bin/ccweb-helper", "/usr/local/bin/ccweb-helper", "/x", "!ccweb-helper"),
     ("/home/me/.venv/bin/ccweb-helper", None, "/x", "!/home/me/.venv/bin/ccweb-helper"),
     ("/home/me/.venv/bin/ccweb-helper", "/usr/bin/ccweb-helper", "/x", "!/home/me/.venv/bin/ccweb-helper"),
-    ("/lib/site-packages/ccweb_helper/__main__.py", None, "/lib/site-packages", "!/py -m ccweb_helper"),
-    ("/src/helper/ccweb_helper/__main__.py", None, "/src/helper", "!PYTHONPATH=/src/helper /py -m ccweb_helper"),
+    ("/lib/site-packages/ccweb_helper/__main__.py", None, "/lib/site-packages",
+     "!/py /lib/site-packages/ccweb_helper/__main__.py"),
+    ("/src/helper/ccweb_helper/__main__.py", None, "/src/helper",
+     "!PYTHONPATH=/src/helper /py /src/helper/ccweb_helper/__main__.py"),
 ], ids=["on-path", "venv-script", "other-on-path", "module-installed", "module-from-source"])
 def test_helper_command(tmp_path: Path, argv0: str, which: str | None, root: str, expected: str) -> None:
     if argv0.endswith("ccweb-helper"):  # make the script exist and be executable where the case says so
