@@ -149,17 +149,34 @@ def commands(entries: Sequence[gitconfig.Entry], wanted: list[tuple[str, list[st
     return todo
 
 
-def grc_removals(entries: Sequence[gitconfig.Entry]) -> list[list[str]]:
+def _our_alias(value: str | None, helper: str) -> bool:
+    """Whether an ``alias.remote-ccweb`` value is one setup writes: ``<helper> grc``, or a ccweb-helper's ``grc``
+    (an earlier setup's helper command)."""
+    if value is None:
+        return False
+    return value == f"{helper} grc" or (value.endswith(" grc") and ("ccweb-helper" in value or "ccweb_helper" in value))
+
+
+def grc_removals(entries: Sequence[gitconfig.Entry], helper: str) -> tuple[list[list[str]], list[str]]:
     """The ``git config`` arguments that take the GRC keys setup writes out of ``entries`` (``--no-grc``): its
-    ``insteadOf`` values, an alias that runs ccweb-helper, the protocol setting."""
+    ``insteadOf`` values, an alias that runs ``<helper> grc`` (``_our_alias``), the protocol setting; and the
+    values of ``alias.remote-ccweb`` left because they are not setup's."""
     todo: list[list[str]] = []
-    for key, values in grc_keys("ccweb-helper"):
+    left: list[str] = []
+    for key, values in grc_keys(helper):
         have = _current(entries, key)
         if _listed(key):
             todo.extend(["--unset-all", key, gitconfig.ere_literal(v)] for v in values if v in have)
-        elif (any(v and "ccweb" in v for v in have) if key.startswith("alias.") else bool(have)):
+        elif key.startswith("alias."):
+            ours = [v for v in have if v is not None and _our_alias(v, helper)]
+            left += [v or "" for v in have if not _our_alias(v, helper)]
+            if ours and not left:
+                todo.append(["--unset-all", key])
+            else:
+                todo.extend(["--unset-all", key, gitconfig.ere_literal(v)] for v in dict.fromkeys(ours))
+        elif have:
             todo.append(["--unset-all", key])
-    return todo
+    return todo, left
 
 
 def _scope_args(args: argparse.Namespace) -> tuple[list[str], str]:
@@ -243,7 +260,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: IO[str], err: IO[
         return 1
     todo = commands(existing, desired(sections, helper, service.url, grc=args.grc))
     if not args.grc:
-        todo += grc_removals(existing)
+        removals, left = grc_removals(existing, helper)
+        todo += removals
+        for value in left:
+            err.write(f"ccweb-helper setup: note: alias.remote-ccweb = '{one_line(value, 200)}' is left in {place}: "
+                      f"it is not the `{one_line(helper, 200)} grc` setup writes; if it is not yours, run "
+                      f"`{shlex.join(['git', 'config', *scope, '--unset-all', 'alias.remote-ccweb'])}`.\n")
     if warning:
         err.write(f"ccweb-helper setup: warning: {warning}\n")
     if args.dry_run:
