@@ -1,10 +1,12 @@
 """The console's GRC URLs through ccweb, with the real git: ``ccweb-helper setup`` in a throwaway HOME, then
 ``git clone codecommit::us-east-1://demo`` and its siblings against the sandbox's signature-checking git server
 (which the sandbox's service names as the us-east-1 endpoint), push, fetch, submodules, what a mistake shows,
-git config's own region and endpoint, and the line ``ccweb dev`` prints to paste."""
+git config's own region and endpoint, the line ``ccweb dev`` prints to paste, and a superproject whose work tree
+holds programs of its own."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -153,3 +155,49 @@ def test_the_line_ccweb_dev_prints_clones_the_grc_url(sandbox: Sandbox, home: Pa
     fetched = git(env, "fetch", cwd=tmp_path / "ccweb-demo-grc")  # the clone keeps what it was given
     assert fetched.returncode == 0, fetched.stderr
     assert not (home / ".gitconfig").exists()
+
+
+# --- a superproject someone else wrote ---------------------------------------------------------------------
+
+
+def plant(tree: Path, relative: str, marker: Path, *, python: bool = False) -> None:
+    path = tree / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if python:
+        path.write_text(f"import pathlib, sys\npathlib.Path({str(marker)!r}).touch()\nsys.exit(1)\n")
+    else:
+        path.write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 1\n")
+        path.chmod(0o755)
+
+
+def test_a_hostile_superproject_runs_nothing_of_its_own(sandbox: Sandbox, home: Path) -> None:
+    """git runs ``grc`` and the credential helper at the top of the fresh work tree: what it holds must not run.
+    Here an executable ``git`` (and a ``git.exe``) and a ``ccweb_helper`` package (which ``python -m ccweb_helper``,
+    once ``setup``'s command when ccweb-helper is not on PATH, would import from there); git's PATH has ``.`` in
+    front. On Linux git puts its own directory first on the PATH of what it runs, so a bare ``git`` would not have
+    found the planted one even before ``ccweb_helper.programs``; on Windows CreateProcess would have (that part
+    only Windows can show; tests/helper/test_programs.py checks each place git is run with a relative PATH entry
+    instead). The package is found on every system."""
+    env = person(home, sandbox)
+    superproject = home / "super"
+    assert git(env, "init", "-q", str(superproject)).returncode == 0
+    added = git(env, "submodule", "add", f"codecommit::{REGION}://demo", "lib", cwd=superproject)
+    assert added.returncode == 0, added.stderr
+    ran = home / "ran"
+    ran.mkdir()
+    plant(superproject, "git", ran / "git")
+    plant(superproject, "git.exe", ran / "git.exe")
+    plant(superproject, "ccweb_helper/__init__.py", ran / "package", python=True)
+    plant(superproject, "ccweb_helper/__main__.py", ran / "package", python=True)
+    assert git(env, "add", "git", "git.exe", "ccweb_helper", cwd=superproject).returncode == 0
+    assert git(env, "commit", "-q", "-m", "tools of our own", cwd=superproject).returncode == 0
+
+    victim = {**env, "PATH": os.pathsep.join([".", env["PATH"], ""])}
+    cloned = git(victim, "clone", "--recurse-submodules", str(superproject), str(home / "victim"))
+    assert cloned.returncode == 0, cloned.stderr
+    assert (home / "victim" / "lib" / "README.md").exists()
+    assert (home / "victim" / "git").exists() and (home / "victim" / "ccweb_helper" / "__main__.py").exists()
+    fetched = git(victim, "-C", str(home / "victim" / "lib"), "fetch", "-q", "origin")  # grc and get, in the tree
+    assert fetched.returncode == 0, fetched.stderr
+    assert sorted(path.name for path in ran.iterdir()) == []
+    assert not (home / "prompted").exists()
