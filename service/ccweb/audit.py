@@ -20,8 +20,8 @@ FIELDS = ("outcome", "reason", "issuer", "subject", "identity", "source_identity
 
 
 def decision(outcome: str, **fields: Any) -> None:
-    """Log one decision: ``issued``, ``denied``, ``invalid_token``, ``invalid_request``, ``rate_limited`` or
-    ``upstream_unavailable``."""
+    """Log one decision: ``issued``, ``denied``, ``invalid_token``, ``invalid_request``, ``rate_limited``,
+    ``upstream_unavailable`` or ``error`` (granted, but the answer could not be written: a 500)."""
     if not log.isEnabledFor(logging.INFO):
         return
     record: dict[str, Any] = {"event": "credential_decision", "outcome": outcome}

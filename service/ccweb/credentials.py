@@ -78,6 +78,11 @@ def _unidentified_sentence(decision: Unidentified, caller: VerifiedToken) -> str
     )
 
 
+def missing_token() -> InvalidToken:
+    """The 401 of a request with no ``Authorization: Bearer <token>`` (``bearer_token`` found none)."""
+    return InvalidToken("No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing")
+
+
 def validation_problems(exc: ValidationError) -> list[str]:
     """``field: what is wrong`` for each problem of a request body pydantic refused."""
     return [f"{'.'.join(str(p) for p in item.get('loc', ())) or 'body'}: {item.get('msg', 'invalid')}"
@@ -104,6 +109,10 @@ class Credential(TypedDict):
     role_arn: str
 
 
+def _json_credential(credential: Credential) -> bytes:
+    return json.dumps(credential, separators=(",", ":")).encode()
+
+
 class CredentialFlow:
     """``POST /v1/credentials`` and the caller check it shares with ``/v1/whoami``."""
 
@@ -122,7 +131,7 @@ class CredentialFlow:
     async def caller(self, snapshot: Snapshot, token: str | None) -> VerifiedToken:
         """The caller behind the bearer ``token``, within its rate limit; InvalidToken or RateLimited else."""
         if token is None:
-            raise InvalidToken("No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing")
+            raise missing_token()
         try:
             caller = await snapshot.verifier.verify(token)
         except InvalidToken as exc:
@@ -143,8 +152,10 @@ class CredentialFlow:
         return caller
 
     async def issue(self, token: str | None, read_body: Callable[[], Awaitable[bytes]],
-                    parse: Callable[[bytes], CredentialRequest] = _credential_request) -> Credential:
-        """The credential for the request ``parse`` reads from the body (JSON by default); a ServiceError else."""
+                    parse: Callable[[bytes], CredentialRequest] = _credential_request,
+                    render: Callable[[Credential], bytes] = _json_credential) -> bytes:
+        """The credential for the request ``parse`` reads from the body (JSON by default), as ``render`` writes it
+        (JSON by default); a ServiceError else."""
         snapshot = self.running.current  # one policy for the token, the body and the decision
         caller = await self.caller(snapshot, token)
         # The body is parsed after the token is verified, so an unauthenticated caller learns nothing.
@@ -164,7 +175,7 @@ class CredentialFlow:
             # The policy was reloaded while STS answered: what it decides now (a suspension or a narrowed rule
             # added meanwhile) applies to this request too. The same grant finds its session cached.
             snapshot = self.running.current
-        return self._answer(grant, session, target, who, where)
+        return self._answer(grant, session, target, who=who, where=where, render=render)
 
     def _grant(self, snapshot: Snapshot, caller: VerifiedToken, target: Target, who: dict[str, Any],
                where: dict[str, Any]) -> Granted:
@@ -194,8 +205,10 @@ class CredentialFlow:
                          **self._decided(grant))
             raise
 
-    def _answer(self, grant: Granted, session: AwsCredentials, target: Target, who: dict[str, Any],
-                where: dict[str, Any]) -> Credential:
+    def _answer(self, grant: Granted, session: AwsCredentials, target: Target, *, who: dict[str, Any],
+                where: dict[str, Any], render: Callable[[Credential], bytes]) -> bytes:
+        """The answer's body; audited as ``issued`` only once it is made (``render`` may raise: a 500, and the audit
+        line says ``error``)."""
         rule = grant.rule
         now = int(self.clock())
         password = git_password(session.secret_access_key, hostname=target.hostname, path=target.path,
@@ -203,17 +216,23 @@ class CredentialFlow:
         expiry = now + PASSWORD_LIFETIME_SECONDS
         if session.expiration is not None:
             expiry = min(expiry, int(session.expiration.timestamp()))
-        self._record("issued", rule.name, **who, **where, **self._decided(grant))
-        return {
-            "username": git_username(session),
-            "password": password,
-            "expires_at": iso_time(expiry),
-            "password_expiry_utc": expiry,
-            "region": target.region,
-            "repository": target.repository,
-            "rule": rule.name,
-            "role_arn": rule.role_arn,
-        }
+        fields = {**who, **where, **self._decided(grant)}
+        try:
+            payload = render({
+                "username": git_username(session),
+                "password": password,
+                "expires_at": iso_time(expiry),
+                "password_expiry_utc": expiry,
+                "region": target.region,
+                "repository": target.repository,
+                "rule": rule.name,
+                "role_arn": rule.role_arn,
+            })
+        except Exception:
+            self._record("error", rule.name, reason="unrenderable", **fields)
+            raise
+        self._record("issued", rule.name, **fields)
+        return payload
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -239,10 +258,6 @@ class Wire(NamedTuple):
     error: Callable[[ServiceError], Response]
     unexpected: Callable[[BaseException], Response]
     """The 500 for any other exception, logged."""
-
-
-def _json_credential(credential: Credential) -> bytes:
-    return json.dumps(credential, separators=(",", ":")).encode()
 
 
 JSON_WIRE = Wire(_credential_request, _json_credential, b"application/json", error_response, unexpected_response)
@@ -275,7 +290,7 @@ class CredentialsEndpoint:
 
         wire = self.wire
         try:
-            payload = wire.render(await self.flow.issue(bearer_token(authorization), read_body, wire.parse))
+            payload = await self.flow.issue(bearer_token(authorization), read_body, wire.parse, wire.render)
         except ClientGone:
             return
         except ServiceError as exc:

@@ -295,6 +295,24 @@ def test_a_credential_git_cannot_read_is_a_500_and_never_half_sent(caplog: pytes
     assert PLANTED_SESSION_TOKEN not in str(record.exc_info)
 
 
+def test_a_credential_that_cannot_be_written_is_audited_as_an_error_not_as_issued(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The audit line says what the client got: ``issued`` only once the answer's body is made."""
+    fields = {"protocol": "https", "host": HOST, "path": "v1/repos/app"}
+    with service(NewlineSTS()) as (url, issuer), caplog.at_level(logging.INFO, logger="ccweb.audit"):
+        token = issuer.mint({"sub": "u-1", "groups": ["dev"]})
+        text = ask_text(url, token, git_lines(**fields))
+        as_json = ask_json(url, token, fields)  # JSON escapes the line break: this one is issued
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    assert (text.status_code, as_json.status_code) == (500, 200)
+    audit = [r.fields for r in caplog.records if r.name == "ccweb.audit"]  # type: ignore[attr-defined]
+    assert [(line["outcome"], line.get("reason")) for line in audit] == [("error", "unrenderable"), ("issued", None)]
+    assert {k: audit[0].get(k) for k in ("rule", "role_arn", "subject", "repository")} == {
+        "rule": "all", "role_arn": "arn:aws:iam::111122223333:role/all", "subject": "u-1", "repository": "app"}
+    assert 'ccweb_decisions_total{outcome="error",rule="all"} 1.0' in metrics
+    assert 'ccweb_decisions_total{outcome="issued",rule="all"} 1.0' in metrics
+
+
 def test_below_a_root_path_any_media_type_reaches_the_route() -> None:
     async def scenario(issuer: DevIssuer) -> list[httpx.Response]:
         async with httpx.AsyncClient() as http:
