@@ -4,11 +4,20 @@
     Authorization over MAX_AUTHORIZATION_BYTES (a 16 KiB token)      → 401 invalid_token (+ WWW-Authenticate)
     body over MAX_BODY_BYTES, declared or streamed                  → 413 request_too_large (+ Connection: close)
     a body whose Content-Type is not JSON (or is missing)           → 415 unsupported_media_type
+    a body to a credential route with no Authorization: Bearer      → 401 invalid_token, before the body is read
+    a body not whole within BODY_SECONDS of the head                → 408 request_timeout (+ Connection: close)
 
 Every refusal is the contract's JSON error body, except on a route in git's credential format
 (``POST /v1/git-credential``, ``text_bodies``): its body may be of any media type, up to a size of its own, and
 its refusals are text (``ccweb.textapi``). A refused body is not read; an accepted one is read here (at
 most MAX_BODY_BYTES) and replayed to the application, so a slow or endless chunked upload never reaches it.
+The credential routes (``POST /v1/credentials`` and the text routes) answer a request that carries no bearer
+token at once, as the route itself would (``ccweb.credentials.missing_token``, in the route's ``Wire``), so an
+anonymous client cannot have a body buffered; and no body may take longer than ``BODY_SECONDS`` to arrive.
+
+uvicorn bounds none of this itself: its only timer (``timeout_keep_alive``) runs between requests on a kept-alive
+connection, never while a head or a body is arriving. A head that trickles in is not seen here either (the
+application is called once the head is whole): a proxy in front must cut it (nginx: ``client_header_timeout``).
 
 The server's own limit comes first: uvicorn's h11 parser buffers at most ``h11_max_incomplete_event_size``
 bytes of request head (16 KiB by default, which would cut in before the 16 KiB token cap and answer with a
@@ -19,14 +28,15 @@ request received.`` and a closed connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccweb.credentials import route_path
-from ccweb.textapi import TEXT_CONTENT_TYPE, error_text
+from ccweb.credentials import CREDENTIALS_PATH, JSON_WIRE, bearer_token, missing_token, route_path
+from ccweb.textapi import TEXT_CONTENT_TYPE, TEXT_WIRE, error_text
 from ccweb.tokens import MAX_TOKEN_BYTES
 
 MAX_BODY_BYTES: Final = 8 * 1024
@@ -34,6 +44,9 @@ MAX_HEAD_BYTES: Final = 32 * 1024
 MAX_AUTHORIZATION_BYTES: Final = len("Bearer ") + MAX_TOKEN_BYTES
 H11_MAX_INCOMPLETE_EVENT_SIZE: Final = 64 * 1024
 SERVER_OPTIONS: Final[dict[str, Any]] = {"h11_max_incomplete_event_size": H11_MAX_INCOMPLETE_EVENT_SIZE}
+BODY_SECONDS: Final = 10.0
+"""How long a request's body may take to arrive, in all, once its head has: git's helpers send a few hundred bytes
+at once."""
 
 # (status, error, detail) for each refusal; also what the OpenAPI document says about them.
 HEAD_TOO_LARGE = (
@@ -53,6 +66,14 @@ def body_too_large(limit: int) -> tuple[int, str, str]:
 
 
 BODY_TOO_LARGE = body_too_large(MAX_BODY_BYTES)
+
+
+def body_too_slow(seconds: float) -> tuple[int, str, str]:
+    return (408, "request_timeout",
+            f"The request body did not arrive within {seconds:g} seconds; send it whole, at once, and try again.")
+
+
+BODY_TOO_SLOW = body_too_slow(BODY_SECONDS)
 NOT_JSON = (
     415, "unsupported_media_type",
     "The request body must be JSON, sent with 'Content-Type: application/json'.",
@@ -71,24 +92,29 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, max_head: int = MAX_HEAD_BYTES,
                  max_authorization: int = MAX_AUTHORIZATION_BYTES,
-                 text_bodies: Mapping[str, int] | None = None) -> None:
+                 text_bodies: Mapping[str, int] | None = None, bearer_routes: Collection[str] | None = None,
+                 body_seconds: float = BODY_SECONDS) -> None:
         """``text_bodies``: the routes in git's credential format (paths below the root path), each with its body's
-        size limit."""
+        size limit. ``bearer_routes``: the routes whose POST needs a bearer token before its body is read (default:
+        ``POST /v1/credentials`` and the ``text_bodies`` routes)."""
         self.app = app
         self.max_body = max_body
         self.max_head = max_head
         self.max_authorization = max_authorization
         self.text_bodies = dict(text_bodies or {})
+        self.bearer_routes = frozenset(bearer_routes if bearer_routes is not None
+                                       else (CREDENTIALS_PATH, *self.text_bodies))
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         max_body, text = self.max_body, False
-        if self.text_bodies:
-            limit = self.text_bodies.get(route_path(scope))
-            if limit is not None:
-                max_body, text = limit, True
+        path = route_path(scope)
+        limit = self.text_bodies.get(path)
+        if limit is not None:
+            max_body, text = limit, True
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_head:
             await _refuse(send, *HEAD_TOO_LARGE, close=True, text=text)
@@ -96,12 +122,16 @@ class RequestLimits:
         declared: int | None = None
         chunked = False
         content_type: str | None = None
+        authorization: bytes | None = None
         for name, value in headers:
-            if name == b"authorization" and len(value) > self.max_authorization:
-                await _refuse(send, *TOKEN_TOO_LARGE, extra=[(b"www-authenticate", b'Bearer error="invalid_token"')],
-                              text=text)
-                return
-            if name == b"content-length":
+            if name == b"authorization":
+                if len(value) > self.max_authorization:
+                    await _refuse(send, *TOKEN_TOO_LARGE, text=text,
+                                  extra=[(b"www-authenticate", b'Bearer error="invalid_token"')])
+                    return
+                if authorization is None:
+                    authorization = value  # the one the route reads (``CredentialsEndpoint``)
+            elif name == b"content-length":
                 # uvicorn (h11) has already refused a malformed or repeated Content-Length.
                 declared = int(value) if value.isdigit() else None
             elif name == b"transfer-encoding":
@@ -117,18 +147,36 @@ class RequestLimits:
         if not text and (content_type is None or not is_json(content_type)):
             await _refuse(send, *NOT_JSON, close=True)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
-            if len(body) > max_body:
-                await _refuse(send, *body_too_large(max_body), close=True, text=text)
-                return
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(bytes(body), receive), send)
+        if (scope["method"] == "POST" and path in self.bearer_routes
+                and bearer_token(None if authorization is None else authorization.decode("latin-1")) is None):
+            answer = (TEXT_WIRE if text else JSON_WIRE).error(missing_token())  # the route's own 401, to the byte
+            answer.headers["connection"] = "close"  # its body is not read
+            await answer(scope, receive, send)
+            return
+        try:
+            async with asyncio.timeout(self.body_seconds):
+                body = await _read(receive, max_body)
+        except TimeoutError:
+            await _refuse(send, *body_too_slow(self.body_seconds), close=True, text=text)
+            return
+        if body is None:
+            return  # the client went away
+        if len(body) > max_body:
+            await _refuse(send, *body_too_large(max_body), close=True, text=text)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+async def _read(receive: Receive, limit: int) -> bytes | None:
+    """The request's body, or its first bytes past ``limit``; None when the client went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit or not message.get("more_body", False):
+            return bytes(body)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -161,7 +209,7 @@ def document_refusals(schema: dict[str, Any]) -> None:
             responses = operation.setdefault("responses", {})
             refusals = [HEAD_TOO_LARGE, TOKEN_TOO_LARGE]
             if "requestBody" in operation:
-                refusals += [BODY_TOO_LARGE, NOT_JSON]
+                refusals += [BODY_TOO_LARGE, NOT_JSON, BODY_TOO_SLOW]
             for status, error, _ in refusals:
                 if str(status) not in responses:
                     responses[str(status)] = {"description": f"{error}: refused before routing", **body}

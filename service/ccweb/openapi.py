@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from ccweb.api_models import CredentialRequest, CredentialResponse, ErrorBody
 from ccweb.credentials import CREDENTIALS_PATH
 from ccweb.errors import AccessDenied, InvalidRequest, InvalidToken, RateLimited, ServiceError, UpstreamUnavailable
-from ccweb.limits import HEAD_TOO_LARGE, TOKEN_TOO_LARGE, body_too_large, document_refusals
+from ccweb.limits import BODY_TOO_SLOW, HEAD_TOO_LARGE, TOKEN_TOO_LARGE, body_too_large, document_refusals
 from ccweb.textapi import GIT_CREDENTIAL_PATH, MAX_TEXT_BODY_BYTES
 
 REF = "#/components/schemas/{model}"
@@ -58,7 +58,7 @@ def _git_credential_operation() -> dict[str, Any]:
     for error in CREDENTIAL_ERRORS:
         responses[str(error.status)] = {"description": f"{error.error}: {error.when}",
                                         "content": text(f"error={error.error}\ndetail=<a sentence>\n")}
-    for status, code, detail in (body_too_large(MAX_TEXT_BODY_BYTES), HEAD_TOO_LARGE, TOKEN_TOO_LARGE):
+    for status, code, detail in (body_too_large(MAX_TEXT_BODY_BYTES), BODY_TOO_SLOW, HEAD_TOO_LARGE, TOKEN_TOO_LARGE):
         responses.setdefault(str(status), {"description": f"{code}: refused before routing",
                                            "content": text(f"error={code}\ndetail={detail}\n")})
     return {

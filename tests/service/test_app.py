@@ -240,7 +240,7 @@ def test_unknown_route_is_json_404(env: Env) -> None:
 def test_openapi_documents_what_the_service_does(env: Env) -> None:
     schema = httpx.get(f"{env.url}/openapi.json").json()
     operation = schema["paths"]["/v1/credentials"]["post"]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415", "429", "431", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "408", "413", "415", "429", "431", "503"}
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert {"/v1/whoami", "/.well-known/ccweb", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
 

@@ -350,7 +350,7 @@ def test_the_openapi_document_describes_the_text_routes(company: Sandbox) -> Non
     operation = paths["/v1/git-credential"]["post"]
     assert list(operation["requestBody"]["content"]) == ["text/plain"]
     assert operation["security"] == [{"HTTPBearer": []}]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "429", "431", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "408", "413", "429", "431", "503"}
     assert all(list(answer["content"]) == ["text/plain"] for answer in operation["responses"].values())
     assert list(paths["/.well-known/ccweb.txt"]["get"]["responses"]["200"]["content"]) == ["text/plain"]
     assert {"200", "304"} <= set(paths["/helper/ccweb-helper.sh"]["get"]["responses"])
