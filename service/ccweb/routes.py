@@ -124,6 +124,11 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
             return Response(status_code=304, headers=headers)
         return Response(bundle.content, media_type="application/octet-stream", headers=headers)
 
+    # HEAD for the two downloads (``curl -I``, a CI cache's check): the GET's status and headers, Content-Length
+    # included; uvicorn sends no body. Not in the OpenAPI document, which FastAPI would give a second operation.
+    for path, download in ((SHELL_HELPER_PATH, shell_helper_download), (HELPER_PATH, helper_download)):
+        router.add_api_route(path, download, methods=["HEAD"], response_class=Response, include_in_schema=False)
+
     @router.get("/healthz", summary="Liveness", response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
