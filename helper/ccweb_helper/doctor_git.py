@@ -312,23 +312,26 @@ class GitChecks(Report):
                              "http.sslCAInfo instead.")
         elif not self.env.get("GIT_SSL_NO_VERIFY"):
             self.say("ok", "git verifies the TLS certificates of CodeCommit hosts.")
-        proxies = [f"{name}={_redacted(self.env[name])}" for name in
-                   ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if self.env.get(name)]
+        proxies = [_redacted(name, self.env[name]) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                   if self.env.get(name)]
         configured = _get_urlmatch("http.proxy", SAMPLES[0][1], self.env)
         if configured:
-            proxies.append(f"http.proxy={_redacted(configured)}")
+            proxies.append(_redacted("http.proxy", configured))
         if proxies:
             self.say("note", f"git reaches CodeCommit through a proxy ({', '.join(proxies)}); ccweb-helper reads "
                              "HTTPS_PROXY, ALL_PROXY and NO_PROXY as git's curl does (not http.proxy): the service "
                              "line above says how it reached the service.")
 
 
-def _redacted(url: str) -> str:
+def _redacted(name: str, value: str) -> str:
+    """``name=<the proxy's address>`` as ccweb reads ``value`` (``proxy.parse_proxy``: never a user name or
+    password); only ``name`` when ccweb cannot read it (git may: a SOCKS proxy), never any part of the value."""
+    from ccweb_helper.proxy import ProxySettingError, parse_proxy  # noqa: PLC0415
+
     try:
-        parts = urlsplit(url if "://" in url else "http://" + url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
-    except ValueError:
-        return "(unparsable)"
+        return f"{name}={parse_proxy(value, name).url}"
+    except ProxySettingError:
+        return f"{name} (its value not shown)"
 
 
 def _get_urlmatch(key: str, url: str, env: Mapping[str, str]) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.server
+import io
 import json
 import re
 import shlex
@@ -26,7 +27,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
-from ccweb_helper.doctor_git import classify
+from ccweb_helper.doctor_git import GitChecks, classify
 from support import home_env, self_signed, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -433,6 +434,45 @@ def test_a_proxy_is_noted_not_failed(sandbox: Sandbox, tmp_path: Path) -> None:
     note = next(line for line in result.stdout.splitlines() if line.startswith("note") and "proxy" in line)
     assert "git reaches CodeCommit through a proxy (HTTPS_PROXY=http://proxy.example.com:3128)" in note
     assert "PROXYSECRET" not in result.stdout
+
+
+PROXY_NOTES: dict[str, tuple[dict[str, str], str]] = {
+    # name: (the environment, what the note shows of it)
+    "encoded": ({"HTTPS_PROXY": "http://PLANTEDUSER:PLANTED%23PASS@proxy.example.com:3128"},
+                "HTTPS_PROXY=http://proxy.example.com:3128"),
+    "hash-in-the-password": ({"HTTPS_PROXY": "http://PLANTEDUSER:1234#PLANTEDPASS@proxy.example.com:3128"},
+                             "HTTPS_PROXY (its value not shown)"),
+    "slash-in-the-password": ({"https_proxy": "http://PLANTEDUSER:4711/PLANTEDPASS@proxy.example.com:3128"},
+                              "https_proxy (its value not shown)"),
+    "question-mark-in-the-password": ({"ALL_PROXY": "http://PLANTEDUSER:2024?PLANTEDPASS@proxy.example.com:3128"},
+                                      "ALL_PROXY (its value not shown)"),
+    "a-terminal-escape": ({"all_proxy": "http://\x1b]0;PLANTED\x07proxy.example.com:3128"},
+                          "all_proxy (its value not shown)"),
+    "a-vertical-tab": ({"HTTPS_PROXY": "http://proxy.example.com\x0bPLANTED:3128"},
+                       "HTTPS_PROXY (its value not shown)"),
+    "git-http-proxy-with-a-hash": ({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.proxy",
+                                    "GIT_CONFIG_VALUE_0": "http://PLANTEDUSER:4711#PLANTEDPASS@127.0.0.1:3128"},
+                                   "http.proxy (its value not shown)"),
+    "git-http-proxy-socks": ({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.proxy",
+                              "GIT_CONFIG_VALUE_0": "socks5h://PLANTEDUSER:PLANTEDPASS@127.0.0.1:1080"},
+                             "http.proxy (its value not shown)"),
+    "git-http-proxy": ({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.proxy",
+                        "GIT_CONFIG_VALUE_0": "PLANTEDUSER:PLANTEDPASS@proxy.example.com:8080"},
+                       "http.proxy=http://proxy.example.com:8080"),
+}
+
+
+@pytest.mark.parametrize(("env", "shown"), PROXY_NOTES.values(), ids=PROXY_NOTES.keys())
+def test_the_proxy_note_never_shows_part_of_a_user_name_or_password(tmp_path: Path, env: dict[str, str],
+                                                                    shown: str) -> None:
+    """Read up to the first "/", "?" or "#", http://alice:1234#secret@proxy:3128 was noted as "http://alice:1234":
+    the user name and the start of the password, in doctor's output (often pasted into a ticket)."""
+    out = io.StringIO()
+    GitChecks(home_env(tmp_path, **env), out).tls_and_proxies()
+    [note] = [line for line in out.getvalue().splitlines() if line.startswith("note")]
+    assert note.startswith(f"note  git reaches CodeCommit through a proxy ({shown}); ")
+    for secret in ("PLANTED", "1234", "4711", "2024", "\x1b", "\x0b"):
+        assert secret not in out.getvalue()
 
 
 # -- what the service answers, in any shape ----------------------------------------------------------------
