@@ -325,13 +325,13 @@ class GitChecks(Report):
 
 def _redacted(name: str, value: str) -> str:
     """``name=<the proxy's address>`` as ccweb reads ``value`` (``proxy.parse_proxy``: never a user name or
-    password); only ``name`` when ccweb cannot read it (git may: a SOCKS proxy), never any part of the value."""
+    password); ``name=<not shown>`` when ccweb cannot read it (git may: a SOCKS proxy): never any part of the value."""
     from ccweb_helper.proxy import ProxySettingError, parse_proxy  # noqa: PLC0415
 
     try:
         return f"{name}={parse_proxy(value, name).url}"
     except ProxySettingError:
-        return f"{name} (its value not shown)"
+        return f"{name}=<not shown>"
 
 
 def _get_urlmatch(key: str, url: str, env: Mapping[str, str]) -> str | None:
