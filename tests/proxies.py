@@ -10,7 +10,9 @@ plain-http one) to a file that ``RunningProxy.seen()`` reads. It stops when the 
 when the test process goes (its stdin closes).
 
 ``refusing_proxy(status)`` answers every request with that status (407 with ``Proxy-Authenticate``, 403, …);
-``garbage_proxy()`` answers with bytes that are not HTTP; ``closed_port()`` is a port where nothing listens.
+``garbage_proxy()`` answers with bytes that are not HTTP; ``interim_flood_proxy()`` with interim (1xx) answers
+without end, ``dripping_proxy()`` one byte at a time without end; ``closed_port()`` is a port where nothing
+listens.
 ``tls_front(port, context)`` puts TLS (``support.self_signed(directory, *PROXIED_NAMES)``) in front of a
 plain-http server on a loopback port, so that the server is an https origin of one of those names.
 
@@ -32,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,8 +127,9 @@ def _wait_for_port(process: subprocess.Popen[bytes], port_file: Path, stderr: Pa
 
 
 @contextlib.contextmanager
-def _serve_raw(answer: bytes) -> Iterator[str]:
-    """A loopback listener that reads a request's head, sends ``answer`` and closes; yield its URL."""
+def _serve_raw(answer: bytes | Callable[[socket.socket], None]) -> Iterator[str]:
+    """A loopback listener that reads a request's head, sends ``answer`` (or calls it with the connection) and
+    closes; yield its URL."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
     stop = threading.Event()
@@ -141,7 +144,10 @@ def _serve_raw(answer: bytes) -> Iterator[str]:
                     if not chunk:
                         break
                     head += chunk
-                conn.sendall(answer)
+                if isinstance(answer, bytes):
+                    conn.sendall(answer)
+                else:
+                    answer(conn)
 
     def accept() -> None:
         while not stop.is_set():
@@ -182,6 +188,34 @@ def refusing_proxy(status: int = 407) -> Iterator[str]:
 def garbage_proxy() -> Iterator[str]:
     """A "proxy" that answers every request with bytes that are not HTTP; yield its URL."""
     with _serve_raw(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff garbage\r\n\r\n") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def interim_flood_proxy() -> Iterator[str]:
+    """A proxy that answers ``CONNECT`` with ``100 Continue`` after ``100 Continue``, without end (until the client
+    hangs up or 30 s pass); yield its URL."""
+
+    def flood(conn: socket.socket) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" * 100)
+
+    with _serve_raw(flood) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def dripping_proxy(interval: float = 0.1) -> Iterator[str]:
+    """A proxy that answers ``CONNECT`` one byte every ``interval`` seconds (a status line, then one header line
+    without end, for at most 30 s): never a pause long enough for a read timeout; yield its URL."""
+
+    def drip(conn: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 Connection established\r\nX-Slow: " + b"y" * int(30 / interval):
+            conn.sendall(bytes([byte]))
+            time.sleep(interval)
+
+    with _serve_raw(drip) as url:
         yield url
 
 
