@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -33,6 +34,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ProxySettingError as exc:
         print(printable(f"ccweb serve: {exc}"), file=sys.stderr)
         return 1
+    from ccweb.credential_endpoints import keep_credentials_direct  # noqa: PLC0415
+
+    kept = keep_credentials_direct(os.environ)  # before botocore first runs: instance metadata never via HTTP_PROXY
     from ccweb import logs  # noqa: PLC0415
     from ccweb.server import ServeSettings, serve  # noqa: PLC0415
 
@@ -47,6 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(config_path=os.path.abspath(path), reload_interval=args.reload_interval,
                              log_level=args.log_level, log_format=args.log_format, public_metrics=metrics is None)
     logs.setup(settings.log_level, settings.log_format)
+    if kept is not None:
+        logging.getLogger("ccweb.outbound").info("%s", kept)
     serve(settings, args.host, args.port, args.workers, metrics)  # every worker builds its app from these settings
     return 0
 
