@@ -97,9 +97,12 @@ def helper_command(
     return "!" + command
 
 
+# The directory that holds this ``ccweb_helper`` package: what ``PYTHONPATH`` names in the command above.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def this_helper() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return helper_command(sys.argv[0], sys.executable, shutil.which, root)
+    return helper_command(sys.argv[0], sys.executable, shutil.which, PACKAGE_ROOT)
 
 
 def grc_keys(helper: str) -> list[tuple[str, list[str]]]:

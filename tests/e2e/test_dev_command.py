@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from ccweb.sandbox.dev import helper_command
+from ccweb_helper import __version__
+from support import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +63,27 @@ def test_ccweb_dev_prints_commands_that_clone_and_stops_on_ctrl_c(tmp_path: Path
 def _exports(lines: list[str]) -> dict[str, str]:
     pairs = [line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export ")]
     return {key: value.strip("'") for key, value in pairs}
+
+
+def test_the_pasted_helper_command_runs_this_helper_in_a_work_tree_with_a_ccweb_helper_of_its_own(
+        tmp_path: Path) -> None:
+    """With no ccweb-helper script beside Python nor on PATH, the command ``ccweb dev`` prints is the one
+    ``ccweb-helper setup`` writes, never ``python -m ccweb_helper``: git runs it in the work tree, and ``-m``
+    would import the ``ccweb_helper/`` committed there."""
+    python = tmp_path / "bin" / "python3"  # a Python with no ccweb-helper beside it
+    python.parent.mkdir()
+    python.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    python.chmod(0o755)
+    tree = tmp_path / "tree"
+    (tree / "ccweb_helper").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    for name in ("__init__.py", "__main__.py"):
+        (tree / "ccweb_helper" / name).write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    command = helper_command(str(python), lambda _: None)
+    assert str(python) in command and " -m " not in command
+    env = home_env(tmp_path)
+    env.pop("PYTHONPATH")  # only what the command itself says
+    ran = subprocess.run(["sh", "-c", f"{command[1:]} --version"], cwd=tree, env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert (ran.returncode, ran.stdout) == (0, f"ccweb-helper {__version__}\n"), ran.stderr
+    assert not marker.exists()

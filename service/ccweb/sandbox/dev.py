@@ -31,6 +31,7 @@ from ccweb.sandbox.issuer import CLIENT_ID as LOGIN_CLIENT_ID
 from ccweb.sandbox.issuer import DEMO_USERS, DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sts import BotoSTS
+from ccweb_helper import setup
 from ccweb_helper.hosts import is_loopback
 
 ACCOUNT = "111122223333"
@@ -89,15 +90,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def helper_command() -> str:
-    """How git should run ccweb-helper from this installation, as a ``credential.helper`` value."""
-    script = Path(sys.executable).parent / "ccweb-helper"
-    if script.exists():
-        return "!" + shlex.quote(str(script))
-    found = shutil.which("ccweb-helper")
-    if found:
-        return "!" + shlex.quote(found)
-    return "!" + shlex.quote(sys.executable) + " -m ccweb_helper"
+def helper_command(executable: str = sys.executable, which: Callable[[str], str | None] = shutil.which) -> str:
+    """How git should run this installation's ccweb-helper, as a ``credential.helper`` value: the command
+    ``ccweb-helper setup`` writes (``setup.helper_command``) for the ``ccweb-helper`` script beside
+    ``executable``, else for the one ``which`` finds, else for the package's ``__main__.py`` run by
+    ``executable`` — never ``python -m ccweb_helper``. Always by an absolute path, never ``!ccweb-helper``: the
+    banner is pasted in another terminal, whose PATH may differ."""
+    script = Path(executable).parent / "ccweb-helper"
+    program = str(script) if script.exists() else which("ccweb-helper") or ""
+    return setup.helper_command(program, executable, lambda _: None, setup.PACKAGE_ROOT)
 
 
 class Sandbox:
