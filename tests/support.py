@@ -97,6 +97,21 @@ def home_env(home: Path, **extra: str) -> dict[str, str]:
     })
 
 
+def version_in_a_tree_of_its_own(command: str, root: Path) -> tuple[int, str, bool]:
+    """Run the helper command ``command`` (``!…``) with ``--version`` where git runs helpers, in a work tree with a
+    ``ccweb_helper/`` of its own, and no PYTHONPATH but what ``command`` says: (exit status, stdout, whether the
+    tree's package ran)."""
+    marker = root / "ran"
+    (root / "tree" / "ccweb_helper").mkdir(parents=True)
+    for name in ("__init__.py", "__main__.py"):
+        (root / "tree" / "ccweb_helper" / name).write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    env = home_env(root)
+    env.pop("PYTHONPATH")
+    ran = subprocess.run(["sh", "-c", f"{command[1:]} --version"], cwd=root / "tree", env=env, capture_output=True,
+                         text=True, timeout=60, check=False)
+    return ran.returncode, ran.stdout, marker.exists()
+
+
 @contextlib.contextmanager
 def serve_http(handler: type[http.server.BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """Serve an ``http.server`` handler on an ephemeral loopback port (TLS with ``tls``); yield its base URL."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ccweb.sandbox.dev import helper_command
 from ccweb_helper import __version__
-from support import home_env
+from support import version_in_a_tree_of_its_own
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,16 +74,6 @@ def test_the_pasted_helper_command_runs_this_helper_in_a_work_tree_with_a_ccweb_
     python.parent.mkdir()
     python.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
     python.chmod(0o755)
-    tree = tmp_path / "tree"
-    (tree / "ccweb_helper").mkdir(parents=True)
-    marker = tmp_path / "ran"
-    for name in ("__init__.py", "__main__.py"):
-        (tree / "ccweb_helper" / name).write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
     command = helper_command(str(python), lambda _: None)
     assert str(python) in command and " -m " not in command
-    env = home_env(tmp_path)
-    env.pop("PYTHONPATH")  # only what the command itself says
-    ran = subprocess.run(["sh", "-c", f"{command[1:]} --version"], cwd=tree, env=env, capture_output=True, text=True,
-                         timeout=60, check=False)
-    assert (ran.returncode, ran.stdout) == (0, f"ccweb-helper {__version__}\n"), ran.stderr
-    assert not marker.exists()
+    assert version_in_a_tree_of_its_own(command, tmp_path) == (0, f"ccweb-helper {__version__}\n", False)

@@ -17,26 +17,16 @@ import pytest
 
 from ccweb_helper import __version__, gitconfig
 from ccweb_helper.setup import grc_removals, helper_command
-from support import HELPER_SOURCE, home_env
+from support import HELPER_SOURCE, home_env, version_in_a_tree_of_its_own
 
 MAIN = str(HELPER_SOURCE / "ccweb_helper" / "__main__.py")
 
 
 def test_the_command_setup_writes_runs_this_helper_in_a_work_tree_with_a_ccweb_helper_of_its_own(
         tmp_path: Path) -> None:
-    tree = tmp_path / "tree"
-    (tree / "ccweb_helper").mkdir(parents=True)
-    marker = tmp_path / "ran"
-    for name in ("__init__.py", "__main__.py"):
-        (tree / "ccweb_helper" / name).write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
     command = helper_command(MAIN, sys.executable, lambda _: None, str(HELPER_SOURCE))
     assert command.startswith("!PYTHONPATH=")
-    env = home_env(tmp_path)
-    env.pop("PYTHONPATH")  # only what the command itself says
-    ran = subprocess.run(["sh", "-c", f"{command[1:]} --version"], cwd=tree, env=env, capture_output=True, text=True,
-                         timeout=60, check=False)
-    assert (ran.returncode, ran.stdout) == (0, f"ccweb-helper {__version__}\n"), ran.stderr
-    assert not marker.exists()
+    assert version_in_a_tree_of_its_own(command, tmp_path) == (0, f"ccweb-helper {__version__}\n", False)
 
 
 def test_no_module_of_the_helper_has_a_standard_library_modules_name() -> None:
