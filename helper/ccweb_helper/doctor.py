@@ -32,6 +32,7 @@ def run(env: Mapping[str, str], out: IO[str], clock: Callable[[], float] = time.
         doctor.helper_lists()
         doctor.helper_for_all_hosts()
         doctor.runnable()
+        doctor.module_form()
         doctor.grc_urls()
         doctor.remote_users()
         doctor.stored()

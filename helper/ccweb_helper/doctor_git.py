@@ -69,6 +69,25 @@ def _words(command: str) -> list[str]:
     return words
 
 
+def program_of(command: str, env: Mapping[str, str]) -> tuple[str, bool]:
+    """The program a ``credential.helper`` or ``!`` alias command runs, and whether it can be found (on ``env``'s
+    PATH when it names no directory)."""
+    words = _words(command[1:] if command.startswith("!") else command)
+    program = words[0] if words else ""
+    if "/" in program or os.sep in program:
+        return program, os.path.isfile(program) and os.access(program, os.X_OK)
+    return program, bool(program) and shutil.which(program, path=env.get("PATH")) is not None
+
+
+def runs_module(command: str) -> bool:
+    """Whether ``command`` runs ``python -m ccweb_helper``, as ``setup`` wrote it before it named the package's
+    ``__main__.py`` by its path: ``-m`` imports a ``ccweb_helper/`` from the current directory first, and git
+    runs helpers in the repository's work tree."""
+    words = _words(command[1:] if command.startswith("!") else command)
+    return "-mccweb_helper" in words or any(word == "-m" and after == "ccweb_helper"
+                                            for word, after in zip(words, words[1:]))
+
+
 def _fix(entry: gitconfig.Entry, *, before: bool, git: tuple[int, ...]) -> str:
     """How to stop ``entry`` from speaking for CodeCommit hosts."""
     remove = f"remove it (`{_unset(entry, git)}`)"
@@ -223,19 +242,28 @@ class GitChecks(Report):
 
     def runnable(self) -> None:
         for value, entry in self.ccweb_values.items():
-            command = value[1:] if value.startswith("!") else value
-            words = _words(command)
-            program = words[0] if words else ""
-            if "/" in program or os.sep in program:
-                found = os.path.isfile(program) and os.access(program, os.X_OK)
-            else:
-                found = bool(program) and shutil.which(program, path=self.env.get("PATH")) is not None
+            program, found = program_of(value, self.env)
             if found:
                 self.say("ok", f"git runs ccweb-helper as `{value}` ({entry.where}).")
             else:
                 self.say("FAIL", f"git would run `{value}` ({entry.where}) but `{program}` cannot be found"
                                  f"{' on PATH' if '/' not in program else ''}; run `ccweb-helper setup` with the "
                                  "helper you installed (it writes a command that runs it), or pass --helper CMD.")
+
+    def module_form(self) -> None:
+        """One line when git runs ccweb-helper as ``python -m ccweb_helper`` (``runs_module``) for CodeCommit
+        hosts or as ``alias.remote-ccweb``: the command ``setup`` wrote before; running it again replaces it."""
+        try:
+            aliases = gitconfig.read(r"^alias\.remote-ccweb$", env=self.env)[-1:]  # git runs the last one
+        except (OSError, subprocess.SubprocessError, gitconfig.GitConfigError):
+            aliases = []
+        found = [f"credential helper in {entry.where}" for value, entry in self.ccweb_values.items()
+                 if runs_module(value)]
+        found += [f"alias.remote-ccweb in {entry.where}" for entry in aliases if runs_module(entry.value or "")]
+        if found:
+            self.say("warn", f"git runs ccweb-helper as `python -m ccweb_helper` ({', '.join(dict.fromkeys(found))}), "
+                             "which runs a ccweb_helper/ folder of the repository at hand instead; run "
+                             "`ccweb-helper setup` again (it writes a command that runs the helper by its path).")
 
     def remote_users(self) -> None:
         for name, url in self.remotes():

@@ -7,14 +7,13 @@ git itself says what it does with such a URL: ``git ls-remote --get-url`` prints
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 
 from ccweb_helper import gitconfig
 from ccweb_helper.client import one_line
-from ccweb_helper.doctor_git import _words
+from ccweb_helper.doctor_git import program_of
 from ccweb_helper.doctor_report import Report
 
 SAMPLES = (("codecommit::<region>://", "codecommit::us-east-1://example"), ("codecommit://", "codecommit://example"))
@@ -33,14 +32,6 @@ def _git(env: Mapping[str, str], *args: str) -> str | None:
 
 class GrcChecks(Report):
     """The check of GRC URLs."""
-
-    def _program(self, command: str) -> tuple[str, bool]:
-        """The program a ``!`` alias runs, and whether it can be found."""
-        words = _words(command[1:] if command.startswith("!") else command)
-        program = words[0] if words else ""
-        if "/" in program or os.sep in program:
-            return program, os.path.isfile(program) and os.access(program, os.X_OK)
-        return program, bool(program) and shutil.which(program, path=self.env.get("PATH")) is not None
 
     def grc_urls(self) -> None:
         env = self.env
@@ -72,7 +63,7 @@ class GrcChecks(Report):
                              "them (git says `'remote-ccweb' is not a git command`); run `ccweb-helper setup`.")
             return
         else:
-            program, found = self._program(alias)
+            program, found = program_of(alias, env)
             if not found:
                 self.say("FAIL", f"git would run `{one_line(alias, 200)}` (alias.remote-ccweb) for codecommit:: URLs "
                                  f"but `{one_line(program, 200)}` cannot be found; run `ccweb-helper setup` with the "

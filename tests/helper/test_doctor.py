@@ -27,7 +27,7 @@ import pytest
 
 from ccweb.sandbox.dev import Sandbox
 from ccweb_helper import gitconfig
-from ccweb_helper.doctor_git import GitChecks, classify
+from ccweb_helper.doctor_git import GitChecks, classify, runs_module
 from support import home_env, self_signed, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,6 +155,16 @@ def test_helpers_are_recognised(value: str, kind: str) -> None:
     assert classify(value).kind == kind
 
 
+@pytest.mark.parametrize(("command", "old"), [
+    ("!PYTHONPATH=/src /usr/bin/python3 -m ccweb_helper", True), ("!python3 -I -m ccweb_helper grc", True),
+    ("!'/opt/py 3/python' -mccweb_helper", True), ("!ccweb-helper", False), ("!ccweb-helper grc", False),
+    ("!PYTHONPATH=/src /usr/bin/python3 /src/ccweb_helper/__main__.py", False),
+    ("!python3 -m ccweb_helper_fork", False), ("!python3 -m pip install ccweb_helper", False),
+])
+def test_the_python_m_form_is_recognised(command: str, old: bool) -> None:
+    assert runs_module(command) is old
+
+
 # -- doctor ------------------------------------------------------------------------------------------------
 
 class Machine:
@@ -175,8 +185,8 @@ class Machine:
     def git(self, *args: str) -> None:
         subprocess.run(["git", *args], env=self.env, cwd=self.cwd, check=True, capture_output=True, timeout=30)
 
-    def setup(self) -> None:
-        done = subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", "--url", self.sandbox.api_url],
+    def setup(self, *extra: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "ccweb_helper", "setup", "--url", self.sandbox.api_url, *extra],
                               env=self.env, cwd=self.home, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
 
@@ -390,6 +400,21 @@ def test_each_broken_configuration_is_named_with_its_fix(sandbox: Sandbox, tmp_p
     secrets = [PLANTED_PASSWORD, PLANTED_KEY_ID, PLANTED_SESSION, sandbox.token_file("alice").read_text().strip(),
                box.env.get("CCWEB_TOKEN", "")]
     assert not any(s and s in result.stdout + result.stderr for s in secrets)
+
+
+def test_the_python_m_command_an_earlier_setup_wrote_is_flagged_until_setup_runs_again(sandbox: Sandbox,
+                                                                                        tmp_path: Path) -> None:
+    box = Machine(tmp_path, sandbox)
+    box.setup("--helper", f"!PYTHONPATH={ROOT / 'helper'} {sys.executable} -m ccweb_helper")
+    flagged = [line for line in box.doctor().stdout.splitlines() if line.startswith(("warn", "FAIL"))]
+    assert flagged == [
+        "warn  git runs ccweb-helper as `python -m ccweb_helper` (credential helper in global ~/.gitconfig, "
+        "alias.remote-ccweb in global ~/.gitconfig), which runs a ccweb_helper/ folder of the repository at hand "
+        "instead; run `ccweb-helper setup` again (it writes a command that runs the helper by its path)."]
+    box.setup()
+    result = box.doctor()
+    assert result.returncode == 0, result.stdout
+    assert "-m ccweb_helper" not in result.stdout
 
 
 @pytest.mark.parametrize(("offset", "status", "sentence"), [
