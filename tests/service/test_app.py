@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from ccweb.app import create_app
@@ -243,6 +244,16 @@ def test_openapi_documents_what_the_service_does(env: Env) -> None:
     assert set(operation["responses"]) == {"200", "400", "401", "403", "408", "413", "415", "429", "431", "503"}
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert {"/v1/whoami", "/.well-known/ccweb", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])
+
+
+def test_a_credential_is_what_the_openapi_document_says(env: Env) -> None:
+    """The flow's ``Credential`` and the document's ``CredentialResponse`` are written twice (a typed dict for the
+    request's path, a model for the schema): a client generated from the document reads every field, no more."""
+    document = httpx.get(f"{env.url}/openapi.json").json()
+    schema = document["components"]["schemas"]["CredentialResponse"]
+    body = env.post({"protocol": "https", "host": US_EAST_2, "path": "v1/repos/docs"}, env.token()).json()
+    jsonschema.validate(body, schema)
+    assert set(body) == set(schema["properties"]) == set(schema["required"])
 
 
 def test_audit_line_per_decision_without_secrets(env: Env, caplog: pytest.LogCaptureFixture) -> None:
