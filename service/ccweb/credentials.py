@@ -279,14 +279,10 @@ class CredentialsEndpoint:
                 break
 
         async def read_body() -> bytes:
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    raise ClientGone
-                body += message.get("body", b"")
-                if not message.get("more_body", False):
-                    return bytes(body)
+            body = await receive_body(receive)
+            if body is None:
+                raise ClientGone
+            return body
 
         wire = self.wire
         try:
@@ -303,6 +299,18 @@ class CredentialsEndpoint:
             (b"content-type", wire.content_type), (b"content-length", str(len(payload)).encode()),
         ]})
         await send({"type": "http.response.body", "body": payload})
+
+
+async def receive_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The request's body, or its first bytes past ``limit``; None when the client went away."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        if (limit is not None and len(body) > limit) or not message.get("more_body", False):
+            return bytes(body)
 
 
 def route_path(scope: Scope) -> str:

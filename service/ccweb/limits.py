@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccweb.credentials import CREDENTIALS_PATH, JSON_WIRE, bearer_token, missing_token, route_path
+from ccweb.credentials import CREDENTIALS_PATH, JSON_WIRE, bearer_token, missing_token, receive_body, route_path
 from ccweb.textapi import TEXT_CONTENT_TYPE, TEXT_WIRE, error_text
 from ccweb.tokens import MAX_TOKEN_BYTES
 
@@ -155,7 +155,7 @@ class RequestLimits:
             return
         try:
             async with asyncio.timeout(self.body_seconds):
-                body = await _read(receive, max_body)
+                body = await receive_body(receive, max_body)
         except TimeoutError:
             await _refuse(send, *body_too_slow(self.body_seconds), close=True, text=text)
             return
@@ -165,18 +165,6 @@ class RequestLimits:
             await _refuse(send, *body_too_large(max_body), close=True, text=text)
             return
         await self.app(scope, _replay(body, receive), send)
-
-
-async def _read(receive: Receive, limit: int) -> bytes | None:
-    """The request's body, or its first bytes past ``limit``; None when the client went away."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        body += message.get("body", b"")
-        if len(body) > limit or not message.get("more_body", False):
-            return bytes(body)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
