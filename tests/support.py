@@ -142,8 +142,9 @@ JsonAnswer = Callable[[Asked], tuple[int, bytes | dict[str, Any] | list[Any]]]
 
 
 @contextlib.contextmanager
-def serve_json(answer: JsonAnswer) -> Iterator[str]:
-    """A loopback stand-in that answers each GET and POST with ``answer(request)`` as JSON; yield its base URL."""
+def serve_json(answer: JsonAnswer, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A loopback stand-in that answers each GET and POST with ``answer(request)`` as JSON (TLS with ``tls``);
+    yield its base URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -166,7 +167,7 @@ def serve_json(answer: JsonAnswer) -> Iterator[str]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    with serve_http(Handler) as url:
+    with serve_http(Handler, tls) as url:
         yield url
 
 

@@ -13,10 +13,8 @@ import base64
 import contextlib
 import datetime as dt
 import functools
-import http.server
 import io
 import ipaddress
-import json
 import re
 import select
 import socket
@@ -36,7 +34,7 @@ from ccweb_helper import transport
 from ccweb_helper.client import HelperError, http_json
 from ccweb_helper.doctor_service import ServiceChecks
 from ccweb_helper.http11 import Deadline
-from support import home_env, serve_http
+from support import Asked, home_env, serve_json
 
 ORIGIN = "ccweb.proxied.test"
 PASSWORD = "PLANTED-proxy/pass"  # in the proxy URL percent-encoded: PLANTED-proxy%2Fpass
@@ -96,33 +94,13 @@ def origin(tls: ssl.SSLContext | None) -> Iterator[Origin]:
     """A stand-in ccweb service on 127.0.0.1: discovery, credentials, anything else ``{"ok": true}``."""
     record = Origin()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self._reply()
+    def answer(asked: Asked) -> tuple[int, dict[str, Any]]:
+        record.asked.append((asked.method, asked.path, {k.lower(): v for k, v in asked.headers.items()}))
+        if asked.path == "/.well-known/ccweb":
+            return 200, {"git_endpoints": [], "version": "test"}
+        return 200, CREDENTIAL if asked.path == "/v1/credentials" else {"ok": True}
 
-        def do_POST(self) -> None:
-            self._reply()
-
-        def _reply(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            self.rfile.read(length)
-            record.asked.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-            document: dict[str, Any] = {"ok": True}
-            if self.path == "/.well-known/ccweb":
-                document = {"git_endpoints": [], "version": "test"}
-            elif self.path == "/v1/credentials":
-                document = CREDENTIAL
-            body = json.dumps(document).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    with serve_http(Handler, tls=tls) as url:
+    with serve_json(answer, tls) as url:
         record.port = int(url.rsplit(":", 1)[1])
         yield record
 
