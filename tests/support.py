@@ -280,9 +280,10 @@ def serve_moto() -> Iterator[str]:
         server.stop()
 
 
-def self_signed(directory: Path, *names: str) -> tuple[Path, ssl.SSLContext]:
-    """A certificate for 127.0.0.1 (and the DNS ``names``) that is its own authority (``directory``/cert.pem, with
-    its key beside it) and a server context that presents it."""
+def self_signed(directory: Path, *names: str, addresses: tuple[str, ...] = ("127.0.0.1",),
+                ) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for the IP ``addresses`` (127.0.0.1) and the DNS ``names`` that is its own authority
+    (``directory``/cert.pem, with its key beside it) and a server context that presents it."""
     import ipaddress
 
     from cryptography import x509
@@ -297,7 +298,7 @@ def self_signed(directory: Path, *names: str) -> tuple[Path, ssl.SSLContext]:
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        .add_extension(x509.SubjectAlternativeName([*(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
                                                     *map(x509.DNSName, names)]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())

@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import functools
 import io
-import ipaddress
 import re
 import select
 import socket
@@ -34,7 +33,7 @@ from ccweb_helper import transport
 from ccweb_helper.client import HelperError, http_json
 from ccweb_helper.doctor_service import ServiceChecks
 from ccweb_helper.http11 import Deadline
-from support import Asked, home_env, serve_json
+from support import Asked, home_env, self_signed, serve_json
 
 ORIGIN = "ccweb.proxied.test"
 PASSWORD = "PLANTED-proxy/pass"  # in the proxy URL percent-encoded: PLANTED-proxy%2Fpass
@@ -47,31 +46,8 @@ def certificate(
 ) -> tuple[Path, ssl.SSLContext, list[str]]:
     """A self-signed certificate for exactly ``names`` and ``addresses``; a server context presenting it, and
     the list each TLS server name a client asked for (SNI) is added to."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ccweb proxy test")])
-    now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in names]
-    sans += [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName(sans), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
     directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
+    cert_path, context = self_signed(directory, *names, addresses=addresses)
     asked: list[str] = []
 
     def sni(_: ssl.SSLObject, name: str | None, __: ssl.SSLContext) -> None:
