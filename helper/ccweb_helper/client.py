@@ -207,10 +207,7 @@ def http_json(
     try:  # the one form of the host that the proxy decision, the connection, CONNECT and TLS all use
         host = ascii_host(parts.hostname)
     except UnicodeError:  # a name that cannot be an international domain name
-        raise HelperError(
-            f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
-            f"{hint + ', and ' if hint else ''}your network or VPN."
-        ) from None
+        raise _unresolvable(parts.hostname, what, origin, hint) from None
     except ValueError:
         raise HelperError(f"the host {parts.hostname!r} in the address of {what} ends in a number but is not an IP "
                           "address; write an IP address as four numbers (e.g. 192.0.2.10).") from None
@@ -246,10 +243,7 @@ def http_json(
         check = f"; check {hint}, and that it is running" if hint else ""
         raise HelperError(f"cannot reach {what} at {origin}{via} ({exc.kind}){check}.") from None
     except socket.gaierror:
-        raise HelperError(
-            f"cannot resolve the host name {parts.hostname!r} of {what} ({origin}); check "
-            f"{hint + ', and ' if hint else ''}your network or VPN."
-        ) from None
+        raise _unresolvable(parts.hostname, what, origin, hint) from None
     except OSError as exc:
         ssl = sys.modules.get("ssl")  # loaded for https URLs only
         if ssl is not None and isinstance(exc, ssl.SSLCertVerificationError):
@@ -277,6 +271,12 @@ def http_json(
     except ValueError:
         parsed = None
     return Response(status, answer_headers, parsed if isinstance(parsed, dict) else None)
+
+
+def _unresolvable(hostname: str | None, what: str, origin: str, hint: str) -> HelperError:
+    """A name that resolves nowhere: one sentence, whether IDNA or the resolver refused it."""
+    return HelperError(f"cannot resolve the host name {hostname!r} of {what} ({origin}); check "
+                       f"{hint + ', and ' if hint else ''}your network or VPN.")
 
 
 def parse_json(text: bytes | str) -> object:
