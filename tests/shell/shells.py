@@ -22,7 +22,7 @@ from support import Asked, clean_env, serve_http
 
 SHELLS = {"dash": ("dash",), "bash": ("bash",), "busybox": ("busybox", "sh")}
 """How each shell runs a script; ``busybox sh`` is Alpine's ``/bin/sh``."""
-TOOLS = ("awk", "sed", "grep", "tr", "cut", "head", "tail", "wc", "cat", "mktemp", "rm")
+TOOLS = ("awk", "sed", "grep", "tr", "cut", "head", "tail", "wc", "cat", "mktemp", "rm", "sleep")
 """The POSIX tools the script uses (its header says which), besides git and curl."""
 MISSING = {
     "busybox": "busybox is not installed (scripts/test installs Debian's busybox with apt-get when run as root)",
@@ -58,14 +58,16 @@ class ShellHelper:
             "GIT_COMMITTER_NAME": "Job", "GIT_COMMITTER_EMAIL": "job@example.com", **extra,
         })
 
-    def run(self, args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    def run(self, args: list[str], env: dict[str, str], stdin: str = "", *, cwd: Path | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.command, *args], input=stdin, env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+                              timeout=timeout, check=False, cwd=cwd)
 
-    def get(self, env: dict[str, str], host: str, path: str = "v1/repos/demo",
-            protocol: str = "https") -> subprocess.CompletedProcess[str]:
-        """``get`` with what git sends for ``protocol://host/path``."""
-        return self.run(["get"], env, f"protocol={protocol}\nhost={host}\npath={path}\ncapability[]=authtype\n\n")
+    def get(self, env: dict[str, str], host: str, path: str = "v1/repos/demo", protocol: str = "https", *,
+            cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``get`` with what git sends for ``protocol://host/path`` (in ``cwd``: git's is the work tree)."""
+        return self.run(["get"], env, f"protocol={protocol}\nhost={host}\npath={path}\ncapability[]=authtype\n\n",
+                        cwd=cwd, timeout=timeout)
 
     def command_lines(self) -> str:
         return self.argv_log.read_text() if self.argv_log.exists() else ""

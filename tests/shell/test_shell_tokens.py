@@ -20,9 +20,11 @@ SHELL_BOOKKEEPING = {"PWD", "OLDPWD", "SHLVL", "_"}
 """Variables a shell itself sets for the programs it starts; nothing the helper chose."""
 
 
-def assert_nowhere_but_the_request(helper: ShellHelper, given: dict[str, str], *secrets: str) -> None:
+def assert_nowhere_but_the_request(helper: ShellHelper, given: dict[str, str], *secrets: str,
+                                   bookkeeping: frozenset[str] = frozenset()) -> None:
     """No secret on any tool's command line, and curl started with the environment it was given: nothing added
-    or changed but the shell's own bookkeeping, so no secret in it that was not there already."""
+    or changed but the shell's own bookkeeping (and ``bookkeeping``), so no secret in it that was not there
+    already."""
     lines = helper.command_lines()
     assert "curl -q --config -" in lines
     for secret in secrets:
@@ -30,7 +32,7 @@ def assert_nowhere_but_the_request(helper: ShellHelper, given: dict[str, str], *
     environments = helper.curl_environments()
     assert environments
     for environment in environments:
-        changed = {k for k, v in environment.items() if given.get(k) != v} - SHELL_BOOKKEEPING
+        changed = {k for k, v in environment.items() if given.get(k) != v} - SHELL_BOOKKEEPING - bookkeeping
         assert changed == set(), changed
         for secret in secrets:
             assert not any(secret in value for key, value in environment.items() if given.get(key) != value)
