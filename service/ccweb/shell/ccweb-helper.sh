@@ -12,12 +12,22 @@
 # id_tokens name CCWEB_TOKEN). There is no interactive login: use the Python helper for that.
 #
 # Runs under dash, bash and BusyBox sh; uses curl, git and POSIX tools (awk, sed, grep, tr, cut, head, tail,
-# wc, cat, mktemp, rm), as few as it can: git waits for each. No token is ever on a command line (ps shows
-# those to every user): curl reads its URL, headers and body from a configuration on its standard input (a
-# here-document, which the shell writes itself), and nothing secret is exported. curl ignores ~/.curlrc (-q),
-# always verifies TLS (SSL_CERT_FILE, SSL_CERT_DIR and CURL_CA_BUNDLE name a company's authorities), reads the
-# proxy variables itself (HTTPS_PROXY, ALL_PROXY, NO_PROXY) and never proxies loopback. On any failure of
-# `get`: one `ccweb: ...` sentence on stderr and `quit=1`, so git neither prompts nor tries a stored password.
+# wc, cat, mktemp, rm, sleep), as few as it can: git waits for each. No token is ever on a command line (ps
+# shows those to every user): curl reads its URL and headers from a configuration on its standard input, a
+# pipe the shell's built-in printf writes (never a file: bash keeps large here-documents in TMPDIR), and
+# nothing secret is exported. curl ignores ~/.curlrc (-q), always verifies TLS (SSL_CERT_FILE, SSL_CERT_DIR and
+# CURL_CA_BUNDLE name a company's authorities), reads the proxy variables itself (HTTPS_PROXY, ALL_PROXY,
+# NO_PROXY) and never proxies loopback. On any failure of `get`: one `ccweb: ...` sentence on stderr and
+# `quit=1`, so git neither prompts nor tries a stored password.
+
+# bash takes options from the environment (SHELLOPTS, BASHOPTS): xtrace would print the token, allexport export
+# it, errexit skip quit=1. Off, first of all. (BASH_ENV, which a non-POSIX bash runs before this line, is the
+# environment's to keep safe, as PATH is.) No pathname expansion anywhere (-f).
+set +aeuvxC -f
+if [ -n "${BASH_VERSION-}" ]; then
+  command set +kt +o pipefail 2>/dev/null
+  command shopt -u nocasematch xpg_echo lastpipe 2>/dev/null
+fi
 
 # The CodeCommit host forms (an anchored ERE over host[:port], lower case), filled in by the service.
 CODECOMMIT_HOSTS='@CODECOMMIT_HOSTS@'
@@ -31,19 +41,30 @@ https://*.git-codecommit.*.vpce.amazonaws.com.cn'
 
 # Every variable of this script, unset first: one that came in the environment would stay exported, and a
 # token assigned to it would reach every child process.
-unset address aud audience auds authority base cfg_auth cfg_body cfg_extra cfg_url changes char charset check \
-  connect_status connection detail discovered endpoint endpoints entry escaped expiry file fix foreign forms \
-  found grc_urls have head helper hint host in_region jwt_rest kept key lhost line lowered major minor mode \
-  named origin password path pattern prefix previous problem protocol proxy_var quoted rc region remote repo \
-  request_auth request_body request_type rest said seconds sections self service service_where shown size skey \
-  split_authority split_rest standard status tmp token token_source trimmed url url_host url_path url_port \
-  url_scheme username value version via want_key wanted warning what where zone zone_region
+unset address aud audience auds authority base cfg cfg_extra changes char charset check child connect_status \
+  connection detail discovered dog endpoint endpoints entry escaped expiry file fix foreign forms found grc_urls \
+  have helper hint host in_region jwt_rest kept key lhost line long lowered major minor mode named origin \
+  password path pattern prefix previous problem protocol proxy_var quoted rc region remote repo request_auth \
+  request_body request_type rest said seconds sections self service service_where shown shown_host size skey \
+  split_authority split_rest standard status tmp tmp_escaped token token_source trimmed url url_host url_path \
+  url_port url_scheme username value version via want_key wanted warning what where whole zone zone_region
+
+# Programs are found in absolute PATH entries only: git runs a credential helper in the work tree it is
+# cloning, where an empty, `.` or relative entry would run a `curl` or `git` someone committed (git's own
+# GIT_EXEC_PATH stays first). The C locale: no multibyte character hides a `\` or `"` from the shell.
+LC_ALL=C
+rest=${PATH-}: PATH=
+while [ -n "$rest" ]; do
+  case ${rest%%:*} in /*) PATH=$PATH${PATH:+:}${rest%%:*} ;; esac
+  rest=${rest#*:}
+done
 
 JWT_CHARS='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'
 NL='
 '
 CR=$(printf '\r')
 SERVICE_HINT='CCWEB_URL or git config ccweb.url'
+ANSWER_BYTES=69632  # the most any answer may hold (68 KiB: a 64 KiB token and the JSON around it)
 ALONE="set it to the service's address alone, e.g. https://ccweb.example.com."
 
 # --- failing, and showing what came from outside ----------------------------------------------------------
@@ -59,7 +80,10 @@ fail() {
   esac
 }
 
-cleanup() { if [ -n "${tmp-}" ]; then rm -rf -- "$tmp"; tmp=; fi; }
+cleanup() {  # curl when it still runs (a signal came), then the temporary directory
+  if [ -n "${child-}" ]; then kill "$child" 2>/dev/null; child=; fi
+  if [ -n "${tmp-}" ]; then rm -rf -- "$tmp"; tmp=; fi
+}
 
 # $1 made safe for one line of a terminal: every byte that is not printable ASCII becomes "?"; at most $2
 # characters (default 300). Never given a secret (tr and cut would see it).
@@ -81,15 +105,19 @@ trim() {  # $1 without the white space around it, in $trimmed (pure shell: it ma
 }
 
 # $1 as a quoted string of curl's configuration (\ and " escaped, a line break as \n), in $escaped. Pure
-# shell: a token passes through here and must not reach a command line.
+# shell (a token passes through here and must not reach a command line), in time linear in its length: each of
+# \ and " is replaced everywhere at once, the value split at it (IFS, no pathname expansion: set -f) and the
+# parts written back by the built-in printf, each followed by the escaped character (a "." kept last keeps a
+# trailing one). A line break (only ever from the environment: never in a token or URL) is replaced one by one.
+# What git sends (the repository path) never comes here: the request's body is a file curl reads.
 escape() {
-  escaped= ; rest=$1
+  escaped=$1
+  case $escaped in *\\*) IFS=\\; set -- $escaped.; unset IFS
+    escaped=$(printf '%s\\\\' "$@"); escaped=${escaped%\\\\}; escaped=${escaped%.} ;; esac
+  case $escaped in *\"*) IFS=\"; set -- $escaped.; unset IFS
+    escaped=$(printf '%s\\"' "$@"); escaped=${escaped%\\\"}; escaped=${escaped%.} ;; esac
   while :; do
-    case $rest in *[\\\"]* | *"$NL"*) ;; *) escaped=$escaped$rest; return ;; esac
-    head=${rest%%[\\\"$NL]*}
-    char=${rest#"$head"}; char=${char%"${char#?}"}
-    case $char in "$NL") escaped=$escaped$head\\n ;; *) escaped=$escaped$head\\$char ;; esac
-    rest=${rest#"$head$char"}
+    case $escaped in *"$NL"*) escaped=${escaped%%"$NL"*}\\n${escaped#*"$NL"} ;; *) return ;; esac
   done
 }
 
@@ -127,10 +155,29 @@ codecommit_host() {
   [ "${zone%?}" = "$zone_region" ]
 }
 
-is_loopback() {  # a host name without port: localhost, ::1, 127.0.0.0/8
-  case $1 in localhost | ::1 | '[::1]') return 0 ;; esac
-  case ${1#127.} in "$1" | *[!0-9.]* | *.*.*.* | .* | *..* | *.) return 1 ;; *.*.*) return 0 ;; esac
-  return 1
+# Whether host name $1 (no port) is this machine's loopback: localhost, ::1, or 127.x.y.z written as decimal
+# numbers from 0 to 255 without a leading zero (hosts.is_loopback); anything else (127.0.0.999, 127.0.0.08,
+# 127.1) is a name a resolver may look up in DNS, and curl is never told to reach it directly over http.
+is_loopback() {
+  case $1 in localhost | ::1 | '[::1]') return 0 ;; 127.*.*.*) ;; *) return 1 ;; esac
+  rest=${1#127.}
+  case $rest in *.*.*.*) return 1 ;; esac
+  byte "${rest%%.*}" && rest=${rest#*.} && byte "${rest%%.*}" && byte "${rest#*.}"
+}
+
+byte() { case $1 in [0-9] | [1-9][0-9] | 1[0-9][0-9] | 2[0-4][0-9] | 25[0-5]) return 0 ;; esac; return 1; }
+
+# Whether $1 (stripped, lower case) is host[:port] as hosts.split_host reads it: printable ASCII without a /, @,
+# ?, #, \ or space; an IPv6 address up to its ]; a port of at most 5 digits, from 1 to 65535.
+host_port() {
+  case $1 in
+    '' | *[/@?#\\' ']* | *[!' '-~]*) return 1 ;;
+    \[*) rest=${1#*]}; [ "$rest" != "$1" ] || return 1 ;;
+    *) rest=${1#"${1%%:*}"} ;;
+  esac
+  case $rest in '') return 0 ;; :*) rest=${rest#:} ;; *) return 1 ;; esac
+  case $rest in '' | *[!0-9]* | ??????*) return 1 ;; esac
+  [ "$rest" -ge 1 ] && [ "$rest" -le 65535 ]
 }
 
 # Split URL $1 into $url_scheme, $url_host (lower case, IPv6 in brackets), $url_port and $url_path; 1 when it
@@ -198,18 +245,19 @@ proxy_var() {
 }
 
 # http METHOD URL WHAT HINT: one request, with $request_auth as the Authorization header and $request_body of
-# type $request_type as the body when they are set; $status, the body in $tmp/body, the headers in
-# $tmp/headers. WHAT names the party in sentences ("the ccweb service"), HINT the setting to check when it
-# cannot be reached.
+# type $request_type as the body when they are set; $status, the body in $tmp/body (at most ANSWER_BYTES, else
+# one sentence), the headers in $tmp/headers. WHAT names the party in sentences ("the ccweb service"), HINT the
+# setting to check when it cannot be reached.
 http() {
   what=$3 hint=$4
   split_url "$2" || fail "the address of $what is not a URL."
-  origin=$url_scheme://$split_authority
+  origin=$url_scheme://$split_authority shown_host=$url_host
+  if ! printable "$origin"; then origin=$(safe "$origin"); shown_host=$(safe "$url_host"); fi
   # Authorities: curl reads CURL_CA_BUNDLE itself, but not every curl reads SSL_CERT_FILE or SSL_CERT_DIR
   # (Debian's 7.88 does not): they are passed on, as the Python helper honours them.
   cfg_extra=
   if [ -z "${CURL_CA_BUNDLE-}" ] && [ -n "${SSL_CERT_FILE-}" ]; then
-    escape "$SSL_CERT_FILE"; cfg_extra="cacert = \"$escaped\""
+    escape "$SSL_CERT_FILE"; cfg_extra="$NL""cacert = \"$escaped\""
   fi
   if [ -z "${CURL_CA_BUNDLE-}" ] && [ -n "${SSL_CERT_DIR-}" ]; then
     escape "$SSL_CERT_DIR"; cfg_extra="$cfg_extra$NL""capath = \"$escaped\""
@@ -221,37 +269,47 @@ http() {
     *) fail "the address of $what is not an https:// URL." ;;
   esac
   make_tmp
-  escape "$2"; cfg_url=$escaped
-  cfg_auth= cfg_body=
-  if [ -n "${request_auth-}" ]; then escape "$request_auth"; cfg_auth="header = \"Authorization: $escaped\""; fi
-  if [ -n "${request_body+set}" ]; then
-    escape "$request_body"; cfg_body="data-binary = \"$escaped\"$NL""header = \"Content-Type: $request_type\""
-  fi
-  curl -q --config - >"$tmp/status" 2>"$tmp/error" <<EOF
-url = "$cfg_url"
-request = "$1"
-proto = "=$url_scheme"
-$cfg_extra
+  # One URL, no globbing ({a,b} and [1-9] would make several requests of it, each with the header).
+  escape "$2"
+  cfg="url = \"$escaped\"
+request = \"$1\"
+proto = \"=$url_scheme\"
+globoff
 max-time = $seconds
-max-filesize = 1048576
+max-filesize = $ANSWER_BYTES
 silent
 show-error
-user-agent = "ccweb-helper.sh"
-output = "$tmp/body"
-dump-header = "$tmp/headers"
-write-out = "%{http_code} %{http_connect}"
-$cfg_auth
-$cfg_body
-EOF
-  rc=$?
-  request_auth= ; unset request_body
-  status= connect_status=
-  read -r status connect_status <"$tmp/status"
+user-agent = \"ccweb-helper.sh\"
+output = \"$tmp_escaped/body\"
+dump-header = \"$tmp_escaped/headers\"
+write-out = \"%{http_code} %{http_connect} %{size_download}\"$cfg_extra"
+  if [ -n "${request_body+set}" ]; then  # no secret: a file of the 0700 directory
+    printf '%s' "$request_body" >"$tmp/request" || fail "cannot write to the temporary directory $(safe "$tmp")."
+    cfg="$cfg$NL""data-binary = \"@$tmp_escaped/request\"$NL""header = \"Content-Type: $request_type\""
+  fi
+  if [ -n "${request_auth-}" ]; then escape "$request_auth"; cfg="$cfg$NL""header = \"Authorization: $escaped\""; fi
+  # curl runs in the background and is waited for, so that a signal ends this script (and curl: cleanup) at
+  # once. Its configuration reaches it through a pipe, never a file. Every file it writes is held to 256 blocks
+  # (curl's write then fails): curl before 8.4 does not hold an answer of unknown length (chunked, endless) to
+  # max-filesize, and would write until max-time.
+  printf '%s\n' "$cfg" |
+    (trap '' XFSZ; ulimit -f 256 2>/dev/null; exec curl -q --config - >"$tmp/status" 2>"$tmp/error") &
+  child=$!
+  wait "$child"; rc=$?
+  child= cfg= escaped= request_auth= ; unset request_body
+  status= connect_status= size=
+  read -r status connect_status size <"$tmp/status"
+  case $size in '' | *[!0-9]*) size=0 ;; esac
+  [ "$size" -le "$ANSWER_BYTES" ] || fail "the answer of $what at $origin is too large to be one it would send."
   [ "$rc" = 0 ] || curl_failed
 }
 
-make_tmp() {  # a directory of our own (mktemp -d: mode 0700) for curl's answers, removed on exit
-  [ -n "${tmp-}" ] || tmp=$(mktemp -d) || fail "cannot create a temporary directory (is TMPDIR writable?)."
+# A directory of our own (mktemp -d: mode 0700) for curl's answers, removed on exit; $tmp_escaped: its name as
+# curl's configuration quotes it (TMPDIR may hold a ").
+make_tmp() {
+  [ -n "${tmp-}" ] && return
+  tmp=$(mktemp -d) || fail "cannot create a temporary directory (is TMPDIR writable?)."
+  escape "$tmp"; tmp_escaped=$escaped
 }
 
 # Whether NO_PROXY (no_proxy first) names $url_host, as curl reads the usual entries: `*`, or a name that is
@@ -282,7 +340,7 @@ curl_failed() {
     said="curl: ${trimmed#curl: (*) }"
   fi
   case $rc in
-    6) fail "cannot resolve the host name '$url_host' of $what ($origin); check ${hint:+$hint, and }your network or VPN." ;;
+    6) fail "cannot resolve the host name '$shown_host' of $what ($origin); check ${hint:+$hint, and }your network or VPN." ;;
     28) fail "$what at $origin did not answer within $seconds seconds; try again, or raise CCWEB_TIMEOUT." ;;
     60 | 77 | 83 | 90 | 91) fail "the TLS certificate of $what at $origin could not be verified ($said); if your company uses its own certificate authority, point SSL_CERT_FILE at its bundle." ;;
     63) fail "the answer of $what at $origin is too large to be one it would send." ;;
@@ -293,15 +351,15 @@ curl_failed() {
 # curl's failure ($rc; the CONNECT answer's status in $connect_status) through the proxy $proxy_var names.
 proxy_failed() {
   via="the proxy set by $proxy_var"
-  fix="check $proxy_var, or add $url_host to NO_PROXY if it is reachable directly"
+  fix="check $proxy_var, or add $shown_host to NO_PROXY if it is reachable directly"
   case $rc in
     5) fail "$via cannot be used: curl cannot read its URL or resolve its host name (the value is not shown here: it may hold a password); $fix." ;;
     7) fail "cannot reach $via (curl could not connect to it); $fix." ;;
     28) fail "no answer from $what at $origin through $via within $seconds seconds; $fix, or raise CCWEB_TIMEOUT." ;;
     56) case $connect_status in
-        407) fail "$via refused to connect to $url_host:${url_port:-443} (HTTP 407, proxy authentication required); check the user name and password in $proxy_var." ;;
+        407) fail "$via refused to connect to $shown_host:${url_port:-443} (HTTP 407, proxy authentication required); check the user name and password in $proxy_var." ;;
         [1-9][0-9][0-9]) [ "$connect_status" = 200 ] ||
-          fail "$via refused to connect to $url_host:${url_port:-443} (HTTP $connect_status); $fix." ;;
+          fail "$via refused to connect to $shown_host:${url_port:-443} (HTTP $connect_status); $fix." ;;
       esac ;;
     60 | 77 | 83 | 90 | 91) fail "the TLS certificate of $what at $origin could not be verified through $via (curl exit code $rc); if your company's proxy or network uses its own certificate authority, point SSL_CERT_FILE at its bundle." ;;
   esac
@@ -323,77 +381,82 @@ field() {
 }
 
 # The strings of top-level key `key` of a JSON object (a string, or each string of an array), one per line;
-# nothing when the input is no JSON object. jwt=1: the input is a compact JWT, and the JSON its payload.
+# nothing when the input is no JSON object. jwt=1: the input is a compact JWT, and the JSON its payload. In time
+# linear in the input (at most ANSWER_BYTES, or a 64 KiB token): the input is one record (RS: a byte JSON never
+# holds), \\ and \" are replaced by bytes of their own, and split at every other " the text falls into strings
+# (even parts) and what is between them (odd parts), which is read 256 characters at a time; no string is built
+# one character at a time (awk copies a string to append to it; BusyBox awk measures it for every substr).
 JSON_AWK='
-function payload(t,   a, i, v, acc, bits, out, b) {
+function payload(t,   a, n, i, j, m, chunk, v, acc, bits, out, piece, b) {
   if (split(t, a, ".") != 3) return ""
-  acc = 0; bits = 0; out = ""
-  for (i = 1; i <= length(a[2]); i++) {
-    v = index(B64, substr(a[2], i, 1)) - 1
-    if (v < 0) return ""
-    acc = acc * 64 + v; bits += 6
-    if (bits >= 8) { bits -= 8; b = int(acc / POW[bits]); acc -= b * POW[bits]; out = out sprintf("%c", b) }
+  n = length(a[2]); acc = 0; bits = 0; out = ""
+  for (i = 1; i <= n; i += 256) {
+    chunk = substr(a[2], i, 256); m = length(chunk); piece = ""
+    for (j = 1; j <= m; j++) {
+      v = index(B64, substr(chunk, j, 1)) - 1
+      if (v < 0) return ""
+      acc = acc * 64 + v; bits += 6
+      if (bits >= 8) { bits -= 8; b = int(acc / POW[bits]); acc -= b * POW[bits]; piece = piece sprintf("%c", b) }
+    }
+    out = out piece
   }
   return out
 }
-function space() { while (p <= n && index(" \t\r\n", substr(s, p, 1)) > 0) p++ }
-function text(   out, c) {
-  out = ""; p++
-  while (p <= n) {
-    c = substr(s, p, 1); p++
-    if (c == "\"") return out
-    if (c == "\\") { c = substr(s, p, 1); p++; if (c != "\"" && c != "\\" && c != "/") out = out "\\" }
-    out = out c
-  }
-  ok = 0; return out
+function unescape(t) {
+  if (index(t, "\\") || index(t, BS) || index(t, QU)) { gsub(/\\\//, "/", t); gsub(BS, "\\", t); gsub(QU, "\"", t) }
+  return t
 }
-function skip(   c, depth) {
-  space(); c = substr(s, p, 1)
-  if (c == "\"") { text(); return }
-  if (c != "{" && c != "[") { while (p <= n && index(",}] \t\r\n", substr(s, p, 1)) == 0) p++; return }
-  depth = 0
-  while (p <= n && ok) {
-    c = substr(s, p, 1)
-    if (c == "\"") { text(); continue }
-    p++
-    if (c == "{" || c == "[") depth++
-    else if ((c == "}" || c == "]") && --depth == 0) return
+function between(t,   n, i, j, m, chunk) {
+  n = length(t)
+  for (i = 1; i <= n && !done && !bad; i += 256) {
+    chunk = substr(t, i, 256); m = length(chunk)
+    for (j = 1; j <= m && !done && !bad; j++) mark(substr(chunk, j, 1))
   }
-  ok = 0
+}
+function mark(c) {
+  if (index(" \t\r\n", c)) return
+  if (depth == 0) { if (c == "{") { depth = 1; state = "K" } else bad = 1; return }
+  if (depth > 1) {
+    if (c == "{" || c == "[") depth++
+    else if ((c == "}" || c == "]") && --depth == 1) { state = "A"; list = 0 }
+    return
+  }
+  if (c == ":") { if (state == "C") state = "V"; else bad = 1 }
+  else if (c == ",") { if (state == "A" || state == "S") state = "K"; else bad = 1 }
+  else if (c == "}") { if (state == "K" || state == "A" || state == "S") done = 1; else bad = 1 }
+  else if (c == "{" || c == "[") {
+    if (state != "V") { bad = 1; return }
+    depth = 2; if (k == key) { nf = 0; list = (c == "[") }
+  }
+  else if (c == "]") bad = 1
+  else if (state == "V") { state = "S"; if (k == key) nf = 0 }
+  else if (state != "S") bad = 1
+}
+function text(t) {
+  if (depth == 0) bad = 1
+  else if (depth > 1) { if (depth == 2 && list) F[++nf] = unescape(t) }
+  else if (state == "K") { k = unescape(t); state = "C" }
+  else if (state == "V") { if (k == key) { nf = 1; F[1] = unescape(t) }; state = "A" }
+  else bad = 1
 }
 BEGIN {
+  RS = "\001"; BS = "\002"; QU = "\003"
   B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
   for (i = 0; i < 8; i++) POW[i] = i ? POW[i - 1] * 2 : 1  # no ^: BusyBox awk may be built without it
 }
-{ s = s $0 "\n" }
+{ s = $0 }
 END {
+  if (NR != 1) exit
   if (jwt) { sub(/\n$/, "", s); s = payload(s) }
-  n = length(s); p = 1; ok = 1; found = ""
-  space(); if (substr(s, p, 1) != "{") exit
-  p++
-  while (ok) {
-    space(); c = substr(s, p, 1)
-    if (c == "}") break
-    if (c != "\"") exit
-    k = text(); space()
-    if (substr(s, p, 1) != ":") exit
-    p++; space(); c = substr(s, p, 1)
-    if (k != key) skip()
-    else if (c == "\"") found = text() "\n"
-    else if (c == "[") {
-      found = ""; p++
-      while (ok) {
-        space(); c = substr(s, p, 1)
-        if (c == "]") { p++; break }
-        if (c == "\"") found = found text() "\n"; else skip()
-        space(); c = substr(s, p, 1)
-        if (c == ",") p++; else if (c != "]") exit
-      }
-    } else { found = ""; skip() }
-    space(); c = substr(s, p, 1)
-    if (c == ",") p++; else if (c == "}") break; else exit
+  if (index(s, "\001") || index(s, BS) || index(s, QU)) exit
+  gsub(/\\\\/, BS, s); gsub(/\\"/, QU, s)
+  n = split(s, part, "\"")
+  for (i = 1; i <= n && !done && !bad; i++) {
+    if (i % 2) between(part[i])
+    else if (i == n) bad = 1  # a string without its end
+    else text(part[i])
   }
-  if (ok) printf "%s", found
+  if (done && !bad) for (i = 1; i <= nf; i++) print F[i]
 }'
 
 # --- the service's discovery (GET /.well-known/ccweb.txt), fetched at most once -------------------------
@@ -403,13 +466,12 @@ END {
 discover() {
   [ -n "${discovered-}" ] && return
   http GET "$service/.well-known/ccweb.txt" "the ccweb service" "$SERVICE_HINT"
-  kept= audience= found=
-  while IFS= read -r line || [ -n "$line" ]; do
+  audience= found=
+  while IFS= read -r line || [ -n "$line" ]; do  # each line kept straight to the file: time linear in its size
     printable "$line" || continue
-    kept=$kept$line$NL
+    printf '%s\n' "$line"
     case $line in audience=*) audience=${line#*=} found=1 ;; esac
-  done <"$tmp/body"
-  printf '%s' "$kept" >"$tmp/discovery"
+  done <"$tmp/body" >"$tmp/discovery"
   if [ "$status" != 200 ] || [ -z "$found" ]; then
     fail "$service/.well-known/ccweb.txt did not answer like a ccweb service (HTTP $status); check that CCWEB_URL (or git config ccweb.url) names the ccweb service, and that it is recent enough to serve the shell helper."
   fi
@@ -440,10 +502,7 @@ take_token() {
   [ -n "$token" ] || fail "$2 is empty; it must hold an OIDC token (a JWT)."
   is_jwt "$token" || fail "$2 does not hold a single OIDC token (a JWT of three base64url parts, no spaces or line breaks)."
   url_key "$service"; skey=$key
-  auds=$(LC_ALL=C awk -v key=aud -v jwt=1 "$JSON_AWK" <<EOF
-$token
-EOF
-)
+  auds=$(printf '%s\n' "$token" | LC_ALL=C awk -v key=aud -v jwt=1 "$JSON_AWK")
   [ -n "$auds" ] || return 0
   foreign=1 shown=
   while IFS= read -r aud; do
@@ -508,43 +567,76 @@ platform_answer() {
     *) fail "$2 refused to give an OIDC token (HTTP $status); $3" ;;
   esac
   token=$(LC_ALL=C awk -v key="$1" -v jwt=0 "$JSON_AWK" <"$tmp/body")
+  trim "$token"; token=$trimmed  # as the Python helper: the value without the white space around it
   [ -n "$token" ] || fail "$2 answered without an OIDC token (no \"$1\" in a JSON object)."
   is_jwt "$token" || fail "what $2 answered is not an OIDC token (a JWT of three base64url parts); it was not used."
 }
 
-ci_token() {  # the CI platform's own token, in $token and $token_source; 1 when there is none to be had
-  if [ -n "${ACTIONS_ID_TOKEN_REQUEST_URL-}" ] && [ -n "${ACTIONS_ID_TOKEN_REQUEST_TOKEN-}" ]; then
-    ci_audience "GitHub Actions"; urlencode "$audience"
-    with_query "$ACTIONS_ID_TOKEN_REQUEST_URL" "audience=$escaped"
-    request_auth="bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN"
+# The CI platform's own token, in $token and $token_source; 1 when there is none to be had. Every setting is read
+# without the white space around it, as ci.py reads it.
+ci_token() {
+  trim "${ACTIONS_ID_TOKEN_REQUEST_URL-}"; url=$trimmed
+  trim "${ACTIONS_ID_TOKEN_REQUEST_TOKEN-}"
+  if [ -n "$url" ] && [ -n "$trimmed" ]; then
+    ci_audience "GitHub Actions"; urlencode "$audience"  # (discovery: before request_auth is set)
+    with_query "$url" "audience=$escaped"
+    trim "$ACTIONS_ID_TOKEN_REQUEST_TOKEN"; request_auth="bearer $trimmed"
     case $request_auth in *[![:print:]]*) fail "a credential to send to the GitHub Actions token service holds characters an HTTP header cannot carry (a line break?); check where it comes from." ;; esac
     http GET "$found" "the GitHub Actions token service" ""
     platform_answer value "the GitHub Actions token service" 'check that the job has "permissions: id-token: write".'
     token_source="GitHub Actions"; return 0
   fi
-  connection=${CCWEB_AZURE_SERVICE_CONNECTION_ID:-${AZURESUBSCRIPTION_SERVICE_CONNECTION_ID-}}
-  if [ -n "${SYSTEM_OIDCREQUESTURI-}" ] && [ -n "${SYSTEM_ACCESSTOKEN-}" ] && [ -n "$connection" ]; then
-    urlencode "$connection"
-    with_query "$SYSTEM_OIDCREQUESTURI" "api-version=7.1&serviceConnectionId=$escaped"
-    request_auth="Bearer $SYSTEM_ACCESSTOKEN" request_body='{}' request_type=application/json
+  request_auth=
+  trim "${CCWEB_AZURE_SERVICE_CONNECTION_ID-}"; connection=$trimmed
+  [ -n "$connection" ] || { trim "${AZURESUBSCRIPTION_SERVICE_CONNECTION_ID-}"; connection=$trimmed; }
+  trim "${SYSTEM_OIDCREQUESTURI-}"; url=$trimmed
+  trim "${SYSTEM_ACCESSTOKEN-}"
+  if [ -n "$url" ] && [ -n "$trimmed" ] && [ -n "$connection" ]; then
+    request_auth="Bearer $trimmed" request_body='{}' request_type=application/json
     case $request_auth in *[![:print:]]*) fail "a credential to send to the Azure Pipelines token service holds characters an HTTP header cannot carry (a line break?); check where it comes from." ;; esac
+    urlencode "$connection"
+    with_query "$url" "api-version=7.1&serviceConnectionId=$escaped"
     http POST "$found" "the Azure Pipelines token service" ""
     platform_answer oidcToken "the Azure Pipelines token service" "check that service connection $escaped exists and this pipeline may use it."
     token_source="Azure Pipelines"; return 0
   fi
-  if is_true "${BUILDKITE-}" && command -v buildkite-agent >/dev/null 2>&1; then
+  trimmed= ; unset request_body
+  if is_true "${BUILDKITE-}" && command -v buildkite-agent >/dev/null 2>&1; then  # by an absolute PATH entry
     ci_audience Buildkite
-    # The audience is no secret; the token comes back on stdout, and the tool's own output is not shown.
-    token=$(buildkite-agent oidc request-token --audience "$audience" </dev/null 2>/dev/null) ||
-      fail "\`buildkite-agent oidc request-token\` failed; run \`buildkite-agent oidc request-token --audience $audience > /dev/null\` in the step to see why (its output is not shown here)."
-    is_jwt "$token" || fail "what \`buildkite-agent oidc request-token\` printed is not an OIDC token (a JWT of three base64url parts); it was not used."
+    agent_token
     token_source=Buildkite; return 0
   fi
-  if [ -n "${CIRCLE_OIDC_TOKEN_V2-}" ]; then take_token "$CIRCLE_OIDC_TOKEN_V2" CIRCLE_OIDC_TOKEN_V2; return 0; fi
-  if [ -n "${BITBUCKET_STEP_OIDC_TOKEN-}" ]; then
-    take_token "$BITBUCKET_STEP_OIDC_TOKEN" BITBUCKET_STEP_OIDC_TOKEN; return 0
-  fi
+  trim "${CIRCLE_OIDC_TOKEN_V2-}"
+  if [ -n "$trimmed" ]; then take_token "$trimmed" CIRCLE_OIDC_TOKEN_V2; return 0; fi
+  trim "${BITBUCKET_STEP_OIDC_TOKEN-}"
+  if [ -n "$trimmed" ]; then take_token "$trimmed" BITBUCKET_STEP_OIDC_TOKEN; return 0; fi
   return 1
+}
+
+# `buildkite-agent oidc request-token`'s token (on its stdout; the audience is no secret; the tool's own messages
+# are not shown), in $token, within CCWEB_TIMEOUT (in whole seconds) as every request: a watchdog in the
+# background stops the agent (only sleep and kill: `timeout` is not POSIX, and BusyBox's before 1.30 reads its
+# seconds from -t).
+agent_token() {
+  make_tmp
+  whole=${seconds%%.*}
+  case $seconds in *.*[1-9]*) whole=$((${whole:-0} + 1)) ;; esac
+  token=$({  # (its stderr: none, nor the shell's "Terminated")
+    buildkite-agent oidc request-token --audience "$audience" </dev/null &
+    child=$!
+    (sleep "$whole"; : >"$tmp/late"; kill "$child") </dev/null >/dev/null &
+    dog=$!
+    wait "$child"; rc=$?
+    kill "$dog"
+    exit "$rc"
+  } 2>/dev/null)
+  rc=$?
+  if [ -e "$tmp/late" ]; then
+    fail "\`buildkite-agent oidc request-token\` did not answer within $seconds seconds; try again."
+  fi
+  [ "$rc" = 0 ] || fail "\`buildkite-agent oidc request-token\` failed (exit status $rc); run \`buildkite-agent oidc request-token --audience $audience > /dev/null\` in the step to see why (its output is not shown here)."
+  trim "$token"; token=$trimmed
+  is_jwt "$token" || fail "what \`buildkite-agent oidc request-token\` printed is not an OIDC token (a JWT of three base64url parts); it was not used."
 }
 
 # What to configure when the platform gave no token (ci.py: missing_hint), in $found; empty elsewhere.
@@ -631,18 +723,32 @@ get() {
     esac
   done
   case $protocol in http | https) ;; *) exit 0 ;; esac
-  case $host in '' | *[!]A-Za-z0-9.:_[-]*) exit 0 ;; esac  # no host name: not ours
-  lower "$host"; lhost=$lowered
-  remote=$protocol://$host/${path#/}
+  [ "${#host}" -le 1024 ] || exit 0  # no host name is that long (the service takes 300 characters)
+  trim "$host"; lower "$trimmed"; lhost=$lowered  # as hosts.split_host reads it: stripped, lower case
+  host_port "$lhost" || exit 0  # no host[:port] (github.com:abc, a:b:c): not ours
+  # The service cannot sign for a path over 1024 characters (then at least 1025 bytes, at most 4096 when every
+  # one is ASCII): such a path is looked at no further (a hostile .gitmodules can make it long).
+  long=
+  if [ "${#path}" -gt 4096 ] || { [ "${#path}" -gt 1024 ] && printable "$path"; }; then long=1; fi
+  remote=$protocol://$host/
+  if [ -z "$long" ]; then  # without the slashes before the path (get.py: _remote_url)
+    rest=${path%%[!/]*}; remote=$remote${path#"$rest"}
+  fi
   find_service "$remote"
   case $CODECOMMIT_HOSTS in @*@) fail "this copy of the shell helper was not served by a ccweb service (its CodeCommit host list is empty); download it from https://<your ccweb service>/helper/ccweb-helper.sh." ;; esac
   if ! codecommit_host "$lhost"; then
     [ -n "${service-}" ] || exit 0  # not ours: git asks the next helper
-    advertised "$lhost" || exit 0
+    lower "$host"; advertised "$lowered" || exit 0  # as git sent it (get.py: _advertised)
   fi
-  [ -n "${service-}" ] || fail "no ccweb service is configured for $host: set CCWEB_URL, or run \`git config --global ccweb.url https://<your ccweb service>\`."
+  [ -n "${service-}" ] || fail "no ccweb service is configured for $(safe "$host"): set CCWEB_URL, or run \`git config --global ccweb.url https://<your ccweb service>\`."
+  case $path in *[!/]*) ;; *) fail "git did not send the repository path, and a CodeCommit password is signed for one repository; run \`git config --global credential.useHttpPath true\`." ;; esac
+  [ -z "$long" ] || fail "The request body must be git's credential format, key=value lines with protocol, host and path (path: String should have at most 1024 characters)."
   case $path in *[[:cntrl:]]*) fail "git sent a repository path with a control character (is there a %0A or %0D in the remote's URL?); check the remote's URL." ;; esac
-  case ${path#/} in '' | /*) fail "git did not send the repository path, and a CodeCommit password is signed for one repository; run \`git config --global credential.useHttpPath true\`." ;; esac
+  # The token reaches curl through the built-in printf only: were printf a program, ps would show its arguments.
+  case $(command -V printf 2>/dev/null) in
+    *built*) ;;
+    *) fail "this shell has no built-in printf, which ccweb-helper needs to hand the token to curl without a command line; run it with dash, bash or BusyBox sh." ;;
+  esac
   find_token
   request_auth="Bearer $token"
   request_body="protocol=$protocol$NL""host=$host$NL""path=$path$NL" request_type="text/plain; charset=utf-8"
@@ -669,11 +775,7 @@ get() {
   [ -n "$username" ] && [ -n "$password" ] || fail "$service answered without a username and password; is it the ccweb service?"
   case $expiry in '' | *[!0-9]*) fail "$service answered without password_expiry_utc; is it the ccweb service?" ;; esac
   cleanup
-  cat <<EOF
-username=$username
-password=$password
-password_expiry_utc=$expiry
-EOF
+  printf 'username=%s\npassword=%s\npassword_expiry_utc=%s\n' "$username" "$password" "$expiry"
 }
 
 # --- setup (helper/ccweb_helper/setup.py, global git config only) ----------------------------------------
