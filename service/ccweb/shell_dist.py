@@ -1,12 +1,12 @@
 """The helper in POSIX ``sh``, served at ``GET /helper/ccweb-helper.sh`` for images with git, ``sh`` and ``curl``
 but no Python.
 
-Its source is package data, ``ccweb/shell/ccweb-helper.sh``, holding one marker, ``@CODECOMMIT_HOSTS@`` (in the
-line ``CODECOMMIT_HOSTS='@CODECOMMIT_HOSTS@'``). ``helper_script`` replaces it by ``codecommit_hosts_ere()``: an
-anchored POSIX extended regular expression (``grep -E``) of every CodeCommit host form, translated from the
-patterns of ``ccweb_helper.hosts.HOST_FORMS`` — the table the Python helper and the service recognise hosts by —
-so the script answers for the same hosts. Built once per process from files of the release: every replica
-serves the same bytes under the same strong ``ETag`` (their SHA-256).
+Its source is package data, the files ``PARTS`` of ``ccweb/shell/`` joined in that order, holding one marker,
+``@CODECOMMIT_HOSTS@`` (in the line ``CODECOMMIT_HOSTS='@CODECOMMIT_HOSTS@'``). ``helper_script`` replaces it by
+``codecommit_hosts_ere()``: an anchored POSIX extended regular expression (``grep -E``) of every CodeCommit host
+form, translated from the patterns of ``ccweb_helper.hosts.HOST_FORMS`` — the table the Python helper and the
+service recognise hosts by — so the script answers for the same hosts. Built once per process from files of the
+release: every replica serves the same bytes under the same strong ``ETag`` (their SHA-256).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from starlette.responses import Response
 from ccweb_helper.hosts import HOST_FORMS, REGION_PATTERN, HostForm
 
 SHELL_HELPER_PATH: Final = "/helper/ccweb-helper.sh"
-TEMPLATE: Final = ("shell", "ccweb-helper.sh")
-"""The script's source in the ``ccweb`` package."""
+PARTS: Final = ("ccweb-helper.sh", "http.sh", "credentials.sh", "git.sh")
+"""The script's source in the ``ccweb`` package (``ccweb/shell/``): these files, joined in this order."""
 MARKER: Final = "@CODECOMMIT_HOSTS@"
 CONTENT_TYPE: Final = "text/plain; charset=utf-8"
 """Plain text, so that a browser shows the script to whoever wants to read it before running it."""
@@ -85,7 +85,8 @@ def build_script(template: str) -> Script:
 
 @lru_cache(maxsize=1)
 def _script() -> Script:
-    return build_script((files("ccweb") / TEMPLATE[0] / TEMPLATE[1]).read_bytes().decode("utf-8"))
+    folder = files("ccweb") / "shell"
+    return build_script("".join((folder / part).read_bytes().decode("utf-8") for part in PARTS))
 
 
 def helper_script() -> bytes:

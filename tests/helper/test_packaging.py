@@ -15,6 +15,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from ccweb.shell_dist import PARTS
+
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = ROOT / "tests" / "floors.txt"
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
@@ -84,7 +86,8 @@ def test_the_helper_is_its_own_dependency_free_distribution(helper_wheel: Wheel)
 def test_the_service_ships_the_service_and_names_the_helper_beside_it(source: Path, service_wheel: Wheel) -> None:
     assert {name.split("/")[0] for name in service_wheel.files} == {"ccweb"}
     assert "ccweb/sandbox/__init__.py" in service_wheel.files and "ccweb/py.typed" in service_wheel.files
-    assert "ccweb/shell/ccweb-helper.sh" in service_wheel.files  # served at /helper/ccweb-helper.sh
+    # the sh helper's parts, served as one file at /helper/ccweb-helper.sh
+    assert {f"ccweb/shell/{part}" for part in PARTS} <= service_wheel.files
     assert "Name: ccweb-service\n" in service_wheel.metadata  # "ccweb" is another project's name on PyPI
     assert service_wheel.scripts == {"ccweb"}
     # By path, never by name alone: a name would be looked up on a package index.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ccweb import shell_dist
 from ccweb.shell_dist import helper_script
 from ccweb_helper.hosts import HOST_FORMS
 from shell.shells import ShellHelper, TextService
@@ -31,6 +32,17 @@ def dead_service() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_the_served_script_is_every_part_of_its_source_in_order() -> None:
+    """The source is in parts of at most 400 lines (one concern each); the service serves them as one file, the
+    first (with the shebang, the settings and the options) first and the command last."""
+    folder = Path(shell_dist.__file__).parent / "shell"
+    assert sorted(path.name for path in folder.glob("*.sh")) == sorted(shell_dist.PARTS)
+    texts = [(folder / part).read_text() for part in shell_dist.PARTS]
+    assert all(text.endswith("\n") and len(text.splitlines()) <= 400 for text in texts)
+    assert "".join(texts).replace(shell_dist.MARKER, shell_dist.codecommit_hosts_ere()) == SCRIPT
+    assert SCRIPT.startswith("#!/bin/sh\n") and SCRIPT.endswith('\n"$mode" "$@"\n')
 
 
 def test_the_script_writes_the_host_forms_of_ccweb_helper_hosts() -> None:
