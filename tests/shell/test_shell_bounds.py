@@ -178,10 +178,13 @@ class Slow(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.parametrize("target", ["helper", "group"])
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["term", "int", "hup"])
-def test_a_signal_ends_the_helper_at_once(shell_helper: ShellHelper, tmp_path: Path, sent: signal.Signals) -> None:
-    """kill -TERM (a CI job cancelled), while curl waits for a slow service: the sentence and quit=1 at once,
-    curl stopped, nothing left in TMPDIR (before, the helper waited for curl's whole CCWEB_TIMEOUT)."""
+def test_a_signal_ends_the_helper_at_once(shell_helper: ShellHelper, tmp_path: Path, sent: signal.Signals,
+                                          target: str) -> None:
+    """kill -TERM (a CI job cancelled: to the helper, or to its whole process group), while curl waits for a slow
+    service: the sentence and quit=1 at once, curl stopped, nothing left in TMPDIR (before, the helper waited for
+    curl's whole CCWEB_TIMEOUT)."""
     temporary = tmp_path / "tmpdir"
     temporary.mkdir()
     Slow.asked.clear()
@@ -191,10 +194,14 @@ def test_a_signal_ends_the_helper_at_once(shell_helper: ShellHelper, tmp_path: P
         given = tmp_path / "given"
         given.write_text(f"protocol=https\nhost={HOST}\npath=v1/repos/demo\n\n")
         with given.open() as stdin, subprocess.Popen([*shell_helper.command, "get"], env=env, stdin=stdin, text=True,
-                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE) as helper:
+                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                     start_new_session=True) as helper:
             assert Slow.asked.wait(20)
             time.sleep(0.3)
-            helper.send_signal(sent)
+            if target == "group":
+                os.killpg(helper.pid, sent)
+            else:
+                helper.send_signal(sent)
             started = time.monotonic()
             stdout, stderr = helper.communicate(timeout=30)
             took = time.monotonic() - started

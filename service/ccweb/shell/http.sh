@@ -62,7 +62,7 @@ write-out = \"%{http_code} %{http_connect} %{size_download}\"$cfg_extra"
   printf '%s\n' "$cfg" |
     (trap '' XFSZ; ulimit -f 256 2>/dev/null; exec curl -q --config - >"$tmp/status" 2>"$tmp/error") &
   child=$!
-  wait "$child"; rc=$?
+  wait "$child" 2>/dev/null; rc=$?  # (no "Hangup" from dash or BusyBox when a signal to the group ended curl)
   child= cfg= escaped= request_auth= ; unset request_body
   status= connect_status= size=
   read -r status connect_status size <"$tmp/status"
