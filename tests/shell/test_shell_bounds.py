@@ -170,6 +170,10 @@ class Slow(http.server.BaseHTTPRequestHandler):
 
     asked = threading.Event()
 
+    def do_GET(self) -> None:
+        Slow.asked.set()
+        time.sleep(30)
+
     def do_POST(self) -> None:
         Slow.asked.set()
         time.sleep(30)
@@ -208,6 +212,22 @@ def test_a_signal_ends_the_helper_at_once(shell_helper: ShellHelper, tmp_path: P
     assert (helper.returncode, stdout, stderr) == (1, "quit=1\n", "ccweb: cancelled.\n")
     assert took < 3
     assert list(temporary.iterdir()) == []
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
+def test_a_signal_to_the_group_ends_setup_with_its_one_sentence(shell_helper: ShellHelper, tmp_path: Path,
+                                                                sent: signal.Signals) -> None:
+    Slow.asked.clear()
+    with serve_http(Slow) as url:
+        env = shell_helper.env(tmp_path / "home", CCWEB_TIMEOUT="20")
+        with subprocess.Popen([*shell_helper.command, "setup", "--url", url], env=env, stdin=subprocess.DEVNULL,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True) as helper:
+            assert Slow.asked.wait(20)  # setup asks the service for its git endpoints
+            time.sleep(0.3)
+            os.killpg(helper.pid, sent)
+            _, stderr = helper.communicate(timeout=30)
+    assert (helper.returncode, stderr) == (1, "ccweb-helper setup: cancelled.\n")
 
 
 @pytest.mark.parametrize("host", ["github.com:abc", "a:b:c", "[::1", "git.example.com:0", "git.example.com:65536",

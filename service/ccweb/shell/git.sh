@@ -130,7 +130,8 @@ $CODECOMMIT_URLS
 EOF
   # The service's own git hosts; without them (the service cannot be asked) the CodeCommit hosts still work.
   make_tmp
-  if (mode=probe; discover) 2>"$tmp/warning"; then
+  # (a signal ends the probe quietly: the shell would add "Terminated"; this shell's own trap then says it)
+  if (trap 'exit 1' HUP INT TERM; mode=probe; discover) 2>"$tmp/warning"; then
     discovered=1
     endpoints=$(sed -n 's/^git_endpoint=//p' "$tmp/discovery" | LC_ALL=C tr '[:upper:]' '[:lower:]')
   else
