@@ -182,6 +182,13 @@ class Slow(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _signals_at_their_defaults() -> None:
+    """In the child before it runs the shell: a signal ignored on entry cannot be trapped by a shell (POSIX), and a
+    test run started under ``nohup`` would hand the helper an ignored SIGHUP, which git never does."""
+    for number in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("target", ["helper", "group"])
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["term", "int", "hup"])
 def test_a_signal_ends_the_helper_at_once(shell_helper: ShellHelper, tmp_path: Path, sent: signal.Signals,
@@ -199,7 +206,8 @@ def test_a_signal_ends_the_helper_at_once(shell_helper: ShellHelper, tmp_path: P
         given.write_text(f"protocol=https\nhost={HOST}\npath=v1/repos/demo\n\n")
         with given.open() as stdin, subprocess.Popen([*shell_helper.command, "get"], env=env, stdin=stdin, text=True,
                                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                     start_new_session=True) as helper:
+                                                     start_new_session=True, preexec_fn=_signals_at_their_defaults,  # noqa: PLW1509 (only signal dispositions)
+                                                     ) as helper:
             assert Slow.asked.wait(20)
             time.sleep(0.3)
             if target == "group":
@@ -222,7 +230,7 @@ def test_a_signal_to_the_group_ends_setup_with_its_one_sentence(shell_helper: Sh
         env = shell_helper.env(tmp_path / "home", CCWEB_TIMEOUT="20")
         with subprocess.Popen([*shell_helper.command, "setup", "--url", url], env=env, stdin=subprocess.DEVNULL,
                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              start_new_session=True) as helper:
+                              start_new_session=True, preexec_fn=_signals_at_their_defaults) as helper:  # noqa: PLW1509
             assert Slow.asked.wait(20)  # setup asks the service for its git endpoints
             time.sleep(0.3)
             os.killpg(helper.pid, sent)
