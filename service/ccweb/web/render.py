@@ -1,0 +1,61 @@
+"""The page's HTML: one Jinja2 environment over the package's own templates, autoescaping always.
+
+    render(request, "page.html", {...})                      → HTMLResponse
+    message_page(request, status=400, title=…, sentence=…)   → HTMLResponse: one sentence and a way back
+
+Every value a template shows is escaped (a claim holding ``<script>`` shows as text); templates carry no inline
+script or style (the page's CSP is ``default-src 'self'``), only ``static/ccweb.css`` and ``static/copy.js``.
+Links are written under the page's base path: the path of ``web.public_url`` when it has one (a service
+behind a proxy at ``https://host/ccweb``), else the request's ``root_path``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from ccweb import __version__
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """Templates compiled once per process; ``StrictUndefined``: a missing value is an error, never blank."""
+    return Environment(  # noqa: S701 - autoescape is on, for every template whatever its name
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def base_path(request: Request) -> str:
+    """The path the page's links start with, without a trailing slash (``""`` at the root)."""
+    running = getattr(request.app.state, "policy", None) if "app" in request.scope else None
+    web = getattr(getattr(running, "current", None), "config", None)
+    public_url = getattr(getattr(web, "web", None), "public_url", None)
+    if isinstance(public_url, str) and public_url:
+        return urlsplit(public_url).path.rstrip("/")
+    root = request.scope.get("root_path", "")
+    return root.rstrip("/") if isinstance(root, str) else ""
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    """``templates/<name>`` with ``context`` (plus ``base`` and ``version``) as a page answering ``status``."""
+    values = {"base": base_path(request), "version": __version__, **context}
+    html = environment().get_template(name).render(values)
+    return HTMLResponse(html, status_code=status)
+
+
+def message_page(request: Request, *, status: int, title: str, sentence: str) -> Response:
+    """A page of one sentence (a failed sign-in, a refused sign-out) with a link back to the main page."""
+    return render(request, "message.html", {"title": title, "sentence": sentence}, status)
