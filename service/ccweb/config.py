@@ -27,6 +27,7 @@ from ccweb.grc import GrcSettings
 from ccweb.grc import problems as grc_problems
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
 from ccweb.retry import RETRY_BUDGET_SECONDS
+from ccweb.webconfig import WebSettings, web_problems
 from ccweb_helper.ci import is_sts_audience
 from ccweb_helper.hosts import (
     REGION_PATTERN,
@@ -257,6 +258,8 @@ class Config(_Model):
     asks a platform for only on behalf of the service at that address (a plain name binds to no service)."""
     grc: GrcSettings = Field(default_factory=GrcSettings)
     """The console's GRC URLs (``codecommit::<region>://<repo>``): their default region, endpoints per region."""
+    web: WebSettings = Field(default_factory=WebSettings)
+    """The service's page (``GET /``) and its sign-in (ccweb.webconfig)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -287,7 +290,7 @@ class Config(_Model):
                 problems.append(f"git_endpoints[{index}].host: {host!r} is listed twice")
         if self.ci_audience is not None and not any(self.ci_audience in i.audiences for i in self.issuers):
             problems.append(f"ci_audience: {self.ci_audience!r} is not among any issuer's audiences")
-        problems += grc_problems(self.grc, self.git_endpoints)
+        problems += grc_problems(self.grc, self.git_endpoints) + web_problems(self.web, self.issuers)
         if problems:
             raise ValueError("\n".join(problems))
         return self
