@@ -25,10 +25,15 @@ from ccweb import __version__
 TEMPLATES = Path(__file__).with_name("templates")
 
 
+def spans(text: str) -> list[tuple[str, bool]]:
+    """``text`` cut at its backquotes: (part, whether it is a `code` span), as the docs write code in prose."""
+    return [(part, index % 2 == 1) for index, part in enumerate(text.split("`")) if part]
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """Templates compiled once per process; ``StrictUndefined``: a missing value is an error, never blank."""
-    return Environment(  # noqa: S701 - autoescape is on, for every template whatever its name
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=True,
         undefined=StrictUndefined,
@@ -36,22 +41,32 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["spans"] = spans
+    return env
 
 
-def base_path(request: Request) -> str:
-    """The path the page's links start with, without a trailing slash (``""`` at the root)."""
-    running = getattr(request.app.state, "policy", None) if "app" in request.scope else None
-    web = getattr(getattr(running, "current", None), "config", None)
-    public_url = getattr(getattr(web, "web", None), "public_url", None)
-    if isinstance(public_url, str) and public_url:
+def link_base(request: Request, public_url: str | None) -> str:
+    """The path the page's links start with, without a trailing slash (``""`` at the root): ``public_url``'s,
+    else the request's ``root_path``."""
+    if public_url:
         return urlsplit(public_url).path.rstrip("/")
     root = request.scope.get("root_path", "")
     return root.rstrip("/") if isinstance(root, str) else ""
 
 
+def base_path(request: Request) -> str:
+    """``link_base`` for the running policy's ``web.public_url`` (``app.state.policy``, when the app has one)."""
+    running = getattr(request.app.state, "policy", None) if "app" in request.scope else None
+    config = getattr(getattr(running, "current", None), "config", None)
+    public_url = getattr(getattr(config, "web", None), "public_url", None)
+    return link_base(request, public_url if isinstance(public_url, str) else None)
+
+
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    """``templates/<name>`` with ``context`` (plus ``base`` and ``version``) as a page answering ``status``."""
-    values = {"base": base_path(request), "version": __version__, **context}
+    """``templates/<name>`` with ``context`` (plus ``version``, and ``base`` unless ``context`` has it: see
+    ``base_path``) as a page answering ``status``."""
+    values = {"version": __version__, **context}
+    values.setdefault("base", base_path(request))
     html = environment().get_template(name).render(values)
     return HTMLResponse(html, status_code=status)
 
