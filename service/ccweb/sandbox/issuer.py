@@ -1,5 +1,6 @@
 """A development OIDC issuer: discovery, a key set, tokens minted for demo users, and interactive login
-(authorization code + PKCE, device flow, refresh) for the public client ``ccweb-cli``. Loopback only."""
+(authorization code + PKCE, device flow, refresh) for the public client ``ccweb-cli`` and the confidential
+client ``ccweb-web`` (the web page's sign-in). Loopback only."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ccweb.sandbox.oauth import CLIENT_ID, DevLogin
+from ccweb.sandbox.oauth import CLIENT_ID, WEB_CLIENT_ID, DevLogin, sandbox_clients
 
-__all__ = ["CLIENT_ID", "DEMO_USERS", "DevIssuer"]
+__all__ = ["CLIENT_ID", "DEMO_USERS", "WEB_CLIENT_ID", "DevIssuer"]
 
 DEMO_USERS: dict[str, dict[str, Any]] = {
     "alice": {"email": "alice@example.com", "name": "Alice Developer", "groups": ["engineering"]},
@@ -26,11 +27,14 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
 
 
 class DevIssuer:
-    def __init__(self, issuer_url: str, audience: str = "ccweb") -> None:
+    """``web_client_secret``: the confidential client ``ccweb-web``'s secret (random when not given)."""
+
+    def __init__(self, issuer_url: str, audience: str = "ccweb", *, web_client_secret: str | None = None) -> None:
         self.issuer_url = issuer_url.rstrip("/")
         self.audience = audience
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig"})
-        self.login = DevLogin(self.issuer_url, DEMO_USERS, self._mint_login)
+        self.web_client_secret = web_client_secret or secrets.token_urlsafe(32)
+        self.login = DevLogin(self.issuer_url, DEMO_USERS, self._mint_login, sandbox_clients(self.web_client_secret))
 
     def mint(self, claims: dict[str, Any], *, ttl: int = 3600, now: float | None = None,
              audience: str | None = None) -> str:

@@ -1,14 +1,17 @@
-"""Interactive login for the sandbox's development issuer: the flows ``ccweb-helper login`` speaks.
+"""Interactive login for the sandbox's development issuer: the flows ``ccweb-helper login`` and the web page speak.
 
-Authorization code with PKCE (S256 only, a loopback redirect only), the device authorization grant
-(RFC 8628) and refresh tokens with rotation, for one public client. Instead of a password, the sign-in page
-lets you pick a demo user. Loopback only, in memory, for trying the helper without a real identity provider.
+Two clients: the public ``ccweb-cli`` (authorization code with PKCE, the device authorization grant of
+RFC 8628, refresh tokens with rotation) and the confidential ``ccweb-web`` (authorization code with PKCE and
+a client secret, sent as HTTP Basic or in the form). Both: PKCE S256 only, a loopback ``http`` redirect only;
+the ID token's ``aud`` is the client the code was issued to. Instead of a password, one sign-in page lets you
+pick a demo user. Loopback only, in memory, for trying ccweb without a real identity provider.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import secrets
 import threading
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,15 +28,38 @@ from starlette.routing import Route
 from ccweb_helper.hosts import is_loopback
 
 CLIENT_ID = "ccweb-cli"
+WEB_CLIENT_ID = "ccweb-web"
 CODE_TTL = 120
 DEVICE_TTL = 600
 DEVICE_INTERVAL = 1
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@dataclass(frozen=True)
+class Client:
+    """A registered client. ``secret``: a confidential client's (None: a public client, known by its id alone);
+    ``offline``: may use the device grant and is given refresh tokens (a command-line client)."""
+
+    client_id: str
+    purpose: str  # what the sign-in page says it signs you in to
+    secret: str | None = None
+    offline: bool = False
+
+
+def sandbox_clients(web_client_secret: str) -> dict[str, Client]:
+    """The sandbox's two clients: ``ccweb-cli`` (public, for ``ccweb-helper login``) and ``ccweb-web``
+    (confidential, for the web page's sign-in)."""
+    return {
+        CLIENT_ID: Client(CLIENT_ID, "ccweb-helper", offline=True),
+        WEB_CLIENT_ID: Client(WEB_CLIENT_ID, "the ccweb web page", secret=web_client_secret),
+    }
 
 
 @dataclass
 class _Grant:
     user: str
+    client_id: str
     nonce: str | None = None
     redirect_uri: str = ""
     challenge: str = ""
@@ -53,7 +79,7 @@ class _Device:
 class _Store:
     codes: dict[str, _Grant] = field(default_factory=dict)
     devices: dict[str, _Device] = field(default_factory=dict)
-    refresh: dict[str, str] = field(default_factory=dict)  # refresh token -> user
+    refresh: dict[str, tuple[str, str]] = field(default_factory=dict)  # refresh token -> (user, client id)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -68,6 +94,26 @@ async def _form(request: Request) -> dict[str, str]:
 def _oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status,
                         headers={"Cache-Control": "no-store"})
+
+
+def _invalid_client(description: str) -> JSONResponse:
+    answer = _oauth_error("invalid_client", description, 401)
+    answer.headers["WWW-Authenticate"] = 'Basic realm="ccweb sandbox"'
+    return answer
+
+
+def _basic(header: str) -> tuple[str, tuple[str, ...]] | None:
+    """(client id, the secret as it may be meant) from an ``Authorization: Basic`` value. RFC 6749 2.3.1 has
+    each part form-urlencoded first; many clients (authlib's among them) do not: the secret is either."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    return (unquote_plus(client_id), (secret, unquote_plus(secret))) if colon else None
 
 
 def _s256(verifier: str) -> str:
@@ -96,10 +142,12 @@ class DevLogin:
     """The login endpoints of the development issuer; ``mint(user, audience, nonce)`` signs the ID tokens."""
 
     def __init__(self, issuer_url: str, users: dict[str, dict[str, Any]],
-                 mint: Callable[[str, str, str | None], str], *, id_token_ttl: int = 3600) -> None:
+                 mint: Callable[[str, str, str | None], str], clients: dict[str, Client], *,
+                 id_token_ttl: int = 3600) -> None:
         self.issuer_url = issuer_url
         self.users = users
         self.mint = mint
+        self.clients = clients
         self.id_token_ttl = id_token_ttl
         self.store = _Store()
 
@@ -110,11 +158,10 @@ class DevLogin:
             "token_endpoint": f"{base}/token",
             "device_authorization_endpoint": f"{base}/device/code",
             "revocation_endpoint": f"{base}/revoke",
-            "grant_types_supported": ["authorization_code", "refresh_token",
-                                      "urn:ietf:params:oauth:grant-type:device_code"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
             "response_types_supported": ["code"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "email", "profile", "groups", "offline_access"],
         }
 
@@ -143,7 +190,8 @@ class DevLogin:
         if request.method == "POST":
             params = await _form(request)
         redirect_uri = params.get("redirect_uri", "")
-        if params.get("client_id") != CLIENT_ID or not _loopback_redirect(redirect_uri):
+        client = self.clients.get(params.get("client_id", ""))
+        if client is None or not _loopback_redirect(redirect_uri):
             return _page("Sign-in refused", "<p>Unknown client, or a redirect that is not to a loopback address.</p>")
         state = params.get("state", "")
 
@@ -159,17 +207,21 @@ class DevLogin:
         if request.method == "GET" or user not in self.users:
             keep = {k: params.get(k, "") for k in ("client_id", "redirect_uri", "response_type", "state",
                                                     "nonce", "code_challenge", "code_challenge_method", "scope")}
-            return _page("ccweb sandbox sign-in", f"<form method='post'>{self._user_buttons(keep)}</form>")
+            return _page("ccweb sandbox sign-in", f"<p>Signing in to {html.escape(client.purpose)}.</p>"
+                                                  f"<form method='post'>{self._user_buttons(keep)}</form>")
         code = secrets.token_urlsafe(32)
         with self.store.lock:
-            self.store.codes[code] = _Grant(user, params.get("nonce") or None, redirect_uri,
+            self.store.codes[code] = _Grant(user, client.client_id, params.get("nonce") or None, redirect_uri,
                                             params["code_challenge"], time.time() + CODE_TTL)
         return back(code=code)
 
     async def device_code(self, request: Request) -> Response:
         form = await _form(request)
-        if form.get("client_id") != CLIENT_ID:
+        client = self.clients.get(form.get("client_id", ""))
+        if client is None:
             return _oauth_error("invalid_client", "unknown client", 401)
+        if not client.offline:
+            return _oauth_error("unauthorized_client", "this client may not use the device grant")
         device = secrets.token_urlsafe(32)
         user_code = "-".join("".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(4)) for _ in range(2))
         with self.store.lock:
@@ -199,31 +251,58 @@ class DevLogin:
         return _page("ccweb sandbox device sign-in",
                      f"{prompt}<form method='post'>{code_field}{self._user_buttons({})}</form>")
 
-    def _tokens(self, user: str, nonce: str | None) -> JSONResponse:
-        refresh = secrets.token_urlsafe(32)
-        with self.store.lock:
-            self.store.refresh[refresh] = user
-        return JSONResponse({
+    def _tokens(self, client: Client, user: str, nonce: str | None) -> JSONResponse:
+        answer: dict[str, Any] = {
             "access_token": secrets.token_urlsafe(32), "token_type": "Bearer", "expires_in": self.id_token_ttl,
-            "id_token": self.mint(user, CLIENT_ID, nonce), "refresh_token": refresh,
-            "scope": "openid email profile groups offline_access",
-        }, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+            "id_token": self.mint(user, client.client_id, nonce), "scope": "openid email profile groups",
+        }
+        if client.offline:
+            refresh = secrets.token_urlsafe(32)
+            with self.store.lock:
+                self.store.refresh[refresh] = (user, client.client_id)
+            answer.update(refresh_token=refresh, scope="openid email profile groups offline_access")
+        return JSONResponse(answer, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    def _authenticate(self, request: Request, form: dict[str, str]) -> Client | JSONResponse:
+        """The client a token request comes from: a confidential one by its secret (HTTP Basic, or
+        ``client_secret`` in the form; never both), compared in constant time; a public one by its id alone."""
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        presented: tuple[str, ...] = () if secret is None else (secret,)
+        header = request.headers.get("authorization")
+        if header is not None:
+            basic = _basic(header)
+            if basic is None or secret is not None or client_id not in (None, basic[0]):
+                return _invalid_client("client authentication failed")
+            client_id, presented = basic
+        client = self.clients.get(client_id or "")
+        if client is None:
+            return _invalid_client("unknown client")
+        if client.secret is None:
+            return client if not presented else _invalid_client("a public client has no secret")
+        expected = client.secret.encode()
+        if not any(hmac.compare_digest(candidate.encode(), expected) for candidate in presented):
+            return _invalid_client("client authentication failed")
+        return client
 
     async def token(self, request: Request) -> Response:
         form = await _form(request)
-        if form.get("client_id") != CLIENT_ID:
-            return _oauth_error("invalid_client", "unknown client", 401)
+        client = self._authenticate(request, form)
+        if isinstance(client, JSONResponse):
+            return client
         grant_type = form.get("grant_type", "")
+        if grant_type in (DEVICE_GRANT, "refresh_token") and not client.offline:
+            return _oauth_error("unauthorized_client", f"this client may not use {grant_type!r}")
         now = time.time()
         with self.store.lock:
             if grant_type == "authorization_code":
                 grant = self.store.codes.pop(form.get("code", ""), None)
-                if grant is None or grant.expires < now or grant.redirect_uri != form.get("redirect_uri"):
+                if (grant is None or grant.expires < now or grant.redirect_uri != form.get("redirect_uri")
+                        or grant.client_id != client.client_id):
                     return _oauth_error("invalid_grant", "the code is unknown, used or expired")
                 if _s256(form.get("code_verifier", "")) != grant.challenge:
                     return _oauth_error("invalid_grant", "PKCE verification failed")
                 user, nonce = grant.user, grant.nonce
-            elif grant_type == "urn:ietf:params:oauth:grant-type:device_code":
+            elif grant_type == DEVICE_GRANT:
                 key = form.get("device_code", "")
                 device = self.store.devices.get(key)
                 if device is None or device.expires < now:
@@ -236,12 +315,12 @@ class DevLogin:
                 user, nonce = device.user, None
             elif grant_type == "refresh_token":
                 found = self.store.refresh.pop(form.get("refresh_token", ""), None)
-                if found is None:
+                if found is None or found[1] != client.client_id:
                     return _oauth_error("invalid_grant", "the refresh token is unknown or was used")
-                user, nonce = found, None
+                user, nonce = found[0], None
             else:
                 return _oauth_error("unsupported_grant_type", f"{grant_type!r} is not supported")
-        return self._tokens(user, nonce)
+        return self._tokens(client, user, nonce)
 
     async def revoke(self, request: Request) -> Response:
         form = await _form(request)
