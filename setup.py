@@ -28,6 +28,9 @@ REQUIREMENTS = [
     "pydantic>=2.9",
     "PyYAML>=6.0.3",
     "prometheus-client>=0.20",
+    "authlib>=1.7.1",  # the web page's sign-in (its Starlette client); joserfc underneath, no deprecation warnings
+    "itsdangerous>=2.1",  # Starlette's SessionMiddleware signs the web page's session cookie with it
+    "jinja2>=3.1.6",  # the web page's templates; 3.1.6: the last of 3.1's escaping and sandbox fixes
 ]
 
 if not (HELPER / "pyproject.toml").is_file():

@@ -95,6 +95,14 @@ def test_the_service_ships_the_service_and_names_the_helper_beside_it(source: Pa
     assert helper == [(source / "helper").as_uri()]
 
 
+def test_the_service_installs_every_file_of_its_source(source: Path, service_wheel: Wheel) -> None:
+    """Package data too: the web page's templates, stylesheet and script, the sh helper's parts, py.typed."""
+    tree = {path.relative_to(source / "service").as_posix() for path in (source / "service" / "ccweb").rglob("*")
+            if path.is_file()}  # the build leaves its egg-info beside ccweb/
+    assert {"ccweb/web/templates/layout.html", "ccweb/web/static/favicon.svg"} <= tree
+    assert sorted(tree - service_wheel.files) == []
+
+
 def test_no_installed_file_belongs_to_both(helper_wheel: Wheel, service_wheel: Wheel) -> None:
     assert not helper_wheel.files & service_wheel.files
     assert not helper_wheel.scripts & service_wheel.scripts
