@@ -70,9 +70,10 @@ def _check_config(args: argparse.Namespace) -> int:
     limit = config.rate_limit
     rate = (f"{limit.requests_per_minute} requests a minute per identity, bursts of {limit.burst}"
             if limit.requests_per_minute else "no rate limit")
+    web = f"; web sign-in at {config.web.issuer} as {config.web.client_id}" if config.web.issuer else ""
     print(printable(
         f"{args.file}: valid ({len(config.issuers)} issuer(s), {len(config.rules)} rule(s), "
-        f"{len(config.git_endpoints)} git endpoint(s), {len(config.deny)} deny entry(ies); {rate})"
+        f"{len(config.git_endpoints)} git endpoint(s), {len(config.deny)} deny entry(ies); {rate}{web})"
     ))
     return 0
 
@@ -102,7 +103,7 @@ def config_schema() -> dict[str, Any]:
         **schema,
         "title": "ccweb policy",
         "description": "The ccweb policy file: issuers, an emergency deny list, rules (first match wins), git "
-        "endpoints, AWS settings and the rate limit. Unknown keys are errors. Validate fully with "
+        "endpoints, AWS settings, the rate limit and the web page. Unknown keys are errors. Validate fully with "
         "`ccweb check-config FILE`.",
     }
 

@@ -47,7 +47,9 @@ class IssuerLike(Protocol):
 class SecretSource(_Model):
     """Where a secret is: ``{file: /absolute/path}`` or ``{env: VARIABLE}``, exactly one."""
 
-    file: str | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    file: str | None = Field(default=None, json_schema_extra={"pattern": "^/"})
     env: Annotated[str, Field(pattern=ENV_NAME.pattern.join("^$"))] | None = None
 
     @field_validator("file")
@@ -100,7 +102,7 @@ class WebSettings(_Model):
     client_secret: SecretSource | None = None
     """A confidential client's secret; unset: a public client (PKCE alone)."""
     scopes: Annotated[list[str], Field(min_length=1)] = Field(default_factory=lambda: ["openid", "email", "profile"])
-    public_url: str | None = None
+    public_url: str | None = Field(default=None, json_schema_extra={"pattern": "^https?://[^?#]+$"})
     """The URL people open, which the redirect URI is made of (``<public_url>/auth/callback``); also what the
     page's snippets name; unset (and without sign-in): the URL of each request."""
     session_secret: SecretSource | None = None
