@@ -523,6 +523,7 @@ def test_rendered_output_is_valid_secure_and_carries_the_policy(rendered: tuple[
     assert configmap["metadata"]["name"] in {v.get("configMap", {}).get("name") for v in volumes}
     assert configmap["data"]["policy.yaml"] == generator_files(directory)["policy.yaml"].read_text(encoding="utf-8")
     parse_config(yaml.safe_load(configmap["data"]["policy.yaml"]))
+    assert web_secret_findings(configmap["data"]["policy.yaml"], deployment) == []
 
 
 def test_the_rendered_overlay_has_the_overlays_image_role_and_namespace() -> None:
@@ -536,3 +537,134 @@ def test_the_rendered_overlay_has_the_overlays_image_role_and_namespace() -> Non
     assert deployment["spec"]["replicas"] == spec["replicas"][0]["count"]
     (account,) = [o for o in docs if o["kind"] == "ServiceAccount"]
     assert account["metadata"]["annotations"][IRSA] == one(OVERLAY, "ServiceAccount")["metadata"]["annotations"][IRSA]
+
+
+# -- the web page's secrets: from one Secret, mounted as files where the policy's `web:` reads them ----------
+
+
+def secret_files(deployment: Object) -> dict[PurePosixPath, Object]:
+    """Each file a Secret volume puts into the container (path → the volume); only listed ``items`` count."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod["volumes"] if "secret" in v}
+    return {
+        PurePosixPath(mount["mountPath"]) / item["path"]: volumes[mount["name"]]
+        for mount in container.get("volumeMounts", []) if mount["name"] in volumes
+        for item in volumes[mount["name"]]["secret"].get("items", [])
+    }
+
+
+def web_secret_findings(policy: str, deployment: Object) -> list[str]:
+    """Why the secrets the policy's ``web:`` names would not reach the service as the Deployment runs it."""
+    web = parse_config(yaml.safe_load(policy)).web
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounted = secret_files(deployment)
+    found = []
+    for key, source in (("web.session_secret", web.session_secret), ("web.client_secret", web.client_secret)):
+        if source is None:
+            continue
+        if source.env is not None:
+            variable = next((e for e in container.get("env", []) if e["name"] == source.env), None)
+            if variable is None or "secretKeyRef" not in variable.get("valueFrom", {}):
+                found.append(f"{key}: the variable {source.env} is not set from a Secret")
+            continue
+        path = PurePosixPath(str(source.file))
+        volume = mounted.get(path)
+        if volume is None:
+            found.append(f"{key}: no Secret volume puts a file at {path}")
+            continue
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        if mount.get("readOnly") is not True or "subPath" in mount:
+            found.append(f"{key}: the mount of {volume['name']} is writable or a subPath")
+        if volume["secret"].get("defaultMode", 0o644) & 0o007:
+            found.append(f"{key}: {path} is readable by every user of the pod")
+    return found
+
+
+def test_the_overlay_policy_signs_in_on_the_web_page() -> None:
+    web = parse_config(yaml.safe_load(generator_files(OVERLAY)["policy.yaml"].read_text(encoding="utf-8"))).web
+    assert web.issuer is not None and web.session_secret is not None and web.session_secret.file is not None
+    assert web.client_secret is not None
+
+
+@pytest.mark.parametrize("path", POLICIES, ids=[rel(p) for p in POLICIES])
+def test_the_web_secrets_are_mounted_where_the_policy_reads_them(path: Path) -> None:
+    assert web_secret_findings(path.read_text(encoding="utf-8"), one(BASE, "Deployment")) == []
+
+
+def test_the_secret_volume_is_optional_for_a_policy_without_sign_in() -> None:
+    """The base policy has no `web:` sign-in: its pods must start without the Secret."""
+    policy = parse_config(yaml.safe_load(generator_files(BASE)["policy.yaml"].read_text(encoding="utf-8")))
+    assert policy.web.issuer is None
+    volumes = list(secret_files(one(BASE, "Deployment")).values())
+    assert volumes and all(v["secret"].get("optional") is True for v in volumes)
+
+
+def test_no_secret_value_is_in_the_manifests() -> None:
+    """The Secret is created with kubectl (deployment.yaml says how), never committed."""
+    assert all(o["kind"] != "Secret" for path in MANIFESTS for o in objects(path))
+    assert all("secretGenerator" not in kustomization(d) for d in KUSTOMIZATIONS)
+
+
+OVERLAY_WEB = generator_files(OVERLAY)["policy.yaml"]
+
+
+def _policy_reads(file: str) -> Callable[[str, Object], str]:
+    def edit(policy: str, deployment: Object) -> str:
+        return policy.replace("/var/run/secrets/ccweb/session-secret", file)
+    return edit
+
+
+def _policy_env(policy: str, deployment: Object) -> str:
+    return policy.replace("{file: /var/run/secrets/ccweb/session-secret}", "{env: CCWEB_SESSION_SECRET}")
+
+
+def _env_literal(policy: str, deployment: Object) -> str:
+    _container([deployment])["env"].append({"name": "CCWEB_SESSION_SECRET", "value": "x" * 48})
+    return _policy_env(policy, deployment)
+
+
+def _unmount(policy: str, deployment: Object) -> str:
+    container = _container([deployment])
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "web-secrets"]
+    return policy
+
+
+def _world_readable(policy: str, deployment: Object) -> str:
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if "secret" in volume:
+            volume["secret"]["defaultMode"] = 0o444
+    return policy
+
+
+def _writable(policy: str, deployment: Object) -> str:
+    for mount in _container([deployment])["volumeMounts"]:
+        if mount["name"] == "web-secrets":
+            mount["readOnly"] = False
+    return policy
+
+
+WEB_SECRET_MUTATIONS = {
+    "policy-reads-another-file": _policy_reads("/etc/ccweb/session-secret"),
+    "policy-reads-an-unlisted-key": _policy_reads("/var/run/secrets/ccweb/other-secret"),
+    "policy-reads-an-unset-variable": _policy_env,
+    "variable-set-in-the-manifest": _env_literal,
+    "secret-not-mounted": _unmount,
+    "secret-world-readable": _world_readable,
+    "secret-mount-writable": _writable,
+}
+
+
+@pytest.mark.parametrize("mutate", WEB_SECRET_MUTATIONS.values(), ids=WEB_SECRET_MUTATIONS.keys())
+def test_a_web_secret_the_service_would_not_find_is_caught(mutate: Callable[[str, Object], str]) -> None:
+    policy, deployment = OVERLAY_WEB.read_text(encoding="utf-8"), copy.deepcopy(one(BASE, "Deployment"))
+    assert web_secret_findings(policy, deployment) == []
+    assert web_secret_findings(mutate(policy, deployment), deployment)
+
+
+def test_a_variable_from_a_secret_is_accepted() -> None:
+    deployment = copy.deepcopy(one(BASE, "Deployment"))
+    _container([deployment])["env"].append({"name": "CCWEB_SESSION_SECRET", "valueFrom": {
+        "secretKeyRef": {"name": "ccweb-web", "key": "session-secret"}}})
+    assert web_secret_findings(_policy_env(OVERLAY_WEB.read_text(encoding="utf-8"), deployment), deployment) == []
