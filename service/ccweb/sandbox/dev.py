@@ -1,4 +1,5 @@
-"""``ccweb dev``: the API, a development issuer, an STS stand-in and a CodeCommit-compatible git server.
+"""``ccweb dev``: the API and its web page, a development issuer, an STS stand-in and a CodeCommit-compatible
+git server.
 
 Everything listens on loopback in one process and one event loop. The API talks to the STS stand-in
 through boto3 (``endpoint_url``), exactly as it talks to AWS; the git server checks the SigV4 password
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -28,9 +30,10 @@ from ccweb.config import Config, parse_config
 from ccweb.limits import SERVER_OPTIONS
 from ccweb.sandbox.gitserver import create_demo_repository, create_git_app
 from ccweb.sandbox.issuer import CLIENT_ID as LOGIN_CLIENT_ID
-from ccweb.sandbox.issuer import DEMO_USERS, DevIssuer
+from ccweb.sandbox.issuer import DEMO_USERS, WEB_CLIENT_ID, DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sts import BotoSTS
+from ccweb.webconfig import MIN_SESSION_SECRET_BYTES
 from ccweb_helper import setup
 from ccweb_helper.hosts import is_loopback
 
@@ -40,11 +43,12 @@ TOKEN_TTL = 3600
 TOKEN_REFRESH = 600
 
 
-def sandbox_policy(issuer_url: str, git_host: str) -> dict[str, Any]:
-    """The demo policy: engineering may push anywhere, contractors may read ``demo``, others nothing."""
+def sandbox_policy(issuer_url: str, git_host: str, web: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The demo policy: engineering may push anywhere, contractors may read ``demo``, others nothing. ``web``:
+    its ``web:`` block (``sandbox_web``); without it, the page has no sign-in."""
     return {
         "issuers": [{
-            "name": "dev", "issuer": issuer_url, "audiences": ["ccweb", LOGIN_CLIENT_ID],
+            "name": "dev", "issuer": issuer_url, "audiences": ["ccweb", LOGIN_CLIENT_ID, WEB_CLIENT_ID],
             "login": {"client_id": LOGIN_CLIENT_ID, "scopes": ["openid", "email", "profile", "groups",
                                                              "offline_access"]},
         }],
@@ -64,7 +68,39 @@ def sandbox_policy(issuer_url: str, git_host: str) -> dict[str, Any]:
         "git_endpoints": [{"host": git_host, "region": REGION}],
         "grc": {"region": REGION, "endpoints": {REGION: git_host}},  # codecommit::us-east-1://demo: this git server
         "aws": {"session_duration": 3600},
+        **({"web": web} if web is not None else {}),
     }
+
+
+def sandbox_web(api_url: str, workdir: Path) -> dict[str, Any]:
+    """The sandbox's ``web:`` block: the page at ``api_url`` signs people in at the development issuer as its
+    confidential client ``ccweb-web``; both secrets are files under ``<workdir>/web`` (``write_web_secrets``)."""
+    return {
+        "issuer": "dev", "client_id": WEB_CLIENT_ID, "client_secret": {"file": str(workdir / "web" / "client-secret")},
+        "scopes": ["openid", "email", "profile", "groups"], "public_url": api_url,
+        "session_secret": {"file": str(workdir / "web" / "session-secret")},
+    }
+
+
+def write_web_secrets(workdir: Path, client_secret: str) -> None:
+    """``<workdir>/web`` (mode 0700) with ``client-secret`` (the development issuer's, for ``ccweb-web``) and a
+    new random ``session-secret``, each mode 0600; a file already there is replaced."""
+    web = workdir / "web"
+    web.mkdir(mode=0o700, parents=True, exist_ok=True)
+    web.chmod(0o700)
+    session_secret = secrets.token_urlsafe(MIN_SESSION_SECRET_BYTES + 16)  # 48 random bytes, 64 characters
+    for name, value in (("client-secret", client_secret), ("session-secret", session_secret)):
+        _write_private(web / name, value)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` into ``path`` with mode 0600, atomically (no moment where another mode or half a file shows)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -120,7 +156,9 @@ class Sandbox:
         self.git_host = self.git_url.removeprefix("http://")
         self.issuer = DevIssuer(self.issuer_url)
         self.sts = DevSTSStore()
-        self.config: Config = parse_config(sandbox_policy(self.issuer_url, self.git_host))
+        write_web_secrets(self.workdir, self.issuer.web_client_secret)
+        self.config: Config = parse_config(sandbox_policy(self.issuer_url, self.git_host,
+                                                          sandbox_web(self.api_url, self.workdir)))
         self.repos = self.workdir / "repos"
         self.tokens = self.workdir / "tokens"
         self._servers: list[tuple[_Server, socket.socket]] = []
@@ -230,9 +268,13 @@ class Sandbox:
             f"{user} ({'write' if 'engineering' in info['groups'] else 'read' if info['groups'] else 'no access'})"
             for user, info in DEMO_USERS.items()
         )
+        names = list(DEMO_USERS)
+        sign_in = (f"sign in as {', '.join(names[:-1])} or {names[-1]}" if self.config.web.sign_in
+                   else "no sign-in (the policy has no web.issuer)")
         return "\n".join([
             "ccweb dev: a sandbox on loopback, nothing from AWS, no real identity provider. Ctrl-C stops it.",
             f"  API           {self.api_url}   (OpenAPI: {self.api_url}/openapi.json)",
+            f"  web page      {self.api_url}/   {sign_in}",
             f"  OIDC issuer   {self.issuer_url}   demo users: {users}",
             f"  STS stand-in  {self.sts_url}",
             f"  git server    {self.repo_url('demo')}   (checks CodeCommit signatures)",
