@@ -34,6 +34,9 @@ from ccweb.iam import session_policy, sts_name
 from ccweb.identity import MISSING, claim_identity, default_identity, held_as
 from ccweb.sts import AssumeRoleRequest
 
+SIGN_IN_CLAIMS = ("iss", "sub", "aud", "azp", "exp", "email", "email_verified", "name", "preferred_username")
+"""The claims a web session keeps whatever the rules say (``Policy.kept_claims``): who signed in, and for whom."""
+
 SessionKey = tuple[str, str, str]
 """(the rule's ``name#fingerprint``, issuer name, identity): what a cached STS session is for."""
 
@@ -332,6 +335,33 @@ class Policy:
     def session_keys(self) -> dict[str, str]:
         """Rule name → its part of the session-cache key."""
         return {rule.name: rule.session_key for rule in self.rules}
+
+    def kept_claims(self, issuer: str, claims: Mapping[str, Any]) -> dict[str, Any]:
+        """What of a verified token's ``claims`` from ``issuer`` a web session keeps: ``SIGN_IN_CLAIMS`` and every
+        ``source_identity`` claim of its rules as they are; every other claim a rule of ``issuer`` or a deny entry
+        that can apply to it conditions on, a list with only the elements some condition on it accepts; nothing
+        else. ``decide`` answers on these exactly as on ``claims`` (a condition on a list holds when an element
+        does, and every element that one accepts is kept), and a member of hundreds of groups fits a cookie."""
+        whole = set(SIGN_IN_CLAIMS)
+        conditions: dict[str, list[Condition]] = {}
+        sources = [entry.conditions for entry in self.deny if entry.issuer in (None, issuer)]
+        for rule in self.rules:
+            if rule.issuer == issuer:
+                sources.append(rule.conditions)
+                if rule.identity_claim is not None:
+                    whole.add(rule.identity_claim)
+        for source in sources:
+            for condition in source:
+                conditions.setdefault(condition.claim, []).append(condition)
+        kept: dict[str, Any] = {}
+        for name, value in claims.items():
+            if name in whole:
+                kept[name] = value
+            elif name in conditions:
+                accepted = conditions[name]
+                kept[name] = ([item for item in value if any(c.matches(item) for c in accepted)]
+                              if isinstance(value, list) else value)
+        return kept
 
 
 def config_digest(config: Config) -> str:
