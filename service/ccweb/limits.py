@@ -9,8 +9,10 @@
 
 Every refusal is the contract's JSON error body, except on a route in git's credential format
 (``POST /v1/git-credential``, ``text_bodies``): its body may be of any media type, up to a size of its own, and
-its refusals are text (``ccweb.textapi``). A refused body is not read; an accepted one is read here (at
-most MAX_BODY_BYTES) and replayed to the application, so a slow or endless chunked upload never reaches it.
+its refusals are text (``ccweb.textapi``); nor on a route that takes a form (``form_bodies``: the web page's
+``POST /auth/logout``), whose body may be of any media type, up to a size of its own. A refused body is not
+read; an accepted one is read here (at most MAX_BODY_BYTES) and replayed to the application, so a slow or endless
+chunked upload never reaches it.
 The credential routes (``POST /v1/credentials`` and the text routes) answer a request that carries no bearer
 token at once, as the route itself would (``ccweb.credentials.missing_token``, in the route's ``Wire``), so an
 anonymous client cannot have a body buffered; and no body may take longer than ``BODY_SECONDS`` to arrive.
@@ -93,15 +95,17 @@ class RequestLimits:
     def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, max_head: int = MAX_HEAD_BYTES,
                  max_authorization: int = MAX_AUTHORIZATION_BYTES,
                  text_bodies: Mapping[str, int] | None = None, bearer_routes: Collection[str] | None = None,
-                 body_seconds: float = BODY_SECONDS) -> None:
+                 body_seconds: float = BODY_SECONDS, form_bodies: Mapping[str, int] | None = None) -> None:
         """``text_bodies``: the routes in git's credential format (paths below the root path), each with its body's
-        size limit. ``bearer_routes``: the routes whose POST needs a bearer token before its body is read (default:
-        ``POST /v1/credentials`` and the ``text_bodies`` routes)."""
+        size limit. ``form_bodies``: the routes whose body is a form (any media type), each with its size limit;
+        their refusals are JSON. ``bearer_routes``: the routes whose POST needs a bearer token before its body is
+        read (default: ``POST /v1/credentials`` and the ``text_bodies`` routes)."""
         self.app = app
         self.max_body = max_body
         self.max_head = max_head
         self.max_authorization = max_authorization
         self.text_bodies = dict(text_bodies or {})
+        self.form_bodies = dict(form_bodies or {})
         self.bearer_routes = frozenset(bearer_routes if bearer_routes is not None
                                        else (CREDENTIALS_PATH, *self.text_bodies))
         self.body_seconds = body_seconds
@@ -110,11 +114,13 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_body, text = self.max_body, False
+        max_body, text, form = self.max_body, False, False
         path = route_path(scope)
         limit = self.text_bodies.get(path)
         if limit is not None:
             max_body, text = limit, True
+        elif (limit := self.form_bodies.get(path)) is not None:
+            max_body, form = limit, True
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         if sum(len(name) + len(value) + 4 for name, value in headers) > self.max_head:
             await _refuse(send, *HEAD_TOO_LARGE, close=True, text=text)
@@ -144,7 +150,7 @@ class RequestLimits:
         if not (chunked or declared):
             await self.app(scope, receive, send)
             return
-        if not text and (content_type is None or not is_json(content_type)):
+        if not (text or form) and (content_type is None or not is_json(content_type)):
             await _refuse(send, *NOT_JSON, close=True)
             return
         if (scope["method"] == "POST" and path in self.bearer_routes
