@@ -4,6 +4,7 @@
       POST /v1/credentials     → CredentialsRoute → CredentialsEndpoint → CredentialFlow (ccweb.credentials)
       POST /v1/git-credential  → the same, in git's credential format (ccweb.textapi)
       everything else          → (FastAPI's exception layer) → router → FastAPI routes (ccweb.routes)
+                                                                      → the web face's routes, last (ccweb.web)
 
 ``FastRoutes`` (ccweb.fastroutes) is the innermost middleware, so those added later with ``add_middleware``
 wrap every route, the credentials route included; that route is in the router too.
@@ -37,6 +38,7 @@ from ccweb.routes import api_router
 from ccweb.sessions import SessionCache
 from ccweb.sts import STSClient
 from ccweb.textapi import GIT_CREDENTIAL_PATH, MAX_TEXT_BODY_BYTES, TEXT_WIRE
+from ccweb.web import LOGOUT_PATH, MAX_LOGOUT_BODY_BYTES, install_web
 
 NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
 """FastAPI's built-in OpenTelemetry hooks, off: ccweb exports Prometheus metrics and JSON logs, and the hooks
@@ -55,11 +57,14 @@ def create_app(
     reload_interval: float = RELOAD_INTERVAL_SECONDS,
     reload_on_sighup: bool = False,
     metrics_route: bool = True,
+    web_session_secret: bytes | None = None,
 ) -> FastAPI:
     """``config_path``: the file ``config`` came from; the app then reloads it when it changes (polled every
     ``reload_interval`` seconds; 0 turns the polling off) and, with ``reload_on_sighup``, on SIGHUP.
     ``monotonic`` drives the rate limiter. ``metrics_route``: serve ``/metrics`` (False when a listener of its
-    own does, ``ccweb serve --metrics-port``; the app still counts)."""
+    own does, ``ccweb serve --metrics-port``; the app still counts). ``web_session_secret`` signs the web page's
+    session cookie (``web.session_secret``, read by the caller); without it the page has no sign-in, and a policy
+    whose ``web:`` configures one is refused (ConfigError)."""
     metrics = metrics or Metrics()
     own_http = http is None
     client = http or outbound_client(timeout=httpx.Timeout(5.0))  # issuer discovery and key sets
@@ -94,9 +99,11 @@ def create_app(
     git_credential = CredentialsRoute(CredentialsEndpoint(flow, TEXT_WIRE), GIT_CREDENTIAL_PATH)
     app.router.routes[0:0] = [credentials, git_credential]
     app.include_router(api_router(flow, metrics_route=metrics_route))
+    install_web(app, running, http=client, clock=clock, session_secret=web_session_secret)  # after the API's routes
     app.add_middleware(FastRoutes, routes=[credentials, git_credential])  # first added: the innermost middleware
     # sizes and media type, before routing: see ccweb.limits
-    app.add_middleware(RequestLimits, text_bodies={GIT_CREDENTIAL_PATH: MAX_TEXT_BODY_BYTES})
+    app.add_middleware(RequestLimits, text_bodies={GIT_CREDENTIAL_PATH: MAX_TEXT_BODY_BYTES},
+                       form_bodies={LOGOUT_PATH: MAX_LOGOUT_BODY_BYTES})
     app.add_middleware(RequestMetrics, metrics=metrics, routes=app.router.routes)  # by route template, refusals too
     app.add_middleware(RequestId)  # outermost: every answer and log line of a request carries its X-Request-ID
     app.state.policy = running  # running.current: the running policy, verifier and rate limiter
