@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("ccweb serve: name the policy file with --config FILE or CCWEB_CONFIG.", file=sys.stderr)
         return 2
     try:
-        load_config(path)  # refuse to start on a bad file, before any worker is forked
+        config = load_config(path)  # refuse to start on a bad file, before any worker is forked
     except ConfigError as exc:
         print(printable(f"ccweb serve: {path} is not valid:"), file=sys.stderr)
         for line in exc.messages:
@@ -38,7 +38,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     kept = keep_credentials_direct(os.environ)  # before botocore first runs: instance metadata never via HTTP_PROXY
     from ccweb import logs  # noqa: PLC0415
-    from ccweb.server import ServeSettings, serve  # noqa: PLC0415
+    from ccweb.server import ServeSettings, serve, web_secrets  # noqa: PLC0415
+
+    try:
+        web_secrets(config)  # the web page's secrets: refused now, not when a worker starts or someone signs in
+    except ConfigError as exc:
+        print(printable(f"ccweb serve: {exc.messages[0]}"), file=sys.stderr)
+        return 1
 
     metrics = None if args.metrics_port is None else (args.metrics_host or args.host, args.metrics_port)
     if metrics is None and args.metrics_host is not None:

@@ -32,8 +32,10 @@ from uvicorn.supervisors import Multiprocess
 
 from ccweb import limits, logs, metrics
 from ccweb.app import create_app
+from ccweb.config import Config as PolicyConfig
 from ccweb.config import load_config
 from ccweb.sts import BotoSTS
+from ccweb.webconfig import MIN_SESSION_SECRET_BYTES, read_secret
 
 log = logging.getLogger("ccweb.server")
 
@@ -49,6 +51,17 @@ class ServeSettings:
     public_metrics: bool = True  # /metrics on the API's port; False with --metrics-port (the supervisor serves it)
 
 
+def web_secrets(config: PolicyConfig) -> bytes | None:
+    """The web page's session secret when ``web:`` configures sign-in (None without), after checking that its
+    client secret, if any, can be read too; ConfigError (one sentence naming the key, never the value) else."""
+    web = config.web
+    if not web.sign_in or web.session_secret is None:
+        return None
+    if web.client_secret is not None:
+        read_secret(web.client_secret, "web.client_secret")
+    return read_secret(web.session_secret, "web.session_secret", minimum=MIN_SESSION_SECRET_BYTES)
+
+
 def build_app(settings: ServeSettings) -> FastAPI:
     """The app of one worker (uvicorn calls this in the worker, through ``app_factory``)."""
     if threading.current_thread() is threading.main_thread():
@@ -58,7 +71,7 @@ def build_app(settings: ServeSettings) -> FastAPI:
     config = load_config(settings.config_path)
     return create_app(config, sts=BotoSTS(region=config.aws.region), config_path=settings.config_path,
                       reload_interval=settings.reload_interval, reload_on_sighup=True,
-                      metrics_route=settings.public_metrics)
+                      metrics_route=settings.public_metrics, web_session_secret=web_secrets(config))
 
 
 def app_factory(settings: ServeSettings) -> Callable[[], FastAPI]:
