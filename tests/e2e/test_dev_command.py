@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from ccweb.sandbox.dev import helper_command
 from ccweb_helper import __version__
@@ -32,6 +36,7 @@ def test_ccweb_dev_prints_commands_that_clone_and_stops_on_ctrl_c(tmp_path: Path
                 break
         pasted = [line.strip() for line in banner if line.strip().startswith(("export ", "git clone"))]
         assert len(pasted) == 3, "".join(banner)
+        _the_web_page_line_names_the_api_and_its_secrets_are_private("".join(banner))
         home = tmp_path / "home"
         home.mkdir()
         user_env = {**env, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
@@ -58,6 +63,19 @@ def test_ccweb_dev_prints_commands_that_clone_and_stops_on_ctrl_c(tmp_path: Path
     assert dev.returncode == 0
     assert "stopped" in stderr
     assert "Traceback" not in stderr
+
+
+def _the_web_page_line_names_the_api_and_its_secrets_are_private(banner: str) -> None:
+    api = re.search(r"^  API +(http://\S+) ", banner, re.MULTILINE)
+    page = re.search(r"^  web page +(http://\S+) +sign in as alice, bob or mallory$", banner, re.MULTILINE)
+    tokens = re.search(r"^  token files +(/\S+)/<user>\.jwt ", banner, re.MULTILINE)
+    assert api and page and tokens, banner
+    assert page[1] == api[1] + "/"
+    answer = httpx.get(page[1])
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html"), answer.text
+    web = Path(tokens[1]).parent / "web"
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (web, *web.iterdir())}
+    assert modes == {"web": 0o700, "client-secret": 0o600, "session-secret": 0o600}
 
 
 def _exports(lines: list[str]) -> dict[str, str]:

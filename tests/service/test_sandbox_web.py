@@ -1,20 +1,23 @@
 """The sandbox's web page sign-in as ``ccweb dev`` sets it up: its ``web:`` block names the development issuer's
 confidential client ``ccweb-web``, whose secret and the session secret are files of the work directory that no
-one else may read, and an ID token issued to that client is one the API accepts."""
+one else may read; an ID token issued to that client is one the API accepts; and signing in on the page as
+alice, bob or mallory shows each their own answer (without a browser: tests/e2e/web has the browser's view)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import stat
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from ccweb.sandbox.dev import Sandbox, sandbox_web, write_web_secrets
-from ccweb.sandbox.issuer import WEB_CLIENT_ID
+from ccweb.sandbox.issuer import DEMO_USERS, WEB_CLIENT_ID
 from ccweb.webconfig import MIN_SESSION_SECRET_BYTES, read_secret, redirect_uri
 
 
@@ -77,3 +80,19 @@ def test_the_secret_in_the_file_gets_an_id_token_the_api_accepts(sandbox: Sandbo
     assert whoami.status_code == 200, whoami.text
     seen = whoami.json()
     assert (seen["identity"], [rule["rule"] for rule in seen["rules"]]) == ("alice@example.com", ["developers"])
+
+
+ANSWERS = {"alice": ["developers"], "bob": ["contractors"], "mallory": []}
+
+
+@pytest.mark.parametrize("user", ANSWERS)
+def test_each_demo_user_signs_in_on_the_page_and_sees_their_own_rules(sandbox: Sandbox, user: str) -> None:
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
+        sign_in = browser.get(f"{sandbox.api_url}/auth/login")  # to the development issuer's sign-in page
+        assert str(sign_in.url).startswith(f"{sandbox.issuer_url}/authorize?"), sign_in.url
+        assert sign_in.url.params["client_id"] == WEB_CLIENT_ID and "Signing in to the ccweb web page" in sign_in.text
+        page = browser.post(f"{sandbox.issuer_url}/authorize", data={**sign_in.url.params, "user": user})
+    assert (page.status_code, str(page.url)) == (200, f"{sandbox.api_url}/"), page.text
+    assert f'data-identity="{DEMO_USERS[user]["email"]}"' in page.text
+    assert re.findall(r'<li class="rule" data-rule="([^"]*)"', page.text) == ANSWERS[user]
+    assert ('id="no-access"' in page.text) == (not ANSWERS[user])

@@ -33,7 +33,7 @@ from ccweb.sandbox.issuer import CLIENT_ID as LOGIN_CLIENT_ID
 from ccweb.sandbox.issuer import DEMO_USERS, WEB_CLIENT_ID, DevIssuer
 from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sts import BotoSTS
-from ccweb.webconfig import MIN_SESSION_SECRET_BYTES
+from ccweb.webconfig import MIN_SESSION_SECRET_BYTES, read_secret
 from ccweb_helper import setup
 from ccweb_helper.hosts import is_loopback
 
@@ -192,7 +192,7 @@ class Sandbox:
             create_demo_repository(self.repos, "demo")
         self.write_tokens()
         sts = BotoSTS(session=_dev_boto_session(), region=REGION, endpoint_url=self.sts_url)
-        self.app = create_app(self.config, sts=sts, http=None)
+        self.app = create_app(self.config, sts=sts, http=None, web_session_secret=self._web_session_secret())
         apps: dict[str, Any] = {
             "api": self.app,
             "issuer": self.issuer.app(),
@@ -203,6 +203,12 @@ class Sandbox:
             config = uvicorn.Config(app, log_level=self._log_level, access_log=False, lifespan="on", http="h11",
                                     **SERVER_OPTIONS)
             self._servers.append((_Server(config), self._sockets[name]))
+
+    def _web_session_secret(self) -> bytes | None:
+        """The secret ``web.session_secret`` names (the file ``write_web_secrets`` wrote), read as ``ccweb serve``
+        reads it; None for a policy without one (a test may give the sandbox another policy)."""
+        source = self.config.web.session_secret
+        return None if source is None else read_secret(source, "web.session_secret", minimum=MIN_SESSION_SECRET_BYTES)
 
     async def serve(self, on_started: Callable[[], None] | None = None) -> None:
         """Run until ``stop()`` (from ``run()``: Ctrl-C or SIGTERM); ``on_started`` once all listen."""
