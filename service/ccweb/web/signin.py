@@ -225,7 +225,7 @@ class SignIn:
                                         f"again shortly. {START_AGAIN}", reason="token_endpoint") from None
             raise SignInFailed(400, f"The identity provider refused to finish the sign-in (HTTP {status}"
                                     + (f", {c}" if (c := _answer_code(exc.response)) else "")
-                                    + f"): the code was used or is too old. {START_AGAIN}",
+                                    + f"). {START_AGAIN}",
                                reason="code_refused") from None
         except httpx.HTTPError as exc:
             log.warning("sign-in: the token endpoint cannot be reached: %s", type(exc).__name__)
