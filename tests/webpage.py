@@ -89,11 +89,13 @@ class PageClient:
         return self.loop.run_until_complete(self.client.request(method, path, **kwargs))
 
     def sign_in(self, claims: dict[str, Any] | str, *, lasting: float = 3600, digest: str | None = None) -> str:
-        """Be signed in with ``claims`` (or a person of ``PEOPLE``) of issuer ``corp``; returns the csrf token."""
+        """Be signed in with ``claims`` (or a person of ``PEOPLE``) of issuer ``corp``, kept as the sign-in keeps
+        them (``Policy.kept_claims``); returns the csrf token."""
         held = PEOPLE[claims] if isinstance(claims, str) else claims
         csrf = secrets.token_urlsafe(16)
+        kept = self.running.current.policy.kept_claims("corp", {"iss": ISSUER_URL, "aud": "ccweb-web", **held})
         signed = session.SignedIn(
-            issuer="corp", subject=str(held["sub"]), claims={"iss": ISSUER_URL, "aud": "ccweb-web", **held},
+            issuer="corp", subject=str(held["sub"]), claims=kept,
             expires_at=self.now + lasting, signed_in_at=self.now,
             policy_digest=digest or self.running.current.policy.digest, csrf=csrf)
         response = self.request("POST", "/test/sign-in", json=signed.stored())
