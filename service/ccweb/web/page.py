@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ccweb.credentials import iso_time
-from ccweb.explain import DEFAULT_REGION, ExplainError, explain, repository_target
+from ccweb.explain import DEFAULT_REGION, ExplainError, Explanation, Step, explain, repository_target
 from ccweb.iam import sts_name
 from ccweb.policy import Entitled, Granted, Policy, Suspended
 from ccweb.reload import RunningPolicy
@@ -110,7 +110,7 @@ def _answer(policy: Policy, signed: SignedIn, question: Question) -> Answer | No
         result = explain(policy, signed.claims, repository, region, signed.issuer)
     except ExplainError as exc:
         return Answer("error", (_for_the_page(str(exc)),))
-    lines = result.lines()
+    lines = _unnamed_deny_entries(result).lines()
     if default:
         lines[0] = lines[0].replace(f" in {region}", f" in {region} (the default; name another region to ask there)", 1)
     decision = result.decision
@@ -118,6 +118,15 @@ def _answer(policy: Policy, signed: SignedIn, question: Question) -> Answer | No
                         "suspended" if isinstance(decision, Suspended) else "denied")
     clone = clone_url(policy, repository, region) if isinstance(decision, Granted) else None
     return Answer(outcome, tuple(lines), clone)
+
+
+def _unnamed_deny_entries(result: Explanation) -> Explanation:
+    """``result`` without the names and conditions of the deny entries that do not apply: they are about other
+    people (``email = "eve@example.com"``, ``offboarded-eve``), and the page is open to everyone who signs in. An
+    entry that applies is this person's own suspension, which the API's answer names too."""
+    deny = tuple(step if step.outcome == "applies" else Step(step.label.split(" ", 1)[0], step.outcome)
+                 for step in result.deny)
+    return replace(result, deny=deny)
 
 
 def _for_the_page(sentence: str) -> str:
