@@ -48,7 +48,7 @@ def browser(open_browser: OpenBrowser) -> Chrome:
     return open_browser()
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: sees the outcome after xfail is applied
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """A failing test's browsers: the page each shows, saved as a PNG and its source, the paths in the report."""
     report = yield
