@@ -281,8 +281,8 @@ def save_failure(browser: Chrome, name: str, directory: Path = ARTIFACTS) -> lis
 
 
 def screenshot(path: Path) -> Path:
-    """The README's picture: the sandbox's page as alice sees it, her reach box answered for ``demo``, at a
-    desktop width (the page's full height), as a PNG at ``path``."""
+    """The README's picture: the sandbox's page as alice sees it at a desktop width, from the top to her "can I
+    reach …?" box answered for ``demo`` (set-up and CI follow on the page), as a PNG at ``path``."""
     from ccweb.sandbox.dev import Sandbox
 
     with tempfile.TemporaryDirectory(prefix="ccweb-screenshot-") as workdir:
@@ -290,17 +290,20 @@ def screenshot(path: Path) -> Path:
             box = Sandbox(port=8700, workdir=Path(workdir))  # the port `ccweb dev` shows, when it is free
         except OSError:
             box = Sandbox(port=0, workdir=Path(workdir))
-        with box.running(), chromium(size=(DESKTOP[0], 800)) as browser:
+        with box.running(), chromium() as browser:
             sign_in(browser, f"{box.api_url}/", "alice")
             element(browser, "input#reach-repo").send_keys("demo")
             element(browser, "form#reach button[type='submit']").click()
             element(browser, "#reach-answer")
-            height = int(browser.execute_script("return document.documentElement.scrollHeight"))
-            browser.set_window_size(DESKTOP[0], min(max(height, 800), 4000))
-            page_loaded_from(browser, box.api_url)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not browser.save_screenshot(str(path)):
-                raise RuntimeError(f"chromium could not save {path}")
+            bottom = browser.execute_script(
+                "return Math.ceil(document.querySelector('#reach-section').getBoundingClientRect().bottom"
+                " + window.scrollY + 24)")
+            shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+                "format": "png", "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": DESKTOP[0], "height": int(bottom), "scale": 1},
+            })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
