@@ -250,17 +250,18 @@ class SignIn:
             answer.headers["Allow"] = "POST"
             return answer
         own = self.running.current.config.web.public_url or str(request.base_url)
-        origin = request.headers.get("origin")
-        if origin is not None and not same_origin(origin, own):
+        origin = request.headers.get("origin")  # "null" from the page itself: browsers send that under no-referrer
+        if origin is not None and origin != "null" and not same_origin(origin, own):
             return message_page(request, status=403, title="Not signed out",
                                 sentence="That sign-out came from another site; nothing changed.")
         signed = session.signed_in(request, self.clock())
-        if signed is not None:
-            if not hmac.compare_digest(_form_field(await request.body(), "csrf").encode(), signed.csrf.encode()):
-                return message_page(request, status=403, title="Not signed out",
-                                    sentence="That sign-out did not come from this page; you are still signed in. "
-                                             "Use the page's Sign out button.")
-            log.info("signed out on the page: issuer %s, subject %s", signed.issuer, printable(signed.subject))
+        if signed is None:
+            return self._home(request)  # no one to sign out: the session (and cookie) stays as it is
+        if not hmac.compare_digest(_form_field(await request.body(), "csrf").encode(), signed.csrf.encode()):
+            return message_page(request, status=403, title="Not signed out",
+                                sentence="That sign-out did not come from this page; you are still signed in. "
+                                         "Use the page's Sign out button.")
+        log.info("signed out on the page: issuer %s, subject %s", signed.issuer, printable(signed.subject))
         session.end(request, session.SIGNED_OUT)
         return self._home(request)
 

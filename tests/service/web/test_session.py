@@ -120,6 +120,9 @@ def test_sign_out_needs_the_pages_own_form(web: Web) -> None:
     out = browser.request("POST", "/auth/logout", data={"csrf": csrf}, headers={"Origin": "http://127.0.0.1:8700"})
     assert out.status_code == 303 and out.headers["location"] == "/"
     assert shown(browser) == (None, SIGNED_OUT)
+    stranger = web.browser()  # a sign-out without a session (a cross-site form carries no Lax cookie) sets none
+    again = stranger.request("POST", "/auth/logout", data={"csrf": csrf})
+    assert again.status_code == 303 and "set-cookie" not in again.headers
 
 
 def test_every_web_answer_carries_the_page_headers_and_the_apis_none(web: Web) -> None:
