@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from selenium.webdriver import Chrome
@@ -13,6 +14,7 @@ from browser import (
     OpenBrowser,
     element,
     elements,
+    network_events,
     page_loaded_from,
     received,
     sign_in,
@@ -85,6 +87,18 @@ def test_without_javascript_signing_in_asking_and_signing_out_work(sandbox: Sand
     page_loaded_from(browser, f"{sandbox.api_url}/")
     assert element(browser, "#notice").text == "You are signed out."
     assert received(browser, f"{sandbox.api_url}/auth/logout").status == 303
+
+
+def test_the_page_loads_nothing_from_elsewhere(sandbox: Sandbox, browser: Chrome) -> None:
+    sign_in(browser, f"{sandbox.api_url}/", "alice")
+    browser.get(f"{sandbox.api_url}/?repo=demo")
+    element(browser, "#reach-answer")
+    wait(browser).until(lambda b: elements(b, "button.copy"))  # its script has run
+    asked = {urlsplit(str(event["params"]["request"]["url"])) for event in network_events(browser)
+             if event["method"] == "Network.requestWillBeSent"}
+    over_the_network = {f"{u.scheme}://{u.netloc}" for u in asked if u.scheme in ("http", "https", "ws", "wss")}
+    assert over_the_network == {sandbox.api_url, sandbox.issuer_url}  # (chrome:// and data: are the browser's own)
+    assert {u.path for u in asked if u.path.startswith("/static/")} >= {"/static/ccweb.css", "/static/copy.js"}
 
 
 PHONE = {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True}
