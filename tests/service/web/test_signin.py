@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
+from ccweb.config import parse_config
 from ccweb.web.session import SIGNED_IN
 from ccweb.web.signin import NO_STATE
 from websignin import IdP, Web, message, web_policy
@@ -176,3 +177,16 @@ def test_sign_in_of_a_policy_without_it_is_a_404_page(make_web: Callable[..., We
         assert answer.status_code == 404
         assert "no single sign-on" in message(answer)
     assert "set-cookie" not in answer.headers
+
+
+def test_sign_in_added_by_a_reload_to_a_service_started_without_a_session_secret_is_a_503_page(
+        tmp_path: Path, idp: IdP, make_web: Callable[..., Web]) -> None:
+    policy = web_policy(idp.url, tmp_path, idp.client_secret)
+    web = make_web(policy={k: v for k, v in policy.items() if k != "web"}, secret=None)
+    assert web.app.state.policy.apply(parse_config(policy))
+    browser = web.browser()
+    answer = browser.get("/auth/login")
+    assert answer.status_code == 503
+    assert message(answer).startswith("Sign-in needs the session secret, which this service did not read when it "
+                                      "started")
+    assert "set-cookie" not in answer.headers and "/authorize" not in idp.asked
