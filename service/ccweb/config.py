@@ -23,6 +23,8 @@ from pydantic import (
 )
 
 from ccweb.claims import ClaimConditions, claim_name_problem
+from ccweb.configbase import ConfigError as ConfigError  # noqa: PLC0414 (re-exported: raised by load_config)
+from ccweb.configbase import oauth_scopes
 from ccweb.grc import GrcSettings
 from ccweb.grc import problems as grc_problems
 from ccweb.iam import MAX_SESSION_POLICY, session_policy
@@ -46,14 +48,6 @@ REPOSITORY_GLOB = re.compile(
 MIN_SESSION, MAX_SESSION = 900, 43200
 
 
-class ConfigError(Exception):
-    """The configuration is invalid; ``messages`` are ``key: problem`` lines."""
-
-    def __init__(self, messages: list[str]) -> None:
-        super().__init__("\n".join(messages))
-        self.messages = messages
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,9 +63,6 @@ def _check_issuer_url(value: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must not carry a query, fragment or user name")
     return value
-
-
-SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 scope-token
 
 
 def _not_sts(audience: str) -> str:
@@ -94,12 +85,7 @@ class LoginSettings(_Model):
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, value: list[str]) -> list[str]:
-        for scope in value:
-            if not SCOPE.fullmatch(scope):
-                raise ValueError(f"{scope!r} is not an OAuth scope")
-        if "openid" not in value:
-            raise ValueError("must include 'openid': the helper signs in for an ID token")
-        return value
+        return oauth_scopes(value, "the helper signs in for an ID token")
 
 
 class Issuer(_Model):

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ccweb.configbase import ConfigError, oauth_scopes
 from ccweb_helper.hosts import is_loopback
 
 MIN_SESSION_SECRET_BYTES = 32
@@ -67,17 +68,6 @@ class SecretSource(_Model):
         return self
 
 
-def _scope_list(value: list[str]) -> list[str]:
-    from ccweb.config import SCOPE  # noqa: PLC0415 (ccweb.config imports this module)
-
-    for scope in value:
-        if not SCOPE.fullmatch(scope):
-            raise ValueError(f"{scope!r} is not an OAuth scope")
-    if "openid" not in value:
-        raise ValueError("must include 'openid': sign-in asks for an ID token")
-    return value
-
-
 def _public_url(value: str) -> str:
     if not value.isascii() or not value.isprintable() or " " in value:
         raise ValueError(f"{value!r} is not a URL of printable ASCII characters without spaces")
@@ -113,7 +103,7 @@ class WebSettings(_Model):
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, value: list[str]) -> list[str]:
-        return _scope_list(value)
+        return oauth_scopes(value, "sign-in asks for an ID token")
 
     @field_validator("public_url")
     @classmethod
@@ -164,8 +154,6 @@ def read_secret(source: SecretSource, key: str, env: Mapping[str, str] = os.envi
     """The secret ``source`` names, as bytes; ConfigError with one sentence naming ``key`` (``web.session_secret``)
     and the file or variable, never the value. A file's one trailing newline (``echo`` writes one) is not part of
     the secret. ``minimum``: the fewest bytes accepted (``MIN_SESSION_SECRET_BYTES`` for the session secret)."""
-    from ccweb.config import ConfigError  # noqa: PLC0415 (ccweb.config imports this module)
-
     if source.env is not None:
         where = f"the environment variable {source.env}"
         if source.env not in env:
