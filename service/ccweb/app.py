@@ -38,7 +38,7 @@ from ccweb.routes import api_router
 from ccweb.sessions import SessionCache
 from ccweb.sts import STSClient
 from ccweb.textapi import GIT_CREDENTIAL_PATH, MAX_TEXT_BODY_BYTES, TEXT_WIRE
-from ccweb.web import LOGOUT_PATH, MAX_LOGOUT_BODY_BYTES, install_web
+from ccweb.web.routes import LOGOUT_PATH, MAX_LOGOUT_BODY_BYTES, install_web
 
 NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
 """FastAPI's built-in OpenTelemetry hooks, off: ccweb exports Prometheus metrics and JSON logs, and the hooks
