@@ -28,7 +28,8 @@ REQUIREMENTS = [
     "pydantic>=2.9",
     "PyYAML>=6.0.3",
     "prometheus-client>=0.20",
-    "authlib>=1.7.1",  # the web page's sign-in (its Starlette client); joserfc underneath, no deprecation warnings
+    "authlib>=1.9",  # the web page's sign-in (its Starlette client, on joserfc); 1.9: a token endpoint's answer
+    # that is not JSON (a gateway's 429 page) raises its HTTP error, as the page's messages expect
     "itsdangerous>=2.1",  # Starlette's SessionMiddleware signs the web page's session cookie with it
     "jinja2>=3.1.6",  # the web page's templates; 3.1.6: the last of 3.1's escaping and sandbox fixes
 ]
