@@ -38,7 +38,7 @@ from ccweb.policy import (
     Unidentified,
 )
 from ccweb.targets import resolve
-from ccweb_helper.hosts import REPOSITORY_NAME_PATTERN
+from ccweb_helper.hosts import REPOSITORY_NAME_PATTERN, parse_repository_path
 
 REPOSITORY_NAME = re.compile(REPOSITORY_NAME_PATTERN)
 DEFAULT_REGION = "us-east-1"
@@ -303,7 +303,10 @@ def _depth(value: object) -> int:
 def repository_target(config: Config, repo: str, region: str | None) -> tuple[str, str, bool]:
     """(repository, region, whether the region is the default) for ``--repo NAME`` or a clone URL."""
     if "://" in repo:
-        parts = urlsplit(repo)
+        try:
+            parts = urlsplit(repo)
+        except ValueError as exc:  # an unclosed '[', a host that NFKC turns into '/', '#', …
+            raise ExplainError(f"--repo: {repo[:100]!r} is not a clone URL: its host cannot be read ({exc})") from None
         try:
             target = resolve(config, parts.scheme, parts.netloc, parts.path)
         except InvalidRequest as exc:
@@ -311,10 +314,10 @@ def repository_target(config: Config, repo: str, region: str | None) -> tuple[st
         if region is not None and region != target.region:
             raise ExplainError(f"--region {region} contradicts the URL, whose host is in {target.region}")
         return target.repository, target.region, False
-    if not REPOSITORY_NAME.fullmatch(repo):
+    if parse_repository_path(f"/v1/repos/{repo}") != repo:  # the API's own reading of a repository's path
         raise ExplainError(
-            f"--repo: {repo[:100]!r} is not a repository name (1-100 letters, digits, '.', '_' or '-') "
-            "nor a clone URL"
+            f"--repo: {repo[:100]!r} is not a repository name (1-100 letters, digits, '.', '_' or '-'; "
+            "not '.' or '..') nor a clone URL"
         )
     if region is None:
         return repo, DEFAULT_REGION, True

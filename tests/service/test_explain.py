@@ -203,6 +203,16 @@ def test_repository_target(repo: str, region: str | None, expected: tuple[str, s
                      "--repo: 'git-codecommit.eu-west-1.amazonaws.com.evil.net' is neither", id="lookalike-host"),
         pytest.param("https://git-codecommit.eu-west-1.amazonaws.com/v1/repos/x", "us-east-1",
                      "--region us-east-1 contradicts the URL", id="region-contradicts-url"),
+        pytest.param("https://[abc/v1/repos/demo", None,
+                     r"--repo: 'https://\[abc/v1/repos/demo' is not a clone URL: its host cannot be read",
+                     id="url-with-an-unclosed-bracket"),
+        pytest.param("https://git-codecommit.us-east-1.amazonaws.com\uff0fx/v1/repos/demo", None,
+                     "--repo: .* is not a clone URL: its host cannot be read", id="url-with-a-full-width-slash"),
+        pytest.param(".", None, r"--repo: '\.' is not a repository name", id="dot"),
+        pytest.param("..", "eu-west-1", r"--repo: '\.\.' is not a repository name", id="dot-dot"),
+        pytest.param("demo/", None, "--repo: 'demo/' is not a repository name", id="trailing-slash"),
+        pytest.param("https://git-codecommit.eu-west-1.amazonaws.com/v1/repos/..", None,
+                     r"--repo: '/v1/repos/\.\.' is not a CodeCommit repository path", id="dot-dot-in-a-url"),
     ],
 )
 def test_bad_repository(repo: str, region: str | None, message: str) -> None:
@@ -283,6 +293,9 @@ def test_command_exits_1_when_denied(policy_file: Path, tmp_path: Path, capsys: 
         pytest.param("bad-claims", "--claims {tmp}/claims.json: the claims must be a JSON object", id="bad-claims"),
         pytest.param("bad-config", "rules[0].role_arn: not an IAM role ARN", id="bad-config-names-the-key"),
         pytest.param("bad-repo", "--repo: 'no/such' is not a repository name", id="bad-repo"),
+        pytest.param("bad-url", "--repo: 'https://[x/v1/repos/demo' is not a clone URL: its host cannot be read",
+                     id="unparseable-url"),
+        pytest.param("dot-dot", "--repo: '..' is not a repository name", id="dot-dot"),
     ],
 )
 def test_command_exits_2_on_bad_input(setup: str, message: str, policy_file: Path, tmp_path: Path,
@@ -295,7 +308,7 @@ def test_command_exits_2_on_bad_input(setup: str, message: str, policy_file: Pat
         broken = json.loads(json.dumps(POLICY_DATA))
         broken["rules"][0]["role_arn"] = "arn:aws:iam::1:user/x"
         policy_file.write_text(json.dumps(broken), encoding="utf-8")
-    repo = "no/such" if setup == "bad-repo" else "x"
+    repo = {"bad-repo": "no/such", "bad-url": "https://[x/v1/repos/demo", "dot-dot": ".."}.get(setup, "x")
     code, out, err = run(capsys, "--config", str(policy_file), "--claims", str(claims), "--repo", repo)
     assert code == 2
     assert out == ""

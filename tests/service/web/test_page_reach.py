@@ -87,7 +87,12 @@ def test_the_deny_list_is_checked_first_without_naming_whom_it_suspends(page: Pa
     ("http://git-codecommit.us-east-1.amazonaws.com/v1/repos/demo", None, "Refusing a credential for plain http"),
     ("", None, "Name a repository, or paste its clone URL."),
     ("x" * 3000, None, "longer than any repository name"),
-], ids=["not-a-name", "not-a-region", "region-contradicts-url", "not-codecommit", "plain-http", "empty", "too-long"])
+    ("https://[abc/v1/repos/demo", None, "'https://[abc/v1/repos/demo' is not a clone URL: its host cannot be read"),
+    ("https://a\uff03b/v1/repos/x", None, "'https://a\uff03b/v1/repos/x' is not a clone URL: its host cannot be read"),
+    (".", None, "'.' is not a repository name"),
+    ("..", "eu-west-1", "'..' is not a repository name"),
+], ids=["not-a-name", "not-a-region", "region-contradicts-url", "not-codecommit", "plain-http", "empty", "too-long",
+        "url-unclosed-bracket", "url-full-width-host", "dot", "dot-dot"])
 def test_bad_input_is_one_sentence_beside_the_box(page: PageClient, repo: str, region: str | None,
                                                   sentence: str) -> None:
     page.sign_in("alice")
