@@ -12,19 +12,21 @@ audience) are quoted for the shell or YAML they land in whenever they hold more 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ccweb.explain import DEFAULT_REGION
-from ccweb.policy import Granted, Policy, Repository
+from ccweb.policy import CompiledRule, Entitled, Granted, Policy, Repository
 from ccweb_helper.grc import standard_host
 from ccweb_helper.hosts import is_loopback, split_host
 
 PLACEHOLDER_REPOSITORY = "MyRepo"
+MAX_CLONE_DECISIONS = 20
 HOME_CHMOD = "chmod +x ~/.local/bin/ccweb-helper"
 _SH_PLAIN = re.compile(r"[A-Za-z0-9_./:@%+=,~-]+")
 _PS_PLAIN = re.compile(r"[A-Za-z0-9_./:%+=~-]+")
@@ -99,20 +101,39 @@ def clone_url(policy: Policy, repository: str, region: str) -> str:
     return f"{scheme}://{host}/v1/repos/{repository}"
 
 
+def _candidates(rules: Iterable[CompiledRule], regions: tuple[str, ...]) -> Iterator[Repository]:
+    """The concrete repositories ``rules`` name, in order: a name without a region in each of ``regions``."""
+    for rule in rules:
+        for glob in rule.globs:
+            if not _GLOB.search(glob.text):
+                region, _, name = glob.text.rpartition("/")
+                yield from (Repository(name, r) for r in ((region,) if region else regions))
+
+
 def first_clone(policy: Policy, issuer: str | None, claims: Mapping[str, Any] | None) -> Clone:
     """A repository the signed-in person can reach (``Policy.decide`` grants it): the first concrete name among the
-    rules' repositories, the person's own rules first; else ``MyRepo`` in the first region the page would try."""
+    rules that grant them something, then among the other rules (a rule of ``*`` names none); else ``MyRepo`` in
+    the first region the page would try.
+
+    Every render asks this, so it asks ``decide`` at most ``1 + MAX_CLONE_DECISIONS`` times, however large the
+    policy: one question for what the person is granted at all (nothing, or suspended: ``MyRepo`` at once), then
+    one per repository tried."""
     regions = tuple(dict.fromkeys(_regions(policy)))
     if issuer is not None and claims is not None:
-        matching = [rule for rule in policy.rules if rule.matches(issuer, claims)]
-        for rule in [*matching, *(rule for rule in policy.rules if rule not in matching)]:
-            for glob in rule.globs:
-                region, _, name = glob.text.rpartition("/")
-                if _GLOB.search(glob.text):
+        entitled = policy.decide(issuer, claims, None)
+        if isinstance(entitled, Entitled):
+            theirs = {rule.index for rule in entitled.rules}
+            others = (rule for rule in policy.rules if rule.index not in theirs)
+            tried: set[Repository] = set()
+            for where in _candidates(itertools.chain(entitled.rules, others), regions):
+                if where in tried:
                     continue
-                for where in (Repository(name, r) for r in ((region,) if region else regions)):
-                    if isinstance(policy.decide(issuer, claims, where), Granted):
-                        return Clone(clone_url(policy, name, where.region), name, where.region, placeholder=False)
+                if len(tried) == MAX_CLONE_DECISIONS:
+                    break
+                tried.add(where)
+                if isinstance(policy.decide(issuer, claims, where), Granted):
+                    return Clone(clone_url(policy, where.repository, where.region), where.repository, where.region,
+                                 placeholder=False)
     region = regions[0]
     return Clone(clone_url(policy, PLACEHOLDER_REPOSITORY, region), PLACEHOLDER_REPOSITORY, region, placeholder=True)
 

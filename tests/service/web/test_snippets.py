@@ -16,6 +16,7 @@ from ccweb.policy import Policy, compile_policy
 from ccweb.routes import HELPER_PATH
 from ccweb.shell_dist import SHELL_HELPER_PATH
 from ccweb.web.snippets import (
+    MAX_CLONE_DECISIONS,
     Clone,
     ci_platforms,
     first_clone,
@@ -163,3 +164,45 @@ def test_setup_installs_from_this_service_sets_it_up_and_clones(login: bool) -> 
         assert any(f"setup --url {URL}" in line for line in lines)
     assert ("opens your browser to sign in" in unix.intro) == login
     assert ("`demo` (us-east-1) is a repository you can reach" in unix.intro)
+
+
+TEAMS, NAMES_PER_TEAM = 200, 20
+
+
+def large_policy() -> Policy:
+    """The sandbox's rules after 200 teams' own: each team's group reads its 20 repositories, in three regions."""
+    base = policy(git_endpoints=[{"host": "git1.example.com", "region": "eu-west-1"},
+                                 {"host": "git2.example.com", "region": "eu-central-1"}])
+    teams = [{"name": f"team-{i}", "issuer": "corp", "claims": {"groups": f"team-{i}"}, "role_arn": ROLE + "readers",
+              "repositories": [f"team{i}-repo{j}" for j in range(NAMES_PER_TEAM)], "access": "read"}
+             for i in range(TEAMS)]
+    apps = {"name": "app-team", "issuer": "corp", "claims": {"groups": "app"}, "role_arn": ROLE + "app",
+            "repositories": ["app-*"], "access": "write"}
+    return compile_policy(parse_config({**base, "rules": [*teams, apps, *base["rules"]]}))
+
+
+@pytest.mark.parametrize(("groups", "clone"), [
+    ([], None),
+    (["team-150"], "https://git1.example.com/v1/repos/team150-repo0"),
+    (["engineering"], "https://git1.example.com/v1/repos/team0-repo0"),
+    (["app"], None),
+], ids=["granted-nothing", "a-team-member", "granted-everything", "granted-only-a-glob"])
+def test_the_first_clone_asks_a_large_policy_a_bounded_number_of_questions(
+        monkeypatch: pytest.MonkeyPatch, groups: list[str], clone: str | None) -> None:
+    """A policy of hundreds of rules: a page render asks ``decide`` a handful of times (a few rules' names, then
+    ``MyRepo``), never once per repository, region and rule; a person granted nothing costs one question."""
+    large = large_policy()
+    asked: list[object] = []
+    decide = Policy.decide
+
+    def counted(self: Policy, *args: Any) -> Any:
+        asked.append(args[2])
+        return decide(self, *args)
+
+    monkeypatch.setattr(Policy, "decide", counted)
+    found = first_clone(large, "corp", {**claims("mallory"), "groups": groups})
+    assert (None if found.placeholder else found.url) == clone
+    assert len(asked) <= 1 + MAX_CLONE_DECISIONS, f"{len(asked)} decisions for one page"
+    assert asked[0] is None, "first what the person is granted at all"
+    if not groups:
+        assert len(asked) == 1, "granted nothing: no repository is tried"
