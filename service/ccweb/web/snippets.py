@@ -292,7 +292,7 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
             "        - {name: CCWEB_TOKEN_FILE, value: /var/run/secrets/ccweb/token}",
             "      volumeMounts:", "        - {name: ccweb-token, mountPath: /var/run/secrets/ccweb, readOnly: true}",
             "  volumes:", "    - name: ccweb-token", "      projected:", "        sources:",
-            f"          - serviceAccountToken: {{path: token, audience: {_single_quoted(audience)}, "
+            f"          - serviceAccountToken: {{path: token, audience: {aud}, "
             "expirationSeconds: 3600}"])),), (
         ("`iss`", "the cluster's service-account issuer, e.g. `https://oidc.eks.us-east-1.amazonaws.com/id/<id>` (its "
                   "discovery document and key set must be reachable by the service; else set `jwks_uri`)"),
@@ -300,11 +300,6 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
         ("`sub`", "`system:serviceaccount:<namespace>:<service account>` — match it with a `pattern`"),
     ))
     return github, gitlab, circleci, buildkite, bitbucket, azure, kubernetes
-
-
-def _single_quoted(value: str) -> str:
-    """``value`` as a YAML single-quoted scalar."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def without_python(url: str) -> str:

@@ -54,7 +54,8 @@ def test_the_no_python_line_is_docs_ci_md_s() -> None:
 
 
 URL = "https://git.corp.example:8443/tools/ccweb"
-AUDIENCES = ["https://ccweb.corp.example", "ccweb", "it's: #odd, {aud}", 'a "quoted" one']
+AUDIENCES = ["https://ccweb.corp.example", "ccweb", "it's: #odd, {aud}", 'a "quoted" one', "two\nlines", "a\x85b",
+             "a\u2028b", "tab\tand  spaces "]
 
 
 def yaml_blocks(audience: str) -> dict[str, Any]:
