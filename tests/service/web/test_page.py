@@ -208,6 +208,20 @@ def test_the_page_is_for_people_on_any_screen_and_with_any_means(page: PageClien
     assert all(e.all_text for e in shown.all("button")), "every button says what it does"
 
 
+def test_each_copyable_block_has_a_name_of_its_own(page: PageClient) -> None:
+    """A screen reader lists the code blocks and their copy buttons (copy.js names each button after its block's
+    ``aria-labelledby``): "A job" three times, or "With pip" on two systems, cannot be told apart."""
+    page.sign_in("alice")
+    shown = Page.of(page.get(repo="demo"))
+    texts = {str(e.get("id")): e.all_text for e in shown.all(id=None)}
+    blocks = shown.all("pre", data_copy=None)
+    names = [", ".join(texts[i].rstrip(":") for i in str(pre.get("aria-labelledby") or "").split()) for pre in blocks]
+    assert len(blocks) == 16 and all(names), names
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    assert "GitLab CI, A job" in names and "Windows (PowerShell), With pip, in a checkout of ccweb's source" in names
+    assert "Clone it" in names, "the reach box's git clone"
+
+
 def test_head_answers_as_get_without_a_body(page: PageClient) -> None:
     response = page.request("HEAD", "/")
     assert response.status_code == 200

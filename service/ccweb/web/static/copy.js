@@ -50,6 +50,20 @@
     }, 50);
   }
 
+  function name(pre) {
+    /* The block's own name, as aria-labelledby gives it (its section's heading, then its title): unique on the
+       page, so a screen reader's list of buttons tells "GitLab CI, A job" from "Buildkite, A step". */
+    var ids = (pre.getAttribute("aria-labelledby") || "").split(/\s+/);
+    var parts = [];
+    ids.forEach(function (id) {
+      var element = id ? document.getElementById(id) : null;
+      if (element) {
+        parts.push(element.textContent.trim().replace(/:$/, ""));
+      }
+    });
+    return parts.join(", ");
+  }
+
   Array.prototype.forEach.call(blocks, function (pre) {
     var bar = document.createElement("div");
     bar.className = "copy-bar";
@@ -57,8 +71,8 @@
     button.type = "button";
     button.className = "copy";
     button.textContent = "Copy";
-    var title = document.getElementById(pre.getAttribute("aria-labelledby") || "");
-    button.setAttribute("aria-label", "Copy" + (title ? ": " + title.textContent : " this code"));
+    var label = name(pre);
+    button.setAttribute("aria-label", "Copy" + (label ? ": " + label : " this code"));
     button.addEventListener("click", function () {
       copy(pre.textContent).then(function () {
         button.textContent = "Copied";
