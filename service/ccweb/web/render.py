@@ -3,14 +3,16 @@
     render(request, "page.html", {...})                      → HTMLResponse
     message_page(request, status=400, title=…, sentence=…)   → HTMLResponse: one sentence and a way back
 
-Every value a template shows is escaped (a claim holding ``<script>`` shows as text); templates carry no inline
-script or style (the page's CSP is ``default-src 'self'``), only ``static/ccweb.css`` and ``static/copy.js``.
+Every value a template shows is escaped (a claim holding ``<script>`` shows as text; a lone surrogate, which UTF-8
+cannot carry, as U+FFFD); templates carry no inline script or style (the page's CSP is ``default-src 'self'``),
+only ``static/ccweb.css`` and ``static/copy.js``.
 Links are written under the page's base path: the path of ``web.public_url`` when it has one (a service
 behind a proxy at ``https://host/ccweb``), else the request's ``root_path``.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from starlette.responses import HTMLResponse, Response
 from ccweb import __version__
 
 TEMPLATES = Path(__file__).with_name("templates")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def spans(text: str) -> list[tuple[str, bool]]:
@@ -68,7 +71,17 @@ def render(request: Request, name: str, context: dict[str, Any], status: int = 2
     values = {"version": __version__, **context}
     values.setdefault("base", base_path(request))
     html = environment().get_template(name).render(values)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(encodable(html), status_code=status)
+
+
+def encodable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: each lone surrogate (a claim's JSON may escape one, ``"\\ud800"``, and
+    Python reads it as it is) as U+FFFD, the replacement character, rather than an error answering 500."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def message_page(request: Request, *, status: int, title: str, sentence: str) -> Response:
