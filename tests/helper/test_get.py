@@ -331,6 +331,12 @@ def test_the_helper_runs_on_the_standard_library_alone(tmp_path: Path) -> None:
     assert result.stdout.startswith("ccweb-helper ")
 
 
+def _ctrl_c_at_its_default() -> None:
+    """In the child: SIGINT as git leaves it. A test run started in the background of a shell (``cmd &``) hands its
+    children SIGINT ignored, and Python installs no KeyboardInterrupt handler for a signal ignored on entry."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_waiting_stops_git_without_a_traceback(home: Path) -> None:
     with socket.socket() as silent:  # accepts connections and never answers: the helper waits
         silent.bind(("127.0.0.1", 0))
@@ -339,6 +345,7 @@ def test_ctrl_c_while_waiting_stops_git_without_a_traceback(home: Path) -> None:
             [sys.executable, "-m", "ccweb_helper", "get"], env=home_env(home, CCWEB_TOKEN="PLANTED.TOKEN.VALUE",
                                                                          CCWEB_URL=f"http://127.0.0.1:{silent.getsockname()[1]}"),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=_ctrl_c_at_its_default,  # noqa: PLW1509 (only a signal's disposition)
         )
         assert process.stdin is not None
         process.stdin.write(attrs())
