@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
 
 from ccweb.claims import ClaimCondition, Pattern, value_pattern
@@ -296,6 +296,7 @@ class Policy:
     """SHA-256 of the validated configuration (not of the file: comments and layout do not count)."""
     deny: tuple[CompiledDeny, ...]
     rules: tuple[CompiledRule, ...]
+    _kept_digests: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @overload
     def decide(
@@ -342,6 +343,33 @@ class Policy:
         that can apply to it conditions on, a list with only the elements some condition on it accepts; nothing
         else. ``decide`` answers on these exactly as on ``claims`` (a condition on a list holds when an element
         does, and every element that one accepts is kept), and a member of hundreds of groups fits a cookie."""
+        whole, conditions = self._kept_shape(issuer)
+        kept: dict[str, Any] = {}
+        for name, value in claims.items():
+            if name in whole:
+                kept[name] = value
+            elif name in conditions:
+                accepted = conditions[name]
+                kept[name] = ([item for item in value if any(c.matches(item) for c in accepted)]
+                              if isinstance(value, list) else value)
+        return kept
+
+    def kept_claims_digest(self, issuer: str) -> str:
+        """SHA-256 of exactly what ``kept_claims(issuer, …)`` depends on: the claims kept whole, and the conditions
+        (claim, value or pattern) on every other claim, as sets. A policy with the same digest keeps the same
+        claims, so it decides on those kept under this one exactly; with another it may not (a deny entry on a
+        claim not kept). Repositories, roles and every other key do not count."""
+        if issuer not in self._kept_digests:
+            whole, conditions = self._kept_shape(issuer)
+            material = {"whole": sorted(whole), "conditions": {
+                name: sorted({json.dumps({"pattern": c.source.pattern} if isinstance(c.source, Pattern)
+                                         else {"value": c.source}) for c in found})  # 1, true and "1" differ
+                for name, found in conditions.items() if name not in whole}}
+            self._kept_digests[issuer] = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+        return self._kept_digests[issuer]
+
+    def _kept_shape(self, issuer: str) -> tuple[frozenset[str], dict[str, list[Condition]]]:
+        """(the claims kept whole, the conditions on each other claim kept) for a token from ``issuer``."""
         whole = set(SIGN_IN_CLAIMS)
         conditions: dict[str, list[Condition]] = {}
         sources = [entry.conditions for entry in self.deny if entry.issuer in (None, issuer)]
@@ -353,15 +381,7 @@ class Policy:
         for source in sources:
             for condition in source:
                 conditions.setdefault(condition.claim, []).append(condition)
-        kept: dict[str, Any] = {}
-        for name, value in claims.items():
-            if name in whole:
-                kept[name] = value
-            elif name in conditions:
-                accepted = conditions[name]
-                kept[name] = ([item for item in value if any(c.matches(item) for c in accepted)]
-                              if isinstance(value, list) else value)
-        return kept
+        return frozenset(whole), conditions
 
 
 def config_digest(config: Config) -> str:

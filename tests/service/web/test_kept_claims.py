@@ -1,9 +1,12 @@
 """``Policy.kept_claims``: what a web session keeps of an ID token's claims. ``decide`` answers on them exactly as on
 all the claims, for every repository and for none, whatever groups and values the token carries; and they hold
-nothing else: list elements no condition accepts, claims no rule or deny entry reads, the token's own bookkeeping."""
+nothing else: list elements no condition accepts, claims no rule or deny entry reads, the token's own bookkeeping.
+Their digest (``Policy.kept_claims_digest``) moves with what decides which claims are kept, and with nothing else."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ from ccweb.config import parse_config
 from ccweb.policy import Policy, Repository, compile_policy
 
 ROLE = "arn:aws:iam::111122223333:role/"
-POLICY = compile_policy(parse_config({
+SOURCE: dict[str, Any] = {
     "issuers": [{"name": "corp", "issuer": "https://idp.example.com", "audiences": ["ccweb-web"]},
                 {"name": "ci", "issuer": "https://ci.example.com", "audiences": ["ccweb"]}],
     "deny": [{"name": "left", "claims": {"email": {"pattern": r".+@former\.example"}}},
@@ -31,7 +34,8 @@ POLICY = compile_policy(parse_config({
         {"name": "jobs", "issuer": "ci", "claims": {"repository": "acme/app"}, "role_arn": ROLE + "ci",
          "repositories": ["app"]},
     ],
-}))
+}
+POLICY = compile_policy(parse_config(SOURCE))
 WHERE = [None, Repository("app", "us-east-1"), Repository("infra-net", "eu-west-1"), Repository("docs", "us-east-1")]
 
 
@@ -80,3 +84,61 @@ def test_decide_answers_the_same_for_any_claims(claims: dict[str, Any], issuer: 
     assert set(kept) <= set(claims)
     for where in WHERE:
         assert POLICY.decide(issuer, kept, where) == POLICY.decide(issuer, claims, where)
+
+
+def changed(edit: Callable[[dict[str, Any]], None]) -> Policy:
+    """POLICY's source, changed by ``edit``."""
+    source = copy.deepcopy(SOURCE)
+    edit(source)
+    return compile_policy(parse_config(source))
+
+
+def _set(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    """An edit that sets ``path`` (dotted; list indexes as numbers) of the policy's source to ``value``."""
+    def edit(source: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = source
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return edit
+
+
+def _add_deny(entry: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return lambda source: source["deny"].append(entry)
+
+
+@pytest.mark.parametrize("edit", [
+    _set("rules.0.repositories", ["app", "docs"]),
+    _set("rules.0.role_arn", ROLE + "other"),
+    _set("rules.2.access", "write"),
+    lambda source: source["rules"].reverse(),
+    _set("rules.0.name", "engineers"),
+    _set("deny.0.reason", "left the company"),
+    _add_deny({"name": "by-mail", "claims": {"email": "eve@example.com"}}),
+    _set("rules.3.claims", {"repository": "acme/other"}),
+], ids=["repositories", "role", "access", "order", "rule-name", "deny-reason", "deny-on-a-claim-kept-whole",
+        "a-rule-of-another-issuer"])
+def test_a_policy_changed_elsewhere_keeps_the_same_claims_and_the_same_digest(
+        edit: Callable[[dict[str, Any]], None]) -> None:
+    other = changed(edit)
+    assert other.kept_claims_digest("corp") == POLICY.kept_claims_digest("corp")
+    claims = {"sub": "u-9", "email": "eve@example.com", "groups": ["engineering", "frozen", "x"], "level": 3,
+              "employee_id": "e-9", "department": "gone", "repository": "acme/other"}
+    assert other.kept_claims("corp", claims) == POLICY.kept_claims("corp", claims)
+
+
+@pytest.mark.parametrize("edit", [
+    _add_deny({"name": "gone", "claims": {"department": "gone"}}),
+    _add_deny({"name": "offboarded", "issuer": "corp", "claims": {"groups": "offboarded"}}),
+    _set("deny.1.claims", {"groups": {"pattern": "frozen.*"}}),
+    _set("rules.1.claims", {"groups": {"pattern": "platform-.*"}, "level": "3"}),
+    _set("rules.1.source_identity", "handle"),
+    _set("rules.3.issuer", "corp"),
+], ids=["deny-on-a-claim-not-kept", "deny-on-a-list-element-not-kept", "a-condition-changed", "a-value-type",
+        "source-identity", "a-rule-moved-to-this-issuer"])
+def test_a_policy_that_keeps_other_claims_has_another_digest(edit: Callable[[dict[str, Any]], None]) -> None:
+    assert changed(edit).kept_claims_digest("corp") != POLICY.kept_claims_digest("corp")
