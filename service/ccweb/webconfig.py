@@ -79,6 +79,9 @@ def _public_url(value: str) -> str:
                          "or the session cookie would travel in the clear")
     if parts.query or parts.fragment or parts.username or parts.password or "?" in value or "#" in value:
         raise ValueError(f"{value!r} must not carry a query, fragment or user name (a path prefix is fine)")
+    if "\\" in value or urlsplit(value.rstrip("/")).path.startswith("//"):
+        raise ValueError(f"{value!r} has a path that starts with // or holds a backslash: the page's links and "
+                         "redirects would lead browsers to another host (write the path with single slashes)")
     return value.rstrip("/")
 
 

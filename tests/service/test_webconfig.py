@@ -119,6 +119,12 @@ REFUSED = [
                  "web.public_url: 'ccweb.example.com' is not an https URL", id="no-scheme"),
     pytest.param({**SIGN_IN, "public_url": "https://ccweb.exämple.com"},
                  "web.public_url: 'https://ccweb.exämple.com' is not a URL of printable ASCII", id="not-ascii"),
+    pytest.param({**SIGN_IN, "public_url": "https://ccweb.example.com//evil.example"},
+                 "web.public_url: 'https://ccweb.example.com//evil.example' has a path that starts with // or holds a "
+                 "backslash", id="path-of-another-host"),
+    pytest.param({**SIGN_IN, "public_url": "https://ccweb.example.com/\\evil.example"},
+                 "web.public_url: 'https://ccweb.example.com/\\\\evil.example' has a path that starts with // or "
+                 "holds a backslash", id="backslash"),
     pytest.param({**SIGN_IN, "session_secret": {"file": "/a", "env": "B"}},
                  "web.session_secret: name exactly one of file (a path) or env (an environment variable)", id="both"),
     pytest.param({**SIGN_IN, "session_secret": {}}, "web.session_secret: name exactly one of file", id="neither"),
