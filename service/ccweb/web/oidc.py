@@ -110,12 +110,14 @@ def _endpoints(document: Mapping[str, Any], issuer: Issuer, url: str) -> Endpoin
 
 class Discovery:
     """Each issuer's endpoints, from its discovery document, kept ``DISCOVERY_SECONDS``; a failed fetch is tried
-    again no sooner than ``KEY_FETCH_SPACING_SECONDS`` later (meanwhile sign-in answers 503 at once)."""
+    again no sooner than ``KEY_FETCH_SPACING_SECONDS`` later (meanwhile sign-in answers 503 at once). While one
+    fetch is under way, every sign-in at that issuer waits on it rather than starting its own."""
 
     def __init__(self, http: httpx.AsyncClient, clock: Callable[[], float]) -> None:
         self._http, self._clock = http, clock
         self._found: dict[str, tuple[Endpoints, float]] = {}
         self._failed: dict[str, tuple[str, float]] = {}
+        self._fetching: dict[str, asyncio.Task[Endpoints]] = {}
 
     async def endpoints(self, issuer: Issuer) -> Endpoints:
         """The endpoints of ``issuer``; SignInFailed (503: unreachable, 502: a document ccweb cannot use)."""
@@ -126,6 +128,20 @@ class Discovery:
         failed = self._failed.get(issuer.issuer)
         if failed is not None and 0 <= now - failed[1] < KEY_FETCH_SPACING_SECONDS:
             raise _unreachable(issuer, failed[0])
+        fetching = self._fetching.get(issuer.issuer)
+        if fetching is None:
+            fetching = self._fetching[issuer.issuer] = asyncio.create_task(self._fetch(issuer, now))
+            fetching.add_done_callback(lambda done: self._fetched(issuer.issuer, done))
+        # shielded: a sign-in whose browser went away does not cancel the fetch the others wait on
+        return await asyncio.shield(fetching)
+
+    def _fetched(self, key: str, done: asyncio.Task[Endpoints]) -> None:
+        if self._fetching.get(key) is done:
+            del self._fetching[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure no one waited for any more is not logged as lost
+
+    async def _fetch(self, issuer: Issuer, now: float) -> Endpoints:
         url = issuer.issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
             async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):

@@ -6,7 +6,9 @@ status the person needs (400, 401, 502, 503) and signs no one in. A loopback sta
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,3 +195,26 @@ def test_an_id_token_of_another_trusted_issuer_is_a_401(make_web: Callable[..., 
     assert status == 401
     assert said == ("The OIDC token was refused: it is from the issuer 'partner', not 'corp' where this sign-in "
                     "started.")
+
+
+def test_sign_ins_that_wait_on_a_slow_discovery_document_share_one_fetch(make_web: Callable[..., Web],
+                                                                        stand_in: StandIn) -> None:
+    second = threading.Event()  # set by a second fetch: then every fetch answers at once
+
+    def slow(idp: StandIn) -> Answer:
+        if [a.path for a in idp.asked].count("/.well-known/openid-configuration") > 1:
+            second.set()
+        second.wait(2.0)  # the one fetch is held a while, as an identity provider under load holds it
+        return 200, {"issuer": idp.url, "authorization_endpoint": f"{idp.url}/authorize",
+                     "token_endpoint": f"{idp.url}/token"}
+
+    stand_in.discovery = slow
+    web = make_web(policy=policy(stand_in.url))
+    browsers = [web.browser() for _ in range(8)]
+
+    async def all_at_once() -> list[int]:
+        answers = await asyncio.gather(*(b.client.get("/auth/login") for b in browsers))
+        return [answer.status_code for answer in answers]
+
+    assert web.run(all_at_once()) == [302] * len(browsers)
+    assert [a.path for a in stand_in.asked] == ["/.well-known/openid-configuration"]
