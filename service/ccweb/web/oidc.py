@@ -242,7 +242,8 @@ class WebClient(StarletteOAuth2App):  # type: ignore[misc]
         """The token response's ID token, verified by ccweb's ``TokenVerifier`` (InvalidToken, or
         UpstreamUnavailable when the issuer's keys cannot be had) and then as this sign-in's: from the web
         issuer, issued to this client (``aud`` holds it; ``azp``, when present, is it) for this browser's sign-in
-        (``nonce``). ``claims_options``, ``claims_cls`` and ``leeway`` (authlib's) are not used."""
+        (``nonce``); a token for several audiences must name this client its ``azp`` (OpenID Connect Core
+        3.1.3.7). ``claims_options``, ``claims_cls`` and ``leeway`` (authlib's) are not used."""
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise SignInFailed(502, "The identity provider finished the sign-in without an ID token; tell the ccweb "
@@ -260,6 +261,9 @@ class WebClient(StarletteOAuth2App):  # type: ignore[misc]
         if azp is not None and azp != self.client_id:
             raise _refused("authorized_party", f"it was issued to another client than this page's "
                                                f"{self.client_id!r} (its azp)")
+        if azp is None and len(audiences) > 1:
+            raise _refused("authorized_party", "it was issued to several audiences and names none of them as the "
+                                               "client it was issued to (it has no azp)")
         got = claims.get("nonce")
         if not (isinstance(got, str) and isinstance(nonce, str)
                 and hmac.compare_digest(got.encode(), nonce.encode())):

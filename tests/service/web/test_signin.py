@@ -141,8 +141,10 @@ class Minted(NamedTuple):
     Minted("The OIDC token was refused: it was issued to another application",
            tamper=lambda c: {**c, "azp": "someone-else"}),
     Minted("The OIDC token was refused: it has expired", ttl=-120),
+    Minted("The OIDC token was refused: it was issued to several audiences and names none of them as the client it "
+           "was issued to (it has no azp).", tamper=lambda c: {**c, "aud": ["ccweb-web", "ccweb"]}),
 ], ids=["nonce-mismatch", "nonce-missing", "aud-another-audience", "azp-another-audience", "aud-unknown",
-        "azp-unknown", "expired"])
+        "azp-unknown", "expired", "several-audiences-without-azp"])
 def test_an_id_token_not_for_this_sign_in_is_a_401_with_its_sentence(web: Web, idp: IdP, minted: Minted) -> None:
     idp.tamper, idp.audience, idp.ttl = minted.tamper, minted.audience, minted.ttl
     browser = web.browser()
@@ -190,3 +192,10 @@ def test_sign_in_added_by_a_reload_to_a_service_started_without_a_session_secret
     assert message(answer).startswith("Sign-in needs the session secret, which this service did not read when it "
                                       "started")
     assert "set-cookie" not in answer.headers and "/authorize" not in idp.asked
+
+
+def test_an_id_token_for_several_audiences_that_names_this_client_its_azp_signs_in(web: Web, idp: IdP) -> None:
+    idp.tamper = lambda c: {**c, "aud": ["ccweb-web", "ccweb"], "azp": "ccweb-web"}
+    browser = web.browser()
+    assert browser.sign_in("alice").status_code == 303
+    assert browser.who() == "alice@example.com"
