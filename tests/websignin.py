@@ -128,6 +128,8 @@ class Web:
         self.http = outbound_client(timeout=httpx.Timeout(5.0))
         self.app: FastAPI = create_app(parse_config(self.policy), sts=RecordingSTS(), http=self.http,
                                        clock=self.clock.now, web_session_secret=self.secret)
+        self._lifespan = self.app.router.lifespan_context(self.app)  # started and ended as a server would
+        self.run(self._lifespan.__aenter__())
 
     def run(self, work: Any) -> Any:
         return self.loop.run_until_complete(work)
@@ -140,6 +142,7 @@ class Web:
     def close(self) -> None:
         for opened in self.browsers:
             self.run(opened.client.aclose())
+        self.run(self._lifespan.__aexit__(None, None, None))
         self.run(self.http.aclose())
         self.loop.close()
 

@@ -7,9 +7,10 @@
 
 authlib fetches nothing by itself here: no discovery document (the endpoints are given; ``Discovery`` fetches
 the document with ``keys.fetch_json`` over the app's outbound client, capped, never redirected, its ``issuer``
-checked, its endpoints https or loopback http) and no key set (``parse_id_token`` hands the ID token to the
-running policy's ``TokenVerifier``, the API's own). Its HTTP client, made for each exchange, is httpx with
-``trust_env=False``, ccweb's proxy routing (``ccweb.outbound.ProxyRouting``) and bounded timeouts.
+checked, its endpoints https or loopback http; one fetch per issuer at a time, however many sign-ins wait on it)
+and no key set (``parse_id_token`` hands the ID token to the running policy's ``TokenVerifier``, the API's own).
+Its HTTP client, made for each exchange, is httpx with ``trust_env=False`` and bounded timeouts over the
+transport it is given (``ccweb.web.exchange.ExchangeTransport``: proxy routing, a capped answer).
 
 authlib logs the PKCE code_verifier at DEBUG level: its logger is held at WARNING (``quiet_authlib``).
 """
@@ -19,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
-import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ import httpx
 from ccweb.config import Issuer
 from ccweb.errors import InvalidToken
 from ccweb.keys import FETCH_TIMEOUT_SECONDS, KEY_FETCH_SPACING_SECONDS, DocumentError, fetch_json
-from ccweb.outbound import ProxyRouting
 from ccweb.tokens import TokenVerifier, VerifiedToken
 from ccweb_helper.hosts import is_loopback
 
@@ -45,7 +43,8 @@ with warnings.catch_warnings():
     from authlib.integrations.starlette_client import StarletteOAuth2App
     from authlib.integrations.starlette_client.integration import StarletteIntegration
 
-__all__ = ["Discovery", "Endpoints", "OAuthError", "SignInFailed", "WebClient", "quiet_authlib"]
+__all__ = ["START_AGAIN", "Discovery", "Endpoints", "OAuthError", "SignInFailed", "WebClient", "error_code",
+           "quiet_authlib"]
 
 log = logging.getLogger("ccweb.web")
 
@@ -58,6 +57,13 @@ DISCOVERY_SECONDS: Final = 300.0
 EXCHANGE_TIMEOUT: Final = httpx.Timeout(5.0)
 EXCHANGE_SECONDS: Final = 10.0
 """The bound on exchanging the code at the token endpoint, from the first byte sent to the last received."""
+START_AGAIN: Final = "Start again from the page's Sign in."
+ERROR_CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def error_code(value: object) -> str | None:
+    """An OAuth error code as the page may show it (RFC 6749: a short token), or None."""
+    return value if isinstance(value, str) and 0 < len(value) <= 64 and set(value) <= ERROR_CODE_CHARACTERS else None
 
 
 class SignInFailed(Exception):
@@ -203,13 +209,15 @@ class _Integration(StarletteIntegration):  # type: ignore[misc]
 
 class WebClient(StarletteOAuth2App):  # type: ignore[misc]
     """authlib's Starlette client for one sign-in (made for each request: it holds nothing between them), the ID
-    token checked by ``verifier`` — the running policy's — for the issuer named ``issuer``."""
+    token checked by ``verifier`` — the running policy's — for the issuer named ``issuer``; the code exchanged
+    over ``transport``, its answer seen first by ``compliance_fix``'s hooks."""
 
     def __init__(self, *, client_id: str, client_secret: str | None, scopes: list[str], endpoints: Endpoints,
-                 issuer: str, verifier: TokenVerifier, verify: ssl.SSLContext, clock: Callable[[], float]) -> None:
+                 issuer: str, verifier: TokenVerifier, transport: httpx.AsyncBaseTransport,
+                 compliance_fix: Callable[[Any], None], clock: Callable[[], float]) -> None:
         super().__init__(
             _Integration(clock), name=NAME, client_id=client_id, client_secret=client_secret,
-            authorize_url=endpoints.authorization, access_token_url=endpoints.token,
+            authorize_url=endpoints.authorization, access_token_url=endpoints.token, compliance_fix=compliance_fix,
             client_kwargs={
                 "scope": " ".join(scopes), "code_challenge_method": "S256",
                 "token_endpoint_auth_method": auth_method(client_secret, endpoints.auth_methods),
@@ -218,14 +226,11 @@ class WebClient(StarletteOAuth2App):  # type: ignore[misc]
         )
         if not issubclass(self.client_cls, httpx.AsyncClient):
             raise TypeError("authlib's OAuth client is not an httpx client here: ccweb cannot route it")
-        self._issuer, self._verifier, self._verify = issuer, verifier, verify
+        self._issuer, self._verifier, self._transport = issuer, verifier, transport
 
     def _get_oauth_client(self, **metadata: Any) -> Any:
-        """authlib's HTTP client for one exchange, on a transport of its own (closed with it): ccweb's proxy
-        routing, the environment's proxy variables read now, as every outbound client of ccweb reads them."""
-        transport = ProxyRouting(verify=self._verify, limits=httpx.Limits(max_connections=2), env=os.environ,
-                                 total=EXCHANGE_SECONDS)
-        return super()._get_oauth_client(transport=transport, **metadata)
+        """authlib's HTTP client for one exchange, over the transport given (which outlives it)."""
+        return super()._get_oauth_client(transport=self._transport, **metadata)
 
     async def load_server_metadata(self) -> dict[str, Any]:
         return {}  # the endpoints are given: nothing to fetch

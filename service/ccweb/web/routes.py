@@ -21,8 +21,10 @@ the page shows set-up for everyone, and a policy whose ``web:`` configures sign-
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -88,7 +90,7 @@ class WebSession:
         await middleware(scope, receive, send)
 
 
-def web_routes(running: RunningPolicy, *, http: httpx.AsyncClient, clock: Callable[[], float],
+def web_routes(running: RunningPolicy, *, sign_in: SignIn, clock: Callable[[], float],
                session_secret: bytes | None) -> list[BaseRoute]:
     """The web face's routes, each wrapped in what it needs."""
 
@@ -97,7 +99,6 @@ def web_routes(running: RunningPolicy, *, http: httpx.AsyncClient, clock: Callab
 
     headers = Middleware(PageHeaders, https=https)
     with_session = [headers, Middleware(WebSession, running=running, secret=session_secret)]
-    sign_in = SignIn(running, http=http, clock=clock)
     page = functools.partial(home, ctx=WebContext(running, clock))
     return [
         Route("/", page, methods=["GET"], name="page", include_in_schema=False, middleware=with_session),
@@ -110,11 +111,24 @@ def web_routes(running: RunningPolicy, *, http: httpx.AsyncClient, clock: Callab
 
 def install_web(app: FastAPI, running: RunningPolicy, *, http: httpx.AsyncClient, clock: Callable[[], float],
                 session_secret: bytes | None) -> None:
-    """Add the web face's routes to ``app`` (after the API's: they cost the API's requests nothing). ConfigError
-    when the policy configures sign-in and there is no ``session_secret`` to sign its cookie with."""
+    """Add the web face's routes to ``app`` (after the API's: they cost the API's requests nothing), and the
+    closing of the sign-in's connections to the app's lifespan. ConfigError when the policy configures sign-in
+    and there is no ``session_secret`` to sign its cookie with."""
     web = running.current.config.web
     if web.sign_in and session_secret is None:
         raise ConfigError(["web.session_secret: sign-in (web.issuer) needs the session secret, and it was not read"])
     if web.sign_in or session_secret is not None:
         quiet_authlib()
-    app.router.routes.extend(web_routes(running, http=http, clock=clock, session_secret=session_secret))
+    sign_in = SignIn(running, http=http, clock=clock)
+    app.router.routes.extend(web_routes(running, sign_in=sign_in, clock=clock, session_secret=session_secret))
+    lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def with_sign_in(started: Any) -> AsyncIterator[Any]:
+        async with lifespan(started) as state:
+            try:
+                yield state
+            finally:
+                await sign_in.aclose()
+
+    app.router.lifespan_context = with_sign_in

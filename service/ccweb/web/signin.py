@@ -9,11 +9,13 @@
 A callback that cannot sign anyone in answers a message page, and the session keeps no sign-in in progress:
 
     400  no sign-in of this browser has that ``state`` (made up, replayed, too old: login CSRF is refused here),
-         the identity provider's error, a code it refused, claims too large for a cookie
+         the identity provider's error, a code that is none (``exchange.usable_code``) or that it refused,
+         claims too large for a cookie
     401  the ID token refused: the verifier's sentence, or not this sign-in's (issuer, aud, azp, nonce)
     403  a deny entry suspends the identity (the suspension's sentence)
-    502  the identity provider answered with something that is not a token response
-    503  the identity provider cannot be reached (discovery document, token endpoint, key set)
+    502  the identity provider answered with something that is not a token response (or more than 64 KiB)
+    503  the identity provider cannot be reached (discovery document, token endpoint, key set), or this process
+         has made its budget of exchanges for now (``ccweb.web.exchange``)
 
 The code, the code_verifier, the tokens and the client secret are never logged nor shown; a sign-in's log line
 names the issuer, the subject and the ID token's SHA-256.
@@ -27,7 +29,6 @@ import hmac
 import json
 import logging
 import secrets
-import ssl
 from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
@@ -43,7 +44,8 @@ from ccweb.errors import InvalidToken, UpstreamUnavailable
 from ccweb.policy import Suspended
 from ccweb.reload import RunningPolicy, Snapshot
 from ccweb.web import session
-from ccweb.web.oidc import EXCHANGE_SECONDS, Discovery, OAuthError, SignInFailed, WebClient
+from ccweb.web.exchange import ExchangeBudget, ExchangeTransport, hook_token_answer, usable_code
+from ccweb.web.oidc import EXCHANGE_SECONDS, START_AGAIN, Discovery, OAuthError, SignInFailed, WebClient, error_code
 from ccweb.web.render import base_path, message_page
 from ccweb.web.session import SignedIn
 from ccweb.webconfig import SecretSource, WebSettings, read_secret, redirect_uri
@@ -60,15 +62,8 @@ MAX_SESSION_BYTES: Final = 3584
 attributes included."""
 SIGNATURE_BYTES: Final = 40
 """What the cookie's signature and timestamp add to its value (itsdangerous: ``.<6>.<27>``), rounded up."""
-START_AGAIN = "Start again from the page's Sign in."
 NO_STATE = ("This sign-in did not start in this browser, or was finished or abandoned already; nothing was "
             f"signed in. {START_AGAIN}")
-ERROR_CODE_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
-
-
-def _code(value: object) -> str | None:
-    """An OAuth error code as the page may show it (RFC 6749: a short token), or None."""
-    return value if isinstance(value, str) and 0 < len(value) <= 64 and set(value) <= ERROR_CODE_CHARACTERS else None
 
 
 def session_bytes(signed: SignedIn) -> int:
@@ -93,8 +88,14 @@ class SignIn:
     def __init__(self, running: RunningPolicy, *, http: httpx.AsyncClient, clock: Callable[[], float]) -> None:
         self.running, self.clock = running, clock
         self.discovery = Discovery(http, clock)
+        self.budget = ExchangeBudget(clock)
         self._secrets: dict[SecretSource, str] = {}
-        self._verify: ssl.SSLContext | None = None
+        self._transport: ExchangeTransport | None = None
+
+    async def aclose(self) -> None:
+        """Close the exchanges' connections (the app's end)."""
+        if self._transport is not None:
+            await self._transport.close()
 
     def _page(self, request: Request, failed: SignInFailed) -> Response:
         return message_page(request, status=failed.status, title=failed.title, sentence=failed.sentence)
@@ -127,13 +128,13 @@ class SignIn:
             return message_page(request, status=503, title="Sign-in is not available",
                                 sentence="Sign-in needs the session secret, which this service did not read when it "
                                          "started; tell the ccweb operators (a restart reads it).")
-        if self._verify is None:
-            self._verify = httpx.create_ssl_context(trust_env=True)  # as ccweb.outbound's clients trust
+        if self._transport is None:  # as ccweb.outbound's clients trust
+            self._transport = ExchangeTransport(verify=httpx.create_ssl_context(trust_env=True))
         issuer = snapshot.config.issuer_named(web.issuer)
         endpoints = await self.discovery.endpoints(issuer)
         return web, WebClient(client_id=web.client_id, client_secret=self._client_secret(web), scopes=web.scopes,
                               endpoints=endpoints, issuer=issuer.name, verifier=snapshot.verifier,
-                              verify=self._verify, clock=self.clock)
+                              transport=self._transport, compliance_fix=hook_token_answer, clock=self.clock)
 
     async def login(self, request: Request) -> Response:
         """``GET /auth/login``: off to the identity provider."""
@@ -171,12 +172,16 @@ class SignIn:
         if sign_in is None or not isinstance(sign_in.get("nonce"), str):
             raise SignInFailed(400, NO_STATE, reason="state")
         if "error" in params:
-            code = _code(params.get("error"))
+            code = error_code(params.get("error"))
             raise SignInFailed(400, "The identity provider did not sign you in"
                                     + (f" ({code})" if code else "") + f". {START_AGAIN}", reason="idp_error")
         code = params.get("code")
         if not code:
             raise SignInFailed(400, f"The identity provider came back without a code. {START_AGAIN}", reason="code")
+        if not usable_code(code):
+            raise SignInFailed(400, "The identity provider came back with a code that cannot be one (longer than "
+                                    f"2048 characters, or not printable ASCII). {START_AGAIN}", reason="code")
+        self.budget.spend()
         token = await self._exchange(client, sign_in, code)
         try:
             verified = await client.parse_id_token(token, sign_in["nonce"])
@@ -209,37 +214,34 @@ class SignIn:
         return signed
 
     async def _exchange(self, client: WebClient, sign_in: dict[str, Any], code: str) -> dict[str, Any]:
-        """The token endpoint's answer to ``code`` (and the sign-in's code_verifier and redirect URI)."""
+        """The token endpoint's answer to ``code`` (and the sign-in's code_verifier and redirect URI); its status
+        is judged first (``exchange.token_answer``), and anything its body makes authlib raise is a 502."""
         try:
             async with asyncio.timeout(EXCHANGE_SECONDS):
-                token: dict[str, Any] = await client.fetch_access_token(
+                token: object = await client.fetch_access_token(
                     redirect_uri=sign_in.get("redirect_uri"), code=code, code_verifier=sign_in.get("code_verifier"),
                     grant_type="authorization_code")
+        except SignInFailed:
+            raise
         except (TimeoutError, httpx.TimeoutException):
             raise SignInFailed(503, f"The identity provider did not answer within {EXCHANGE_SECONDS:g} seconds; "
                                     f"try again shortly. {START_AGAIN}", reason="token_endpoint") from None
-        except httpx.HTTPStatusError as exc:
-            status = exc.response.status_code
-            if status >= 500:
-                raise SignInFailed(502, f"The identity provider failed to finish the sign-in (HTTP {status}); try "
-                                        f"again shortly. {START_AGAIN}", reason="token_endpoint") from None
-            raise SignInFailed(400, f"The identity provider refused to finish the sign-in (HTTP {status}"
-                                    + (f", {c}" if (c := _answer_code(exc.response)) else "")
-                                    + f"). {START_AGAIN}",
-                               reason="code_refused") from None
         except httpx.HTTPError as exc:
             log.warning("sign-in: the token endpoint cannot be reached: %s", type(exc).__name__)
             raise SignInFailed(503, "ccweb cannot reach the identity provider to finish the sign-in; try again "
                                     "shortly, and tell the ccweb operators if it persists.",
                                reason="token_endpoint") from None
         except OAuthError as exc:
-            error = _code(exc.error)
+            error = error_code(exc.error)
             raise SignInFailed(400, "The identity provider refused to finish the sign-in"
                                     + (f" ({error})" if error else "") + f". {START_AGAIN}",
                                reason="code_refused") from None
-        except (ValueError, TypeError, KeyError):
+        except Exception as exc:  # noqa: BLE001 (a body authlib cannot read: ValueError, OverflowError, RecursionError…)
+            log.warning("sign-in: the token endpoint's answer cannot be used: %s", type(exc).__name__)
+            token = None
+        if not isinstance(token, dict):
             raise SignInFailed(502, "The identity provider answered the sign-in with something that is not a "
-                                    "token response; tell the ccweb operators.", reason="token_endpoint") from None
+                                    "token response; tell the ccweb operators.", reason="token_endpoint")
         return token
 
     async def logout(self, request: Request) -> Response:
@@ -274,11 +276,3 @@ def _form_field(body: bytes, name: str) -> str:
         return ""
     return next((value for key, value in fields if key == name), "")
 
-
-def _answer_code(response: httpx.Response) -> str | None:
-    """The ``error`` of a token endpoint's JSON error answer, when it is a plain code."""
-    try:
-        document = response.json()
-    except ValueError:
-        return None
-    return _code(document.get("error")) if isinstance(document, dict) else None

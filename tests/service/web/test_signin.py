@@ -5,17 +5,20 @@ suspended identity with 403 and the suspension's sentence."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import httpx
 import pytest
 
 from ccweb.config import parse_config
+from ccweb.web.exchange import BUSY, EXCHANGE_BURST, EXCHANGES_PER_MINUTE
 from ccweb.web.session import SIGNED_IN
 from ccweb.web.signin import NO_STATE
-from websignin import IdP, Web, message, web_policy
+from websignin import Clock, IdP, Web, message, web_policy
 
 
 def with_query(url: str, **changes: str | None) -> str:
@@ -199,3 +202,49 @@ def test_an_id_token_for_several_audiences_that_names_this_client_its_azp_signs_
     browser = web.browser()
     assert browser.sign_in("alice").status_code == 303
     assert browser.who() == "alice@example.com"
+
+
+@pytest.mark.parametrize("code", ["c" * 2049, "caf\u00e9", "a\tb", "a\x00b", "\u202ea"],
+                         ids=["too-long", "not-ascii", "tab", "nul", "bidi"])
+def test_a_code_that_cannot_be_one_is_refused_before_any_exchange(web: Web, idp: IdP, code: str) -> None:
+    browser = web.browser()
+    refused = browser.get(with_query(browser.callback("alice"), code=code))
+    assert refused.status_code == 400
+    assert message(refused).startswith("The identity provider came back with a code that cannot be one")
+    assert "/token" not in idp.asked
+    assert browser.who() is None
+
+
+class Stopped(Clock):
+    """The app's clock, standing still but for what the test moves it by."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = time.time()
+
+    def now(self) -> float:
+        return self.at + self.offset
+
+
+def test_exchanges_beyond_the_budget_are_a_503_that_asks_the_idp_nothing(tmp_path: Path, idp: IdP) -> None:
+    web = Web(web_policy(idp.url, tmp_path, idp.client_secret), clock=Stopped())
+    try:
+        attacker = web.browser()
+
+        def made_up_callback() -> httpx.Response:  # a sign-in started, and a code of the attacker's own
+            login = attacker.get("/auth/login")
+            state = dict(parse_qsl(urlsplit(login.headers["location"]).query))["state"]
+            return attacker.get("/auth/callback", params={"state": state, "code": "made-up"})
+
+        assert {made_up_callback().status_code for _ in range(EXCHANGE_BURST)} == {400}
+        assert idp.asked.count("/token") == EXCHANGE_BURST
+        busy = made_up_callback()
+        assert busy.status_code == 503 and message(busy) == BUSY
+        assert idp.asked.count("/token") == EXCHANGE_BURST
+        web.clock.offset += 60 / EXCHANGES_PER_MINUTE  # one more exchange's worth of time
+        person = web.browser()
+        assert person.sign_in("alice").status_code == 303
+        assert made_up_callback().status_code == 503
+        assert idp.asked.count("/token") == EXCHANGE_BURST + 1
+    finally:
+        web.close()

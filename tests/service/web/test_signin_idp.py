@@ -1,8 +1,9 @@
 """Sign-in against an identity provider that fails: one that cannot be reached, names another issuer or an endpoint
-ccweb will not use, answers the code with an error, with something that is not a token response or without an ID
-token, hides its key set, or hands out an ID token of another trusted issuer. Each is a message page with the
-status the person needs (400, 401, 502, 503) and signs no one in. A loopback stand-in plays the identity provider
-(``support.serve_json``), a public client this time: no secret is sent, the PKCE verifier is."""
+ccweb will not use, answers the code with an error, with something that is not a token response (too large,
+nested too deep, a number no clock holds) or without an ID token, hides its key set, or hands out an ID token of
+another trusted issuer. Each is a message page with the status the person needs (400, 401, 502, 503) and signs no
+one in. Sign-ins that wait on a slow discovery document share one fetch of it. A loopback stand-in plays the
+identity provider (``support.serve_json``), a public client this time: no secret is sent, the PKCE verifier is."""
 
 from __future__ import annotations
 
@@ -125,8 +126,21 @@ def test_a_public_client_sends_its_code_verifier_and_no_secret(make_web: Callabl
      "The identity provider finished the sign-in without an ID token"),
     (lambda idp, form: (200, {"access_token": "at", "token_type": "Bearer", "id_token": idp.id_token(sub="")}),
      401, "The OIDC token was refused: its sub claim is invalid."),
+    (lambda idp, form: (429, {}), 400, "The identity provider refused to finish the sign-in (HTTP 429)."),
+    (lambda idp, form: (401, {"error_description": "no"}), 400,
+     "The identity provider refused to finish the sign-in (HTTP 401)."),
+    (lambda idp, form: (302, {}), 502,
+     "The identity provider answered the sign-in with HTTP 302, not a token response"),
+    (lambda idp, form: (200, b'{"access_token": "at", "token_type": "Bearer", "expires_in": 1e400}'), 502,
+     "The identity provider answered the sign-in with something that is not a token response"),
+    (lambda idp, form: (200, b"[" * 30000 + b"]" * 30000), 502,
+     "The identity provider answered the sign-in with something that is not a token response"),
+    (lambda idp, form: (200, {"access_token": "at", "token_type": "Bearer", "id_token": idp.id_token(),
+                              "padding": "x" * (64 * 1024)}), 502,
+     "The identity provider answered the sign-in with more than 64 KiB"),
 ], ids=["http-500", "invalid-grant", "error-in-200", "http-429-not-json", "not-json", "no-id-token",
-        "no-subject"])
+        "no-subject", "http-429-empty-object", "http-401-without-code", "http-302", "expires-in-no-clock-holds",
+        "nested-too-deep", "larger-than-64-KiB"])
 def test_a_token_endpoint_that_fails_is_a_message_page(make_web: Callable[..., Web], stand_in: StandIn,
                                                        token: Callable[[StandIn, dict[str, str]], Answer],
                                                        status: int, said: str) -> None:
