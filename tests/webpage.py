@@ -97,7 +97,7 @@ class PageClient:
         signed = session.SignedIn(
             issuer="corp", subject=str(held["sub"]), claims=kept,
             expires_at=self.now + lasting, signed_in_at=self.now,
-            policy_digest=digest or self.running.current.policy.digest, csrf=csrf)
+            claims_digest=digest or self.running.current.policy.kept_claims_digest("corp"), csrf=csrf)
         response = self.request("POST", "/test/sign-in", json=signed.stored())
         assert response.status_code == 204, response.text
         return csrf

@@ -193,7 +193,8 @@ def page_view(policy: Policy, signed: SignedIn | None, question: Question, url: 
     login = any(i.login is not None for i in config.issuers)
     return PageView(
         url=url, sign_in=config.web.sign_in, who=who, rules=rules, suspended=suspended,
-        policy_changed=signed is not None and signed.policy_digest != policy.digest, answer=answer,
+        policy_changed=signed is not None and signed.claims_digest != policy.kept_claims_digest(signed.issuer),
+        answer=answer,
         question=question, clone=clone, setup=setup_platforms(url, clone, login=login),
         ci=ci_platforms(url, config.audience_for_ci, clone.url), ci_audience=config.audience_for_ci,
         without_python=without_python(url), csrf=signed.csrf if signed else None,

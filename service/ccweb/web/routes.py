@@ -14,8 +14,9 @@ requests never pass through either. None of these routes is in the OpenAPI docum
 
 The session cookie is ``__Host-ccweb`` (``Secure``) when ``web.public_url`` is https, else ``ccweb``;
 ``HttpOnly``, ``SameSite=Lax``, ``Path=/``; its ``Max-Age`` is ``web.session_max_seconds``, and the session
-inside ends at the ID token's expiry (``ccweb.web.session``). Without ``session_secret`` there is no session:
-the page shows set-up for everyone, and a policy whose ``web:`` configures sign-in is refused.
+inside ends at the ID token's expiry, or when the running policy no longer vouches for it (``session.recheck``,
+before each route). Without ``session_secret`` there is no session: the page shows set-up for everyone, and a
+policy whose ``web:`` configures sign-in is refused.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from fastapi import FastAPI
 from starlette.datastructures import Secret
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ccweb.config import ConfigError
 from ccweb.reload import RunningPolicy
+from ccweb.web import session
 from ccweb.web.headers import PageHeaders
 from ccweb.web.oidc import quiet_authlib
 from ccweb.web.page import home
@@ -67,7 +70,8 @@ def behind_https(web: WebSettings) -> bool:
 class WebSession:
     """Starlette's ``SessionMiddleware`` around one route, set as the running policy's ``web:`` says (cookie name and
     ``Secure`` by ``behind_https``, ``Max-Age`` by ``session_max_seconds``), so that a reload that changes those
-    takes effect at once. Without a secret, the route runs with no session."""
+    takes effect at once; a session the running policy no longer vouches for ends before the route runs
+    (``session.recheck``). Without a secret, the route runs with no session."""
 
     def __init__(self, app: ASGIApp, *, running: RunningPolicy, secret: bytes | None) -> None:
         self.app, self.running = app, running
@@ -84,10 +88,14 @@ class WebSession:
         if middleware is None:
             https, max_age = key
             middleware = self._made[key] = SessionMiddleware(
-                self.app, self._secret, session_cookie=SECURE_SESSION_COOKIE if https else SESSION_COOKIE,
+                self._rechecked, self._secret, session_cookie=SECURE_SESSION_COOKIE if https else SESSION_COOKIE,
                 max_age=max_age, path="/", same_site="lax", https_only=https,
             )
         await middleware(scope, receive, send)
+
+    async def _rechecked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        session.recheck(HTTPConnection(scope), self.running.current.policy)
+        await self.app(scope, receive, send)
 
 
 def web_routes(running: RunningPolicy, *, sign_in: SignIn, clock: Callable[[], float],

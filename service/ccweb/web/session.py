@@ -2,16 +2,25 @@
 
 The session is Starlette's signed cookie (``SessionMiddleware``, wrapped around the web routes only by
 ``ccweb.web``). It holds what the page needs and nothing else: the issuer's name, the subject, the claims the
-policy decides on (``Policy.kept_claims``), when the sign-in ends, the policy's digest at sign-in and the token
-that a state-changing form must carry back (``csrf``); never a token, a code or a git credential. The cookie
-is signed, not encrypted: it holds nothing the person signed in may not see (their own claims).
+policy decides on (``Policy.kept_claims``), when the sign-in ends, the digest of what decided which claims were
+kept (``Policy.kept_claims_digest``) and the token that a state-changing form must carry back (``csrf``); never
+a token, a code or a git credential. The cookie is signed, not encrypted: it holds nothing the person signed in
+may not see (their own claims).
 
     signed_in(request, now)    → SignedIn | None   an ended one is cleared here, with a notice saying so
+    recheck(request, policy)                        ends a session the running policy no longer vouches for
     take_notice(request)       → str | None        the one-time sentence the page shows once
     begin(request, signed)                          a new session: whatever the browser held before is dropped
     end(request, notice)                            signed out (the notice, if any, is shown once)
 
-Pure but for the session dictionary it reads and writes; the time is passed in.
+A session ends (``recheck``, before every web route) when a reload turned sign-in off, changed ``web.issuer`` or
+``web.client_id``, or took the client out of the issuer's audiences (``SIGN_IN_CHANGED``); and when it changed
+what the claims kept depend on (``POLICY_CHANGED``): a deny entry on a claim the session did not keep would be
+missed. A reload of anything else (repositories, roles, access) keeps it: the decisions on the kept claims are
+then the decisions on the token's own.
+
+Pure but for the session dictionary it reads and writes; the time is passed in. Nothing here revokes a copy of
+the cookie: it is signed, not stored, so a copy taken before sign-out signs in until ``expires_at``.
 """
 
 from __future__ import annotations
@@ -23,10 +32,14 @@ from typing import Any, Final
 
 from starlette.requests import HTTPConnection
 
+from ccweb.policy import Policy
+
 SIGNED_IN: Final = "signed_in"
 NOTICE: Final = "notice"
 SESSION_ENDED = "Your session ended when your sign-in expired; sign in again to see your access."
 SIGNED_OUT = "You are signed out."
+POLICY_CHANGED = "The policy changed since you signed in; sign in again to see your access under it."
+SIGN_IN_CHANGED = "This page's sign-in changed since you signed in (its issuer or client); you are signed out."
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +54,8 @@ class SignedIn:
     expires_at: float
     """When the session ends: the ID token's ``exp``, or sooner when ``web.session_max_seconds`` says so."""
     signed_in_at: float
-    policy_digest: str
-    """The policy's digest at sign-in (the page asks to sign in again when the running one differs)."""
+    claims_digest: str
+    """``Policy.kept_claims_digest(issuer)`` at sign-in: what decided which claims were kept."""
     csrf: str
     """What a state-changing form (sign-out) must send back."""
 
@@ -56,14 +69,14 @@ class SignedIn:
         version, say: the signature vouches that the service wrote it, not which version did)."""
         if not isinstance(value, Mapping):
             return None
-        texts = ("issuer", "subject", "policy_digest", "csrf")
+        texts = ("issuer", "subject", "claims_digest", "csrf")
         times = ("expires_at", "signed_in_at")
         if (set(value) != {*texts, *times, "claims"} or not all(isinstance(value[k], str) for k in texts)
                 or not all(_finite(value[k]) for k in times) or not isinstance(value["claims"], dict)):
             return None
         return cls(issuer=value["issuer"], subject=value["subject"], claims=value["claims"],
                    expires_at=float(value["expires_at"]), signed_in_at=float(value["signed_in_at"]),
-                   policy_digest=value["policy_digest"], csrf=value["csrf"])
+                   claims_digest=value["claims_digest"], csrf=value["csrf"])
 
 
 def _finite(value: object) -> bool:
@@ -92,6 +105,31 @@ def signed_in(connection: HTTPConnection, now: float) -> SignedIn | None:
         end(connection, SESSION_ENDED)
         return None
     return signed
+
+
+def ended_by(policy: Policy, signed: SignedIn) -> str | None:
+    """The notice that ends ``signed`` under the running ``policy``, or None while it holds (see the module)."""
+    web, issuers = policy.config.web, policy.config.issuers
+    issuer = next((i for i in issuers if i.name == signed.issuer), None)
+    aud = signed.claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if (issuer is None or web.issuer != signed.issuer or web.client_id not in issuer.audiences
+            or web.client_id not in audiences):
+        return SIGN_IN_CHANGED
+    if signed.claims_digest != policy.kept_claims_digest(signed.issuer):
+        return POLICY_CHANGED
+    return None
+
+
+def recheck(connection: HTTPConnection, policy: Policy) -> None:
+    """End the connection's session, with its notice, when ``ended_by`` says the running ``policy`` ends it."""
+    session = _session(connection)
+    if session is None or SIGNED_IN not in session:
+        return
+    signed = SignedIn.restored(session[SIGNED_IN])
+    notice = None if signed is None else ended_by(policy, signed)
+    if notice is not None:
+        end(connection, notice)
 
 
 def take_notice(connection: HTTPConnection) -> str | None:

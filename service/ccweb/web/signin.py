@@ -200,7 +200,8 @@ class SignIn:
             raise SignInFailed(401, "The OIDC token was refused: it has expired; sign in again.", reason="expired")
         signed = SignedIn(issuer=verified.issuer.name, subject=verified.subject,
                           claims=snapshot.policy.kept_claims(verified.issuer.name, verified.claims),
-                          expires_at=expires_at, signed_in_at=now, policy_digest=snapshot.policy.digest,
+                          expires_at=expires_at, signed_in_at=now,
+                          claims_digest=snapshot.policy.kept_claims_digest(verified.issuer.name),
                           csrf=secrets.token_urlsafe(32))
         size = session_bytes(signed)
         if size > MAX_SESSION_BYTES:

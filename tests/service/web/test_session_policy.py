@@ -1,0 +1,101 @@
+"""A signed-in session under a policy that changes.
+
+A reload that reads claims the session did not keep (a deny entry on a claim or a list element it dropped) ends
+the session with a sentence, and signing in again meets the new policy; a reload of anything else (what a rule
+grants, its role) keeps it and the page decides anew. A reload that turns sign-in off, moves it to another issuer
+or client, or takes the client out of the issuer's audiences ends it too."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccweb.config import parse_config
+from ccweb.policy import Suspended
+from ccweb.web.session import POLICY_CHANGED, SIGN_IN_CHANGED, SIGNED_IN
+from websignin import IdP, Web, shown, web_policy
+
+Policy = dict[str, Any]
+
+
+@pytest.fixture
+def policy(tmp_path: Path, idp: IdP) -> Policy:
+    """The sandbox's policy with sign-in, as the test's app starts with it."""
+    return web_policy(idp.url, tmp_path, idp.client_secret)
+
+
+def reload(web: Web, policy: Policy) -> None:
+    assert web.app.state.policy.apply(parse_config(policy))
+
+
+@pytest.mark.parametrize("deny", [
+    {"name": "offboarded", "claims": {"groups": "offboarded"}, "reason": "offboarded"},
+    {"name": "closed", "claims": {"department": "gone"}, "reason": "department closed"},
+], ids=["a-list-element-not-kept", "a-claim-not-kept"])
+def test_a_reload_that_reads_claims_the_session_did_not_keep_ends_it(
+        make_web: Callable[..., Web], idp: IdP, policy: Policy, deny: dict[str, Any]) -> None:
+    idp.users = {**idp.users, "bob": {**idp.users["bob"], "groups": ["contractors", "offboarded"],
+                                      "department": "gone"}}
+    web = make_web(policy=policy)
+    browser = web.browser()
+    assert browser.sign_in("bob").status_code == 303
+    assert browser.who() == "bob@example.com"
+    token = idp.answers[0]["id_token"]
+    reload(web, {**policy, "deny": [deny]})
+    running = web.app.state.policy.current
+    verified = web.run(running.verifier.verify(token))
+    assert isinstance(running.policy.decide("dev", verified.claims, None), Suspended), "the API refuses bob now"
+    assert shown(browser) == (None, POLICY_CHANGED)
+    assert shown(browser) == (None, None), "said once"
+    assert SIGNED_IN not in browser.session()
+    assert browser.sign_in("bob").status_code == 403, "signing in again meets the deny entry"
+
+
+def test_a_reload_of_what_the_rules_grant_keeps_the_session_and_the_page_decides_anew(
+        make_web: Callable[..., Web], policy: Policy) -> None:
+    web = make_web(policy=policy)
+    browser = web.browser()
+    assert browser.sign_in("bob").status_code == 303
+    changed = copy.deepcopy(policy)
+    changed["rules"][1].update(repositories=["demo", "docs"], access="write")
+    changed["rules"][0]["role_arn"] = changed["rules"][0]["role_arn"] + "-2"
+    reload(web, changed)
+    page = browser.page()
+    assert browser.who() == "bob@example.com"
+    [contractors] = page.all("li", data_rule="contractors")
+    assert contractors.get("data-access") == "write" and "docs" in contractors.all_text
+    assert page.by_id("notice") is None and page.by_id("policy-changed") is None
+
+
+def _sign_in_off(policy: Policy) -> None:
+    policy["web"] = {"public_url": policy["web"]["public_url"]}
+
+
+def _another_issuer(policy: Policy) -> None:
+    policy["issuers"].append({"name": "corp", "issuer": "https://idp.example.com", "audiences": ["ccweb-web"]})
+    policy["web"]["issuer"] = "corp"
+
+
+def _client_revoked(policy: Policy) -> None:
+    policy["issuers"][0]["audiences"] = ["ccweb", "ccweb-cli", "ccweb-web-2"]
+    policy["web"]["client_id"] = "ccweb-web-2"
+
+
+@pytest.mark.parametrize("edit", [_sign_in_off, _another_issuer, _client_revoked],
+                         ids=["sign-in-off", "another-issuer", "client-out-of-the-audiences"])
+def test_a_reload_that_changes_the_sign_in_ends_the_sessions_it_made(
+        make_web: Callable[..., Web], policy: Policy, edit: Callable[[Policy], None]) -> None:
+    web = make_web(policy=policy)
+    browser = web.browser()
+    assert browser.sign_in("alice").status_code == 303
+    changed = copy.deepcopy(policy)
+    edit(changed)
+    reload(web, changed)
+    assert shown(browser) == (None, SIGN_IN_CHANGED)
+    assert SIGNED_IN not in browser.session()
+    assert not browser.page().all("form", id="sign-out")
+
