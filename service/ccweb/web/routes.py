@@ -15,13 +15,17 @@ requests never pass through either. None of these routes is in the OpenAPI docum
 The session cookie is ``__Host-ccweb`` (``Secure``) when ``web.public_url`` is https, else ``ccweb``;
 ``HttpOnly``, ``SameSite=Lax``, ``Path=/``; its ``Max-Age`` is ``web.session_max_seconds``, and the session
 inside ends at the ID token's expiry, or when the running policy no longer vouches for it (``session.recheck``,
-before each route). Without ``session_secret`` there is no session: the page shows set-up for everyone, and a
-policy whose ``web:`` configures sign-in is refused.
+before each route). It is signed with a key derived from ``session_secret`` for this purpose alone
+(``session_key``): another application given the same secret cannot make a cookie ccweb takes. Without
+``session_secret`` there is no session: the page shows set-up for everyone, and a policy whose ``web:``
+configures sign-in is refused.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -52,6 +56,14 @@ SESSION_COOKIE = "ccweb"
 SECURE_SESSION_COOKIE = "__Host-ccweb"
 """The cookie's name behind https: ``__Host-`` makes browsers refuse it unless ``Secure``, ``Path=/`` and set by
 this very host (no sibling domain can plant or overwrite it)."""
+SESSION_KEY_PURPOSE = b"ccweb web session v1"
+
+
+def session_key(secret: bytes) -> bytes:
+    """The key that signs the session cookie: HMAC-SHA256 of ``SESSION_KEY_PURPOSE`` under ``web.session_secret``.
+    An application given the same secret (a Starlette app's ``SessionMiddleware`` signs with it as it is) signs
+    with another key."""
+    return hmac.new(secret, SESSION_KEY_PURPOSE, hashlib.sha256).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +87,8 @@ class WebSession:
 
     def __init__(self, app: ASGIApp, *, running: RunningPolicy, secret: bytes | None) -> None:
         self.app, self.running = app, running
-        self._secret = None if secret is None else Secret(secret.decode("latin-1"))  # every byte kept, none shown
+        # every byte of the derived key kept (latin-1), none shown (Secret's repr)
+        self._secret = None if secret is None else Secret(session_key(secret).decode("latin-1"))
         self._made: dict[tuple[bool, int], SessionMiddleware] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,23 +1,28 @@
-"""A signed-in session under a policy that changes.
+"""A signed-in session under a policy that changes, and a cookie another application signed.
 
 A reload that reads claims the session did not keep (a deny entry on a claim or a list element it dropped) ends
 the session with a sentence, and signing in again meets the new policy; a reload of anything else (what a rule
 grants, its role) keeps it and the page decides anew. A reload that turns sign-in off, moves it to another issuer
-or client, or takes the client out of the issuer's audiences ends it too."""
+or client, or takes the client out of the issuer's audiences ends it too. And a cookie signed with the session
+secret as it is (what another Starlette application given the same secret makes) signs no one in."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from itsdangerous import TimestampSigner
 
 from ccweb.config import parse_config
 from ccweb.policy import Suspended
+from ccweb.web.routes import session_key
 from ccweb.web.session import POLICY_CHANGED, SIGN_IN_CHANGED, SIGNED_IN
-from websignin import IdP, Web, shown, web_policy
+from websignin import SESSION_SECRET, IdP, Web, shown, web_policy
 
 Policy = dict[str, Any]
 
@@ -99,3 +104,21 @@ def test_a_reload_that_changes_the_sign_in_ends_the_sessions_it_made(
     assert SIGNED_IN not in browser.session()
     assert not browser.page().all("form", id="sign-out")
 
+
+def resigned(browser_cookie: str, key: bytes) -> str:
+    """The cookie's content, signed again with ``key`` as Starlette's SessionMiddleware signs."""
+    payload = browser_cookie.split(".", maxsplit=1)[0]
+    content = json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))
+    return TimestampSigner(key.decode("latin-1")).sign(base64.b64encode(json.dumps(content).encode())).decode()
+
+
+def test_a_cookie_signed_with_the_session_secret_itself_signs_no_one_in(web: Web) -> None:
+    browser = web.browser()
+    assert browser.sign_in("mallory").status_code == 303
+    cookie = browser.client.cookies["ccweb"]
+    elsewhere = web.browser()  # what another application given the same secret would make of the same session
+    elsewhere.client.cookies.set("ccweb", resigned(cookie, SESSION_SECRET), domain="127.0.0.1")
+    assert elsewhere.who() is None
+    ours = web.browser()
+    ours.client.cookies.set("ccweb", resigned(cookie, session_key(SESSION_SECRET)), domain="127.0.0.1")
+    assert ours.who() == "mallory@example.net", "the key the service signs with"
