@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from fastapi import FastAPI
+from joserfc import jws
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
@@ -58,7 +59,9 @@ class IdP:
     """The development issuer, on loopback: the sandbox's sign-in page and token endpoint for ``ccweb-web``.
 
     ``tamper(claims) -> claims`` changes the claims of the next ID tokens (None: as the sandbox mints them);
-    ``audience`` replaces their ``aud``. Every token endpoint answer is kept in ``answers``."""
+    ``audience`` replaces their ``aud``; ``escaped`` signs their payload as JSON written with ``\\u`` escapes, as
+    an identity provider may, so that it can carry what UTF-8 cannot (a lone surrogate). Every token endpoint
+    answer is kept in ``answers``."""
 
     def __init__(self) -> None:
         self.issuer = DevIssuer("http://127.0.0.1")  # its real address is known once it listens
@@ -66,6 +69,7 @@ class IdP:
         self.users: dict[str, Claims] = dict(DEMO_USERS)
         self.tamper: Callable[[Claims], Claims] | None = None
         self.audience: str | None = None
+        self.escaped = False
         self.ttl = 3600
         self.answers: list[dict[str, Any]] = []
         self.asked: list[str] = []
@@ -80,7 +84,7 @@ class IdP:
         return self.issuer.web_client_secret
 
     def reset(self) -> None:
-        self.users, self.tamper, self.audience, self.ttl = dict(DEMO_USERS), None, None, 3600
+        self.users, self.tamper, self.audience, self.ttl, self.escaped = dict(DEMO_USERS), None, None, 3600, False
         self.answers.clear()
         self.asked.clear()
 
@@ -88,7 +92,12 @@ class IdP:
         claims: Claims = {"sub": f"dev|{user}", **self.users[user], **({"nonce": nonce} if nonce else {})}
         if self.tamper is not None:
             claims = self.tamper(claims)
-        return self.issuer.mint(claims, ttl=self.ttl, audience=self.audience or audience)
+        if not self.escaped:
+            return self.issuer.mint(claims, ttl=self.ttl, audience=self.audience or audience)
+        now, key = int(time.time()), self.issuer.key
+        payload = {"iss": self.url, "aud": self.audience or audience, "iat": now, "nbf": now, "exp": now + self.ttl,
+                   **claims}
+        return jws.serialize_compact({"alg": "RS256", "kid": key.kid, "typ": "JWT"}, json.dumps(payload).encode(), key)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         inner = self._inner

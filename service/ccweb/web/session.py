@@ -12,6 +12,7 @@ may not see (their own claims).
     take_notice(request)       → str | None        the one-time sentence the page shows once
     begin(request, signed)                          a new session: whatever the browser held before is dropped
     end(request, notice)                            signed out (the notice, if any, is shown once)
+    unholdable(claims)         → str | None        why a session cannot hold these claims
 
 A session ends (``recheck``, before every web route) when a reload turned sign-in off, changed ``web.issuer`` or
 ``web.client_id``, or took the client out of the issuer's audiences (``SIGN_IN_CHANGED``); and when it changed
@@ -32,6 +33,7 @@ from typing import Any, Final
 
 from starlette.requests import HTTPConnection
 
+from ccweb.explain import MAX_CLAIMS_DEPTH
 from ccweb.policy import Policy
 
 SIGNED_IN: Final = "signed_in"
@@ -130,6 +132,26 @@ def recheck(connection: HTTPConnection, policy: Policy) -> None:
     notice = None if signed is None else ended_by(policy, signed)
     if notice is not None:
         end(connection, notice)
+
+
+def unholdable(claims: Mapping[str, Any]) -> str | None:
+    """Why a session cannot hold ``claims`` (and the page could not show them), or None: text that is not Unicode
+    (a lone surrogate, which JSON may escape and UTF-8 cannot encode) or nesting deeper than ``MAX_CLAIMS_DEPTH``.
+    Iterative: a deep value costs no recursion."""
+    level: list[tuple[object, int]] = [(dict(claims), 0)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "text that is not valid Unicode"
+        elif isinstance(item, dict | list):
+            if depth >= MAX_CLAIMS_DEPTH:
+                return f"values nested more than {MAX_CLAIMS_DEPTH} deep"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            level.extend((child, depth + 1) for child in children)
+    return None
 
 
 def take_notice(connection: HTTPConnection) -> str | None:

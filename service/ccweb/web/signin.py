@@ -10,7 +10,7 @@ A callback that cannot sign anyone in answers a message page, and the session ke
 
     400  no sign-in of this browser has that ``state`` (made up, replayed, too old: login CSRF is refused here),
          the identity provider's error, a code that is none (``exchange.usable_code``) or that it refused,
-         claims too large for a cookie
+         claims a cookie or the page cannot hold (too large, not Unicode, nested too deep)
     401  the ID token refused: the verifier's sentence, or not this sign-in's (issuer, aud, azp, nonce)
     403  a deny entry suspends the identity (the suspension's sentence)
     502  the identity provider answered with something that is not a token response (or more than 64 KiB)
@@ -198,8 +198,11 @@ class SignIn:
         expires_at = min(verified.expires_at, now + web.session_max_seconds)
         if expires_at <= now:
             raise SignInFailed(401, "The OIDC token was refused: it has expired; sign in again.", reason="expired")
-        signed = SignedIn(issuer=verified.issuer.name, subject=verified.subject,
-                          claims=snapshot.policy.kept_claims(verified.issuer.name, verified.claims),
+        kept = snapshot.policy.kept_claims(verified.issuer.name, verified.claims)
+        if (problem := session.unholdable(kept)) is not None:
+            raise SignInFailed(400, f"Your sign-in carries claims this page cannot hold ({problem}); ask the ccweb "
+                                    "operators, who can see which claims the page keeps.", reason="claims")
+        signed = SignedIn(issuer=verified.issuer.name, subject=verified.subject, claims=kept,
                           expires_at=expires_at, signed_in_at=now,
                           claims_digest=snapshot.policy.kept_claims_digest(verified.issuer.name),
                           csrf=secrets.token_urlsafe(32))

@@ -1,14 +1,16 @@
 """Sign-in at the development issuer, at the protocol level: each person signs in; a callback whose ``state`` is
-made up, missing, another browser's, replayed or too old signs no one in (and spends no code); an ID token that
-the API would refuse, or that is not this sign-in's (nonce, aud, azp), is refused with 401 and its sentence; a
-suspended identity with 403 and the suspension's sentence."""
+made up, missing, another browser's, replayed or too old signs no one in (and spends no code); a code that cannot
+be one is sent nowhere, and made-up codes beyond the process's budget of exchanges are a 503 that asks the
+identity provider nothing; an ID token that the API would refuse, or that is not this sign-in's (nonce, aud, azp,
+several audiences without azp), is refused with 401 and its sentence; claims the page cannot hold (not Unicode,
+nested too deep) with 400; a suspended identity with 403 and the suspension's sentence."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
@@ -248,3 +250,37 @@ def test_exchanges_beyond_the_budget_are_a_503_that_asks_the_idp_nothing(tmp_pat
         assert idp.asked.count("/token") == EXCHANGE_BURST + 1
     finally:
         web.close()
+
+
+def nested(depth: int) -> Any:
+    """A JSON value of ``depth`` lists, one inside the other."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("claims", "problem"), [
+    ({"name": "Alice \ud800"}, "text that is not valid Unicode"),
+    ({"sub": "dev|\udfff"}, "text that is not valid Unicode"),
+    ({"email": "alice\ud800@example.com"}, "text that is not valid Unicode"),
+    ({"name": nested(64)}, "values nested more than 64 deep"),
+    ({"name": nested(900)}, "values nested more than 64 deep"),
+], ids=["name", "sub", "email", "nested-65", "nested-900"])
+def test_claims_the_page_cannot_hold_refuse_the_sign_in_with_a_sentence(web: Web, idp: IdP, claims: dict[str, Any],
+                                                                       problem: str) -> None:
+    idp.escaped, idp.tamper = True, lambda c: {**c, **claims}
+    browser = web.browser()
+    refused = browser.sign_in("alice")
+    assert refused.status_code == 400
+    assert message(refused).startswith(f"Your sign-in carries claims this page cannot hold ({problem})")
+    assert browser.who() is None and SIGNED_IN not in browser.session()
+
+
+def test_what_the_session_does_not_keep_may_hold_anything(web: Web, idp: IdP) -> None:
+    idp.escaped = True
+    idp.tamper = lambda c: {**c, "groups": ["engineering", "\ud800"], "name": nested(63), "extra": nested(900)}
+    browser = web.browser()
+    assert browser.sign_in("alice").status_code == 303
+    assert browser.who() == "alice@example.com"
+    assert browser.session()[SIGNED_IN]["claims"]["groups"] == ["engineering"]
