@@ -10,7 +10,9 @@
 
 Each route is wrapped, alone, in ``PageHeaders`` (``ccweb.web.headers``) and, but for the static files, in the
 session (``WebSession``: Starlette's ``SessionMiddleware``); nothing is added to the whole app, so the API's
-requests never pass through either. None of these routes is in the OpenAPI document.
+requests never pass through either. None of these routes is in the OpenAPI document. Every answer of these
+paths is the page's, with its headers: another method is a 405 message page naming the ones allowed
+(``Allow``), and an unexpected error a 500 message page (logged once, with its traceback, as the API's are).
 
 The session cookie is ``__Host-ccweb`` (``Secure``) when ``web.public_url`` is https, else ``ccweb``;
 ``HttpOnly``, ``SameSite=Lax``, ``Path=/``; its ``Max-Age`` is ``web.session_max_seconds``, and the session
@@ -26,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,16 +38,19 @@ from fastapi import FastAPI
 from starlette.datastructures import Secret
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute, Route
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ccweb.config import ConfigError
 from ccweb.reload import RunningPolicy
+from ccweb.responses import unexpected_error
 from ccweb.web import session
 from ccweb.web.headers import PageHeaders
 from ccweb.web.oidc import quiet_authlib
 from ccweb.web.page import home
+from ccweb.web.render import message_page
 from ccweb.web.signin import CALLBACK_PATH, LOGIN_PATH, LOGOUT_PATH, MAX_LOGOUT_BODY_BYTES, SignIn
 from ccweb.web.static import static_file
 from ccweb.webconfig import WebSettings
@@ -57,6 +62,8 @@ SECURE_SESSION_COOKIE = "__Host-ccweb"
 """The cookie's name behind https: ``__Host-`` makes browsers refuse it unless ``Secure``, ``Path=/`` and set by
 this very host (no sibling domain can plant or overwrite it)."""
 SESSION_KEY_PURPOSE = b"ccweb web session v1"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def session_key(secret: bytes) -> bytes:
@@ -111,6 +118,34 @@ class WebSession:
         await self.app(scope, receive, send)
 
 
+class Answering:
+    """``endpoint`` as an ASGI app for ``methods`` (GET brings HEAD): any other method is a 405 message page with
+    ``Allow``, and an error the endpoint did not expect a 500 message page (logged as ``ccweb.responses`` logs
+    the API's). An ASGI app, not a function, so that its ``Route`` hands it every method."""
+
+    def __init__(self, endpoint: Endpoint, methods: tuple[str, ...]) -> None:
+        self.endpoint = endpoint
+        self.allowed = tuple(m for method in methods for m in ((method, "HEAD") if method == "GET" else (method,)))
+        self._app = request_response(self._answer)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _answer(self, request: Request) -> Response:
+        if request.method not in self.allowed:
+            refused = message_page(request, status=405, title="Not here",
+                                   sentence=f"This address answers {', '.join(self.allowed[:-1])} and "
+                                            f"{self.allowed[-1]} only; use the page's own links and buttons.")
+            refused.headers["Allow"] = ", ".join(self.allowed)
+            return refused
+        try:
+            return await self.endpoint(request)
+        except Exception as exc:  # noqa: BLE001 (anything: the person gets the page's 500, the log the traceback)
+            unexpected_error(exc)
+            return message_page(request, status=500, title="Something went wrong",
+                                sentence="ccweb failed unexpectedly; the operators can find why in its log.")
+
+
 def web_routes(running: RunningPolicy, *, sign_in: SignIn, clock: Callable[[], float],
                session_secret: bytes | None) -> list[BaseRoute]:
     """The web face's routes, each wrapped in what it needs."""
@@ -120,13 +155,17 @@ def web_routes(running: RunningPolicy, *, sign_in: SignIn, clock: Callable[[], f
 
     headers = Middleware(PageHeaders, https=https)
     with_session = [headers, Middleware(WebSession, running=running, secret=session_secret)]
-    page = functools.partial(home, ctx=WebContext(running, clock))
+    page: Endpoint = functools.partial(home, ctx=WebContext(running, clock))
+
+    def route(path: str, name: str, endpoint: Endpoint, *methods: str, middleware: list[Middleware]) -> Route:
+        return Route(path, Answering(endpoint, methods), name=name, include_in_schema=False, middleware=middleware)
+
     return [
-        Route("/", page, methods=["GET"], name="page", include_in_schema=False, middleware=with_session),
-        Route(LOGIN_PATH, sign_in.login, methods=["GET"], include_in_schema=False, middleware=with_session),
-        Route(CALLBACK_PATH, sign_in.callback, methods=["GET"], include_in_schema=False, middleware=with_session),
-        Route(LOGOUT_PATH, sign_in.logout, methods=["GET", "POST"], include_in_schema=False, middleware=with_session),
-        Route("/static/{name}", static_file, methods=["GET"], include_in_schema=False, middleware=[headers]),
+        route("/", "page", page, "GET", middleware=with_session),
+        route(LOGIN_PATH, "login", sign_in.login, "GET", middleware=with_session),
+        route(CALLBACK_PATH, "callback", sign_in.callback, "GET", middleware=with_session),
+        route(LOGOUT_PATH, "logout", sign_in.logout, "GET", "POST", middleware=with_session),
+        route("/static/{name}", "static_file", static_file, "GET", middleware=[headers]),
     ]
 
 

@@ -1,6 +1,7 @@
 """The page's session: it ends with the ID token (or ``session_max_seconds``), by the app's clock; its cookie's flags
 and size; sign-out only from the page's own form; the security headers on every web answer and none on the
-API's; and no token, code, code_verifier or client secret in any log line, answer or cookie."""
+API's, another method's 405 and an unexpected error's 500 included; and no token, code, code_verifier or client
+secret in any log line, answer or cookie."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ccweb.config import ConfigError, parse_config
 from ccweb.web.session import SESSION_ENDED, SIGNED_IN, SIGNED_OUT
 from ccweb.web.signin import MAX_SESSION_BYTES
 from support import RecordingSTS
-from websignin import PAGE_HEADERS, SESSION_SECRET, IdP, Web, app_log, message, shown, web_policy
+from websignin import PAGE_HEADERS, SESSION_SECRET, Clock, IdP, Web, app_log, message, shown, web_policy
 
 
 @pytest.mark.parametrize(("ttl", "max_seconds", "lasts"), [(600, 28800, 600), (3600, 300, 300)],
@@ -150,6 +151,59 @@ def test_every_web_answer_carries_the_page_headers_and_the_apis_none(web: Web) -
         api = browser.get(path)
         assert "set-cookie" not in api.headers, "the API's answers never touch the session"
         assert not set(PAGE_HEADERS) & set(api.headers), path
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("POST", "/", "GET, HEAD"),
+    ("OPTIONS", "/", "GET, HEAD"),
+    ("PUT", "/auth/login", "GET, HEAD"),
+    ("POST", "/auth/callback", "GET, HEAD"),
+    ("DELETE", "/auth/logout", "GET, HEAD, POST"),
+    ("POST", "/static/ccweb.css", "GET, HEAD"),
+], ids=["post-page", "options-page", "put-login", "post-callback", "delete-logout", "post-static"])
+def test_another_method_on_a_web_path_is_a_405_page_with_the_page_headers(web: Web, method: str, path: str,
+                                                                          allow: str) -> None:
+    browser = web.browser()
+    browser.sign_in("alice")
+    answer = browser.request(method, path)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == allow
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert {name: answer.headers.get(name) for name in PAGE_HEADERS} == PAGE_HEADERS
+    assert message(answer).startswith(f"This address answers {allow.rsplit(', ', 1)[0]} and ")
+    assert browser.who() == "alice@example.com", "nothing changed"
+
+
+class Failing(Clock):
+    """A clock that fails when told to: an error no web route expects."""
+
+    failing = False
+
+    def now(self) -> float:
+        if self.failing:
+            raise RuntimeError("the clock stopped")
+        return super().now()
+
+
+def test_an_unexpected_error_in_a_web_route_is_a_500_page_logged_once(tmp_path: Path, idp: IdP,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    clock = Failing()
+    web = Web(web_policy(idp.url, tmp_path, idp.client_secret), clock=clock)
+    try:
+        browser = web.browser()
+        clock.failing = True
+        with caplog.at_level(logging.ERROR):
+            answer = browser.get("/")
+    finally:
+        web.close()
+    assert answer.status_code == 500
+    assert message(answer) == "ccweb failed unexpectedly; the operators can find why in its log."
+    assert {name: answer.headers.get(name) for name in PAGE_HEADERS} == PAGE_HEADERS
+    assert answer.headers["cache-control"] == "no-store"
+    assert "the clock stopped" not in answer.text
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert [record.getMessage() for record in errors] == ["unexpected error: RuntimeError"]
+    assert errors[0].exc_info is not None, "the log has the traceback"
 
 
 def test_no_token_code_verifier_or_secret_is_logged_shown_or_kept(web: Web, idp: IdP,
