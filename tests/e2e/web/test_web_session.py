@@ -1,5 +1,6 @@
 """The page's session and headers as a real browser holds and receives them: the cookie's flags over http and
-behind https (a test certificate on loopback), the session ending with the sign-in, and the security headers.
+behind https (a test certificate on loopback), the session ending with the sign-in, a copy of the cookie taken
+before sign-out ending there too, and the security headers.
 
 Where a test needs the service's clock or TLS, it serves the service (with its page) on a port of its own,
 signing in at the sandbox's issuer as the sandbox's own page does.
@@ -8,7 +9,9 @@ signing in at the sandbox's issuer as the sandbox's own page does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -89,6 +92,13 @@ def own_page(box: Sandbox, *, clock: Callable[[], float] = time.time, tls: Path 
         sock.close()
 
 
+def session_content(cookie: str) -> dict[str, Any]:
+    """What a session cookie's value holds (signed, not encrypted: its holder can read it)."""
+    payload = cookie.split(".", 1)[0]
+    content: dict[str, Any] = json.loads(base64.b64decode(payload + "=" * (-len(payload) % 4)))
+    return content
+
+
 def page_cookies(browser: Chrome) -> list[dict[str, Any]]:
     """The cookies the browser holds for the page's host (127.0.0.1: the sandbox's issuer sets none)."""
     return [c for c in session_cookies(browser) if c["domain"] == "127.0.0.1"]
@@ -139,6 +149,39 @@ def test_the_session_ends_with_the_sign_in(sandbox: Sandbox, browser: Chrome, we
         assert element(browser, "a#sign-in").is_displayed()
         assert not elements(browser, "#who")
         browser.get(f"{url}/?repo=demo")  # the reach box answers no one
+        element(browser, "a#sign-in")
+        assert not elements(browser, "#reach-answer")
+
+
+def test_sign_out_signs_the_browser_out_and_a_copy_of_its_cookie_ends_with_the_session(
+        sandbox: Sandbox, browser: Chrome) -> None:
+    """The session is a signed cookie the service does not store: sign-out makes the browser forget it, and a copy
+    taken before (from the browser's disk, say) signs its holder in until the session's end — the ID token's
+    expiry — and not a moment after."""
+    at: list[float | None] = [None]  # the service's time: this machine's until the test sets it
+    with own_page(sandbox, clock=lambda: time.time() if at[0] is None else at[0]) as url:
+        page = f"{url}/"
+        sign_in(browser, page, "alice")
+        [copied] = page_cookies(browser)
+        ends = session_content(copied["value"])["signed_in"]["expires_at"]
+        element(browser, "form#sign-out button[type='submit']").click()
+        page_loaded_from(browser, page)
+        assert element(browser, "#notice").text == "You are signed out."
+        browser.refresh()
+        element(browser, "a#sign-in")
+        assert not elements(browser, "#who, form#sign-out"), "the browser itself is signed out"
+        assert copied["value"] not in [c["value"] for c in page_cookies(browser)]
+
+        browser.delete_all_cookies()
+        browser.add_cookie({k: copied[k] for k in ("name", "value", "path", "httpOnly", "secure")})
+        at[0] = ends - 1
+        browser.get(page)
+        assert signed_in_as(browser) == "alice@example.com", "the copy, until the session's end"
+        at[0] = ends
+        browser.refresh()
+        assert "session ended" in element(browser, "#notice").text
+        assert not elements(browser, "#who")
+        browser.get(f"{page}?repo=demo")
         element(browser, "a#sign-in")
         assert not elements(browser, "#reach-answer")
 
