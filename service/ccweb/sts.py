@@ -64,6 +64,9 @@ class AssumeRoleRequest:
     source_identity: str
     policy: str
     duration_seconds: int
+    tags: tuple[tuple[str, str], ...] = ()
+    """Session tags (key, value), in the rule's order."""
+    transitive_tag_keys: tuple[str, ...] = ()
 
 
 class StsError(Exception):
