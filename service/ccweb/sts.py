@@ -6,9 +6,9 @@ with shared ``httpx.AsyncClient``s (pools of ``SHARD_CONNECTIONS``: httpcore's p
 of its size), its XML answer parsed with ElementTree. No thread per call (botocore's own call path costs
 milliseconds of CPU under the GIL, and 64 threads of it starved the event loop during a cold start of many
 identities); an ``asyncio.Semaphore`` caps the calls one worker has in flight at STS (``STS_CONCURRENCY``, as
-many pooled connections in all). It honours ``ca_bundle``/``AWS_CA_BUNDLE`` as botocore would, and the proxy
-environment (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) as every outbound request of the service does
-(``ccweb.outbound``).
+many pooled connections in all). ``assume_role_form`` is the form it sends, session tags included. It honours
+``ca_bundle``/``AWS_CA_BUNDLE`` as botocore would, and the proxy environment (``HTTPS_PROXY``, ``ALL_PROXY``,
+``NO_PROXY``) as every outbound request of the service does (``ccweb.outbound``).
 
 Each call is one HTTP attempt; a failure is an ``StsError`` that says whether trying again may help (STS's
 throttling and 5xx codes, an unreachable or hanging STS). ``ccweb.retry`` retries those, ``ccweb.sessions``
@@ -67,14 +67,16 @@ class AssumeRoleRequest:
     tags: tuple[tuple[str, str], ...] = ()
     """Session tags (key, value), in the rule's order."""
     transitive_tag_keys: tuple[str, ...] = ()
+    """Keys of ``tags`` that pass on to the sessions chained from this one (STS's transitive session tags)."""
 
 
 class StsError(Exception):
-    """STS refused or failed; ``code`` is the AWS error code (never a credential)."""
+    """STS refused or failed; ``code`` is the AWS error code, ``message`` AWS's words (never a credential)."""
 
     def __init__(self, code: str, message: str, *, retryable: bool) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message
         self.retryable = retryable
 
 
@@ -180,15 +182,7 @@ class BotoSTS:
 
         transport = self._current()
         frozen = await self._frozen_credentials(transport)
-        body = urlencode({
-            "Action": "AssumeRole",
-            "Version": STS_API_VERSION,
-            "RoleArn": request.role_arn,
-            "RoleSessionName": request.session_name,
-            "SourceIdentity": request.source_identity,
-            "Policy": request.policy,
-            "DurationSeconds": str(request.duration_seconds),
-        }).encode()
+        body = urlencode(assume_role_form(request)).encode()
         async with transport.slots:
             signed = AWSRequest(method="POST", url=self._url, data=body, headers={"Content-Type": FORM})
             SigV4Auth(frozen, "sts", self.region).add_auth(signed)  # signed when sent: its date is now
@@ -205,6 +199,27 @@ class BotoSTS:
             finally:
                 transport.load[shard] -= 1
         return _parse_assume_role(response.status_code, response.content)
+
+
+def assume_role_form(request: AssumeRoleRequest) -> dict[str, str]:
+    """The AssumeRole request as STS's Query API form: session tags as ``Tags.member.N.Key`` and
+    ``Tags.member.N.Value``, transitive keys as ``TransitiveTagKeys.member.N`` (N from 1), each only when there are
+    any, so a request without tags is sent exactly as before tags existed."""
+    form = {
+        "Action": "AssumeRole",
+        "Version": STS_API_VERSION,
+        "RoleArn": request.role_arn,
+        "RoleSessionName": request.session_name,
+        "SourceIdentity": request.source_identity,
+        "Policy": request.policy,
+        "DurationSeconds": str(request.duration_seconds),
+    }
+    for n, (key, value) in enumerate(request.tags, 1):
+        form[f"Tags.member.{n}.Key"] = key
+        form[f"Tags.member.{n}.Value"] = value
+    for n, key in enumerate(request.transitive_tag_keys, 1):
+        form[f"TransitiveTagKeys.member.{n}"] = key
+    return form
 
 
 def _signing_region(client: Any) -> str:
