@@ -1,6 +1,7 @@
 """STS session tags, as STS takes them (AssumeRole's ``Tags`` and ``TransitiveTagKeys``). Pure, no I/O.
 
     tag_key_problem(key)     why STS would refuse ``key`` as a tag key, or None
+    outside_alphabet(text)   the first character of ``text`` STS allows in no tag key or value, or None
     tag_value(value)         a claim's value as a tag value, or TagValueError saying why it cannot be one
 
 STS's limits: at most 50 session tags; a key of 1-128 characters, a value of 0-256, both of Unicode letters,
@@ -20,7 +21,7 @@ PUNCTUATION = frozenset("_.:/=+-@")
 ALPHABET = "Unicode letters, numbers and spaces, and _ . : / = + - @"
 
 
-def _outside(text: str) -> str | None:
+def outside_alphabet(text: str) -> str | None:
     """The first character of ``text`` outside STS's tag alphabet, or None."""
     for char in text:
         if char not in PUNCTUATION and unicodedata.category(char)[0] not in "LZN":
@@ -32,7 +33,7 @@ def tag_key_problem(key: str) -> str | None:
     """Why STS would refuse ``key`` as a session tag key, or None."""
     if not 1 <= len(key) <= MAX_KEY_LENGTH:
         return f"a tag key has 1 to {MAX_KEY_LENGTH} characters, not {len(key)}"
-    char = _outside(key)
+    char = outside_alphabet(key)
     if char is not None:
         return f"{char!r} is not allowed in a tag key ({ALPHABET})"
     if key.lower().startswith("aws:"):
@@ -62,7 +63,7 @@ def tag_value(value: object) -> str:
         raise TagValueError("null" if value is None else type(value).__name__)
     if len(text) > MAX_VALUE_LENGTH:
         raise TagValueError(f"{len(text)} characters, over STS's limit of {MAX_VALUE_LENGTH} for a tag value")
-    char = _outside(text)
+    char = outside_alphabet(text)
     if char is not None:
         raise TagValueError(f"the character {char!r}, which STS does not allow in a tag value ({ALPHABET})")
     return text

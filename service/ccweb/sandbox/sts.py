@@ -1,7 +1,8 @@
 """An in-memory STS stand-in: ``AssumeRole`` and ``GetCallerIdentity`` over the Query protocol boto3 speaks.
 
 It validates what real STS validates for ccweb's calls (session name, source identity, packed policy size,
-duration), keeps every issued session so the sandbox git server can check signatures and session policies
+duration, session tags: ``check_tags``, in STS's own error codes and words), keeps every issued session (its
+session tags and transitive keys too) so the sandbox git server can check signatures and session policies
 the way CodeCommit does, and never talks to AWS. Credentials it mints carry the markers ``DEVSECRET`` and
 ``DEVSESSIONTOKEN`` so tests can prove they never reach a log. Its session tokens are as long as real ones
 (``SESSION_TOKEN_CHARS``), so memory measured against it is what a cached real session costs, and it can
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ccweb.signing import AwsCredentials
+from ccweb.tags import MAX_KEY_LENGTH, MAX_SESSION_TAGS, MAX_VALUE_LENGTH, outside_alphabet
 
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})")
@@ -39,6 +41,8 @@ CALLER_ACCOUNT = "000000000000"
 SESSION_TOKEN_CHARS = 1000
 """Real STS session tokens are opaque and of no fixed size: several hundred to over a thousand characters,
 longer with session policies and tags. ccweb's sessions carry a session policy."""
+Tags = tuple[tuple[str, str], ...]
+"""Session tags, (key, value) in the order of the request."""
 
 
 class StsFault(Exception):
@@ -74,6 +78,9 @@ class DevSession:
     credentials: AwsCredentials
     caller: str = ""
     """The address the request came from, ``host:port`` (like CloudTrail's ``sourceIPAddress``)."""
+    tags: Tags = ()
+    """The session tags, in the order of the request (``Tags.member.N``)."""
+    transitive_tag_keys: tuple[str, ...] = ()
 
     @property
     def access_key_id(self) -> str:
@@ -127,7 +134,10 @@ class DevSTSStore:
         duration: int,
         *,
         caller: str = "",
+        tags: tuple[tuple[str | None, str | None], ...] = (),
+        transitive_tag_keys: tuple[str, ...] = (),
     ) -> DevSession:
+        """A session, or the ``StsFault`` STS would answer (session tags: ``check_tags``)."""
         match = ROLE_ARN.fullmatch(role_arn)
         if match is None:
             raise StsFault(400, "ValidationError", f"{role_arn!r} is not a valid role ARN")
@@ -146,6 +156,7 @@ class DevSTSStore:
                 raise StsFault(400, "MalformedPolicyDocument", "the session policy is not JSON") from None
         if not 900 <= duration <= 43200:
             raise StsFault(400, "ValidationError", "DurationSeconds must be between 900 and 43200")
+        checked = check_tags(tags, transitive_tag_keys)
         expiration = datetime.fromtimestamp(int(self._clock()) + duration, UTC)
         credentials = AwsCredentials(
             "ASIA" + secrets.token_hex(8).upper(),
@@ -154,7 +165,8 @@ class DevSTSStore:
             expiration,
         )
         session = DevSession(
-            role_arn, match[1], match[2], session_name, source_identity or "", policy, credentials, caller
+            role_arn, match[1], match[2], session_name, source_identity or "", policy, credentials, caller,
+            checked, transitive_tag_keys,
         )
         with self._lock:
             self._sessions[credentials.access_key_id] = session
@@ -164,6 +176,73 @@ class DevSTSStore:
     def lookup(self, access_key_id: str) -> DevSession | None:
         with self._lock:
             return self._sessions.get(access_key_id)
+
+
+_TAG_MEMBER = re.compile(r"Tags\.member\.([1-9][0-9]{0,3})\.(Key|Value)")
+_TRANSITIVE_MEMBER = re.compile(r"TransitiveTagKeys\.member\.([1-9][0-9]{0,3})")
+KEY_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"
+VALUE_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
+"""STS's patterns for a tag key and value, as its validation errors quote them (``ccweb.tags`` holds them)."""
+
+
+def tags_of(params: dict[str, str]) -> tuple[tuple[tuple[str | None, str | None], ...], tuple[str, ...]]:
+    """The session tags (key, value; None for a half that is missing) and transitive keys of an AssumeRole
+    form, in the order of their member numbers."""
+    members: dict[int, dict[str, str]] = {}
+    transitive: dict[int, str] = {}
+    for name, value in params.items():
+        if found := _TAG_MEMBER.fullmatch(name):
+            members.setdefault(int(found[1]), {})[found[2]] = value
+        elif found := _TRANSITIVE_MEMBER.fullmatch(name):
+            transitive[int(found[1])] = value
+    return (tuple((members[n].get("Key"), members[n].get("Value")) for n in sorted(members)),
+            tuple(transitive[n] for n in sorted(transitive)))
+
+
+def _violations(text: str | None, where: str, low: int, high: int, pattern: str) -> list[str]:
+    """STS's words for each constraint ``text`` (at ``where`` in the request) fails."""
+    if text is None:
+        return [f"Value null at '{where}' failed to satisfy constraint: Member must not be null"]
+    found = []
+    if len(text) < low:
+        found.append(f"Value '{text}' at '{where}' failed to satisfy constraint: Member must have length greater "
+                     f"than or equal to {low}")
+    if len(text) > high:
+        found.append(f"Value '{text}' at '{where}' failed to satisfy constraint: Member must have length less than "
+                     f"or equal to {high}")
+    if outside_alphabet(text) is not None:
+        found.append(f"Value '{text}' at '{where}' failed to satisfy constraint: Member must satisfy regular "
+                     f"expression pattern: {pattern}")
+    return found
+
+
+def check_tags(tags: tuple[tuple[str | None, str | None], ...], transitive: tuple[str, ...]) -> Tags:
+    """``tags`` as STS takes them, or the ``StsFault`` it answers: a ``ValidationError`` listing every
+    constraint broken (at most ``MAX_SESSION_TAGS`` tags and transitive keys, a key of 1 to ``MAX_KEY_LENGTH``
+    characters, a value of up to ``MAX_VALUE_LENGTH``, both in STS's alphabet), then an ``InvalidParameterValue``
+    for keys equal but for case, or a transitive key that is none of the tags."""
+    broken = []
+    for name, members in (("tags", tags), ("transitiveTagKeys", transitive)):
+        if len(members) > MAX_SESSION_TAGS:
+            broken.append(f"Value '{list(members)}' at '{name}' failed to satisfy constraint: Member must have "
+                          f"length less than or equal to {MAX_SESSION_TAGS}")
+    for n, (key, value) in enumerate(tags, 1):
+        broken += _violations(key, f"tags.{n}.member.key", 1, MAX_KEY_LENGTH, KEY_PATTERN)
+        broken += _violations(value, f"tags.{n}.member.value", 0, MAX_VALUE_LENGTH, VALUE_PATTERN)
+    for n, key in enumerate(transitive, 1):
+        broken += _violations(key, f"transitiveTagKeys.{n}.member", 1, MAX_KEY_LENGTH, KEY_PATTERN)
+    if broken:
+        errors = f"{len(broken)} validation error{'s' if len(broken) > 1 else ''}"
+        raise StsFault(400, "ValidationError", f"{errors} detected: " + "; ".join(broken))
+    checked = tuple((key or "", value or "") for key, value in tags)
+    keys = {key.lower() for key, _ in checked}
+    if len(keys) < len(checked):
+        raise StsFault(400, "InvalidParameterValue",
+                       "Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+    if any(key.lower() not in keys for key in transitive):
+        raise StsFault(400, "InvalidParameterValue",
+                       "The specified transitive tag key must be included in the requested tags.")
+    return checked
 
 
 def _xml_response(action: str, result: str) -> Response:
@@ -215,9 +294,10 @@ def _handle(store: DevSTSStore, params: dict[str, str], authorized: bool, caller
         duration = int(params.get("DurationSeconds", "3600"))
     except ValueError:
         raise StsFault(400, "ValidationError", "DurationSeconds must be a number") from None
+    tags, transitive = tags_of(params)
     session = store.assume_role(
         params.get("RoleArn", ""), params.get("RoleSessionName", ""), params.get("SourceIdentity"),
-        params.get("Policy"), duration, caller=caller,
+        params.get("Policy"), duration, caller=caller, tags=tags, transitive_tag_keys=transitive,
     )
     return _xml_response(action, _assume_role_result(session))
 
