@@ -6,7 +6,8 @@
 // OIDC_NO_DEVICE=1 (advertise no device endpoint), OIDC_TLS_CERT and OIDC_TLS_KEY (PEM files: serve https) with
 // OIDC_HOST (the issuer's host name, default 127.0.0.1; it listens on 127.0.0.1 whatever the name). The built-in
 // development pages handle login (any name, any password) and consent; an account's e-mail is
-// <login>@example.com and its groups come from GROUPS below.
+// <login>@example.com and its groups come from GROUPS below. The scope roles adds Keycloak's nested claim
+// realm_access: {roles: [...]} (ROLES below) to the ID token, as Keycloak's realm roles mapper does when told to.
 // GET /_test/grants lists the token grants served so far ({"grant_type", "client_id"}), so tests can prove
 // which grant produced a token. The process exits when its stdin closes or its parent dies.
 import fs from 'node:fs';
@@ -19,6 +20,7 @@ const CLIENT_ID = process.env.OIDC_CLIENT_ID || 'ccweb-cli';
 const ID_TOKEN_TTL = Number(process.env.OIDC_ID_TOKEN_TTL || 3600);
 const DEVICE = process.env.OIDC_NO_DEVICE !== '1';
 const GROUPS = { mallory: [], bob: ['contractors'] };
+const ROLES = { alice: ['offline_access', 'default-roles-corp', 'ccweb-developers'] };
 
 const grants = [];
 
@@ -32,6 +34,7 @@ function account(id) {
         email_verified: true,
         name: id,
         groups: GROUPS[id] ?? ['engineering'],
+        realm_access: { roles: ROLES[id] ?? ['offline_access', 'default-roles-corp'] },
       };
     },
   };
@@ -63,8 +66,9 @@ server.listen(0, '127.0.0.1', () => {
       email: ['email', 'email_verified'],
       profile: ['name'],
       groups: ['groups'],
+      roles: ['realm_access'],
     },
-    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups', 'roles'],
     conformIdTokenClaims: false, // ID tokens carry email and groups: the ccweb policy matches on them
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     cookies: { keys: ['ccweb-test-cookie-key'] },
