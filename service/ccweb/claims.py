@@ -1,5 +1,6 @@
-"""Conditions on a token's claims, as the policy file writes them: a claim name → a string, boolean or integer
-to equal, or ``{pattern: <regular expression>}`` to match in full. Validated here; compiled by ``ccweb.policy``."""
+"""Conditions on a token's claims, as the policy file writes them: a claim name or a JSON Pointer
+(``ccweb.claimpath``) → a string, boolean or integer to equal, or ``{pattern: <regular expression>}`` to match in
+full; and a rule's session tags (tag key → claim name or pointer). Validated here; compiled by ``ccweb.policy``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from pydantic import (
     Tag,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
+
+from ccweb.claimpath import claim_path
+from ccweb.tags import MAX_SESSION_TAGS, tag_key_problem
 
 CLAIM_NAME = re.compile(r"[A-Za-z0-9_:.\-/]{1,128}")
 
@@ -67,23 +72,55 @@ ClaimCondition = Annotated[
 
 
 def claim_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot name a claim in the policy, or None."""
+    """Why ``name`` cannot name a claim in the policy (a top-level claim name, or a JSON Pointer when it starts
+    with ``/``: ``ccweb.claimpath``), or None."""
     if name.startswith("/"):
-        # Read as a literal top-level name, a pointer would never match: a deny entry written with one would
-        # quietly suspend no one.
-        return f"{name!r} is a JSON Pointer (a path into nested claims), which this version does not support yet"
+        try:
+            claim_path(name)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if not CLAIM_NAME.fullmatch(name):
         return f"{name!r} is not a claim name"
     return None
 
 
+CLAIM_KEY_ERROR = "claim_key"
+"""The error type of a malformed JSON Pointer among a mapping's keys: its message is located at the key
+(``rules[0].claims./a~2: …``, by ``ccweb.config.messages``), which its context names."""
+
+
 def _claim_names(value: dict[str, Any]) -> dict[str, Any]:
     for name in value:
         problem = claim_name_problem(name)
+        if problem and name.startswith("/"):
+            raise PydanticCustomError(CLAIM_KEY_ERROR, "{problem}", {"key": name, "problem": problem})
         if problem:
             raise ValueError(problem)
     return value
 
 
 ClaimConditions = Annotated[dict[str, ClaimCondition], AfterValidator(_claim_names)]
-"""Claim name → condition; every one must hold."""
+"""Claim name or JSON Pointer → condition; every one must hold."""
+
+
+def _session_tags(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_SESSION_TAGS:
+        raise ValueError(f"{len(value)} session tags, over STS's limit of {MAX_SESSION_TAGS}")
+    seen: dict[str, str] = {}
+    for key, claim in value.items():
+        problem = tag_key_problem(key)
+        if problem:
+            raise ValueError(f"{key[:130]!r}: {problem}")
+        if key.lower() in seen:
+            raise ValueError(f"{key!r} and {seen[key.lower()]!r} differ only in case, and STS compares tag keys "
+                             "without regard to case")
+        seen[key.lower()] = key
+        problem = claim_name_problem(claim)
+        if problem:
+            raise PydanticCustomError(CLAIM_KEY_ERROR, "{problem}", {"key": key, "problem": problem})
+    return value
+
+
+SessionTags = Annotated[dict[str, StrictStr], AfterValidator(_session_tags)]
+"""STS session tag key → the claim (name or JSON Pointer) whose value the tag carries."""

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from ccweb.claims import ClaimConditions, claim_name_problem
+from ccweb.claims import CLAIM_KEY_ERROR, ClaimConditions, SessionTags, claim_name_problem
 from ccweb.configbase import ConfigError as ConfigError  # noqa: PLC0414 (re-exported: raised by load_config)
 from ccweb.configbase import oauth_scopes
 from ccweb.grc import GrcSettings
@@ -140,6 +140,10 @@ class Rule(_Model):
     access: Literal["read", "write"] = "read"
     source_identity: str | None = None
     session_duration: Annotated[int, Field(ge=MIN_SESSION, le=MAX_SESSION)] | None = None
+    session_tags: SessionTags = Field(default_factory=dict)
+    """STS session tag key → the claim (name or JSON Pointer) whose value it carries."""
+    transitive_session_tags: list[str] = Field(default_factory=list)
+    """Keys of ``session_tags`` that pass on to sessions chained from this one."""
 
     @field_validator("name")
     @classmethod
@@ -162,6 +166,16 @@ class Rule(_Model):
         if problem:
             raise ValueError(problem if value and value.startswith("/") else "not a claim name")
         return value
+
+    @model_validator(mode="after")
+    def _transitive(self) -> Rule:
+        tagged = set(self.session_tags)
+        for index, key in enumerate(self.transitive_session_tags):
+            if key not in tagged:
+                raise ValueError(f"transitive_session_tags[{index}]: {key!r} is not a key of session_tags")
+        if len(set(self.transitive_session_tags)) != len(self.transitive_session_tags):
+            raise ValueError("transitive_session_tags: a key is named twice")
+        return self
 
     @model_validator(mode="after")
     def _policy_size(self) -> Rule:
@@ -323,6 +337,8 @@ def messages(error: ValidationError) -> list[str]:
     for item in error.errors(include_url=False):
         key = _location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == CLAIM_KEY_ERROR:  # a malformed pointer among a mapping's keys: located at the key
+            key = f"{key}.{item.get('ctx', {}).get('key', '')}"
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] == "missing":

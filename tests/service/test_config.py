@@ -104,10 +104,18 @@ INVALID = [
                  id="pattern-misspelt"),
     pytest.param("rules.0.claims", {"bad claim!": "x"}, "rules[0].claims: 'bad claim!' is not a claim name",
                  id="bad-claim-name"),
-    pytest.param("rules.0.claims", {"/realm_access/roles": "admin"},
-                 "rules[0].claims: '/realm_access/roles' is a JSON Pointer", id="pointer-not-yet"),
-    pytest.param("rules.0.source_identity", "/preferred_username", "rules[0].source_identity: '/preferred_username' "
-                 "is a JSON Pointer", id="pointer-source-identity"),
+    pytest.param("rules.0.claims", {"/a~2": "admin"}, "rules[0].claims./a~2: '/a~2' is not a JSON Pointer (RFC "
+                 "6901): '~' at character 3 must be followed by 0 (for '~') or 1 (for '/')", id="pointer-bad-escape"),
+    pytest.param("rules.0.claims", {"//roles": "admin"}, "rules[0].claims.//roles: '//roles' starts with an empty "
+                 "claim name", id="pointer-empty-top"),
+    pytest.param("rules.0.claims", {"/": "admin"}, "rules[0].claims./: '/' starts with an empty claim name",
+                 id="pointer-alone"),
+    pytest.param("rules.0.claims", {"/roles\u200b": "admin"}, "rules[0].claims./roles\u200b: '/roles\\u200b' "
+                 "holds a control or invisible character", id="pointer-invisible"),
+    pytest.param("rules.0.source_identity", "/user~", "rules[0].source_identity: '/user~' is not a JSON Pointer",
+                 id="pointer-source-identity"),
+    pytest.param("rules.0.session_tags", {"team": "/org~x/team"}, "rules[0].session_tags.team: '/org~x/team' is not "
+                 "a JSON Pointer", id="pointer-session-tag"),
     pytest.param("rules.0.name", "denied", "rules[0].name: 'denied' is reserved for an outcome", id="rule-denied"),
     pytest.param("rules.1.name", "suspended", "rules[1].name: 'suspended' is reserved", id="rule-suspended"),
     pytest.param("rules.0.repositories", [], "rules[0].repositories", id="no-repositories"),
@@ -228,11 +236,32 @@ def test_a_key_written_twice_is_refused_not_overwritten(tmp_path: Path, text: st
     assert "(line " in raised.value.messages[0]
 
 
-def test_a_deny_entry_on_a_pointer_would_suspend_no_one_so_it_is_refused() -> None:
+def test_a_deny_entry_on_a_malformed_pointer_is_refused_naming_its_key() -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_config({**base(), "deny": [{"claims": {"/realm_access/roles": "suspended"}}]})
-    assert raised.value.messages == ["deny[0].claims: '/realm_access/roles' is a JSON Pointer (a path into nested "
-                                     "claims), which this version does not support yet"]
+        parse_config({**base(), "deny": [{"claims": {"/realm_access/roles~": "suspended"}}]})
+    assert raised.value.messages == ["deny[0].claims./realm_access/roles~: '/realm_access/roles~' is not a JSON "
+                                     "Pointer (RFC 6901): '~' at character 20 must be followed by 0 (for '~') or 1 "
+                                     "(for '/')"]
+
+
+WELL_FORMED = {
+    "keycloak realm roles": "/realm_access/roles",
+    "keycloak client roles": "/resource_access/ccweb/roles",
+    "escapes": "/a~1b/c~0d",
+    "list index": "/roles/0",
+    "auth0 namespaced name": "https://example.com/groups",
+    "dotted name": "a.b",
+}
+
+
+@pytest.mark.parametrize("key", WELL_FORMED.values(), ids=WELL_FORMED.keys())
+def test_well_formed_claim_keys_load_everywhere_a_claim_is_named(key: str) -> None:
+    data = base()
+    data["rules"][0] |= {"claims": {key: "x"}, "source_identity": key, "session_tags": {"team": key}}
+    data["deny"] = [{"claims": {key: "y"}}]
+    config = parse_config(data)
+    assert list(config.rules[0].claims) == [key] and config.rules[0].source_identity == key
+    assert config.rules[0].session_tags == {"team": key} and list(config.deny[0].claims) == [key]
 
 
 def test_missing_file_is_explained(tmp_path: Path) -> None:
