@@ -35,7 +35,7 @@ from ccweb.errors import (
 )
 from ccweb.identity import default_identity
 from ccweb.metrics import Metrics
-from ccweb.policy import Granted, NoRule, Suspended, Unidentified
+from ccweb.policy import Distributed, Granted, NoRule, Suspended, Unidentified, Untagged
 from ccweb.reload import RunningPolicy, Snapshot
 from ccweb.responses import error_response, unexpected_response
 from ccweb.sessions import SessionCache
@@ -76,6 +76,21 @@ def _unidentified_sentence(decision: Unidentified, caller: VerifiedToken) -> str
         "it. Ask your identity provider's administrators to add the claim to your token, or the owners of the "
         "ccweb policy to change the rule."
     )
+
+
+def _untagged_sentence(decision: Untagged, caller: VerifiedToken) -> str:
+    return (
+        f"The ccweb {decision.sentence(f'your token (subject {caller.subject!r} of issuer {caller.issuer.name!r})')}"
+        "; AWS compares the session's tags with the repositories' to grant access. Ask your identity provider's "
+        "administrators to add the claim to your token as one value (a string, a number or a boolean), or the "
+        "owners of the ccweb policy to change the rule."
+    )
+
+
+def distributed_sentence(decision: Distributed, caller: VerifiedToken) -> str:
+    """The 403 of a token that left out a claim the policy reads (Entra ID's groups overage)."""
+    whose = f"your token (subject {caller.subject!r} of issuer {caller.issuer.name!r})"
+    return f"The ccweb {decision.sentence(whose, 'you are')}."
 
 
 def missing_token() -> InvalidToken:
@@ -191,6 +206,15 @@ class CredentialFlow:
             self._record("denied", decision.rule.name, reason="no_source_identity", identity=decision.identity,
                          **who, **where)
             raise AccessDenied(_unidentified_sentence(decision, caller), reason="no_source_identity")
+        if isinstance(decision, Untagged):
+            self._record("denied", decision.rule.name, reason="no_session_tag",
+                         identity=decision.identity, **who, **where)
+            raise AccessDenied(_untagged_sentence(decision, caller), reason="no_session_tag")
+        if isinstance(decision, Distributed):
+            by = {"deny": decision.entry.label} if decision.entry is not None else {}
+            self._record("denied", decision.rule.name if decision.rule is not None else "", reason="distributed_claim",
+                         identity=decision.identity, **by, **who, **where)
+            raise AccessDenied(distributed_sentence(decision, caller), reason="distributed_claim")
         return decision
 
     @staticmethod

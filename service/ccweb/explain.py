@@ -22,20 +22,23 @@ from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from ccweb.claimpath import distributed
 from ccweb.claims import Pattern
 from ccweb.config import REGION, Config, Issuer
 from ccweb.errors import InvalidRequest
-from ccweb.identity import default_identity
+from ccweb.identity import MISSING, default_identity
 from ccweb.policy import (
     CompiledDeny,
     CompiledRule,
     Condition,
+    Decision,
+    Distributed,
     Granted,
-    NoRule,
     Policy,
     Repository,
     Suspended,
     Unidentified,
+    Untagged,
 )
 from ccweb.targets import resolve
 from ccweb_helper.hosts import REPOSITORY_NAME_PATTERN, parse_repository_path
@@ -47,7 +50,7 @@ MAX_CLAIMS_DEPTH = 64
 """The deepest nesting of lists and objects ``parse_claims`` takes: far beyond any token's, and far within what
 showing a claim (``json.dumps``, which recurses) can take."""
 
-Outcome = Literal["applies", "does not apply", "not reached"]
+Outcome = Literal["applies", "does not apply", "cannot be told", "not reached"]
 
 
 class ExplainError(Exception):
@@ -62,7 +65,8 @@ class Step:
     """``deny[0] 'offboarded-eve'``, ``rules[2] 'developers'``."""
     outcome: Outcome
     reasons: tuple[str, ...] = ()
-    """Why it does not apply (empty when it applies or was not reached)."""
+    """Why it does not apply, or cannot be told (empty when it applies or was not reached); when it applies, what
+    each JSON Pointer of its conditions found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,7 @@ class Explanation:
     """Why the service would refuse the token itself (401), when it would."""
     deny: tuple[Step, ...]
     rules: tuple[Step, ...]
-    decision: Granted | Unidentified | Suspended | NoRule | None
+    decision: Decision | None
     """What ``Policy.decide`` said; None when the service would refuse the token before deciding."""
     identity: str
 
@@ -103,9 +107,11 @@ class Explanation:
             )
         elif isinstance(self.decision, Granted):
             rule = self.decision.rule
+            tags = ", ".join(f"{key}={_shown(value)}" for key, value in self.decision.request.tags)
             lines.append(f"granted: rule {rule.name!r} gives {rule.access} access as {rule.role_arn}, "
-                         f"SourceIdentity {self.decision.source_identity}")
-        elif isinstance(self.decision, Unidentified):
+                         f"SourceIdentity {self.decision.source_identity}"
+                         + (f", session tags {tags}" if tags else ""))
+        elif isinstance(self.decision, Unidentified | Untagged | Distributed):
             lines.append(f"denied: {self.decision.sentence('the token')}; the service answers 403 access_denied")
         else:
             lines.append(
@@ -146,9 +152,11 @@ def _kind(value: object) -> str:
 def condition_failure(condition: Condition, claims: Mapping[str, Any]) -> str | None:
     """Why one claim condition does not hold for ``claims``, or None when it holds."""
     name, source = condition.claim, condition.source
-    if name not in claims:
+    value = condition.found(claims)
+    if value is MISSING:
+        if distributed(claims, condition.path.top):
+            return f"claim {name} {_untold(condition.path.top)}"
         return f"claim {name} is missing"
-    value = claims[name]
     if condition.holds(claims):
         return None
     if condition.pattern is not None and isinstance(source, Pattern):
@@ -239,30 +247,52 @@ def explain(policy: Policy, claims: Mapping[str, Any], repository: str, region: 
     if issuer is None or refused is not None:
         return Explanation(repository, region, issuer, refused, (), (), None, default_identity(claims))
     decision = policy.decide(issuer.name, claims, where)
-    decided_by = decision.entry if isinstance(decision, Suspended) else (
-        decision.rule if isinstance(decision, Granted | Unidentified) else None)
+    decided_by: CompiledDeny | CompiledRule | None = None
+    if isinstance(decision, Suspended):
+        decided_by = decision.entry
+    elif isinstance(decision, Distributed):
+        decided_by = decision.entry or decision.rule
+    elif isinstance(decision, Granted | Unidentified | Untagged):
+        decided_by = decision.rule
     deny: list[Step] = []
     rules: list[Step] = []
     reached = True
+    untold = decision if isinstance(decision, Distributed) else None
     for entry in policy.deny:
         label = f"deny[{entry.index}]" + (f" {entry.source.name!r}" if entry.source.name else "")
-        reached = _step(deny, label, reached, entry is decided_by, partial(deny_failures, entry, issuer.name, claims))
+        reached = _step(deny, label, reached, entry is decided_by, partial(deny_failures, entry, issuer.name, claims),
+                        found=_found(entry.conditions, claims), untold=untold)
     for rule in policy.rules:
         label = f"rules[{rule.index}] {rule.name!r}"
         reached = _step(rules, label, reached, rule is decided_by,
-                        partial(rule_failures, rule, issuer.name, claims, where))
+                        partial(rule_failures, rule, issuer.name, claims, where), found=_found(rule.conditions, claims),
+                        untold=untold)
     return Explanation(repository, region, issuer, None, tuple(deny), tuple(rules), decision, decision.identity)
 
 
-def _step(steps: list[Step], label: str, reached: bool, decides: bool, failures: Callable[[], list[str]]) -> bool:
+def _found(conditions: tuple[Condition, ...], claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """What each JSON Pointer of ``conditions`` found (a top-level claim's value is the token's to read)."""
+    return tuple(f"claim {c.claim} = {_shown(value)}" for c in conditions
+                 if c.path.pointer and (value := c.found(claims)) is not MISSING)
+
+
+def _step(steps: list[Step], label: str, reached: bool, decides: bool, failures: Callable[[], list[str]], *,
+          found: tuple[str, ...], untold: Distributed | None) -> bool:
     """Add one deny entry's or rule's step; whether the next one is still reached."""
     if not reached:
         steps.append(Step(label, "not reached"))
+    elif decides and untold is not None:
+        reasons = failures() or [f"claim {untold.key} {_untold(untold.claim)}"]
+        steps.append(Step(label, "cannot be told", tuple(reasons)))
     elif decides:
-        steps.append(Step(label, "applies"))
+        steps.append(Step(label, "applies", found))
     else:
         steps.append(Step(label, "does not apply", tuple(failures())))
     return reached and not decides
+
+
+def _untold(top: str) -> str:
+    return f"cannot be told: the token names {top} as distributed (_claim_names) instead of carrying it"
 
 
 def parse_claims(text: str) -> dict[str, Any]:

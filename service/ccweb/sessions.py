@@ -40,8 +40,9 @@ def _consume_exception(task: asyncio.Task[AwsCredentials]) -> None:
         task.exception()  # the waiters re-raise it; this only silences "never retrieved" when none are left
 
 
-SessionKey = tuple[str, str, str]
-"""(rule name, issuer, identity)."""
+SessionKey = tuple[str, str, str, str]
+"""(the rule's ``name#fingerprint``, issuer, identity, the session tags' fingerprint: "" without tags), as
+``ccweb.policy`` makes it: a person whose tags changed never gets the session cached for the old ones."""
 
 
 def _chaining_limit(exc: StsError) -> bool:
