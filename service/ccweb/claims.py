@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ccweb.claimpath import claim_path
+from ccweb.configbase import CLAIM_KEY_ERROR
 from ccweb.tags import MAX_SESSION_TAGS, tag_key_problem
 
 CLAIM_NAME = re.compile(r"[A-Za-z0-9_:.\-/]{1,128}")
@@ -83,11 +84,6 @@ def claim_name_problem(name: str) -> str | None:
     if not CLAIM_NAME.fullmatch(name):
         return f"{name!r} is not a claim name"
     return None
-
-
-CLAIM_KEY_ERROR = "claim_key"
-"""The error type of a malformed JSON Pointer among a mapping's keys: its message is located at the key
-(``rules[0].claims./a~2: …``, by ``ccweb.config.messages``), which its context names."""
 
 
 def _claim_names(value: dict[str, Any]) -> dict[str, Any]:

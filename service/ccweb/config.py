@@ -22,8 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from ccweb.claims import CLAIM_KEY_ERROR, ClaimConditions, SessionTags, claim_name_problem
+from ccweb.claims import ClaimConditions, SessionTags, claim_name_problem
 from ccweb.configbase import ConfigError as ConfigError  # noqa: PLC0414 (re-exported: raised by load_config)
+from ccweb.configbase import messages as messages  # noqa: PLC0414 (re-exported: ccweb.policytest)
 from ccweb.configbase import oauth_scopes
 from ccweb.grc import GrcSettings
 from ccweb.grc import problems as grc_problems
@@ -320,40 +321,6 @@ class Config(_Model):
             return None
         key = name if port is None else f"{name}:{port}"
         return next((e for e in self.git_endpoints if e.host == key), None)
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not part.startswith("<"):  # "<string>" etc. are union tags, not keys
-            text += f".{part}" if text else part
-    return text
-
-
-def messages(error: ValidationError) -> list[str]:
-    lines: list[str] = []
-    for item in error.errors(include_url=False):
-        key = _location(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == CLAIM_KEY_ERROR:  # a malformed pointer among a mapping's keys: located at the key
-            key = f"{key}.{item.get('ctx', {}).get('key', '')}"
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        for line in message.splitlines():
-            # Checks across fields name their keys: whole-file ones fully, per-rule ones by field.
-            if not key:
-                text = line
-            elif re.match(r"[a-z_][a-z_.]*: ", line):
-                text = f"{key}.{line}"
-            else:
-                text = f"{key}: {line}"
-            if text not in lines:
-                lines.append(text)
-    return lines
 
 
 def parse_config(data: Any) -> Config:
