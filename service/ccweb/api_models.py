@@ -46,6 +46,14 @@ class RuleSummary(BaseModel):
     source_identity_claim: str | None = Field(
         default=None, description="The claim this rule takes the SourceIdentity from; null: the default (a "
         "verified email, else sub).")
+    session_tags: dict[str, str] = Field(
+        default_factory=dict, description="The STS session tags a request this rule decides carries (tag key → "
+        "value, from this token's claims); empty when the rule sends none, or when such a request is refused "
+        "(`refused`).")
+    refused: str | None = Field(
+        default=None, description="Set when a request this rule decides is refused (403): why, as a sentence (the "
+        "claim of its SourceIdentity or of a session tag missing or unusable, a claim the token left out such as "
+        "Entra ID's groups overage).")
 
 
 class WhoAmI(BaseModel):
@@ -58,6 +66,10 @@ class WhoAmI(BaseModel):
     suspended: str | None = Field(
         default=None, description="Set when a deny entry suspends this identity: why, as a sentence; rules is empty."
     )
+    refused: str | None = Field(
+        default=None, description="Set when every request is refused though no deny entry suspends this identity: "
+        "a deny entry reads a claim the token left out (Entra ID's groups overage), so it cannot be told; why, as a "
+        "sentence; rules is empty.")
 
 
 class GitEndpointInfo(BaseModel):

@@ -93,6 +93,15 @@ def distributed_sentence(decision: Distributed, caller: VerifiedToken) -> str:
     return f"The ccweb {decision.sentence(whose, 'you are')}."
 
 
+def refusal_sentence(decision: Unidentified | Untagged | Distributed, caller: VerifiedToken) -> str:
+    """The 403 sentence of a rule's refusal (or a deny entry's that cannot be told), as the API answers it."""
+    if isinstance(decision, Unidentified):
+        return _unidentified_sentence(decision, caller)
+    if isinstance(decision, Untagged):
+        return _untagged_sentence(decision, caller)
+    return distributed_sentence(decision, caller)
+
+
 def missing_token() -> InvalidToken:
     """The 401 of a request with no ``Authorization: Bearer <token>`` (``bearer_token`` found none)."""
     return InvalidToken("No bearer token: send 'Authorization: Bearer <OIDC token>'.", reason="missing")

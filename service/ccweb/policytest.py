@@ -8,7 +8,9 @@
         region: us-east-1            # optional (default us-east-1)
         expect: developers           # a rule name, `denied`, `suspended` or `unidentified`
 
-Each case is decided by ``Policy.decide``, exactly as the service decides a verified token with those claims.
+Each case is decided by ``Policy.decide``, exactly as the service decides a verified token with those claims. A
+refusal for a session tag's claim, or for a claim the token left out (Entra ID's groups overage), is ``denied``,
+with the sentence that says why.
 A case file that does not validate is refused whole, every problem naming its key (``cases[2].expect: …``).
 """
 
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ccweb.config import DENIED, REGION, SUSPENDED, UNIDENTIFIED, ConfigError, messages, read_yaml
 from ccweb.explain import DEFAULT_REGION, REPOSITORY_NAME
-from ccweb.policy import Granted, Policy, Repository, Suspended, Unidentified
+from ccweb.policy import Distributed, Granted, Policy, Repository, Suspended, Unidentified, Untagged
 
 
 class Case(BaseModel):
@@ -95,6 +97,8 @@ def outcome(policy: Policy, case: Case) -> tuple[str, str]:
         return SUSPENDED, f"deny entry {decision.entry.label!r} suspends {decision.identity}"
     if isinstance(decision, Unidentified):
         return UNIDENTIFIED, decision.sentence("the token")
+    if isinstance(decision, Untagged | Distributed):
+        return DENIED, decision.sentence("the token")
     return DENIED, f"no rule grants {case.repository!r} in {case.region}"
 
 

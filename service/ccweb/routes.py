@@ -23,13 +23,20 @@ from ccweb.api_models import (
     WhoAmI,
 )
 from ccweb.config import Config
-from ccweb.credentials import CredentialFlow, bearer_token, iso_time, suspension_sentence
+from ccweb.credentials import (
+    CredentialFlow,
+    bearer_token,
+    distributed_sentence,
+    iso_time,
+    refusal_sentence,
+    suspension_sentence,
+)
 from ccweb.display import printable
 from ccweb.errors import InvalidToken, RateLimited, UpstreamUnavailable
 from ccweb.grc import grc_info
 from ccweb.helper_dist import helper_zipapp
 from ccweb.openapi import error_responses
-from ccweb.policy import Entitled, Suspended
+from ccweb.policy import Distributed, Entitled, Granted, Suspended
 from ccweb.reload import RunningPolicy
 from ccweb.shell_dist import SHELL_HELPER_PATH, script_response
 from ccweb.textapi import DISCOVERY_TEXT_PATH, TEXT_CONTENT_TYPE, discovery_text
@@ -77,7 +84,8 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
         snapshot = running.current
         caller = await flow.caller(snapshot, bearer_token(request.headers.get("authorization")))
         decision = snapshot.policy.decide(caller.issuer.name, caller.claims, None)
-        rules = tuple(zip(decision.rules, decision.names, strict=True)) if isinstance(decision, Entitled) else ()
+        rules = (tuple(zip(decision.rules, decision.names, decision.outcomes, strict=True))
+                 if isinstance(decision, Entitled) else ())
         return WhoAmI(
             issuer=caller.issuer.name,
             issuer_url=caller.issuer.issuer,
@@ -85,10 +93,13 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
             identity=decision.identity,
             expires_at=iso_time(caller.expires_at),
             rules=[RuleSummary(rule=r.name, role_arn=r.role_arn, repositories=list(r.source.repositories),
-                               access=r.access, source_identity=name, source_identity_claim=r.identity_claim)
-                   for r, name in rules],
+                               access=r.access, source_identity=name, source_identity_claim=r.identity_claim,
+                               session_tags=outcome.tags if isinstance(outcome, Granted) else {},
+                               refused=None if isinstance(outcome, Granted) else refusal_sentence(outcome, caller))
+                   for r, name, outcome in rules],
             suspended=(suspension_sentence(decision.identity, caller, decision.entry.reason)
                        if isinstance(decision, Suspended) else None),
+            refused=distributed_sentence(decision, caller) if isinstance(decision, Distributed) else None,
         )
 
     @router.get("/.well-known/ccweb", response_model=Discovery, summary="What the helper needs to know")

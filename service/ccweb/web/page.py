@@ -21,7 +21,7 @@ from starlette.responses import Response
 from ccweb.credentials import iso_time
 from ccweb.explain import DEFAULT_REGION, ExplainError, Explanation, Step, explain, repository_target
 from ccweb.iam import sts_name
-from ccweb.policy import Entitled, Granted, Policy, Suspended
+from ccweb.policy import CompiledRule, Distributed, Entitled, Granted, Policy, RuleOutcome, Suspended, Untagged
 from ccweb.reload import RunningPolicy
 from ccweb.web import session
 from ccweb.web.render import link_base, render
@@ -82,6 +82,11 @@ class RuleView:
     source_identity: str | None
     """The SourceIdentity this rule would give; None when the token lacks the rule's ``source_identity`` claim."""
     identity_claim: str | None
+    tags: tuple[tuple[str, str], ...] = ()
+    """The session tags a request this rule decides carries, (key, value) in the rule's order."""
+    refused: str | None = None
+    """Why a request this rule decides is refused (a session tag's claim, a claim the sign-in left out), as a
+    sentence; None when it is granted, or refused for the SourceIdentity claim (``source_identity`` None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,17 @@ class Who:
     expires_at: str
     claims: tuple[tuple[str, str], ...]
     """The claims the policy reads, each value as JSON text."""
+
+
+def _rule_view(rule: CompiledRule, name: str | None, outcome: RuleOutcome) -> RuleView:
+    refused = None
+    if isinstance(outcome, Untagged):
+        refused = f"the ccweb {outcome.sentence('your sign-in')}, so it grants you nothing"
+    elif isinstance(outcome, Distributed):
+        refused = f"the ccweb {outcome.sentence('your sign-in', 'you are')}"
+    tags = outcome.request.tags if isinstance(outcome, Granted) else ()
+    return RuleView(rule.name, rule.access, rule.role_arn, tuple(rule.source.repositories), name, rule.identity_claim,
+                    tags, refused)
 
 
 def _answer(policy: Policy, signed: SignedIn, question: Question) -> Answer | None:
@@ -179,6 +195,10 @@ def page_view(policy: Policy, signed: SignedIn | None, question: Question, url: 
                          + (f" ({entry.reason.rstrip('.')})" if entry.reason else "")
                          + "; ask them to lift the suspension. You are signed out.")
             signed = None
+        elif isinstance(decision, Distributed):
+            suspended = (f"Access to ccweb for {decision.identity} is refused: the ccweb "
+                         f"{decision.sentence('your sign-in', 'you are')}. You are signed out.")
+            signed = None
         else:
             names = decision.names if isinstance(decision, Entitled) else ()
             identity = next((n for n in names if n is not None), None) or sts_name(decision.identity)
@@ -186,8 +206,8 @@ def page_view(policy: Policy, signed: SignedIn | None, question: Question, url: 
             who = Who(signed.issuer, issuer.issuer, signed.subject, identity, iso_time(signed.expires_at),
                       tuple((name, _shown(value)) for name, value in sorted(signed.claims.items())))
             if isinstance(decision, Entitled):
-                rules = tuple(RuleView(r.name, r.access, r.role_arn, tuple(r.source.repositories), name,
-                                       r.identity_claim) for r, name in zip(decision.rules, names, strict=True))
+                rules = tuple(_rule_view(r, name, outcome)
+                              for r, name, outcome in zip(decision.rules, names, decision.outcomes, strict=True))
             answer = _answer(policy, signed, question)
     clone = first_clone(policy, signed.issuer if signed else None, signed.claims if signed else None)
     login = any(i.login is not None for i in config.issuers)

@@ -38,10 +38,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ccweb.config import ConfigError
-from ccweb.credentials import suspension_sentence
+from ccweb.credentials import distributed_sentence, suspension_sentence
 from ccweb.display import printable
 from ccweb.errors import InvalidToken, UpstreamUnavailable
-from ccweb.policy import Suspended
+from ccweb.policy import Distributed, Suspended
 from ccweb.reload import RunningPolicy, Snapshot
 from ccweb.web import session
 from ccweb.web.exchange import ExchangeBudget, ExchangeTransport, hook_token_answer, usable_code
@@ -194,6 +194,10 @@ class SignIn:
             session.end(request, None)  # whoever was signed in before in this browser too
             raise SignInFailed(403, suspension_sentence(decision.identity, verified, decision.entry.reason),
                                title="Access suspended", reason="suspended")
+        if isinstance(decision, Distributed):  # a deny entry that cannot be told refuses, as the API does
+            session.end(request, None)
+            raise SignInFailed(403, distributed_sentence(decision, verified), title="Access refused",
+                               reason="distributed_claim")
         now = self.clock()
         expires_at = min(verified.expires_at, now + web.session_max_seconds)
         if expires_at <= now:
