@@ -88,22 +88,32 @@ def config_schema() -> dict[str, Any]:
     """The policy file's JSON Schema, from the models that validate it, for editors and linters.
 
     The schema checks keys, types and ranges; ``ccweb check-config`` also checks what a schema cannot say
-    (issuer references, regular expressions that compile, session-policy sizes).
+    (issuer references, regular expressions that compile, session-policy sizes, session tag keys in STS's
+    alphabet and unique without regard to case, transitive keys among the session tags).
     """
     import re  # noqa: PLC0415
 
+    from ccweb.claimpath import MAX_KEY  # noqa: PLC0415
     from ccweb.claims import CLAIM_NAME  # noqa: PLC0415
     from ccweb.config import REPOSITORY_GLOB, ROLE_ARN, Config  # noqa: PLC0415
+    from ccweb.tags import MAX_KEY_LENGTH, MAX_SESSION_TAGS  # noqa: PLC0415
 
     def ecma(pattern: re.Pattern[str]) -> str:  # JSON Schema regexes know no (?P<name>…)
         return "^" + re.sub(r"\(\?P<\w+>", "(?:", pattern.pattern) + "$"
 
+    # A claim: one top-level name, or a JSON Pointer (RFC 6901: '/', then tokens where '~' is only '~0' or '~1').
+    claim = {"type": "string", "maxLength": MAX_KEY,
+             "pattern": f"^(?:(?!/){CLAIM_NAME.pattern}|/(?:[^/~]|~[01])(?:[^~]|~[01])*)$"}
+    tag_key = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "not": {"pattern": "^[aA][wW][sS]:"}}
     schema = Config.model_json_schema()
     rule = schema["$defs"]["Rule"]["properties"]
     rule["role_arn"]["pattern"] = ecma(ROLE_ARN)
     rule["repositories"]["items"]["pattern"] = ecma(REPOSITORY_GLOB)
+    rule["source_identity"]["anyOf"] = [claim, {"type": "null"}]
+    rule["session_tags"].update(propertyNames=tag_key, additionalProperties=claim, maxProperties=MAX_SESSION_TAGS)
+    rule["transitive_session_tags"].update(items=tag_key, maxItems=MAX_SESSION_TAGS, uniqueItems=True)
     for model in ("Rule", "DenyEntry"):
-        schema["$defs"][model]["properties"]["claims"]["propertyNames"] = {"pattern": ecma(CLAIM_NAME)}
+        schema["$defs"][model]["properties"]["claims"]["propertyNames"] = claim
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,

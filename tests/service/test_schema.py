@@ -92,6 +92,17 @@ def changed(path: str, value: Any) -> dict[str, Any]:
         pytest.param("rules.0.claims", {"bad claim": "x"}, id="bad-claim-name"),
         pytest.param("rules.0.session_duration", 60, id="session-too-short"),
         pytest.param("rate_limit", {"requests_per_minute": -1}, id="negative-rate"),
+        pytest.param("rules.0.claims", {"/realm_access~2/roles": "x"}, id="pointer-bad-escape"),
+        pytest.param("rules.0.claims", {"//roles": "x"}, id="pointer-empty-claim-name"),
+        pytest.param("rules.0.claims", {"/": "x"}, id="pointer-alone"),
+        pytest.param("rules.0.source_identity", "/~", id="source-identity-bad-pointer"),
+        pytest.param("rules.0.session_tags", {f"k{n}": "sub" for n in range(51)}, id="fifty-one-session-tags"),
+        pytest.param("rules.0.session_tags", {"k" * 129: "sub"}, id="session-tag-key-too-long"),
+        pytest.param("rules.0.session_tags", {"": "sub"}, id="session-tag-key-empty"),
+        pytest.param("rules.0.session_tags", {"aws:team": "sub"}, id="session-tag-key-aws-prefix"),
+        pytest.param("rules.0.session_tags", {"team": "/org~/team"}, id="session-tag-claim-bad-pointer"),
+        pytest.param("rules.0.session_tags", {"team": ["/org/team"]}, id="session-tag-claim-not-a-string"),
+        pytest.param("rules.0.transitive_session_tags", "team", id="transitive-not-a-list"),
     ],
 )
 def test_schema_refuses_what_the_service_refuses(path: str, value: Any) -> None:
@@ -100,3 +111,43 @@ def test_schema_refuses_what_the_service_refuses(path: str, value: Any) -> None:
     assert list(validator().iter_errors(data)), "the schema accepted it"
     with pytest.raises(Exception, match=r"\S"):
         parse_config(data)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        pytest.param("rules.0.claims", {"/realm_access/roles": "developer", "/resource_access/ccweb/roles": "dev"},
+                     id="pointers"),
+        pytest.param("rules.0.claims", {"/a~1b/c~0d": "x", "/groups/0": "eng"}, id="pointer-escapes-and-index"),
+        pytest.param("rules.0.claims", {"https://example.com/groups": "eng", "a.b": "x"}, id="verbatim-names"),
+        pytest.param("rules.0.source_identity", "/employee/id", id="source-identity-pointer"),
+        pytest.param("rules.0.session_tags", {"team": "/org/team", "cost-center": "cost_center",
+                                              "Abteilung Straße": "/org/unit"}, id="session-tags"),
+        pytest.param("rules.0.session_tags", {f"k{n}": "sub" for n in range(50)}, id="fifty-session-tags"),
+    ],
+)
+def test_schema_accepts_what_the_service_accepts(path: str, value: Any) -> None:
+    data = changed(path, value)
+    parse_config(data)
+    assert [e.message for e in validator().iter_errors(data)] == []
+
+
+def test_transitive_session_tags_are_keys_of_session_tags_for_both() -> None:
+    data = changed("rules.0.session_tags", {"team": "/org/team", "cost-center": "cost_center"})
+    data["rules"][0]["transitive_session_tags"] = ["team", "cost-center"]
+    parse_config(data)
+    assert list(validator().iter_errors(data)) == []
+    data["rules"][0]["transitive_session_tags"] = ["team", "team"]
+    assert list(validator().iter_errors(data)), "the schema accepted a key named twice"
+    with pytest.raises(Exception, match="transitive_session_tags"):
+        parse_config(data)
+    data["rules"][0]["transitive_session_tags"] = ["org"]  # what only check-config can say: not a tag's key
+    with pytest.raises(Exception, match="transitive_session_tags"):
+        parse_config(data)
+
+
+def test_the_schema_describes_session_tags_with_sts_s_limits() -> None:
+    rule = config_schema()["$defs"]["Rule"]["properties"]
+    assert rule["session_tags"]["maxProperties"] == 50
+    assert rule["session_tags"]["propertyNames"]["maxLength"] == 128
+    assert rule["transitive_session_tags"]["maxItems"] == 50
