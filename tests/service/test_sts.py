@@ -329,7 +329,7 @@ def test_sts_answers_map_to_errors_without_secrets(  # noqa: PLR0917 (one row of
 
         async def through_the_cache() -> None:
             try:
-                await cache.get(("developers", "corp", "ann@example.com"), REQUEST)
+                await cache.get(("developers", "corp", "ann@example.com", ""), REQUEST)
             finally:
                 await cache._sts.aclose()  # type: ignore[attr-defined]
 
@@ -508,7 +508,7 @@ def test_a_service_without_credentials_tells_the_caller_who_can_fix_it(
 
     async def run() -> UpstreamUnavailable:
         with pytest.raises(UpstreamUnavailable) as raised:
-            await cache.get(("rule", "corp", "alice"), REQUEST)
+            await cache.get(("rule", "corp", "alice", ""), REQUEST)
         return raised.value
 
     error = asyncio.run(run())

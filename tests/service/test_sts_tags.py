@@ -205,7 +205,7 @@ def through_the_cache(url: str, request: AssumeRoleRequest) -> tuple[UpstreamUna
     async def run() -> UpstreamUnavailable:
         try:
             with pytest.raises(UpstreamUnavailable) as raised:
-                await cache.get(("rule", "corp", "ann"), request)
+                await cache.get(("rule", "corp", "ann", "tags"), request)
             return raised.value
         finally:
             await cache._sts.aclose()  # type: ignore[attr-defined]
@@ -251,7 +251,7 @@ def test_a_throttled_tagged_call_is_retried_and_then_recorded_once(stand_in: tup
 
     async def run() -> AwsCredentials:
         try:
-            return await cache.get(("rule", "corp", "ann"), TAGGED)
+            return await cache.get(("rule", "corp", "ann", "tags"), TAGGED)
         finally:
             await cache._sts.aclose()  # type: ignore[attr-defined]
 
