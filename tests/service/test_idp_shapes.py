@@ -228,6 +228,8 @@ def test_explain_shows_what_a_pointer_found(policy_file: Path, capsys: pytest.Ca
     code, out = run_explain(capsys, policy_file, shape("keycloak"), "app-web")
     assert code == 0
     assert out.splitlines()[-1].startswith("granted: rule 'keycloak-developers' gives write access")
+    found = shape("keycloak")["realm_access"]["roles"]
+    assert f"applies\n      - claim /realm_access/roles = {json.dumps(found)}\n" in out, out
     roles = shape("keycloak", realm_access={"roles": KEYCLOAK_ROLES})
     code, out = run_explain(capsys, policy_file, roles, "app-web")
     assert code == 1
@@ -336,10 +338,19 @@ class Service:
     def __init__(self, url: str, idp: DevIssuer, sts: RecordingSTS) -> None:
         self.url, self.idp, self.sts = url, idp, sts
 
-    def credentials(self, name: str, repository: str, **changes: Any) -> httpx.Response:
-        claims = {k: v for k, v in claims_of(name, changes).items() if k not in REGISTERED}
-        return httpx.post(f"{self.url}/v1/credentials", headers={"Authorization": f"Bearer {self.idp.mint(claims)}"},
+    def bearer(self, name: str) -> dict[str, str]:
+        claims = {k: v for k, v in shape(name).items() if k not in REGISTERED}
+        return {"Authorization": f"Bearer {self.idp.mint(claims)}"}
+
+    def credentials(self, name: str, repository: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/v1/credentials", headers=self.bearer(name),
                           json={"protocol": "https", "host": HOST, "path": f"v1/repos/{repository}"})
+
+    def whoami(self, name: str) -> dict[str, Any]:
+        answer = httpx.get(f"{self.url}/v1/whoami", headers=self.bearer(name))
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
 
 
 @pytest.fixture(scope="module")
@@ -383,6 +394,9 @@ def test_the_service_grants_a_workspace_account_with_its_domain_as_a_tag(service
     granted = service.credentials("google", "docs")
     assert granted.status_code == 200, granted.text
     assert service.sts.requests[-1].tags == (("domain", "example.com"),)
+    [shown] = service.whoami("google")["rules"]
+    assert (shown["rule"], shown["session_tags"], shown["refused"]) == ("workspace", {"domain": "example.com"}, None)
+    assert service.whoami("google-personal")["rules"] == []
     detail = refusal(service.credentials("google-personal", "docs"))
     assert detail.startswith("No ccweb rule grants jsmith.home@example.net (subject '11032594823567283746501' "
                              "of issuer 'idp') access to repository 'docs'"), detail
