@@ -1,4 +1,5 @@
-"""A signed-in session under a policy that changes, and a cookie another application signed.
+"""A signed-in session under a policy that changes, and a cookie another application signed; and the page deciding
+as the API does on what the session kept: the groups overage, a pointer, session tags.
 
 A reload that reads claims the session did not keep (a deny entry on a claim or a list element it dropped) ends
 the session with a sentence, and signing in again meets the new policy; a reload of anything else (what a rule
@@ -22,7 +23,8 @@ from ccweb.config import parse_config
 from ccweb.policy import Suspended
 from ccweb.web.routes import session_key
 from ccweb.web.session import POLICY_CHANGED, SIGN_IN_CHANGED, SIGNED_IN
-from websignin import SESSION_SECRET, IdP, Web, shown, web_policy
+from webpage import Page
+from websignin import SESSION_SECRET, IdP, Web, message, shown, web_policy
 
 Policy = dict[str, Any]
 
@@ -122,3 +124,54 @@ def test_a_cookie_signed_with_the_session_secret_itself_signs_no_one_in(web: Web
     ours = web.browser()
     ours.client.cookies.set("ccweb", resigned(cookie, session_key(SESSION_SECRET)), domain="127.0.0.1")
     assert ours.who() == "mallory@example.net", "the key the service signs with"
+
+
+OVERAGE_MARKER = {"_claim_names": {"groups": "src1"},
+                  "_claim_sources": {"src1": {"endpoint": "https://graph.example/getMemberObjects",
+                                              "access_token": "PLANTEDGRAPHTOKEN"}}}
+
+
+def overage(claims: dict[str, Any]) -> dict[str, Any]:
+    """``claims`` as Entra ID shapes them for a person in too many groups: no groups, the overage marker."""
+    return {**{k: v for k, v in claims.items() if k != "groups"}, **OVERAGE_MARKER}
+
+
+def test_the_groups_overage_on_a_rule_decides_on_the_page_as_in_the_api(web: Web, idp: IdP) -> None:
+    idp.tamper = overage
+    browser = web.browser()
+    assert browser.sign_in("alice").status_code == 303
+    running = web.app.state.policy.current
+    verified = web.run(running.verifier.verify(idp.answers[0]["id_token"]))
+    kept = browser.session()[SIGNED_IN]["claims"]
+    assert "_claim_names" in kept and "groups" not in kept and "PLANTEDGRAPHTOKEN" not in json.dumps(kept)
+    assert running.policy.decide("dev", kept, None) == running.policy.decide("dev", verified.claims, None)
+    page = browser.page()
+    [developers] = page.all("li", data_rule="developers")
+    [refused] = [e for e in developers.walk() if e.get("class") == "refused"]
+    assert "groups overage" in refused.all_text and "Groups assigned to the application" in refused.all_text
+    answer = browser.get("/", params={"repo": "demo"})
+    assert "groups overage" in Page.of(answer).text_of("reach-answer"), "the reach box says it too"
+
+
+def test_the_groups_overage_on_a_deny_entry_refuses_the_sign_in(make_web: Callable[..., Web], idp: IdP,
+                                                                policy: Policy) -> None:
+    web = make_web(policy={**policy, "deny": [{"name": "frozen", "claims": {"groups": "frozen"}}]})
+    idp.tamper = overage
+    answer = web.browser().sign_in("bob")
+    assert answer.status_code == 403
+    sentence = message(answer)
+    assert "groups overage" in sentence and "PLANTEDGRAPHTOKEN" not in sentence and "frozen" not in sentence
+
+
+def test_the_page_shows_the_session_tags_a_request_would_carry(make_web: Callable[..., Web], idp: IdP,
+                                                                policy: Policy) -> None:
+    tagged = copy.deepcopy(policy)
+    tagged["rules"][0]["session_tags"] = {"team": "/org/team", "dept": "department"}
+    idp.users = {**idp.users, "alice": {**idp.users["alice"], "org": {"team": "payments", "size": 12},
+                                        "department": 42}}
+    browser = make_web(policy=tagged).browser()
+    assert browser.sign_in("alice").status_code == 303
+    assert browser.session()[SIGNED_IN]["claims"]["org"] == {"team": "payments"}, "a pruned copy along the path"
+    [developers] = browser.page().all("li", data_rule="developers")
+    [tags] = [e for e in developers.walk() if e.get("class") == "session-tags"]
+    assert tags.all_text == "team=payments, dept=42"
