@@ -19,6 +19,7 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.explain import explain
 from ccweb.policy import Distributed, Granted, NoRule, Policy, Repository, Suspended, Unidentified, compile_policy
+from ccweb.policytest import Case, differences
 from ccweb.sandbox.issuer import DevIssuer
 from support import RecordingSTS, serve_issuer
 
@@ -236,3 +237,12 @@ def test_a_pointer_into_a_distributed_claim_names_it(idp: DevIssuer) -> None:
         "The ccweb rule 'members' reads the claim \"/memberships/teams\", but your token (subject 'u-d' of issuer "
         "'corp') names the claim \"memberships\" as distributed (_claim_names: to be fetched from elsewhere) instead "
         "of carrying it; ask your identity provider's administrators to put the claim in the token itself.")
+
+
+def test_test_policy_expects_the_overage_as_denied_saying_why() -> None:
+    entra = policy(rule("engineering", {"groups": "g-1"}))
+    case = Case(name="olga, in too many groups", claims=OVERAGE, repository="app", expect="engineering")
+    [line] = differences(entra, [case])
+    assert line.startswith("cases[0] 'olga, in too many groups': expected engineering, got denied (rule "
+                           "'engineering' reads the claim \"groups\", but the token carries Entra ID's groups overage")
+    assert differences(entra, [case.model_copy(update={"expect": "denied"})]) == []

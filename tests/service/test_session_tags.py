@@ -17,6 +17,7 @@ from ccweb.app import create_app
 from ccweb.config import parse_config
 from ccweb.explain import explain
 from ccweb.policy import Granted, Repository, Untagged, compile_policy
+from ccweb.policytest import Case, differences
 from ccweb.sandbox.issuer import DevIssuer
 from support import RecordingSTS, serve_issuer
 
@@ -125,3 +126,12 @@ def test_explain_shows_the_tags_and_names_the_claim_that_cannot_be_one() -> None
     assert refused.lines()[-1] == (
         "denied: rule 'abac' sends the claim \"team\" as the session tag 'team', and in the token that claim holds a "
         "list, and a session tag holds one value; the service answers 403 access_denied")
+
+
+def test_test_policy_expects_a_claim_no_tag_can_carry_as_denied_saying_why() -> None:
+    case = Case(name="ann in two teams", claims={**ANN, "team": ["payments", "platform"]}, repository="app",
+                expect="abac")
+    assert differences(POLICY, [case]) == [
+        "cases[0] 'ann in two teams': expected abac, got denied (rule 'abac' sends the claim \"team\" as the session "
+        "tag 'team', and in the token that claim holds a list, and a session tag holds one value)"]
+    assert differences(POLICY, [case.model_copy(update={"expect": "denied"})]) == []
