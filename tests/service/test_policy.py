@@ -104,7 +104,7 @@ def test_a_grant_carries_the_assume_role_request_and_the_session_key() -> None:
     assert json.loads(decision.request.policy)["Statement"][0]["Resource"] == [
         f"arn:aws:codecommit:*:{ACCOUNT}:app-web"]
     assert decision.session_key == (rule.session_key, "ci", decision.identity, "")  # no session tags
-    assert decision.request.tags == decision.request.transitive_tag_keys == ()
+    assert (decision.request.tags, decision.request.transitive_tag_keys) == ((), ())
     assert rule.session_key.startswith("ci-main#")
 
 

@@ -39,8 +39,8 @@ THROTTLED = StsError("Throttling", "Rate exceeded", retryable=True)
 DENIED = StsError("AccessDenied", "not authorized to perform sts:AssumeRole", retryable=False)
 
 
-def key(identity: str = "ann@example.com", rule: str = "developers") -> tuple[str, str, str]:
-    return (rule, "corp", identity)
+def key(identity: str = "ann@example.com", rule: str = "developers") -> tuple[str, str, str, str]:
+    return (rule, "corp", identity, "")
 
 
 GUARD_SECONDS = 30.0
