@@ -260,8 +260,11 @@ def explain(policy: Policy, claims: Mapping[str, Any], repository: str, region: 
     untold = decision if isinstance(decision, Distributed) else None
     for entry in policy.deny:
         label = f"deny[{entry.index}]" + (f" {entry.source.name!r}" if entry.source.name else "")
+        checked_on = untold is not None and entry is untold.entry  # the entries after it are checked: one may suspend
         reached = _step(deny, label, reached, entry is decided_by, partial(deny_failures, entry, issuer.name, claims),
-                        found=_found(entry.conditions, claims), untold=untold)
+                        found=_found(entry.conditions, claims), untold=untold) or checked_on
+    if untold is not None and untold.entry is not None:
+        reached = False
     for rule in policy.rules:
         label = f"rules[{rule.index}] {rule.name!r}"
         reached = _step(rules, label, reached, rule is decided_by,

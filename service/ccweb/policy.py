@@ -187,12 +187,15 @@ class Policy:
         Without ``where``: every rule that matches (or whose match a distributed claim leaves untold), each with
         what it decides for its repositories; the identity shown is the first such rule's, or the default
         identity when the token lacks that rule's ``source_identity`` claim."""
+        untold: Distributed | None = None
         for entry in self.deny:
             told = entry.evaluate(issuer, claims)
-            if isinstance(told, Condition):
-                return Distributed(told.path.top, told.claim, entry, None, default_identity(claims))
-            if told:
+            if told is True:
                 return Suspended(entry, default_identity(claims))
+            if isinstance(told, Condition) and untold is None:  # unless a later entry suspends: it says why
+                untold = Distributed(told.path.top, told.claim, entry, None, default_identity(claims))
+        if untold is not None:
+            return untold
         if where is None:
             return self._entitled(issuer, claims)
         for rule in self.rules:

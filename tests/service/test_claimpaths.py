@@ -246,3 +246,19 @@ def test_test_policy_expects_the_overage_as_denied_saying_why() -> None:
     assert line.startswith("cases[0] 'olga, in too many groups': expected engineering, got denied (rule "
                            "'engineering' reads the claim \"groups\", but the token carries Entra ID's groups overage")
     assert differences(entra, [case.model_copy(update={"expect": "denied"})]) == []
+
+
+def test_a_later_deny_entry_that_suspends_says_so_though_an_earlier_one_cannot_be_told() -> None:
+    guarded = policy(rule("everyone", {}), deny=[{"claims": {"groups": "quarantine"}},
+                                                 {"name": "olga", "claims": {"email": "olga@example.com"},
+                                                  "reason": "on leave"}])
+    decision = guarded.decide("corp", OVERAGE, HERE)
+    assert isinstance(decision, Suspended) and decision.entry.label == "olga"
+    result = explain(guarded, {**OVERAGE, "iss": ISSUER}, "app", "us-east-1")
+    assert result.decision == decision
+    assert [step.outcome for step in result.deny] == ["does not apply", "applies"]
+    assert result.deny[0].reasons == ("claim groups cannot be told: the token names groups as distributed "
+                                      "(_claim_names) instead of carrying it",)
+    other = explain(guarded, {**OVERAGE, "iss": ISSUER, "email": "ann@example.com"}, "app", "us-east-1")
+    assert [step.outcome for step in other.deny] == ["cannot be told", "does not apply"]
+    assert [step.outcome for step in other.rules] == ["not reached"]
