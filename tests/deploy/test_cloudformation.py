@@ -112,12 +112,26 @@ class Renderer:
             return self.value(argument[1], local)[int(argument[0])]
         if function == "Fn::Equals":
             return self.value(argument[0], local) == self.value(argument[1], local)
+        if function == "Fn::Not":
+            (condition,) = argument
+            return not self.value(condition, local)
+        if function == "Fn::Contains":  # Rules only
+            return self.value(argument[1], local) in self.value(argument[0], local)
         if function == "Fn::If":
             return self.value(argument[1] if self.conditions[argument[0]] else argument[2], local)
         raise AssertionError(f"the evaluator does not know {function}")
 
     def resources(self) -> dict[str, dict[str, Any]]:
         return {key: self.value(body) for key, body in self.template["Resources"].items()}
+
+    def broken_rules(self) -> list[str]:
+        """The AssertDescription of each Rule these parameters break: CloudFormation refuses such a stack."""
+        broken = []
+        for rule in self.template.get("Rules", {}).values():
+            if "RuleCondition" in rule and not self.value(rule["RuleCondition"]):
+                continue
+            broken += [a["AssertDescription"] for a in rule["Assertions"] if not self.value(a["Assert"])]
+        return broken
 
 
 _NO_VALUE = object()
@@ -251,11 +265,46 @@ def render_target(partition: str = "aws", **parameters: Any) -> dict[str, dict[s
     return renderer.resources()
 
 
-def allowed(statements_: list[dict[str, Any]], action: str, arn: str) -> bool:
-    """IAM's answer for one action on one resource: some Allow matches and no Deny does."""
+def condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
+    """IAM's reading of the operators the templates' permissions use (all of them must hold).
+
+    A key absent from the request makes StringEquals fail and StringNotEquals hold; a policy variable
+    (``${aws:PrincipalTag/team}``) naming an absent key makes the comparison fail either way.
+    """
+
+    def resolved(value: str) -> str | None:
+        names = re.findall(r"\$\{([^}]+)\}", value)
+        if any(name not in context for name in names):
+            return None
+        return re.sub(r"\$\{([^}]+)\}", lambda m: context[m.group(1)], value)
+
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            values = [resolved(v) for v in as_list(expected)]
+            if None in values and operator != "Null":
+                return False
+            if operator == "Null":
+                if (values == ["true"]) is (key in context):
+                    return False
+            elif operator == "StringEquals":
+                if context.get(key) not in values:
+                    return False
+            elif operator == "StringNotEquals":
+                if key in context and context[key] in values:
+                    return False
+            else:
+                raise AssertionError(f"the evaluator does not know {operator}")
+    return True
+
+
+def allowed(statements_: list[dict[str, Any]], action: str, arn: str, context: Mapping[str, str] | None = None) -> bool:
+    """IAM's answer for one action on one resource (``context``: the request's condition keys, e.g. the
+    session's and the repository's tags): some Allow matches and no Deny does."""
 
     def applies(statement: dict[str, Any]) -> bool:
         if not any(iam_match(a, action) for a in as_list(statement["Action"])):
+            return False
+        if "Condition" in statement and not condition_holds(statement["Condition"], context or {}):
             return False
         if "NotResource" in statement:
             return not any(iam_match(r, arn) for r in as_list(statement["NotResource"]))
@@ -277,9 +326,110 @@ def test_target_role_trusts_only_the_service_role_with_a_source_identity() -> No
     (statement,) = statements(role["AssumeRolePolicyDocument"])
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"AWS": SERVICE_ROLE_ARN}
-    assert set(as_list(statement["Action"])) == STS_ACTIONS
+    assert set(as_list(statement["Action"])) == {"sts:AssumeRole", "sts:SetSourceIdentity"}, "no session tags"
     assert statement["Condition"] == {"Null": {"sts:SourceIdentity": "false"}}
     assert not {"NotAction", "NotPrincipal"} & statement.keys()
+    assert [p["PolicyName"] for p in role["Policies"]] == ["codecommit-git"], "repository tags play no part"
+
+
+# --------------------------------------------------------------------- session tags and attribute-based access
+
+
+def may_tag(trust: list[dict[str, Any]], principal: str, keys: list[str], transitive: list[str]) -> bool:
+    """Whether the trust policy lets ``principal`` pass session tags with these keys (and transitive keys)."""
+    request = {"aws:TagKeys": keys, "sts:TransitiveTagKeys": transitive}
+    for statement in trust:
+        if statement["Effect"] != "Allow" or "sts:TagSession" not in as_list(statement["Action"]):
+            continue
+        if statement["Principal"] != {"AWS": principal}:
+            continue
+        (operator, tests), = statement["Condition"].items()
+        assert operator == "ForAllValues:StringEquals"
+        if all(set(request[key]) <= set(as_list(allowed_keys)) for key, allowed_keys in tests.items()):
+            return True
+    return False
+
+
+def test_session_tag_keys_let_the_service_role_tag_sessions_with_those_keys_only() -> None:
+    role = render_target(Repositories="app", SessionTagKeys="team,cost-center")["TargetRole"]["Properties"]
+    trust = statements(role["AssumeRolePolicyDocument"])
+    assert [s["Sid"] for s in trust] == ["CcwebServiceWithSourceIdentity", "CcwebServiceTagsItsSessions"]
+    assert trust[0]["Condition"] == {"Null": {"sts:SourceIdentity": "false"}}, "AssumeRole still needs it"
+    assert may_tag(trust, SERVICE_ROLE_ARN, ["team"], [])
+    assert may_tag(trust, SERVICE_ROLE_ARN, ["team", "cost-center"], ["team"])
+    assert not may_tag(trust, SERVICE_ROLE_ARN, ["team", "admin"], [])
+    assert not may_tag(trust, SERVICE_ROLE_ARN, ["Team"], []), "keys are compared as spelt"
+    assert not may_tag(trust, SERVICE_ROLE_ARN, ["team"], ["admin"])
+    assert not may_tag(trust, f"arn:aws:iam::{ACCOUNT}:role/someone-else", ["team"], [])
+    default = render_target(Repositories="app")["TargetRole"]["Properties"]
+    assert not may_tag(statements(default["AssumeRolePolicyDocument"]), SERVICE_ROLE_ARN, ["team"], [])
+
+
+TEAM_POLICY = {"Repositories": "*", "SessionTagKeys": "team", "AbacTagKey": "team", "Access": "write"}
+
+
+@pytest.mark.parametrize(
+    ("session", "repository", "expected"),
+    [
+        ({"aws:PrincipalTag/team": "payments"}, {"aws:ResourceTag/team": "payments"}, True),
+        ({"aws:PrincipalTag/team": "payments"}, {"aws:ResourceTag/team": "risk"}, False),
+        ({"aws:PrincipalTag/team": "payments"}, {"aws:ResourceTag/team": "Payments"}, False),
+        ({"aws:PrincipalTag/team": "payments"}, {}, False),
+        ({}, {"aws:ResourceTag/team": "payments"}, False),
+        ({"aws:PrincipalTag/team": ""}, {"aws:ResourceTag/team": ""}, False),
+        ({}, {}, False),
+    ],
+    ids=["same-team", "other-team", "case", "untagged-repository", "untagged-session", "empty-tags", "neither"],
+)
+def test_abac_grants_git_where_the_repository_tag_equals_the_session_tag(
+    session: dict[str, str], repository: dict[str, str], expected: bool
+) -> None:
+    policy = target_statements(render_target(**TEAM_POLICY))
+    for action in ("codecommit:GitPull", "codecommit:GitPush"):
+        assert allowed(policy, action, f"{HERE}:anything", {**session, **repository}) is expected, action
+    # The Deny is the region's and account's still, and the listed repositories still bound it.
+    assert not allowed(policy, "codecommit:GitPull", f"arn:aws:codecommit:us-east-1:{ACCOUNT}:anything",
+                       {"aws:PrincipalTag/team": "x", "aws:ResourceTag/team": "x"})
+    narrow = target_statements(render_target(**{**TEAM_POLICY, "Repositories": "app-*"}))
+    assert not allowed(narrow, "codecommit:GitPull", f"{HERE}:other",
+                       {"aws:PrincipalTag/team": "x", "aws:ResourceTag/team": "x"})
+
+
+def test_without_abac_repository_tags_play_no_part() -> None:
+    policy = target_statements(render_target(Repositories="app", SessionTagKeys="team"))
+    context = {"aws:PrincipalTag/team": "payments", "aws:ResourceTag/team": "risk"}
+    assert allowed(policy, "codecommit:GitPull", f"{HERE}:app", context)
+    assert allowed(policy, "codecommit:GitPull", f"{HERE}:app")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "accepted"),
+    [
+        ({}, True),
+        ({"SessionTagKeys": "team"}, True),
+        ({"SessionTagKeys": "team,cost-center", "AbacTagKey": "team"}, True),
+        ({"SessionTagKeys": "cost-center", "AbacTagKey": "team"}, False),
+        ({"AbacTagKey": "team"}, False),
+    ],
+    ids=["none", "tags-only", "abac-on-a-session-tag", "abac-on-another-key", "abac-without-tags"],
+)
+def test_the_abac_key_must_be_a_session_tag_key(parameters: dict[str, str], accepted: bool) -> None:
+    renderer = Renderer(load(TARGET), {"ServiceRoleArn": SERVICE_ROLE_ARN, "RoleName": "developers",
+                                       "Repositories": "*", **parameters})
+    assert (renderer.broken_rules() == []) is accepted
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [("team", True), ("cost-center", True), ("a.b:c/d=e+f@g_h", True), ("x" * 128, True), ("", True),
+     ("x" * 129, False), ("aws:team", False), ("AWS:team", False), ("team name", False), ("équipe", False),
+     ("a,b", False)],
+    ids=lambda v: str(v)[:20],
+)
+def test_tag_key_parameters_take_what_sts_takes_in_ascii(key: str, accepted: bool) -> None:
+    parameters = load(TARGET)["Parameters"]
+    for name in ("SessionTagKeys", "AbacTagKey"):
+        assert bool(re.fullmatch(parameters[name]["AllowedPattern"], key, re.ASCII)) is accepted, name
 
 
 HERE = f"arn:aws:codecommit:{REGION}:{ACCOUNT}"
