@@ -496,3 +496,20 @@ def test_service_role_arn_must_be_one_role() -> None:
     assert re.fullmatch(pattern, SERVICE_ROLE_ARN, re.ASCII)
     for wider in ("*", f"arn:aws:iam::{ACCOUNT}:root", f"arn:aws:iam::{ACCOUNT}:role/*", ACCOUNT):
         assert not re.fullmatch(pattern, wider, re.ASCII), wider
+
+
+def docs_json(containing: str) -> Any:
+    """The one ```json block of docs/iam.md that contains ``containing``, parsed."""
+    text = (DEPLOY.parents[1] / "docs" / "iam.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"^```json\n(.*?)^```", text, re.MULTILINE | re.DOTALL) if containing in b]
+    assert len(blocks) == 1, containing
+    return json.loads(blocks[0])
+
+
+def test_the_abac_policies_in_docs_iam_are_what_the_template_renders() -> None:
+    """docs/iam.md shows the trust and the codecommit-abac policy for SessionTagKeys=team AbacTagKey=team."""
+    role = render_target(Repositories="*", Access="write", SessionTagKeys="team", AbacTagKey="team")["TargetRole"]
+    properties = role["Properties"]
+    assert docs_json('"sts:TagSession"') == properties["AssumeRolePolicyDocument"]
+    (abac,) = [p["PolicyDocument"] for p in properties["Policies"] if p["PolicyName"] == "codecommit-abac"]
+    assert docs_json('"aws:ResourceTag/team"') == json.loads(abac)
