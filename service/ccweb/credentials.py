@@ -82,8 +82,9 @@ def _untagged_sentence(decision: Untagged, caller: VerifiedToken) -> str:
     return (
         f"The ccweb {decision.sentence(f'your token (subject {caller.subject!r} of issuer {caller.issuer.name!r})')}"
         "; AWS compares the session's tags with the repositories' to grant access. Ask your identity provider's "
-        "administrators to add the claim to your token as one value (a string, a number or a boolean), or the "
-        "owners of the ccweb policy to change the rule."
+        "administrators for the claim in your token as one value a session tag can carry (a string, a number or a "
+        "boolean, at most 256 characters of letters, digits, spaces and _ . : / = + - @), or the owners of the "
+        "ccweb policy to change the rule."
     )
 
 

@@ -112,6 +112,9 @@ def test_a_claim_no_tag_can_carry_is_a_403_naming_it_and_sts_is_never_asked(
     tag = next(key for key, value in TAGS.items() if value == claim)
     assert detail.startswith(f"The ccweb rule 'abac' sends the claim \"{claim}\" as the session tag {tag!r}"), detail
     assert says in detail, detail
+    assert detail.endswith("for the claim in your token as one value a session tag can carry (a string, a number or "
+                           "a boolean, at most 256 characters of letters, digits, spaces and _ . : / = + - @), or the "
+                           "owners of the ccweb policy to change the rule."), "and what to do"
     assert sts.requests == [], "STS is not asked: no STS error, no 500"
     [rule] = whoami.json()["rules"]
     assert rule["refused"] == detail and rule["session_tags"] == {}
