@@ -204,7 +204,11 @@ def _status(service: ServiceURL, named: bool, env: Mapping[str, str], out: IO[st
     identity = answer.body.get("identity")
     if isinstance(identity, str) and identity:
         lines.append(f"  identity {one_line(identity, 200)} (as AWS sees you)")
-    lines.append("You may reach:" if rules else "No ccweb rule grants you any repository.")
+    refused = answer.body.get("refused")
+    if isinstance(refused, str) and refused:
+        lines.append(f"Refused everywhere: {one_line(refused, 600)}")
+    else:
+        lines.append("You may reach:" if rules else "No ccweb rule grants you any repository.")
     for rule in rules if isinstance(rules, list) else []:
         if isinstance(rule, dict):
             lines.append(_rule_line(rule))
@@ -213,17 +217,23 @@ def _status(service: ServiceURL, named: bool, env: Mapping[str, str], out: IO[st
 
 
 def _rule_line(rule: Mapping[str, Any]) -> str:
-    """One rule of ``/v1/whoami``: what it grants, and the SourceIdentity CloudTrail will show for it (or, when
-    the token lacks the claim the rule takes that from, that the rule refuses)."""
+    """One rule of ``/v1/whoami``: what it grants, and the SourceIdentity CloudTrail will show for it with the
+    session tags it carries (or why a request the rule decides is refused: the service's sentence, or, from a
+    service that gives none, the claim the SourceIdentity comes from that the token lacks)."""
     repositories = rule.get("repositories")
     names = ", ".join(str(r) for r in repositories) if isinstance(repositories, list) else "?"
     line = f"rule {rule.get('rule')}: {rule.get('access')} access to {names} as {rule.get('role_arn')}"
     name, claim = rule.get("source_identity"), rule.get("source_identity_claim")
-    if isinstance(name, str) and name:
+    refused, tags = rule.get("refused"), rule.get("session_tags")
+    if isinstance(refused, str) and refused:
+        line += f"; refused: {refused}"
+    elif isinstance(name, str) and name:
         line += f", SourceIdentity {name}"
+        if isinstance(tags, dict) and tags:
+            line += ", session tags " + ", ".join(f"{key}={value}" for key, value in tags.items())
     elif isinstance(claim, str) and claim:
         line += f"; refused: it takes the SourceIdentity from the claim {claim!r}, which your token lacks"
-    return "  " + one_line(line, 400)
+    return "  " + one_line(line, 600)
 
 
 def _logout(url: str | None, env: Mapping[str, str], out: IO[str], err: IO[str]) -> int:

@@ -638,8 +638,13 @@ def test_device_polling_ends_on_a_real_refusal(stand_in: StandIn, answer: Answer
      ", SourceIdentity repo-acme-app=0123456789abcdef0123"),
     ({"source_identity": None, "source_identity_claim": "employee_id"},
      "; refused: it takes the SourceIdentity from the claim 'employee_id', which your token lacks"),
+    ({"source_identity": "alice@example.com", "session_tags": {"team": "payments", "cost-center": "42"}},
+     ", SourceIdentity alice@example.com, session tags team=payments, cost-center=42"),
+    ({"source_identity": "alice@example.com", "session_tags": {},
+      "refused": "rule 'staff' sends the session tag team from the claim /org/team, which your token holds as a list"},
+     "; refused: rule 'staff' sends the session tag team from the claim /org/team, which your token holds as a list"),
     ({}, ""),
-], ids=["named", "claim-missing", "older-service"])
+], ids=["named", "claim-missing", "tagged", "refused-by-the-service", "older-service"])
 def test_status_names_each_rule_s_source_identity_or_why_it_refuses(extra: dict[str, Any], ending: str) -> None:
     from ccweb_helper.account import _rule_line
 
