@@ -85,10 +85,15 @@ def claim_path(key: str) -> ClaimPath:
 def distributed(claims: Mapping[str, Any], top: str) -> bool:
     """Whether the token says it left the top-level claim ``top`` out, to be fetched elsewhere: it lacks it and
     names it in ``_claim_names`` (OpenID Connect's aggregated and distributed claims; Entra ID's groups overage),
-    or, for ``groups``, carries Entra ID's ``hasgroups: true``."""
+    or, for ``groups``, carries Entra ID's ``hasgroups: true``.
+
+    Fail closed on a marker in another JSON type than Entra ID writes it (a broker that writes every claim as a
+    string): ``hasgroups`` as the string ``"true"`` in any letter case, and a ``_claim_names`` that is not an
+    object, which may name any claim the token lacks."""
     if top in claims:
         return False
     names = claims.get("_claim_names")
-    if isinstance(names, Mapping) and top in names:
+    if names is not None and (not isinstance(names, Mapping) or top in names):
         return True
-    return top == OVERAGE_CLAIM and claims.get("hasgroups") is True
+    marker = claims.get("hasgroups")
+    return top == OVERAGE_CLAIM and (marker is True or (isinstance(marker, str) and marker.lower() == "true"))

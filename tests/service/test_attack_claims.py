@@ -1,0 +1,100 @@
+"""Hostile and sloppy claims against the decision and its surfaces: what an identity provider (or a broker in front
+of one, which writes every claim as a string) may sign that Entra ID, Keycloak or Okta never would.
+
+- the groups overage marker in other JSON types than Entra ID's (``hasgroups`` as the string ``"true"``, a
+  ``_claim_names`` that is not an object) still means the groups claim cannot be told: a deny entry on groups
+  refuses, never lets the person through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jws
+
+from ccweb.app import create_app
+from ccweb.config import parse_config
+from ccweb.policy import Distributed, Entitled, Granted, Repository, compile_policy
+from ccweb.sandbox.issuer import DevIssuer
+from support import RecordingSTS, serve_issuer
+
+ROLE = "arn:aws:iam::111122223333:role/dev"
+BODY = {"protocol": "https", "host": "git-codecommit.us-east-1.amazonaws.com", "path": "v1/repos/app"}
+EVE = {"sub": "u-eve", "email": "eve@example.com", "email_verified": True}
+VERIFIED = {"name": "verified", "issuer": "corp", "claims": {"email_verified": True}, "role_arn": ROLE,
+            "repositories": ["*"]}
+OFFBOARDED = {"name": "offboarded", "claims": {"groups": "offboarded"}, "reason": "left the company"}
+
+
+def source(url: str, rules: list[dict[str, Any]], deny: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"issuers": [{"name": "corp", "issuer": url, "audiences": ["ccweb"]}], "rules": rules,
+            "deny": deny or []}
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[DevIssuer]:
+    with serve_issuer() as served:
+        yield served
+
+
+def signed(idp: DevIssuer, payload: str) -> str:
+    """A token whose payload is exactly ``payload``: JSON as an identity provider may write it (``\\u`` escapes,
+    ``NaN``, ``1e309``), which ``DevIssuer.mint`` cannot."""
+    now = int(time.time())
+    registered = {"iss": idp.issuer_url, "aud": idp.audience, "iat": now, "nbf": now, "exp": now + 600}
+    text = payload.rstrip()[:-1] + "," + json.dumps(registered)[1:]
+    return jws.serialize_compact({"alg": "RS256", "kid": idp.key.kid, "typ": "JWT"}, text.encode(), idp.key)
+
+
+async def ask(config: dict[str, Any], token: str) -> tuple[httpx.Response, httpx.Response, RecordingSTS]:
+    """``POST /v1/credentials`` for ``app``, then ``GET /v1/whoami``, with ``token``."""
+    sts = RecordingSTS()
+    async with httpx.AsyncClient() as http:
+        app = create_app(parse_config(config), sts=sts, http=http)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ccweb") as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            credentials = await client.post("/v1/credentials", json=BODY, headers=headers)
+            whoami = await client.get("/v1/whoami", headers=headers)
+    return credentials, whoami, sts
+
+
+MARKERS: dict[str, dict[str, Any]] = {
+    "hasgroups as the string true": {"hasgroups": "true"},
+    "hasgroups as the string True": {"hasgroups": "True"},
+    "_claim_names as a JSON string": {"_claim_names": '{"groups":"src1"}'},
+    "_claim_names as a list": {"_claim_names": ["groups"]},
+}
+
+
+@pytest.mark.parametrize("marker", MARKERS.values(), ids=MARKERS.keys())
+def test_an_overage_marker_in_another_json_type_still_refuses_where_a_deny_entry_reads_groups(
+        idp: DevIssuer, marker: dict[str, Any]) -> None:
+    token = signed(idp, json.dumps({**EVE, **marker}))
+    credentials, whoami, sts = asyncio.run(ask(source(idp.issuer_url, [VERIFIED], [OFFBOARDED]), token))
+    assert credentials.status_code == 403, "the deny entry on groups cannot be told: it refuses, fail closed"
+    detail = credentials.json()["detail"]
+    assert detail.startswith('The ccweb deny list, checked before every rule, reads the claim "groups", but '
+                             "your token (subject 'u-eve' of issuer 'corp') carries Entra ID's groups overage "
+                             "marker"), detail
+    assert sts.requests == []
+    assert whoami.status_code == 200 and whoami.json()["refused"] == detail and whoami.json()["rules"] == []
+
+
+def test_the_page_keeps_a_marker_of_another_type_and_decides_as_the_api() -> None:
+    policy = compile_policy(parse_config(source("https://idp.example.com", [VERIFIED], [OFFBOARDED])))
+    for marker in MARKERS.values():
+        claims = {**EVE, **marker}
+        kept = policy.kept_claims("corp", claims)
+        for where in (Repository("app", "us-east-1"), None):
+            assert isinstance(policy.decide("corp", claims, where), Distributed)
+            assert isinstance(policy.decide("corp", kept, where), Distributed)
+    for carried in ({"hasgroups": "false"}, {"groups": [], "_claim_names": "x"}):  # no overage; groups carried
+        entitled = policy.decide("corp", {**EVE, **carried}, None)
+        assert isinstance(entitled, Entitled) and isinstance(entitled.outcomes[0], Granted), carried
