@@ -12,6 +12,7 @@ starts none.
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 
 MAX_SESSION_TAGS = 50
@@ -47,14 +48,17 @@ class TagValueError(ValueError):
 
 def tag_value(value: object) -> str:
     """A claim's value as STS takes a tag value: a string as it is, an integer or a decimal number in JSON's
-    spelling, a boolean as ``true`` or ``false``. TagValueError for a list, an object or null, and for a value
-    longer than STS allows or with a character outside its alphabet."""
+    spelling, a boolean as ``true`` or ``false``. TagValueError for a list, an object or null, for a number JSON
+    cannot write (NaN, Infinity), and for a value longer than STS allows or with a character outside its alphabet."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
         text = value
     elif isinstance(value, int | float):
         text = json.dumps(value)
+        # NaN and Infinity (1e309 reads as Infinity): Python's JSON reads them, JSON has neither.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TagValueError(f"{text}, which is not a JSON number")
     elif isinstance(value, list):
         raise TagValueError("a list, and a session tag holds one value")
     elif isinstance(value, dict):

@@ -3,7 +3,9 @@ of one, which writes every claim as a string) may sign that Entra ID, Keycloak o
 
 - the groups overage marker in other JSON types than Entra ID's (``hasgroups`` as the string ``"true"``, a
   ``_claim_names`` that is not an object) still means the groups claim cannot be told: a deny entry on groups
-  refuses, never lets the person through.
+  refuses, never lets the person through;
+- a number JSON cannot write (NaN, Infinity; ``1e309`` reads as Infinity) is no session tag value: a 403 naming the
+  claim, STS never asked.
 """
 
 from __future__ import annotations
@@ -98,3 +100,27 @@ def test_the_page_keeps_a_marker_of_another_type_and_decides_as_the_api() -> Non
     for carried in ({"hasgroups": "false"}, {"groups": [], "_claim_names": "x"}):  # no overage; groups carried
         entitled = policy.decide("corp", {**EVE, **carried}, None)
         assert isinstance(entitled, Entitled) and isinstance(entitled.outcomes[0], Granted), carried
+
+
+TAGGED = {**VERIFIED, "session_tags": {"team": "team"}}
+NOT_JSON_NUMBERS = {"NaN": ("NaN", "NaN"), "Infinity": ("Infinity", "Infinity"),
+                    "-Infinity": ("-Infinity", "-Infinity"), "1e309": ("1e309", "Infinity")}
+
+
+@pytest.mark.parametrize(("written", "read"), NOT_JSON_NUMBERS.values(), ids=NOT_JSON_NUMBERS.keys())
+def test_a_number_json_cannot_write_is_no_session_tag(idp: DevIssuer, written: str, read: str) -> None:
+    token = signed(idp, json.dumps(EVE)[:-1] + f', "team": {written}}}')
+    credentials, whoami, sts = asyncio.run(ask(source(idp.issuer_url, [TAGGED]), token))
+    assert credentials.status_code == 403, credentials.text
+    assert (f"rule 'verified' sends the claim \"team\" as the session tag 'team', and in your token (subject 'u-eve' "
+            f"of issuer 'corp') that claim holds {read}, which is not a JSON number") in credentials.json()["detail"]
+    assert sts.requests == [], "STS never asked for a tag 'NaN' or 'Infinity'"
+    [rule] = whoami.json()["rules"]
+    assert rule["session_tags"] == {} and rule["refused"] == credentials.json()["detail"]
+
+
+def test_large_and_decimal_numbers_are_still_tags(idp: DevIssuer) -> None:
+    token = signed(idp, json.dumps({**EVE, "team": 10**200}))
+    credentials, _, sts = asyncio.run(ask(source(idp.issuer_url, [TAGGED]), token))
+    assert credentials.status_code == 200, credentials.text
+    assert [r.tags for r in sts.requests] == [(("team", "1" + "0" * 200),)]
