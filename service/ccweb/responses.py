@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,8 +27,20 @@ HTTP_ERRORS = {
 }
 
 
+class JsonAnswer(JSONResponse):
+    """A JSON answer that may carry text UTF-8 cannot: a lone surrogate, which a claim's JSON may escape
+    (``"\\ud800"``) and Python reads as it is, is written with JSON's own escape, so that the answer decodes to the
+    very same value, rather than failing as a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 def error_response(exc: ServiceError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+    return JsonAnswer(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
 def unexpected_error(exc: BaseException) -> ServiceError:

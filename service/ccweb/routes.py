@@ -38,6 +38,7 @@ from ccweb.helper_dist import helper_zipapp
 from ccweb.openapi import error_responses
 from ccweb.policy import Distributed, Entitled, Granted, Suspended
 from ccweb.reload import RunningPolicy
+from ccweb.responses import JsonAnswer
 from ccweb.shell_dist import SHELL_HELPER_PATH, script_response
 from ccweb.textapi import DISCOVERY_TEXT_PATH, TEXT_CONTENT_TYPE, discovery_text
 
@@ -80,13 +81,13 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
     @router.get("/v1/whoami", response_model=WhoAmI, summary="The verified identity and the rules it matches",
                 responses=error_responses(InvalidToken, RateLimited, UpstreamUnavailable),
                 dependencies=[Depends(bearer)])  # documents the bearer token; read as the credentials route reads it
-    async def whoami(request: Request) -> WhoAmI:
+    async def whoami(request: Request) -> Response:
         snapshot = running.current
         caller = await flow.caller(snapshot, bearer_token(request.headers.get("authorization")))
         decision = snapshot.policy.decide(caller.issuer.name, caller.claims, None)
         rules = (tuple(zip(decision.rules, decision.names, decision.outcomes, strict=True))
                  if isinstance(decision, Entitled) else ())
-        return WhoAmI(
+        return JsonAnswer(WhoAmI(  # a lone surrogate in a claim (sub, a source_identity claim) escaped, not a 500
             issuer=caller.issuer.name,
             issuer_url=caller.issuer.issuer,
             subject=caller.subject,
@@ -100,7 +101,7 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
             suspended=(suspension_sentence(decision.identity, caller, decision.entry.reason)
                        if isinstance(decision, Suspended) else None),
             refused=distributed_sentence(decision, caller) if isinstance(decision, Distributed) else None,
-        )
+        ).model_dump(mode="json"))
 
     @router.get("/.well-known/ccweb", response_model=Discovery, summary="What the helper needs to know")
     async def discovery() -> Discovery:

@@ -5,7 +5,9 @@ of one, which writes every claim as a string) may sign that Entra ID, Keycloak o
   ``_claim_names`` that is not an object) still means the groups claim cannot be told: a deny entry on groups
   refuses, never lets the person through;
 - a number JSON cannot write (NaN, Infinity; ``1e309`` reads as Infinity) is no session tag value: a 403 naming the
-  claim, STS never asked.
+  claim, STS never asked;
+- a lone surrogate (``"\\ud800"``: valid JSON, not Unicode) in ``sub`` or in a ``source_identity`` claim is answered
+  (``/v1/whoami``, a 403's sentence) with JSON's own escape, never a 500.
 """
 
 from __future__ import annotations
@@ -124,3 +126,32 @@ def test_large_and_decimal_numbers_are_still_tags(idp: DevIssuer) -> None:
     credentials, _, sts = asyncio.run(ask(source(idp.issuer_url, [TAGGED]), token))
     assert credentials.status_code == 200, credentials.text
     assert [r.tags for r in sts.requests] == [(("team", "1" + "0" * 200),)]
+
+
+NOT_UNICODE = "u-\ud800"
+
+
+def test_a_lone_surrogate_in_sub_is_escaped_in_the_403_and_whoami_never_a_500(idp: DevIssuer) -> None:
+    token = signed(idp, json.dumps({"sub": NOT_UNICODE, "team": "x"}))  # written as JSON may: "u-\ud800"
+    nobody = {**VERIFIED, "repositories": ["other"]}
+    credentials, whoami, _ = asyncio.run(ask(source(idp.issuer_url, [nobody]), token))
+    assert credentials.status_code == 403, credentials.text
+    assert credentials.json()["detail"].startswith(f"No ccweb rule grants {NOT_UNICODE} (subject 'u-\\ud800'")
+    assert whoami.status_code == 200, whoami.text
+    assert (whoami.json()["subject"], whoami.json()["identity"]) == (NOT_UNICODE, NOT_UNICODE), (
+        "JSON's escape decodes to the very same value")
+    suspended, whoami, _ = asyncio.run(ask(source(idp.issuer_url, [VERIFIED], [{"claims": {"team": "x"}}]),
+                                           token))
+    assert suspended.status_code == 403 and suspended.json()["detail"].startswith(f"Access to ccweb for {NOT_UNICODE}")
+    assert whoami.status_code == 200 and whoami.json()["suspended"] == suspended.json()["detail"]
+
+
+def test_a_lone_surrogate_in_a_source_identity_claim_by_pointer_never_a_500(idp: DevIssuer) -> None:
+    named = {**VERIFIED, "source_identity": "/profile/login"}
+    token = signed(idp, json.dumps({**EVE, "profile": {"login": "eve-\udfff"}}))
+    credentials, whoami, sts = asyncio.run(ask(source(idp.issuer_url, [named]), token))
+    assert credentials.status_code == 200, credentials.text
+    assert whoami.status_code == 200, whoami.text
+    assert whoami.json()["identity"] == "eve-\udfff"
+    [rule] = whoami.json()["rules"]
+    assert rule["source_identity"] == sts.requests[0].source_identity
