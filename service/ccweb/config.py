@@ -347,6 +347,20 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> Any:
+        """A scalar; a string a ``\\u`` escape made a lone surrogate (``"\\ud800"``: not Unicode, so no policy can
+        hold it, nor its digest be taken) is refused naming its line, never a traceback nor a reload that fails."""
+        value = super().construct_scalar(node)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a \\u escape writes a lone surrogate, which is not Unicode text (match it with "
+                    "{pattern: '\\ud800'}, whose regular expression escape is plain text)", node.start_mark,
+                ) from None
+        return value
+
 
 def read_yaml(path: str | Path, what: str) -> Any:
     """The YAML document in the file at ``path`` (``what`` it is, for messages); ConfigError naming the line."""

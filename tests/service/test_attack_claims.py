@@ -7,7 +7,8 @@ of one, which writes every claim as a string) may sign that Entra ID, Keycloak o
 - a number JSON cannot write (NaN, Infinity; ``1e309`` reads as Infinity) is no session tag value: a 403 naming the
   claim, STS never asked;
 - a lone surrogate (``"\\ud800"``: valid JSON, not Unicode) in ``sub`` or in a ``source_identity`` claim is answered
-  (``/v1/whoami``, a 403's sentence) with JSON's own escape, never a 500.
+  (``/v1/whoami``, a 403's sentence) with JSON's own escape, never a 500; in the policy file, where no policy can
+  hold it, it is refused naming its line (never a traceback, nor a reload that fails), and a pattern matches it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +25,9 @@ import pytest
 from joserfc import jws
 
 from ccweb.app import create_app
-from ccweb.config import parse_config
-from ccweb.policy import Distributed, Entitled, Granted, Repository, compile_policy
+from ccweb.cli import main
+from ccweb.config import ConfigError, load_config, parse_config
+from ccweb.policy import Distributed, Entitled, Granted, Repository, Suspended, compile_policy
 from ccweb.sandbox.issuer import DevIssuer
 from support import RecordingSTS, serve_issuer
 
@@ -155,3 +158,29 @@ def test_a_lone_surrogate_in_a_source_identity_claim_by_pointer_never_a_500(idp:
     assert whoami.json()["identity"] == "eve-\udfff"
     [rule] = whoami.json()["rules"]
     assert rule["source_identity"] == sts.requests[0].source_identity
+
+
+POLICY_FILE = """\
+issuers:
+  - {name: corp, issuer: "https://idp.example.com", audiences: [ccweb]}
+deny:
+  - claims: {sub: %s}
+"""
+
+
+def test_a_policy_file_writing_a_lone_surrogate_is_refused_naming_the_line_and_a_pattern_matches_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    escaped = tmp_path / "escaped.yaml"
+    escaped.write_text(POLICY_FILE % '"u-\\ud800"', encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(escaped)
+    assert refused.value.messages == [f"{escaped} (line 4, column 19): a \\u escape writes a lone surrogate, which is "
+                                      "not Unicode text (match it with {pattern: '\\ud800'}, whose regular expression "
+                                      "escape is plain text)"]
+    assert main(["check-config", str(escaped)]) == 1
+    assert "lone surrogate" in capsys.readouterr().err, "a sentence, not a traceback"
+    pattern = tmp_path / "pattern.yaml"
+    pattern.write_text(POLICY_FILE % "{pattern: 'u-\\ud800'}", encoding="utf-8")
+    policy = compile_policy(load_config(pattern))
+    assert isinstance(policy.decide("corp", {"sub": NOT_UNICODE}, None), Suspended)
+    assert not isinstance(policy.decide("corp", {"sub": "u-x"}, None), Suspended)
