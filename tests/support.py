@@ -32,7 +32,7 @@ from ccweb.retry import RetryPolicy
 from ccweb.sandbox.dev import REGION, Sandbox
 from ccweb.sandbox.issuer import DevIssuer
 from ccweb.signing import AwsCredentials
-from ccweb.sts import AssumeRoleRequest, STSClient, StsError
+from ccweb.sts import AssumeRoleRequest, BotoSTS, STSClient, StsError
 
 
 class _QuietServer(uvicorn.Server):
@@ -408,3 +408,15 @@ def wait_until_healthy(server: subprocess.Popen[str], url: str) -> None:
             assert server.poll() is None, server.communicate()[1]
             assert time.monotonic() < deadline, "the service did not start"
             time.sleep(0.2)
+
+
+def assume(sts: BotoSTS, *requests: AssumeRoleRequest) -> list[AwsCredentials]:
+    """Each request in turn on one event loop, and the client closed after."""
+
+    async def scenario() -> list[AwsCredentials]:
+        try:
+            return [await sts.assume_role(r) for r in requests]
+        finally:
+            await sts.aclose()
+
+    return asyncio.run(scenario())

@@ -34,7 +34,7 @@ from ccweb.sandbox.sts import DevSTSStore, create_sts_app
 from ccweb.sessions import SessionCache
 from ccweb.signing import AwsCredentials
 from ccweb.sts import AssumeRoleRequest, BotoSTS, StsError
-from support import FakeTime, fake_retry, isolate_aws, self_signed, serve, serve_http, serve_moto
+from support import FakeTime, assume, fake_retry, isolate_aws, self_signed, serve, serve_http, serve_moto
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -51,18 +51,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto_sts(aws_env: None) -> Iterator[str]:
     with serve_moto() as url:
         yield url
-
-
-def assume(sts: BotoSTS, *requests: AssumeRoleRequest) -> list[AwsCredentials]:
-    """Each request in turn on one event loop, and the client closed after."""
-
-    async def scenario() -> list[AwsCredentials]:
-        try:
-            return [await sts.assume_role(r) for r in requests]
-        finally:
-            await sts.aclose()
-
-    return asyncio.run(scenario())
 
 
 def test_boto_sts_against_moto(moto_sts: str) -> None:

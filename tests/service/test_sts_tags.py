@@ -23,7 +23,7 @@ from ccweb.sessions import SessionCache
 from ccweb.signing import AwsCredentials
 from ccweb.sts import AssumeRoleRequest, BotoSTS, StsError
 from ccweb.sts_errors import unavailable
-from support import Asked, FakeTime, fake_retry, isolate_aws, serve, serve_json, serve_moto
+from support import Asked, FakeTime, assume, fake_retry, isolate_aws, serve, serve_json, serve_moto
 
 ROLE = "arn:aws:iam::111122223333:role/ccweb-developers"
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -37,16 +37,6 @@ TAGGED = AssumeRoleRequest(ROLE, "ann@example.com", "ann@example.com", POLICY, 3
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     isolate_aws(monkeypatch)
-
-
-def assume(sts: BotoSTS, *requests: AssumeRoleRequest) -> list[AwsCredentials]:
-    async def scenario() -> list[AwsCredentials]:
-        try:
-            return [await sts.assume_role(r) for r in requests]
-        finally:
-            await sts.aclose()
-
-    return asyncio.run(scenario())
 
 
 def botocore_form(request: AssumeRoleRequest) -> dict[str, str]:
