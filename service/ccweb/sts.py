@@ -53,6 +53,8 @@ RETRYABLE_CODES = frozenset(
      "PriorRequestNotComplete"}
 )
 """STS's error codes that trying again may cure (any 5xx and 429 are retryable too)."""
+DEFAULT_REGION = "us-east-1"
+"""The region of a service told none (no ``aws.region``, ``AWS_DEFAULT_REGION``, profile region): a WARNING says so."""
 NO_CREDENTIALS = "NoCredentials"
 """The code of the ``StsError`` of a service that found no AWS credentials of its own."""
 
@@ -118,10 +120,12 @@ class BotoSTS:
                 logger.setLevel(logging.INFO)
         session = session or boto3.session.Session()
         # Never called: it resolves the endpoint and the signing region as boto3 would.
-        client = session.client("sts", region_name=region or session.region_name or "us-east-1",
+        client = session.client("sts", region_name=region or session.region_name or DEFAULT_REGION,
                                 endpoint_url=endpoint_url)
         self.endpoint_url: str = client.meta.endpoint_url
         self.region: str = _signing_region(client)
+        if not (region or session.region_name):
+            _warn_defaulted_region(self.endpoint_url)
         self._credentials: Any = session.get_credentials()  # botocore resolved them for the client already
         self.concurrency = concurrency
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
@@ -247,6 +251,16 @@ def _signing_region(client: Any) -> str:
             type(exc).__name__, assumed, host,
         )
         return assumed
+
+
+def _warn_defaulted_region(endpoint_url: str) -> None:
+    """Say, once at start, that no region was given: EKS Pod Identity, unlike IRSA, sets none, and boto3 reads
+    ``AWS_DEFAULT_REGION`` and the profile's ``region``, never ``AWS_REGION``."""
+    log.warning(
+        "no AWS region configured (aws.region, AWS_DEFAULT_REGION or the profile's region; boto3 does not read "
+        "AWS_REGION): STS is called for %s at %s; set aws.region or AWS_DEFAULT_REGION to the cluster's region",
+        DEFAULT_REGION, endpoint_url,
+    )
 
 
 def _ca_bundle(session: Any) -> str | None:
