@@ -4,7 +4,8 @@ Each case has its own ``reason`` for logs and metrics: STS is failing or throttl
 again in a few seconds), the service has no AWS identity of its own, or AWS refused the session. A refusal is
 an operator's fix, so its Retry-After is a minute; the refusals that session tags cause say which fix:
 
-    PackedPolicyTooLarge                       the session policy and tags are over STS's packed size limit
+    PackedPolicyTooLarge                       the session policy and tags (the rule's, and EKS Pod Identity's
+                                               transitive ones) are over STS's packed size limit
     AccessDenied naming sts:TagSession         the role's trust policy (or the service's own) does not allow tags
     InvalidParameterValue / ValidationError    STS refused the tags themselves (duplicate keys, a transitive
       about tags                               key that is no tag, one the service's own session already set)
@@ -56,7 +57,8 @@ def _refusal(exc: StsError, role_arn: str) -> tuple[str, str]:
         return (
             f"AWS refused the session for the role {role_arn}: its session policy and session tags together are "
             "over STS's packed size limit (PackedPolicyTooLarge); ask the ccweb operators to give this rule fewer "
-            "or shorter session tags, or fewer repository patterns.",
+            "or shorter session tags or fewer repository patterns, and, if ccweb runs on EKS Pod Identity, to "
+            "disable the session tags of its Pod Identity association (they pass on to every session ccweb makes).",
             "sts_packed_policy_too_large",
         )
     if exc.code == "AccessDenied" and "sts:TagSession" in exc.message:

@@ -172,6 +172,14 @@ def test_each_refusal_is_an_operator_s_503_with_aws_s_words_only_in_the_log(
     assert [r.getMessage() for r in caplog.records] == [f"AssumeRole {ROLE} refused by AWS: {code}: {message}"]
 
 
+def test_the_packed_size_refusal_names_pod_identity_s_session_tags_too() -> None:
+    """EKS Pod Identity's six session tags are transitive: they pass on to ccweb's sessions and fill STS's packed
+    space before the rule's own; the sentence says where to turn them off."""
+    error = unavailable(StsError("PackedPolicyTooLarge", PACKED, retryable=False), ROLE)
+    assert "fewer or shorter session tags or fewer repository patterns" in error.detail
+    assert "on EKS Pod Identity, to disable the session tags of its Pod Identity association" in error.detail
+
+
 def test_a_retryable_failure_logs_nothing_here_and_says_try_again(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="ccweb.sessions"):
         error = unavailable(StsError("Throttling", "Packed tags Rate exceeded", retryable=True), ROLE)
