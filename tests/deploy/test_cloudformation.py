@@ -78,9 +78,9 @@ class Renderer:
             if spec["Type"] == "CommaDelimitedList" and isinstance(value, str):
                 value = value.split(",")
             self.values[name] = value
-        self.conditions = {
-            name: self.value(expression) for name, expression in template.get("Conditions", {}).items()
-        }
+        self.conditions: dict[str, bool] = {}
+        for name, expression in template.get("Conditions", {}).items():  # in order: one may name an earlier one
+            self.conditions[name] = self.value(expression)
 
     def value(self, node: Any, local: Mapping[str, Any] | None = None) -> Any:
         scope = {**self.values, **(local or {})}
@@ -117,12 +117,26 @@ class Renderer:
             return not self.value(condition, local)
         if function == "Fn::Contains":  # Rules only
             return self.value(argument[1], local) in self.value(argument[0], local)
+        if function == "Fn::And":
+            return all(self.value(condition, local) for condition in argument)
+        if function == "Fn::Or":
+            return any(self.value(condition, local) for condition in argument)
+        if function in ("Condition", "Fn::Condition"):  # the short form !Condition reads as Fn::Condition
+            return self.conditions[argument]
+        if function == "Fn::FindInMap":
+            name, first, second = (self.value(part, local) for part in argument)
+            return self.template["Mappings"][name][first][second]
         if function == "Fn::If":
             return self.value(argument[1] if self.conditions[argument[0]] else argument[2], local)
         raise AssertionError(f"the evaluator does not know {function}")
 
     def resources(self) -> dict[str, dict[str, Any]]:
-        return {key: self.value(body) for key, body in self.template["Resources"].items()}
+        """The resources CloudFormation would make for these parameters (a false ``Condition`` makes none)."""
+        return {
+            key: self.value(body)
+            for key, body in self.template["Resources"].items()
+            if "Condition" not in body or self.conditions[body["Condition"]]
+        }
 
     def broken_rules(self) -> list[str]:
         """The AssertDescription of each Rule these parameters break: CloudFormation refuses such a stack."""
@@ -155,7 +169,14 @@ def iam_match(pattern: str, arn: str) -> bool:
 # ------------------------------------------------------------------------------------------------ lint
 
 
-@pytest.mark.parametrize("path", [SERVICE, TARGET], ids=lambda p: p.name)
+TEMPLATES = sorted(DEPLOY.glob("*.yaml"))
+
+
+def test_every_template_is_linted() -> None:
+    assert {SERVICE, TARGET} <= set(TEMPLATES)
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_cfn_lint_finds_no_error_and_no_warning(path: Path) -> None:
     matches = lint_file(path, config=ManualArgs(regions=LINT_REGIONS))
     problems = [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches if m.rule.id[0] in "EW"]
@@ -254,6 +275,102 @@ def test_a_path_pattern_covers_the_target_roles_and_never_the_service_role() -> 
     assert ROLE_ARN.fullmatch(target_arn), "a ccweb rule can name the target role"
 
 
+# ---------------------------------------------------------------------- the service role on EKS Pod Identity
+
+POD_IDENTITY = {**SERVICE_PARAMETERS, "ClusterOidcIssuerUrl": "", "Trust": "pod-identity", "ClusterName": "prod"}
+POD_IDENTITY_TAGS = ["eks-cluster-arn", "eks-cluster-name", "kubernetes-namespace", "kubernetes-service-account",
+                     "kubernetes-pod-name", "kubernetes-pod-uid"]
+"""The session tags EKS Pod Identity sets (Amazon EKS User Guide), all transitive."""
+CLUSTER_ARNS = [f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod",
+                f"arn:aws:eks:{REGION}:{ACCOUNT}:podidentityassociation/prod/*"]
+
+
+def render_service(**parameters: str) -> dict[str, dict[str, Any]]:
+    return Renderer(load(SERVICE), {**SERVICE_PARAMETERS, **parameters}).resources()
+
+
+def test_pod_identity_trusts_eks_pod_identity_for_this_account_and_cluster_only() -> None:
+    resources = render_service(**POD_IDENTITY)
+    (statement,) = statements(resources["ServiceRole"]["Properties"]["AssumeRolePolicyDocument"])
+    assert statement == {
+        "Sid": "EksPodIdentityOfOneCluster",
+        "Effect": "Allow",
+        "Principal": {"Service": "pods.eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": CLUSTER_ARNS},
+        },
+    }
+    assert resources["ServiceRole"]["Properties"]["Description"].startswith("ccweb service (EKS Pod Identity)")
+
+
+def test_pod_identity_with_session_tags_also_requires_this_namespace_and_service_account() -> None:
+    resources = render_service(**POD_IDENTITY, DisableSessionTags="false")
+    (statement,) = statements(resources["ServiceRole"]["Properties"]["AssumeRolePolicyDocument"])
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "aws:SourceAccount": ACCOUNT,
+            "aws:RequestTag/eks-cluster-name": "prod",
+            "aws:RequestTag/kubernetes-namespace": "platform",
+            "aws:RequestTag/kubernetes-service-account": "ccweb-api",
+        },
+        "ArnLike": {"aws:SourceArn": CLUSTER_ARNS},
+    }
+    assert resources["PodIdentityAssociation"]["Properties"]["DisableSessionTags"] is False
+
+
+def test_the_association_names_the_role_the_namespace_and_the_service_account_without_tags() -> None:
+    resources = render_service(**POD_IDENTITY)
+    assert [r["Type"] for r in resources.values()] == ["AWS::IAM::Role", "AWS::EKS::PodIdentityAssociation"]
+    assert resources["PodIdentityAssociation"]["Properties"] == {
+        "ClusterName": "prod",
+        "Namespace": "platform",
+        "ServiceAccount": "ccweb-api",
+        "RoleArn": "<ServiceRole.Arn>",
+        "DisableSessionTags": True,
+    }
+
+
+def test_both_trusts_leave_the_same_permissions(service_role: dict[str, Any]) -> None:
+    assert render_service(**POD_IDENTITY)["ServiceRole"]["Properties"]["Policies"] == service_role["Policies"]
+
+
+def test_irsa_stays_the_default_and_makes_the_role_alone(service_role: dict[str, Any]) -> None:
+    """An IRSA stack updated to this template keeps its role as it was: no new parameter to give, no association."""
+    spec = load(SERVICE)["Parameters"]
+    assert (spec["Trust"]["Default"], spec["DisableSessionTags"]["Default"]) == ("irsa", "true")
+    assert service_role["Description"] == "ccweb service (IRSA); may only assume the ccweb target roles"
+    outputs = load(SERVICE)["Outputs"]
+    assert outputs["ServiceAccountAnnotation"]["Condition"] == "Irsa"
+    assert outputs["PodIdentityAssociationArn"]["Condition"] == "PodIdentity"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "accepted"),
+    [
+        ({}, True),
+        ({"ClusterOidcIssuerUrl": ""}, False),
+        (POD_IDENTITY, True),
+        ({**POD_IDENTITY, "ClusterName": ""}, False),
+    ],
+    ids=["irsa", "irsa-without-issuer", "pod-identity", "pod-identity-without-cluster"],
+)
+def test_each_trust_needs_its_own_parameter(parameters: dict[str, str], accepted: bool) -> None:
+    assert (Renderer(load(SERVICE), {**SERVICE_PARAMETERS, **parameters}).broken_rules() == []) is accepted
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted"),
+    [("prod", True), ("prod-eu_1", True), ("a" * 100, True), ("", True), ("a" * 101, False), ("-prod", False),
+     ("prod cluster", False), ("arn:aws:eks:eu-west-1:111122223333:cluster/prod", False)],
+    ids=lambda v: str(v)[:20],
+)
+def test_cluster_names_are_eks_cluster_names(name: str, accepted: bool) -> None:
+    pattern = load(SERVICE)["Parameters"]["ClusterName"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, name, re.ASCII)) is accepted
+
+
 # -------------------------------------------------------------------------------------- the target role
 
 
@@ -261,7 +378,8 @@ def render_target(partition: str = "aws", **parameters: Any) -> dict[str, dict[s
     renderer = Renderer(load(TARGET), {"ServiceRoleArn": SERVICE_ROLE_ARN, "RoleName": "developers", **parameters})
     if partition != "aws":
         renderer.values["AWS::Partition"] = partition
-        renderer.conditions = {k: renderer.value(v) for k, v in renderer.template["Conditions"].items()}
+        for name, expression in renderer.template["Conditions"].items():
+            renderer.conditions[name] = renderer.value(expression)
     return renderer.resources()
 
 
@@ -363,6 +481,25 @@ def test_session_tag_keys_let_the_service_role_tag_sessions_with_those_keys_only
     assert not may_tag(trust, f"arn:aws:iam::{ACCOUNT}:role/someone-else", ["team"], [])
     default = render_target(Repositories="app")["TargetRole"]["Properties"]
     assert not may_tag(statements(default["AssumeRolePolicyDocument"]), SERVICE_ROLE_ARN, ["team"], [])
+
+
+def test_pod_identity_s_transitive_tags_are_accepted_only_when_asked_and_only_from_the_service_role() -> None:
+    """A service role on Pod Identity with its session tags carries six transitive tags into every AssumeRole."""
+    def trust(**parameters: str) -> list[dict[str, Any]]:
+        role = render_target(Repositories="app", **parameters)["TargetRole"]["Properties"]
+        return statements(role["AssumeRolePolicyDocument"])
+
+    accepting = trust(AcceptPodIdentityTags="true")
+    assert may_tag(accepting, SERVICE_ROLE_ARN, POD_IDENTITY_TAGS, POD_IDENTITY_TAGS)
+    assert not may_tag(accepting, SERVICE_ROLE_ARN, ["team"], []), "no other key"
+    assert not may_tag(accepting, f"arn:aws:iam::{ACCOUNT}:role/someone-else", POD_IDENTITY_TAGS, POD_IDENTITY_TAGS)
+    both = trust(AcceptPodIdentityTags="true", SessionTagKeys="team")
+    assert may_tag(both, SERVICE_ROLE_ARN, ["team", *POD_IDENTITY_TAGS], ["team", *POD_IDENTITY_TAGS])
+    assert not may_tag(both, SERVICE_ROLE_ARN, ["team", "admin"], [])
+    for parameters in ({}, {"SessionTagKeys": "team"}):
+        assert not may_tag(trust(**parameters), SERVICE_ROLE_ARN, POD_IDENTITY_TAGS, POD_IDENTITY_TAGS), parameters
+    assert trust(SessionTagKeys="team") == trust(SessionTagKeys="team", AcceptPodIdentityTags="false")
+    assert load(TARGET)["Parameters"]["AcceptPodIdentityTags"]["Default"] == "false"
 
 
 TEAM_POLICY = {"Repositories": "*", "SessionTagKeys": "team", "AbacTagKey": "team", "Access": "write"}
