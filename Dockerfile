@@ -8,29 +8,47 @@
 # The service's AWS identity comes from the standard credential chain (IRSA on EKS, or AWS_* variables).
 # The helper, as the one file GET /helper/ccweb-helper serves, is at /opt/ccweb/ccweb-helper:
 #   docker cp "$(docker create ccweb)":/opt/ccweb/ccweb-helper .
+#
+# Supply chain: both stages start from the same base image, pinned by the digest of its multi-platform index
+# (amd64 and arm64), so a moved tag changes nothing here. To take a newer base image (Debian and Python security
+# fixes), read the tag's current index digest and replace it on both FROM lines, then rebuild and test:
+#   docker buildx imagetools inspect python:3.11-slim-bookworm        # "Digest:" at the top
+# The Python packages come from requirements.lock, every version pinned with its SHA-256 (pip --require-hashes
+# refuses anything else, wheels only); ./scripts/lock regenerates it. ccweb and its helper are then built from this
+# context without a package index (--no-index) and without fetching anything else (--no-deps).
 
-# -- build: install ccweb into a virtual environment, exactly as the README does (pip install .) -------
-FROM python:3.11-slim-bookworm AS build
+# -- build: the locked dependencies, then ccweb itself, into a virtual environment -----------------------
+FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+
+# The service's dependencies and the build backend, exactly as locked (a layer of its own: kept while only
+# ccweb's code changes). pip refuses a requirement without a hash, a file whose hash differs, and any dependency
+# the lock does not name.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock
+
 COPY pyproject.toml setup.py README.md ./
 COPY service/ccweb/ service/ccweb/
 COPY helper/pyproject.toml helper/
 COPY helper/ccweb_helper/ helper/ccweb_helper/
 
-# The README's install (the service, and the helper's own distribution from ./helper beside it), then the
-# helper zipapp written from the installed package: the same bytes the service serves at
-# /helper/ccweb-helper (its SHA-256 is printed in the build log).
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install . \
+# ccweb (the service) and its helper's own distribution from ./helper, built with the locked setuptools, nothing
+# fetched; pip check: every requirement of both is met by what the lock installed. Then the helper zipapp written
+# from the installed package: the same bytes the service serves at /helper/ccweb-helper. Its SHA-256 is printed in
+# the build log, the value GET /helper/ccweb-helper.sha256 answers: pin it where CI jobs and laptops download the
+# helper (docs/ci.md, docs/rollout.md).
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation --no-index . ./helper \
+ && /opt/venv/bin/pip check \
  && mkdir /opt/ccweb \
  && /opt/venv/bin/python -c "from ccweb.helper_dist import write_zipapp; print(write_zipapp('/opt/ccweb/ccweb-helper'))"
 
 # -- runtime: the virtual environment and the helper, nothing else from the build ----------------------
-FROM python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 LABEL org.opencontainers.image.title="ccweb" \
       org.opencontainers.image.description="Single sign-on git access to AWS CodeCommit: OIDC token in, scoped CodeCommit credential out." \

@@ -1,6 +1,7 @@
-"""The Dockerfile, without a Docker engine: hadolint, the README's install (run on what the build stage copies),
-the runtime stage's contents, the user, the command, the health check run for real, the helper zipapp, and what
-.dockerignore lets in."""
+"""The Dockerfile, without a Docker engine: hadolint, the pinned base image, the install (the lock with hashes, then
+ccweb without a package index, run on what the build stage copies), the runtime stage's contents, the user, the
+command, the health check run for real, the helper zipapp, and what .dockerignore lets in. The lock file itself:
+tests/deploy/test_lock.py."""
 
 from __future__ import annotations
 
@@ -95,23 +96,36 @@ OUTPUT_ONLY = {"-q", "--quiet", "-v", "--verbose", "--no-cache-dir", "--disable-
 class PipInstall(NamedTuple):
     pip: str
     options: tuple[str, ...]
+    """Sorted, without those in OUTPUT_ONLY and without -r/--requirement (``requirements``)."""
     targets: tuple[str, ...]
+    requirements: tuple[str, ...] = ()
+    """The files of ``-r FILE``, ``-rFILE``, ``--requirement FILE`` and ``--requirement=FILE``."""
 
 
 def pip_installs(line: str) -> list[PipInstall]:
     found = []
     for command in shell_commands(line):
-        if PurePosixPath(command[0]).name in ("pip", "pip3") and command[1:2] == ["install"]:
-            rest = command[2:]
-            options = tuple(sorted(a for a in rest if a.startswith("-") and a not in OUTPUT_ONLY))
-            found.append(PipInstall(command[0], options, tuple(a for a in rest if not a.startswith("-"))))
+        if PurePosixPath(command[0]).name not in ("pip", "pip3") or command[1:2] != ["install"]:
+            continue
+        rest, options, targets, files = iter(command[2:]), [], [], []
+        for word in rest:
+            if word in ("-r", "--requirement"):
+                files.append(next(rest))
+            elif word.startswith("--requirement="):
+                files.append(word.partition("=")[2])
+            elif word.startswith("-r") and not word.startswith("--"):
+                files.append(word[2:])
+            elif word.startswith("-"):
+                if word not in OUTPUT_ONLY:
+                    options.append(word)
+            else:
+                targets.append(word)
+        found.append(PipInstall(command[0], tuple(sorted(options)), tuple(targets), tuple(files)))
     return found
 
 
-def readme_shell_lines() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```(?:sh|bash|shell|console)\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
-    return [line for block in blocks for line in block.splitlines()]
+def runs() -> list[Instruction]:
+    return [i for i in DOCKER if i.keyword == "RUN"]
 
 
 # -- lint -----------------------------------------------------------------------------------------------
@@ -126,26 +140,47 @@ def test_hadolint_passes_at_warning_level() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# -- the install is the README's --------------------------------------------------------------------------
+# -- the install: the lock with its hashes, then ccweb and its helper and nothing else ----------------------
+
+LOCK = "requirements.lock"
+LOCKED = ("--only-binary=:all:", "--require-hashes")
+"""The lock's install: every file's hash checked, wheels only (scripts/lock checks every pin has one for both
+architectures), so no downloaded package runs code of its own at install time."""
+OURS = ("--no-build-isolation", "--no-deps", "--no-index")
+"""ccweb's install: from the build context only, with the locked setuptools, adding no dependency."""
 
 
-def test_the_image_installs_ccweb_with_the_readmes_command() -> None:
-    readme = {(p.options, p.targets) for line in readme_shell_lines() for p in pip_installs(line)}
-    assert ((), (".",)) in readme, f"the README no longer installs with 'pip install .': {readme}"
-    runs = [i for i in DOCKER if i.keyword == "RUN"]
-    installs = [(run, p) for run in runs for p in pip_installs(run.args)]
-    assert installs, "the Dockerfile installs nothing with pip"
-    for run, install in installs:
-        assert (install.options, install.targets) in readme, (
-            f"the Dockerfile runs 'pip install {' '.join(install.options + install.targets)}', which the README "
-            f"does not: keep the two in step (README: {sorted(readme)})"
-        )
+def installs() -> list[tuple[Instruction, PipInstall]]:
+    found = [(run, p) for run in runs() for p in pip_installs(run.args)]
+    assert found, "the Dockerfile installs nothing with pip"
+    return found
+
+
+def test_the_image_installs_exactly_the_lock_then_ccweb_without_dependencies() -> None:
+    (lock_run, lock), (ours_run, ours) = installs()
+    assert (lock.options, lock.targets, lock.requirements) == (LOCKED, (), (LOCK,)), (
+        f"the first install must be 'pip install {' '.join(LOCKED)} -r {LOCK}' and nothing else: {lock}")
+    assert (ours.options, ours.targets, ours.requirements) == (OURS, (".", "./helper"), ()), (
+        f"then ccweb and its helper: 'pip install {' '.join(OURS)} . ./helper': {ours}")
+    assert lock.pip == ours.pip
+    for run in (lock_run, ours_run):
         assert run.stage != FINAL, "pip runs in the runtime stage: install in the build stage and copy the venv"
-    # As in the README: a virtual environment created with `python -m venv`, and its own pip.
-    (run, install), = [(r, p) for r, p in installs if p.targets == (".",)]
-    venv = str(PurePosixPath(install.pip).parent.parent)
-    assert install.pip == f"{venv}/bin/pip"
-    assert any(c[:3] == ["python", "-m", "venv"] and c[3:] == [venv] for c in shell_commands(run.args))
+    # The lock comes from the build context, at the path pip reads it from, before anything installs from it.
+    copied = [n for n, i in enumerate(DOCKER) if i.keyword == "COPY" and i.args.split() in ([LOCK, "./"], [LOCK, "."])]
+    assert copied, f"COPY {LOCK} ./ (into the WORKDIR pip runs in)"
+    assert copied[0] < DOCKER.index(lock_run) < DOCKER.index(ours_run), "COPY the lock, install it, then ccweb"
+    # What ccweb needs is what the lock installed: pip check, after ccweb's install, in the same venv.
+    commands = shell_commands(ours_run.args)
+    check = [n for n, c in enumerate(commands) if c[:2] == [ours.pip, "check"]]
+    install = next(n for n, c in enumerate(commands) if c[:2] == [ours.pip, "install"])
+    assert check and check[0] > install, f"'{ours.pip} check' after ccweb's install"
+
+
+def test_the_venv_is_made_with_python_m_venv_and_copied_whole() -> None:
+    (lock_run, lock), _ = installs()
+    venv = str(PurePosixPath(lock.pip).parent.parent)
+    assert lock.pip == f"{venv}/bin/pip"
+    assert any(c[:3] == ["python", "-m", "venv"] and c[3:] == [venv] for c in shell_commands(lock_run.args))
     assert f"--from=build {venv} {venv}" in {i.args for i in final("COPY")}
     assert env()["PATH"].startswith(f"{venv}/bin:")
 
@@ -171,27 +206,41 @@ def build_stage_sources(target: Path) -> Path:
     return target.resolve()
 
 
-def test_the_build_stage_copies_all_the_readmes_install_needs(tmp_path: Path) -> None:
-    """``pip install .`` in the build stage's directory: the service and, from ./helper beside it, the helper;
-    nothing from a package index (--no-index: it would fail)."""
+def test_the_build_stage_copies_all_ccwebs_install_needs(tmp_path: Path) -> None:
+    """The Dockerfile's own install of ccweb, run (as --dry-run) in a copy of the build stage's directory: it
+    builds the service and, from ./helper beside it, the helper, from what the COPY lines bring in (the setuptools
+    of this test's environment standing in for the locked one); nothing from a package index."""
+    _, (_, ours) = installs()
     source = build_stage_sources(tmp_path / "src")
     report = tmp_path / "report.json"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--no-index", "--no-build-isolation",
-                    "--report", str(report), str(source)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
-    installs = {item["metadata"]["name"]: item["download_info"]["url"]
-                for item in json.loads(report.read_text())["install"]}
-    assert installs == {"ccweb-service": source.as_uri(), "ccweb-helper": (source / "helper").as_uri()}
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--dry-run", "--report", str(report), *ours.options,
+                    *ours.targets], check=True, capture_output=True, timeout=300, cwd=source)
+    built = {item["metadata"]["name"]: item["download_info"]["url"]
+             for item in json.loads(report.read_text())["install"]}
+    assert built == {"ccweb-service": source.as_uri(), "ccweb-helper": (source / "helper").as_uri()}
 
 
 # -- the runtime stage ----------------------------------------------------------------------------------
 
 
-def test_both_stages_use_the_same_pinned_slim_python() -> None:
+def test_both_stages_use_the_same_slim_python_pinned_by_digest() -> None:
     images = [i.args.split()[0] for i in DOCKER if i.keyword == "FROM"]
     assert len(images) == 2, "a build stage and a runtime stage"
     assert images[0] == images[1], "the venv is copied between stages: the Python must be the same"
-    assert re.fullmatch(r"python:3\.1[1-9](\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?", images[1]), images[1]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-[a-z]+)?@sha256:[0-9a-f]{64}", images[1]), (
+        f"{images[1]}: the base image by digest (a tag can be moved), and CPython 3.11, which the lock is for")
     assert DOCKER[0].args.split()[-2:] == ["AS", "build"]
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert "docker buildx imagetools inspect " + images[0].partition("@")[0] in text, "say how to refresh the digest"
+
+
+def test_no_base_image_is_taken_by_tag_alone() -> None:
+    """Every image the build reads: each FROM and each COPY --from= that names an image, not a stage."""
+    stages = {i.args.split()[-1] for i in DOCKER if i.keyword == "FROM" and " AS " in f" {i.args.upper()} "}
+    images = [i.args.split()[0] for i in DOCKER if i.keyword == "FROM"]
+    images += [word.partition("=")[2] for i in DOCKER if i.keyword == "COPY" for word in i.args.split()
+               if word.startswith("--from=") and word.partition("=")[2] not in stages]
+    assert images and all(re.search(r"@sha256:[0-9a-f]{64}$", image) for image in images), images
 
 
 def test_the_runtime_stage_takes_only_the_venv_and_the_helper_from_the_build() -> None:
