@@ -32,6 +32,7 @@ from ccweb.credentials import (
     suspension_sentence,
 )
 from ccweb.display import printable
+from ccweb.downloads import CHECKSUM_SUFFIX, checksum_response, file_response
 from ccweb.errors import InvalidToken, RateLimited, UpstreamUnavailable
 from ccweb.grc import grc_info
 from ccweb.helper_dist import helper_zipapp
@@ -39,7 +40,7 @@ from ccweb.openapi import error_responses
 from ccweb.policy import Distributed, Entitled, Granted, Suspended
 from ccweb.reload import RunningPolicy
 from ccweb.responses import JsonAnswer
-from ccweb.shell_dist import SHELL_HELPER_PATH, script_response
+from ccweb.shell_dist import SHELL_HELPER_PATH, shell_download
 from ccweb.textapi import DISCOVERY_TEXT_PATH, TEXT_CONTENT_TYPE, discovery_text
 
 HELPER_PATH = "/helper/ccweb-helper"
@@ -57,6 +58,16 @@ def discovery_document(config: Config) -> Discovery:
         helper=HELPER_PATH,
         grc=grc_info(config.grc),
     )
+
+
+def _checksum_doc(name: str) -> dict[str, Any]:
+    """The OpenAPI description of the checksum route of the download ``name``."""
+    line = {"type": "string", "pattern": "^[0-9a-f]{64}  " + name.replace(".", "\\.") + "\n$"}
+    return {"summary": f"The SHA-256 of {name}, as sha256sum writes it (check the download with sha256sum -c)",
+            "response_class": Response, "responses": {
+                200: {"description": f"One line: 64 hex digits, two spaces, {name} (ETag: the SHA-256 of the line)",
+                      "content": {"text/plain": {"schema": line}}},
+                304: {"description": "Not modified: the If-None-Match ETag is the current one"}}}
 
 
 def _shown(error: str | None) -> str | None:
@@ -121,24 +132,30 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
                           "content": {"text/plain": {"schema": {"type": "string"}}}},
                     304: {"description": "Not modified: the If-None-Match ETag is the current one"}})
     async def shell_helper_download(request: Request) -> Response:
-        return script_response(request.headers.get("if-none-match"))
+        return file_response(shell_download(), request.headers.get("if-none-match"))
 
     @router.get(HELPER_PATH, summary="ccweb-helper as one file: a Python 3.9+ zipapp with no dependencies",
                 response_class=Response, responses={
                     200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     304: {"description": "Not modified: the If-None-Match ETag is the current one"}})
     async def helper_download(request: Request) -> Response:
-        bundle = helper_zipapp()
-        etag = f'"{bundle.sha256}"'
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=300",
-                   "Content-Disposition": 'attachment; filename="ccweb-helper"'}
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(bundle.content, media_type="application/octet-stream", headers=headers)
+        return file_response(helper_zipapp(), request.headers.get("if-none-match"))
 
-    # HEAD for the two downloads (``curl -I``, a CI cache's check): the GET's status and headers, Content-Length
-    # included; uvicorn sends no body. Not in the OpenAPI document, which FastAPI would give a second operation.
-    for path, download in ((SHELL_HELPER_PATH, shell_helper_download), (HELPER_PATH, helper_download)):
+    # Each download's SHA-256 beside it, in sha256sum's format, from the Download the route above serves.
+    @router.get(SHELL_HELPER_PATH + CHECKSUM_SUFFIX, **_checksum_doc("ccweb-helper.sh"))
+    async def shell_helper_checksum(request: Request) -> Response:
+        return checksum_response(shell_download(), request.headers.get("if-none-match"))
+
+    @router.get(HELPER_PATH + CHECKSUM_SUFFIX, **_checksum_doc("ccweb-helper"))
+    async def helper_checksum(request: Request) -> Response:
+        return checksum_response(helper_zipapp(), request.headers.get("if-none-match"))
+
+    # HEAD for the downloads and their checksums (``curl -I``, a CI cache's check): the GET's status and headers,
+    # Content-Length included; uvicorn sends no body. Not in the OpenAPI document, which FastAPI would give a second
+    # operation.
+    for path, download in ((SHELL_HELPER_PATH, shell_helper_download), (HELPER_PATH, helper_download),
+                           (SHELL_HELPER_PATH + CHECKSUM_SUFFIX, shell_helper_checksum),
+                           (HELPER_PATH + CHECKSUM_SUFFIX, helper_checksum)):
         router.add_api_route(path, download, methods=["HEAD"], response_class=Response, include_in_schema=False)
 
     @router.get("/healthz", summary="Liveness", response_model=Health)

@@ -6,27 +6,27 @@ Its source is package data, the files ``PARTS`` of ``ccweb/shell/`` joined in th
 ``codecommit_hosts_ere()``: an anchored POSIX extended regular expression (``grep -E``) of every CodeCommit host
 form, translated from the patterns of ``ccweb_helper.hosts.HOST_FORMS`` — the table the Python helper and the
 service recognise hosts by — so the script answers for the same hosts. Built once per process from files of the
-release: every replica serves the same bytes under the same strong ``ETag`` (their SHA-256).
+release: every replica serves the same bytes under the same strong ``ETag`` (their SHA-256), and that SHA-256 at
+``GET /helper/ccweb-helper.sh.sha256`` (``ccweb.downloads``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from functools import lru_cache
 from importlib.resources import files
-from typing import Final, NamedTuple
+from typing import Final
 
-from starlette.responses import Response
-
+from ccweb.downloads import TEXT, Download, make_download
 from ccweb_helper.hosts import HOST_FORMS, REGION_PATTERN, HostForm
 
 SHELL_HELPER_PATH: Final = "/helper/ccweb-helper.sh"
 PARTS: Final = ("ccweb-helper.sh", "http.sh", "credentials.sh", "git.sh")
 """The script's source in the ``ccweb`` package (``ccweb/shell/``): these files, joined in this order."""
 MARKER: Final = "@CODECOMMIT_HOSTS@"
-CONTENT_TYPE: Final = "text/plain; charset=utf-8"
+NAME: Final = "ccweb-helper.sh"
+CONTENT_TYPE: Final = TEXT
 """Plain text, so that a browser shows the script to whoever wants to read it before running it."""
 _ZONAL_REGION: Final = f"(?(zone)(?P=zone)|{REGION_PATTERN})"
 """A zonal VPC endpoint's region in ``HOST_FORMS``: its zone's region (a back-reference), else any region."""
@@ -68,48 +68,23 @@ def codecommit_hosts_ere(forms: Iterable[HostForm] = HOST_FORMS) -> str:
     return "^(" + "|".join(form_ere(form.pattern) for form in forms) + ")$"
 
 
-class Script(NamedTuple):
-    content: bytes
-    etag: str
-    """Strong: the SHA-256 of ``content`` in hex, quoted."""
-
-
-def build_script(template: str) -> Script:
-    """The script made from ``template`` (the source, with ``MARKER`` once); ValueError for another template."""
+def build_script(template: str) -> Download:
+    """The script made from ``template`` (the source, with ``MARKER`` once); ValueError for another template. Its
+    ``etag`` is strong: the SHA-256 of its bytes, quoted."""
     if template.count(MARKER) != 1:
         raise ValueError(f"the template of ccweb-helper.sh must hold {MARKER} exactly once, not "
                          f"{template.count(MARKER)} times")
     content = template.replace(MARKER, codecommit_hosts_ere()).encode("utf-8")
-    return Script(content, f'"{hashlib.sha256(content).hexdigest()}"')
+    return make_download(NAME, content, CONTENT_TYPE, "inline")
 
 
 @lru_cache(maxsize=1)
-def _script() -> Script:
+def shell_download() -> Download:
+    """The script as served, with its SHA-256 (made once, then kept)."""
     folder = files("ccweb") / "shell"
     return build_script("".join((folder / part).read_bytes().decode("utf-8") for part in PARTS))
 
 
 def helper_script() -> bytes:
     """The script as served: its source with the CodeCommit hosts filled in (made once, then kept)."""
-    return _script().content
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """Whether an ``If-None-Match`` header names ``etag`` (a list, weak or strong, or ``*``), as RFC 9110 reads it."""
-    if not if_none_match:
-        return False
-    for candidate in if_none_match.split(","):
-        tag = candidate.strip()
-        if tag == "*" or tag.removeprefix("W/") == etag:
-            return True
-    return False
-
-
-def script_response(if_none_match: str | None) -> Response:
-    """The answer to ``GET /helper/ccweb-helper.sh``: the script, or 304 when ``If-None-Match`` names it."""
-    script = _script()
-    headers = {"ETag": script.etag, "Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff",
-               "Content-Disposition": 'inline; filename="ccweb-helper.sh"'}
-    if etag_matches(if_none_match, script.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(script.content, media_type=CONTENT_TYPE, headers=headers)
+    return shell_download().content

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from ccweb.app import create_app
 from ccweb.config import parse_config
-from ccweb.shell_dist import MARKER, build_script, codecommit_hosts_ere, etag_matches, form_ere, helper_script
+from ccweb.downloads import etag_matches
+from ccweb.shell_dist import MARKER, build_script, codecommit_hosts_ere, form_ere, helper_script
 from ccweb_helper.hosts import HOST_FORMS, REGION_PATTERN, HostForm, parse_codecommit_host
 from shell.hostsample import sample, zone_elsewhere
 from support import RecordingSTS, serve

@@ -1,0 +1,120 @@
+"""``GET /helper/ccweb-helper.sha256`` and ``GET /helper/ccweb-helper.sh.sha256``: the SHA-256 of the very bytes the
+downloads serve, in ``sha256sum``'s format, so coreutils' ``sha256sum -c`` (and BusyBox's, and Perl's ``shasum``
+that macOS has) accepts a download that is intact and refuses one that is not; cached and revalidated as the
+downloads are."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ccweb.app import create_app
+from ccweb.config import parse_config
+from ccweb.downloads import make_download
+from support import RecordingSTS, serve
+
+DOWNLOADS = [pytest.param("/helper/ccweb-helper", "ccweb-helper", id="zipapp"),
+             pytest.param("/helper/ccweb-helper.sh", "ccweb-helper.sh", id="sh")]
+CHECKERS = [pytest.param(["sha256sum", "-c"], id="coreutils")]
+if shutil.which("busybox"):
+    CHECKERS.append(pytest.param(["busybox", "sha256sum", "-c"], id="busybox"))
+if shutil.which("shasum"):
+    CHECKERS.append(pytest.param(["shasum", "-a", "256", "-c"], id="shasum"))
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    config = parse_config({
+        "issuers": [{"name": "corp", "issuer": "http://127.0.0.1:9", "audiences": ["ccweb"]}],
+        "rules": [{"name": "all", "issuer": "corp", "role_arn": "arn:aws:iam::111122223333:role/all",
+                   "repositories": ["*"]}],
+    })
+    with serve(create_app(config, sts=RecordingSTS())) as served:
+        yield served
+
+
+@pytest.mark.parametrize(("path", "name"), DOWNLOADS)
+def test_the_checksum_is_the_sha256_of_the_served_bytes_in_sha256sum_format(url: str, path: str, name: str) -> None:
+    download = httpx.get(url + path, timeout=60)
+    checksum = httpx.get(url + path + ".sha256", timeout=60)
+    assert (download.status_code, checksum.status_code) == (200, 200)
+    assert checksum.text == f"{hashlib.sha256(download.content).hexdigest()}  {name}\n"
+    assert re.fullmatch(rb"[0-9a-f]{64}  [a-z.-]+\n", checksum.content)
+    assert checksum.headers["content-type"] == "text/plain; charset=utf-8"
+    assert checksum.headers["x-content-type-options"] == "nosniff"
+    assert checksum.headers["cache-control"] == download.headers["cache-control"] == "public, max-age=300"
+    assert checksum.headers["content-disposition"] == f'inline; filename="{name}.sha256"'
+    assert checksum.headers["etag"] == f'"{hashlib.sha256(checksum.content).hexdigest()}"'
+    assert checksum.headers["etag"] != download.headers["etag"], "two representations, two validators"
+
+
+@pytest.mark.parametrize(("path", "name"), DOWNLOADS)
+def test_head_and_if_none_match_as_for_the_download(url: str, path: str, name: str) -> None:
+    got = httpx.get(url + path + ".sha256", timeout=60)
+    head = httpx.head(url + path + ".sha256", timeout=60)
+    assert head.status_code == 200 and head.content == b""
+    same = ("etag", "content-length", "content-type", "cache-control")
+    assert {k: head.headers.get(k) for k in same} == {k: got.headers.get(k) for k in same}
+    assert int(head.headers["content-length"]) == len(got.content) == 64 + 2 + len(name) + 1
+    for method in (httpx.get, httpx.head):
+        unchanged = method(url + path + ".sha256", headers={"If-None-Match": got.headers["etag"]}, timeout=60)
+        assert (unchanged.status_code, unchanged.content, unchanged.headers["etag"]) == (304, b"", got.headers["etag"])
+    stale = httpx.get(url + path + ".sha256", headers={"If-None-Match": '"old"'}, timeout=60)
+    assert (stale.status_code, stale.content) == (200, got.content)
+
+
+def test_the_openapi_document_lists_the_checksums_as_text(url: str) -> None:
+    paths = httpx.get(f"{url}/openapi.json", timeout=60).json()["paths"]
+    for path in ("/helper/ccweb-helper.sha256", "/helper/ccweb-helper.sh.sha256"):
+        assert list(paths[path]) == ["get"]
+        answer = httpx.get(url + path, timeout=60).text
+        schema = paths[path]["get"]["responses"]["200"]["content"]["text/plain"]["schema"]
+        assert re.fullmatch(schema["pattern"].removeprefix("^").removesuffix("$"), answer)
+
+
+def fetch_pair(url: str, path: str, name: str, into: Path) -> None:
+    """The download saved under its own name beside its checksum file, as a job or a person would keep them."""
+    (into / name).write_bytes(httpx.get(url + path, timeout=60).content)
+    (into / f"{name}.sha256").write_bytes(httpx.get(url + path + ".sha256", timeout=60).content)
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
+@pytest.mark.parametrize(("path", "name"), DOWNLOADS)
+def test_sha256sum_accepts_the_download_and_refuses_a_changed_one(url: str, path: str, name: str, checker: list[str],
+                                                                   tmp_path: Path) -> None:
+    fetch_pair(url, path, name, tmp_path)
+    ok = subprocess.run([*checker, f"{name}.sha256"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                        check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"{name}: OK" in ok.stdout
+    changed = bytearray((tmp_path / name).read_bytes())
+    changed[len(changed) // 2] ^= 0x01
+    (tmp_path / name).write_bytes(bytes(changed))
+    refused = subprocess.run([*checker, f"{name}.sha256"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                             check=False)
+    assert refused.returncode != 0
+    assert "FAILED" in refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize(("path", "name"), DOWNLOADS)
+def test_sha256sum_refuses_a_truncated_download(url: str, path: str, name: str, tmp_path: Path) -> None:
+    """A download cut short (a proxy's timeout, a full disk) is what the same-server checksum does catch."""
+    fetch_pair(url, path, name, tmp_path)
+    whole = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(whole[: len(whole) - 100])
+    refused = subprocess.run(["sha256sum", "-c", f"{name}.sha256"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=30, check=False)
+    assert refused.returncode == 1 and f"{name}: FAILED" in refused.stdout
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "a\nb", 'a"b', "a\\b", "caf\u00e9"])
+def test_a_name_a_checksum_line_cannot_carry_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="not a file name"):
+        make_download(name, b"x", "text/plain", "inline")
