@@ -1,14 +1,13 @@
-"""deploy/kubernetes: every manifest and patch passes strict schema validation (offline, bundled schemas), the
-pods keep their security settings, the objects refer to each other correctly, the policies are valid, and
-the example overlay changes what it should. With kustomize or kubectl on PATH, the rendered output too."""
+"""deploy/kubernetes: every manifest passes strict schema validation (offline, bundled schemas), the pods keep
+their security settings, the objects refer to each other correctly, the policies are valid, and the overlays
+change what they should. The rendered overlays (kubectl from the test extras) are checked too, here and in
+test_k8s_*.py."""
 
 from __future__ import annotations
 
 import copy
 import re
-import shutil
 import socket
-import subprocess
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,19 +18,16 @@ import yaml
 
 from ccweb.cli import parser
 from ccweb.config import ROLE_ARN, parse_config
+from deploy.k8s import (BASE, COMPONENTS, KUBE, OVERLAY, OVERLAYS, Object, Peer, Pod, admits, main_container, rel,
+                        render)
 
-ROOT = Path(__file__).resolve().parents[2]
-KUBE = ROOT / "deploy" / "kubernetes"
-BASE = KUBE / "base"
-OVERLAY = KUBE / "overlays" / "example"
-KUSTOMIZATIONS = [BASE, OVERLAY]
+KUSTOMIZATIONS = [BASE, *OVERLAYS]
+COMPONENT_DIRS = sorted(d for d in COMPONENTS.iterdir() if (d / "kustomization.yaml").is_file())
 KUBERNETES_VERSION = "1.33"  # the schemas kubernetes-validate bundles for this version (EKS standard support)
+CUSTOM_KINDS = {"monitoring.coreos.com/v1": {"PodMonitor", "ServiceMonitor", "PrometheusRule"}}
+"""Custom resources (no bundled schema): test_k8s_monitoring.py checks their structure."""
+CLUSTER_SCOPED = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 IRSA = "eks.amazonaws.com/role-arn"
-Object = dict[str, Any]
-
-
-def rel(path: Path) -> str:
-    return str(path.relative_to(ROOT))
 
 
 def load(path: Path) -> Object:
@@ -45,10 +41,13 @@ def kustomization(directory: Path) -> Object:
 
 
 def manifest_files(directory: Path) -> list[Path]:
-    """The Kubernetes objects a kustomization reads: its resource files and its patch files."""
-    spec = kustomization(directory)
-    files = [directory / r for r in spec.get("resources", []) if (directory / r).is_file()]
-    return files + [directory / p["path"] for p in spec.get("patches", [])]
+    """The whole Kubernetes objects a kustomization reads: its resource files (patches are checked as part of
+    the rendered output)."""
+    return [directory / r for r in kustomization(directory).get("resources", []) if (directory / r).is_file()]
+
+
+def patch_files(directory: Path) -> list[Path]:
+    return [directory / p["path"] for p in kustomization(directory).get("patches", [])]
 
 
 def generator_files(directory: Path) -> dict[str, Path]:
@@ -66,7 +65,9 @@ def objects(path: Path) -> list[Object]:
 
 
 def one(directory: Path, kind: str) -> Object:
-    (found,) = [o for path in manifest_files(directory) for o in objects(path) if o["kind"] == kind]
+    """The one object of ``kind`` among a kustomization's resources and strategic-merge patches."""
+    files = manifest_files(directory) + [p for p in patch_files(directory) if isinstance(load_any(p), dict)]
+    (found,) = [o for path in files for o in objects(path) if o["kind"] == kind]
     return found
 
 
@@ -83,6 +84,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def validate(obj: Object) -> None:
+    if obj["kind"] in CUSTOM_KINDS.get(obj["apiVersion"], set()):
+        return
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -94,7 +97,7 @@ def validate(obj: Object) -> None:
 
 # -- every file, strictly -----------------------------------------------------------------------------------
 
-MANIFESTS = [f for d in KUSTOMIZATIONS for f in manifest_files(d)]
+MANIFESTS = [f for d in [*KUSTOMIZATIONS, *COMPONENT_DIRS] for f in manifest_files(d)]
 
 
 @pytest.mark.usefixtures("no_network")
@@ -116,19 +119,22 @@ def test_strict_validation_refuses_a_misspelt_field() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-def test_every_yaml_file_is_a_manifest_a_kustomization_or_a_policy() -> None:
+def test_every_yaml_file_is_a_manifest_a_patch_a_kustomization_or_a_policy() -> None:
     known = {p.resolve() for p in MANIFESTS}
-    for directory in KUSTOMIZATIONS:
+    for directory in [*KUSTOMIZATIONS, *COMPONENT_DIRS]:
         known |= {(directory / "kustomization.yaml").resolve()}
         known |= {p.resolve() for p in generator_files(directory).values()}
+        known |= {p.resolve() for p in patch_files(directory)}
+    known |= {(d / "policy-cases.yaml").resolve() for d in OVERLAYS}  # test-policy's cases (tests/deploy elsewhere)
     stray = sorted(rel(p) for p in KUBE.rglob("*.y*ml") if p.resolve() not in known)
     assert not stray, f"not part of any kustomization, so never validated: {stray}"
 
 
 # -- the kustomizations -------------------------------------------------------------------------------------
 
-KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "patches", "images", "replicas",
+KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "components", "patches", "images",
                       "configMapGenerator"}
+"""No ``replicas``: the HPA owns the count."""
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=[rel(d) for d in KUSTOMIZATIONS])
@@ -139,10 +145,32 @@ def test_kustomization_structure(directory: Path) -> None:
     for resource in spec.get("resources", []):
         target = directory / resource
         assert target.is_file() or (target / "kustomization.yaml").is_file(), f"{rel(directory)}: {resource}"
+    for component in spec.get("components", []):
+        assert (directory / component).resolve() in {d.resolve() for d in COMPONENT_DIRS}, component
     for patch in spec.get("patches", []):
-        assert set(patch) == {"path"} and (directory / patch["path"]).is_file()
+        assert set(patch) <= {"path", "target"} and (directory / patch["path"]).is_file()
+        if isinstance(load_any(directory / patch["path"]), list):  # a JSON patch names its target
+            assert set(patch["target"]) <= {"kind", "name"} and patch["target"]["kind"], patch
     for generator in spec.get("configMapGenerator", []):
         assert all((directory / f.rpartition("=")[2]).is_file() for f in generator["files"])
+
+
+def load_any(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("directory", COMPONENT_DIRS, ids=[d.name for d in COMPONENT_DIRS])
+def test_component_structure(directory: Path) -> None:
+    spec = kustomization(directory)
+    assert spec["apiVersion"] == "kustomize.config.k8s.io/v1alpha1" and spec["kind"] == "Component"
+    assert set(spec) <= {"apiVersion", "kind", "labels", "resources", "patches"}, set(spec)
+    for resource in spec.get("resources", []):
+        assert (directory / resource).is_file(), resource
+    for patch in spec.get("patches", []):
+        assert set(patch) <= {"path", "target"} and (directory / patch["path"]).is_file()
+        operations = load_any(directory / patch["path"])
+        if isinstance(operations, list):  # JSON 6902: a test first, so a patch never lands on another rule
+            assert all(set(op) <= {"op", "path", "value"} for op in operations), patch
 
 
 # -- the policies -------------------------------------------------------------------------------------------
@@ -225,6 +253,8 @@ SECURITY: dict[str, Callable[[Object, Object], bool]] = {
     "no-hostPath": lambda pod, c: not any("hostPath" in v for v in pod.get("volumes", [])),
     "tmp-emptyDir": _tmp_is_writable,
     "requests-and-limits": _resources,
+}
+PROBES: dict[str, Callable[[Object, Object], bool]] = {  # the service's container (a sidecar on loopback has none)
     "readiness-on-readyz": _probe("readinessProbe", "/readyz"),
     "liveness-on-healthz": _probe("livenessProbe", "/healthz"),
 }
@@ -233,10 +263,12 @@ SECURITY: dict[str, Callable[[Object, Object], bool]] = {
 def findings(deployment: Object) -> list[str]:
     pod = deployment["spec"]["template"]["spec"]
     containers = pod["containers"] + pod.get("initContainers", [])
-    return [f"{c['name']}: {name}" for c in containers for name, check in SECURITY.items() if not check(pod, c)]
+    found = [f"{c['name']}: {name}" for c in containers for name, check in SECURITY.items() if not check(pod, c)]
+    service = main_container(deployment)
+    return found + [f"ccweb: {name}" for name, check in PROBES.items() if not check(pod, service)]
 
 
-@pytest.mark.parametrize("check", SECURITY.values(), ids=SECURITY.keys())
+@pytest.mark.parametrize("check", [*SECURITY.values(), *PROBES.values()], ids=[*SECURITY, *PROBES])
 def test_base_pod_keeps(check: Callable[[Object, Object], bool]) -> None:
     pod = one(BASE, "Deployment")["spec"]["template"]["spec"]
     for container in pod["containers"]:
@@ -296,7 +328,7 @@ def pod_labels() -> dict[str, str]:
 
 def test_the_deployment_runs_the_images_command_on_its_port() -> None:
     deployment = one(BASE, "Deployment")
-    assert deployment["spec"]["replicas"] >= 2
+    assert "replicas" not in deployment["spec"], "the HPA owns the count: a fixed one is reset by every apply"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = parser().parse_args(container["args"])
@@ -332,7 +364,7 @@ def test_hpa_scales_the_deployment_from_two_replicas() -> None:
     deployment = one(BASE, "Deployment")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
-    assert 2 <= hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
 def test_pdb_keeps_pods_up_but_lets_nodes_drain() -> None:
@@ -359,18 +391,22 @@ def test_network_policy_admits_the_api_port_and_lets_out_only_dns_and_https() ->
 MONITORING = "monitoring"
 
 
-def _admits(rule: Object, port: Object) -> bool:
-    """Whether an ingress rule lets traffic in to the container ``port`` (no ``ports``: every port)."""
-    return not rule.get("ports") or any(p["port"] in (port["name"], port["containerPort"]) for p in rule["ports"])
+NOT_MONITORING = {  # who must not reach the metrics port
+    "a pod of another namespace": Peer("10.40.40.7", "default", {"app": "anything"}),
+    "a pod of the same namespace": Peer("10.40.40.8", "ccweb", {"app": "anything"}),
+    "an address outside the cluster": Peer("203.0.113.9"),
+    "an address in the VPC": Peer("10.40.0.10"),
+}
+PROMETHEUS = Peer("10.40.50.5", MONITORING, {"app.kubernetes.io/name": "prometheus"})
 
 
 def scrape_findings(docs: list[Object]) -> list[str]:
-    """What is wrong with how ``docs`` (a Deployment, its Service and NetworkPolicy) expose ``/metrics``."""
+    """What is wrong with how ``docs`` (a Deployment, its Service and NetworkPolicies) expose ``/metrics``."""
     (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
     (service,) = [o for o in docs if o["kind"] == "Service"]
-    (policy,) = [o for o in docs if o["kind"] == "NetworkPolicy"]
+    policies = [o for o in docs if o["kind"] == "NetworkPolicy"]
     template = deployment["spec"]["template"]
-    (container,) = template["spec"]["containers"]
+    container = main_container(deployment)
     args = parser().parse_args(container["args"])
     found = []
     metrics = [p for p in container["ports"] if p["name"] == "metrics"]
@@ -387,13 +423,12 @@ def scrape_findings(docs: list[Object]) -> list[str]:
               if annotations.get(k) != v]
     found += [f"the Service exposes {p['targetPort']}" for p in service["spec"]["ports"]
               if p["targetPort"] in (metrics[0]["name"], args.metrics_port)]
-    for rule in policy["spec"]["ingress"]:
-        if not _admits(rule, metrics[0]):
-            continue
-        peers = rule.get("from", [])
-        if not peers or any(set(peer) != {"namespaceSelector"} or peer["namespaceSelector"] != {
-                "matchLabels": {"kubernetes.io/metadata.name": MONITORING}} for peer in peers):
-            found.append(f"the NetworkPolicy admits the metrics port from {peers or 'anywhere'}")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    pod = Pod(deployment["metadata"].get("namespace", "ccweb"), template["metadata"]["labels"], ports)
+    found += [f"the NetworkPolicies admit the metrics port from {who}" for who, peer in NOT_MONITORING.items()
+              if admits(policies, pod, "Ingress", peer, args.metrics_port)]
+    if not admits(policies, pod, "Ingress", PROMETHEUS, args.metrics_port):
+        found.append("the NetworkPolicies keep Prometheus (the monitoring namespace) from the metrics port")
     return found
 
 
@@ -460,46 +495,47 @@ def test_a_metrics_port_exposed_or_unscraped_is_caught(mutate: Callable[[list[Ob
     assert scrape_findings(docs)
 
 
-# -- the example overlay ------------------------------------------------------------------------------------
+# -- the overlays -------------------------------------------------------------------------------------------
 
 
-def test_the_overlay_builds_on_the_base_and_changes_image_role_replicas_and_policy() -> None:
-    spec = kustomization(OVERLAY)
+@pytest.mark.parametrize("directory", OVERLAYS, ids=[rel(d) for d in OVERLAYS])
+def test_the_overlay_builds_on_the_base_and_changes_image_and_policy_but_never_the_replicas(directory: Path) -> None:
+    spec = kustomization(directory)
     assert "../../base" in spec["resources"]
     (container,) = one(BASE, "Deployment")["spec"]["template"]["spec"]["containers"]
     (image,) = spec["images"]
     assert image["name"] == container["image"] and image["newName"] != container["image"] and image["newTag"]
-    (replicas,) = spec["replicas"]
-    assert replicas["name"] == one(BASE, "Deployment")["metadata"]["name"] and replicas["count"] >= 2
-    role = one(OVERLAY, "ServiceAccount")["metadata"]["annotations"][IRSA]
-    assert ROLE_ARN.fullmatch(role) and role != one(BASE, "ServiceAccount")["metadata"]["annotations"][IRSA]
-    hpa = one(OVERLAY, "HorizontalPodAutoscaler")["spec"]
-    assert 2 <= hpa["minReplicas"] <= replicas["count"] <= hpa["maxReplicas"]
+    assert "replicas" not in spec, "the HPA owns the count: `replicas:` is reset by every apply or sync"
     (generator,) = spec["configMapGenerator"]
     assert generator["behavior"] == "replace"
     assert generator["name"] == kustomization(BASE)["configMapGenerator"][0]["name"]
-    assert generator_files(OVERLAY)["policy.yaml"].read_text() != generator_files(BASE)["policy.yaml"].read_text()
+    assert generator_files(directory)["policy.yaml"].read_text() != generator_files(BASE)["policy.yaml"].read_text()
 
 
-def test_the_overlay_namespace_enforces_the_restricted_pod_security_standard() -> None:
-    namespace = one(OVERLAY, "Namespace")
-    assert namespace["metadata"]["name"] == kustomization(OVERLAY)["namespace"]
+def test_the_irsa_overlay_sets_its_role_and_the_hpas_bounds() -> None:
+    role = one(OVERLAY, "ServiceAccount")["metadata"]["annotations"][IRSA]
+    assert ROLE_ARN.fullmatch(role) and role != one(BASE, "ServiceAccount")["metadata"]["annotations"][IRSA]
+    hpa = load(OVERLAY / "hpa.yaml")["spec"]
+    assert 2 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+
+
+@pytest.mark.parametrize("directory", OVERLAYS, ids=[rel(d) for d in OVERLAYS])
+def test_the_overlay_namespace_enforces_the_restricted_pod_security_standard(directory: Path) -> None:
+    namespace = one(directory, "Namespace")
+    assert namespace["metadata"]["name"] == kustomization(directory)["namespace"]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-# -- rendered, when kustomize or kubectl is at hand ---------------------------------------------------------
+# -- rendered (kubectl kustomize) ---------------------------------------------------------------------------
 
-
-def render(directory: Path) -> list[Object]:
-    if kustomize := shutil.which("kustomize"):
-        command = [kustomize, "build", str(directory)]
-    elif kubectl := shutil.which("kubectl"):
-        command = [kubectl, "kustomize", str(directory)]
-    else:
-        pytest.skip("rendering needs kustomize or kubectl on PATH")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
+EXPECTED_KINDS = {
+    BASE: {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service",
+           "ServiceAccount"},
+}
+EXPECTED_KINDS[OVERLAY] = EXPECTED_KINDS[BASE] | {
+    "Namespace", "Ingress", "PodMonitor", "PrometheusRule", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding"}
+EXPECTED_KINDS[OVERLAYS[1]] = EXPECTED_KINDS[BASE] | {"Namespace", "Ingress", "PodMonitor", "PrometheusRule"}
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS, ids=[rel(d) for d in KUSTOMIZATIONS])
@@ -511,10 +547,7 @@ def test_rendered_output_is_valid_secure_and_carries_the_policy(rendered: tuple[
     directory, docs = rendered
     for obj in docs:
         validate(obj)
-    kinds = sorted(o["kind"] for o in docs)
-    expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget",
-                "Service", "ServiceAccount"] + (["Namespace"] if directory == OVERLAY else [])
-    assert kinds == sorted(expected)
+    assert {o["kind"] for o in docs} == EXPECTED_KINDS[directory]
     (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
     assert findings(deployment) == []
     assert scrape_findings(docs) == []
@@ -526,16 +559,19 @@ def test_rendered_output_is_valid_secure_and_carries_the_policy(rendered: tuple[
     assert web_secret_findings(configmap["data"]["policy.yaml"], deployment) == []
 
 
-def test_the_rendered_overlay_has_the_overlays_image_role_and_namespace() -> None:
-    docs = render(OVERLAY)
-    spec = kustomization(OVERLAY)
-    assert {o["metadata"].get("namespace", o["metadata"]["name"]) for o in docs} == {spec["namespace"]}
+@pytest.mark.parametrize("directory", OVERLAYS, ids=[rel(d) for d in OVERLAYS])
+def test_the_rendered_overlay_has_the_overlays_image_and_namespace(directory: Path) -> None:
+    docs = render(directory)
+    spec = kustomization(directory)
+    namespaced = [o for o in docs if o["kind"] not in CLUSTER_SCOPED]
+    assert {o["metadata"]["namespace"] for o in namespaced} == {spec["namespace"]}
     (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     (image,) = spec["images"]
-    assert container["image"] == f"{image['newName']}:{image['newTag']}"
-    assert deployment["spec"]["replicas"] == spec["replicas"][0]["count"]
-    (account,) = [o for o in docs if o["kind"] == "ServiceAccount"]
+    assert main_container(deployment)["image"] == f"{image['newName']}:{image['newTag']}"
+
+
+def test_the_rendered_irsa_overlay_has_its_role() -> None:
+    (account,) = [o for o in render(OVERLAY) if o["kind"] == "ServiceAccount"]
     assert account["metadata"]["annotations"][IRSA] == one(OVERLAY, "ServiceAccount")["metadata"]["annotations"][IRSA]
 
 
@@ -604,6 +640,7 @@ def test_the_secret_volume_is_optional_for_a_policy_without_sign_in() -> None:
 def test_no_secret_value_is_in_the_manifests() -> None:
     """The Secret is created with kubectl (deployment.yaml says how), never committed."""
     assert all(o["kind"] != "Secret" for path in MANIFESTS for o in objects(path))
+    assert all(o["kind"] != "Secret" for d in KUSTOMIZATIONS for o in render(d))
     assert all("secretGenerator" not in kustomization(d) for d in KUSTOMIZATIONS)
 
 
