@@ -225,7 +225,7 @@ def test_whoami(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "path", ["/.well-known/ccweb", "/.well-known/ccweb.txt", "/helper/ccweb-helper", "/helper/ccweb-helper.sh",
-             "/healthz", "/readyz", "/metrics"]
+             "/helper/ccweb-helper.sha256", "/helper/ccweb-helper.sh.sha256", "/healthz", "/readyz", "/metrics"]
 )
 def test_public_operations(api: Api, path: str) -> None:
     @fuzz(20)
@@ -243,4 +243,5 @@ def test_every_operation_was_fuzzed(api: Api) -> None:
         "POST /v1/credentials", "GET /v1/whoami", "GET /.well-known/ccweb", "GET /helper/ccweb-helper",
         "GET /healthz", "GET /readyz", "GET /metrics",
         "POST /v1/git-credential", "GET /.well-known/ccweb.txt", "GET /helper/ccweb-helper.sh",
+        "GET /helper/ccweb-helper.sha256", "GET /helper/ccweb-helper.sh.sha256",
     }
