@@ -58,7 +58,8 @@ def the(docs: Iterable[Object], kind: str, name: str | None = None) -> Object:
 
 def main_container(deployment: Object) -> Object:
     """The ccweb container of a Deployment (a sidecar may run beside it)."""
-    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "ccweb"]
+    containers: list[Object] = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = [c for c in containers if c["name"] == "ccweb"]
     return container
 
 
@@ -131,13 +132,13 @@ def _port_matches(entry: Object, port: int, protocol: str, named: Mapping[str, i
     if "port" not in entry:
         return True
     wanted = entry["port"]
-    number = named.get(wanted) if isinstance(wanted, str) else wanted
+    number: int | None = named.get(wanted) if isinstance(wanted, str) else int(wanted)
     if number is None:
         return False
-    return number <= port <= entry.get("endPort", number)
+    return number <= port <= int(entry.get("endPort", number))
 
 
-def admits(policies: Iterable[Object], pod: Pod, direction: str, peer: Peer, port: int, protocol: str = "TCP",
+def admits(policies: Iterable[Object], pod: Pod, direction: str, peer: Peer, port: int, *, protocol: str = "TCP",
            peer_ports: Mapping[str, int] | None = None) -> bool:
     """Whether the NetworkPolicies let a connection through: ``direction`` "Ingress" (``peer`` connects to
     ``pod``'s ``port``) or "Egress" (``pod`` connects to ``peer``'s ``port``; a named port is the peer's, from

@@ -92,11 +92,12 @@ def test_ingress(overlay: str, what: str, peer: Peer, port: int, expected: bool)
     assert admits(found, pod, "Ingress", peer, port) is expected, what
 
 
-@pytest.mark.parametrize(("overlay", "what", "peer", "port", "protocol", "expected"), EGRESS_CASES,
+@pytest.mark.parametrize(("overlay", "case"), [(c[0], c[1:]) for c in EGRESS_CASES],
                          ids=[f"{c[0]}: {c[1]}" for c in EGRESS_CASES])
-def test_egress(overlay: str, what: str, peer: Peer, port: int, protocol: str, expected: bool) -> None:
+def test_egress(overlay: str, case: tuple[str, Peer, int, str, bool]) -> None:
+    what, peer, port, protocol, expected = case
     found, pod = policies(overlay)
-    assert admits(found, pod, "Egress", peer, port, protocol) is expected, what
+    assert admits(found, pod, "Egress", peer, port, protocol=protocol) is expected, what
 
 
 def test_without_the_pod_identity_component_the_agent_is_blocked() -> None:
@@ -158,8 +159,8 @@ def test_a_pod_selector_alone_means_the_policys_namespace_and_ip_blocks_honour_e
 def test_ports_match_by_number_name_range_and_protocol() -> None:
     ranged = _policy({"egress": [{"ports": [{"port": 3000, "endPort": 3200, "protocol": "TCP"}]}]})
     assert admits([ranged], POD, "Egress", PROXY, 3128)
-    assert not admits([ranged], POD, "Egress", PROXY, 3128, "UDP")
+    assert not admits([ranged], POD, "Egress", PROXY, 3128, protocol="UDP")
     assert not admits([ranged], POD, "Egress", PROXY, 3201)
     named = _policy({"egress": [{"ports": [{"port": "dns", "protocol": "UDP"}]}]})
-    assert admits([named], POD, "Egress", DNS, 53, "UDP", peer_ports={"dns": 53})
-    assert not admits([named], POD, "Egress", DNS, 53, "UDP")
+    assert admits([named], POD, "Egress", DNS, 53, protocol="UDP", peer_ports={"dns": 53})
+    assert not admits([named], POD, "Egress", DNS, 53, protocol="UDP")
