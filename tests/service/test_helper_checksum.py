@@ -118,3 +118,71 @@ def test_sha256sum_refuses_a_truncated_download(url: str, path: str, name: str, 
 def test_a_name_a_checksum_line_cannot_carry_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="not a file name"):
         make_download(name, b"x", "text/plain", "inline")
+
+
+# -- docs/ci.md's check, run as written against this service ---------------------------------------------------
+
+DOCS = (Path(__file__).resolve().parents[2] / "docs" / "ci.md").read_text(encoding="utf-8")
+EXAMPLE = "https://ccweb.example.com"
+
+
+def docs_section() -> str:
+    start = DOCS.index("\n## Checking the download\n")
+    return DOCS[start: DOCS.index("\n## ", start + 1)]
+
+
+def docs_blocks() -> dict[str, str]:
+    """The section's ``sh`` blocks by the file each downloads (``ccweb-helper``, ``ccweb-helper.sh``)."""
+    blocks = re.findall(r"^```sh\n(.*?)^```", docs_section(), flags=re.MULTILINE | re.DOTALL)
+    found = {}
+    for block in blocks:
+        (name,) = re.findall(rf"{re.escape(EXAMPLE)}/helper/(\S+) -o ", block)
+        found[name] = block
+    return found
+
+
+def run_docs_block(block: str, url: str, pinned: str, work: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``block`` as a job would run it: the pinned value in its first line, this service for the example's, and a
+    directory of the test's for /usr/local/bin."""
+    first, rest = block.split("\n", 1)
+    variable = first.split("=", 1)[0]
+    assert re.fullmatch(r"CCWEB_HELPER(_SH)?_SHA256", variable), first
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    script = f"{variable}={pinned}\n" + rest.replace(EXAMPLE, url).replace("/usr/local/bin/", f"{bin_dir}/")
+    result = subprocess.run(["sh", "-c", script], cwd=work, capture_output=True, text=True, timeout=60, check=False)
+    return result, bin_dir / "ccweb-helper"
+
+
+def test_docs_ci_md_checks_both_downloads() -> None:
+    assert sorted(docs_blocks()) == ["ccweb-helper", "ccweb-helper.sh"]
+
+
+@pytest.mark.parametrize(("path", "name"), DOWNLOADS)
+def test_the_docs_check_installs_the_download_that_matches_the_pinned_value(url: str, path: str, name: str,
+                                                                            tmp_path: Path) -> None:
+    served = httpx.get(url + path, timeout=60).content
+    result, installed = run_docs_block(docs_blocks()[name], url, hashlib.sha256(served).hexdigest(), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{name}: OK" in result.stdout
+    assert installed.read_bytes() == served
+    assert installed.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize(("path", "name"), DOWNLOADS)
+def test_the_docs_check_installs_nothing_when_the_download_differs(url: str, path: str, name: str,
+                                                                   tmp_path: Path) -> None:
+    """The service now sends other bytes than those pinned (another release, or a changed download)."""
+    result, installed = run_docs_block(docs_blocks()[name], url, hashlib.sha256(b"what was rolled out").hexdigest(),
+                                       tmp_path)
+    assert result.returncode != 0
+    assert f"{name}: FAILED" in result.stdout
+    assert not installed.exists()
+
+
+def test_the_docs_same_server_check_accepts_an_intact_download(url: str, tmp_path: Path) -> None:
+    (command,) = re.findall(r"`(curl -fsSL \S+/helper/ccweb-helper\.sha256 \| sha256sum -c -)`", docs_section())
+    (tmp_path / "ccweb-helper").write_bytes(httpx.get(url + "/helper/ccweb-helper", timeout=60).content)
+    result = subprocess.run(["sh", "-c", command.replace(EXAMPLE, url)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0 and "ccweb-helper: OK" in result.stdout, result.stdout + result.stderr
