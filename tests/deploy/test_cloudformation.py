@@ -647,6 +647,22 @@ def test_the_abac_policies_in_docs_iam_are_what_the_template_renders() -> None:
     """docs/iam.md shows the trust and the codecommit-abac policy for SessionTagKeys=team AbacTagKey=team."""
     role = render_target(Repositories="*", Access="write", SessionTagKeys="team", AbacTagKey="team")["TargetRole"]
     properties = role["Properties"]
-    assert docs_json('"sts:TagSession"') == properties["AssumeRolePolicyDocument"]
+    assert docs_json('"CcwebServiceTagsItsSessions"') == properties["AssumeRolePolicyDocument"]
     (abac,) = [p["PolicyDocument"] for p in properties["Policies"] if p["PolicyName"] == "codecommit-abac"]
     assert docs_json('"aws:ResourceTag/team"') == json.loads(abac)
+
+
+def test_the_pod_identity_trust_in_docs_iam_is_what_the_template_renders() -> None:
+    """docs/iam.md shows the trust for ClusterName=prod in eu-west-1 of 111122223333."""
+    trust = render_service(**POD_IDENTITY)["ServiceRole"]["Properties"]["AssumeRolePolicyDocument"]
+    assert docs_json('"EksPodIdentityOfOneCluster"') == trust
+
+
+def test_the_sts_endpoint_policy_in_docs_iam_lets_through_what_the_service_role_may_do() -> None:
+    policy = docs_json('"CcwebAssumesItsTargetRoles"')
+    assume, web_identity = statements(policy)
+    assert set(as_list(assume["Action"])) == STS_ACTIONS
+    assert assume["Condition"] == {"ArnEquals": {"aws:PrincipalArn": SERVICE_ROLE_ARN}}
+    assert iam_match(assume["Resource"], f"arn:aws:iam::{ACCOUNT}:role/ccweb/developers")
+    assert not iam_match(assume["Resource"], SERVICE_ROLE_ARN)
+    assert (web_identity["Action"], web_identity["Resource"]) == ("sts:AssumeRoleWithWebIdentity", SERVICE_ROLE_ARN)

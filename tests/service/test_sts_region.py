@@ -24,7 +24,7 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def no_region(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """The environment of a pod on EKS Pod Identity without a region set: keys, no region anywhere."""
     isolate_aws(monkeypatch)
-    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_STS_REGIONAL_ENDPOINTS"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
