@@ -16,7 +16,21 @@ import yaml
 
 from ccweb.config import parse_config
 from ccweb_helper.proxy import choose
-from deploy.k8s import BASE, OVERLAY, OVERLAYS, PRIVATE, Object, env, main_container, of_kind, rel, render, the
+from deploy.k8s import (
+    BASE,
+    KUBE,
+    OVERLAY,
+    OVERLAYS,
+    PRIVATE,
+    ROOT,
+    Object,
+    env,
+    main_container,
+    of_kind,
+    rel,
+    render,
+    the,
+)
 
 IRSA = "eks.amazonaws.com/role-arn"
 ALL = [BASE, *OVERLAYS]
@@ -316,3 +330,27 @@ def test_a_weakened_guard_is_caught(mutate: Callable[[list[Object]], None]) -> N
     docs = rendered(OVERLAY)
     mutate(docs)
     assert guard_findings(docs)
+
+
+# -- the guide ----------------------------------------------------------------------------------------------
+
+GUIDE = ROOT / "docs" / "kubernetes.md"
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for a document's headings."""
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)}
+
+
+def test_every_link_from_the_manifests_into_the_guide_has_its_section() -> None:
+    known = anchors(GUIDE.read_text(encoding="utf-8"))
+    linked = {m for path in KUBE.rglob("*.yaml")
+              for m in re.findall(r"docs/kubernetes\.md#([a-z0-9_-]+)", path.read_text(encoding="utf-8"))}
+    assert linked and linked <= known, sorted(linked - known)
+
+
+def test_the_guide_explains_every_no_proxy_entry_of_the_private_overlay() -> None:
+    guide = GUIDE.read_text(encoding="utf-8")
+    entries = proxy_env()["NO_PROXY"].split(",")
+    assert [e for e in entries if f"`{e}`" not in guide] == []
