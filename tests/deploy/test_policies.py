@@ -6,7 +6,9 @@
   deploy/aws/ccweb-target-role.yaml creates (its RolePath and RoleName) and ccweb-service-role.yaml lets the
   service assume (its TargetRoleArns);
 - a policy that signs people in at Okta's org authorization server and decides on ``groups`` asks for the
-  ``groups`` scope, for the helper and for the web page (the org server sends the claim for that scope only).
+  ``groups`` scope, for the helper and for the web page (the org server sends the claim for that scope only);
+- CI rules on shared issuers (GitHub, gitlab.com) grant the least, since examples are copied: one repository by
+  ID, write from an environment on a protected ref, GitLab groups by an anchored pattern or an ID.
 
 The policy gate (each overlay's policy-cases.yaml, deploy/ci's examples): tests/deploy/test_policy_gate.py.
 """
@@ -202,3 +204,79 @@ def test_the_org_server_guide_grants_on_the_token_okta_sends_for_its_scopes() ->
     assert isinstance(granted, Granted) and granted.rule.name == "engineering"
     without = {key: value for key, value in claims.items() if key != "groups"}  # signed in without the scope
     assert not isinstance(policy.decide("okta", without, Repository("app", "us-east-1")), Granted)
+
+
+# -- least privilege: the examples are copied -------------------------------------------------------------
+
+GITHUB = "https://token.actions.githubusercontent.com"
+GITLAB_COM = "https://gitlab.com"
+
+
+def privilege_findings(data: Mapping[str, Any]) -> list[str]:
+    """What a CI rule on a shared issuer grants too widely: GitHub rules not pinned to one repository by ID (names
+    can be renamed and taken) or writing outside an environment; gitlab.com rules pinned by a namespace pattern
+    that is not anchored at a group's end, or writing without a protected ref and an environment."""
+    config = parse_config(data)
+    urls = {issuer.name: issuer.issuer for issuer in config.issuers}
+    findings = []
+    for rule in config.rules:
+        claims, url = rule.claims, urls[rule.issuer]
+        if url == GITHUB:
+            if "repository_id" not in claims or "repository_owner_id" not in claims:
+                findings.append(f"{rule.name}: pin repository_owner_id and repository_id")
+            if rule.access == "write" and not {"environment", "ref"} <= set(claims):
+                findings.append(f"{rule.name}: write only from an environment on a ref")
+        if url == GITLAB_COM:
+            namespace = claims.get("namespace_path")
+            pattern = getattr(namespace, "pattern", None)
+            if not ({"project_id", "namespace_id"} & set(claims) or (
+                    pattern is not None and re.fullmatch(r"[\w.-]+(/[\w.-]+)*\(/\.\+\)\?", pattern))):
+                findings.append(f"{rule.name}: pin project_id, namespace_id or {{pattern: 'group(/.+)?'}}")
+            if rule.access == "write" and not ({"project_id", "environment"} <= set(claims)
+                                               and claims.get("ref_protected") == "true"):
+                findings.append(f"{rule.name}: write only from one project's environment on a protected ref")
+    return findings
+
+
+@pytest.mark.parametrize(("where", "data"), EXAMPLES, ids=[w for w, _ in EXAMPLES])
+def test_ci_rules_on_shared_issuers_grant_the_least(where: str, data: Any) -> None:
+    assert privilege_findings(data) == [], where
+
+
+def test_the_least_privilege_check_finds_issue_16s_release_pipeline() -> None:
+    """The example's release-pipeline rule as it was, and GitLab's namespace as docs/ci.md had it."""
+    data = {
+        "issuers": [{"name": "github", "issuer": GITHUB, "audiences": ["https://ccweb.example.com"]},
+                    {"name": "gitlab", "issuer": GITLAB_COM, "audiences": ["https://ccweb.example.com"]}],
+        "rules": [{"name": "release-pipeline", "issuer": "github",
+                   "claims": {"repository_owner": "example-corp", "ref": "refs/heads/main", "event_name": "push"},
+                   "role_arn": "arn:aws:iam::444455556666:role/ccweb/release", "repositories": ["service-*"],
+                   "access": "write"},
+                  {"name": "loose", "issuer": "gitlab", "claims": {"namespace_path": {"pattern": "acme.*"}},
+                   "role_arn": "arn:aws:iam::111122223333:role/ccweb/ci-read", "repositories": ["*"]}],
+    }
+    assert [line.partition(":")[0] for line in privilege_findings(data)] == ["release-pipeline"] * 2 + ["loose"]
+
+
+def test_the_ci_guides_rules_take_subgroups_and_refuse_lookalikes_and_other_repositories() -> None:
+    (text,) = [t for where, t in DOC_POLICIES if where.startswith("docs/ci.md:") and "gitlab-protected-read" in t]
+    policy = compile_policy(parse_config(yaml.safe_load(text)))
+
+    def rule(issuer: str, claims: dict[str, Any], repository: str) -> str | None:
+        decision = policy.decide(issuer, {"sub": "job", **claims}, Repository(repository, "us-east-1"))
+        return decision.rule.name if isinstance(decision, Granted) else None
+
+    protected = {"ref_protected": "true", "ref_type": "branch", "ref": "main"}
+    for namespace, granted in [("acme", True), ("acme/platform", True), ("acme/platform/tools", True),
+                               ("acme-evil", False), ("acmeco/platform", False), ("evil/acme", False)]:
+        project = {"namespace_path": namespace, "project_path": f"{namespace}/x", **protected}
+        assert (rule("gitlab", project, "app") is not None) == granted, namespace
+    boolean = {"namespace_path": "acme", "project_path": "acme/x", **protected, "ref_protected": True}
+    assert rule("gitlab", boolean, "app") is None, "a boolean never equals GitLab's string"
+    job = {"repository": "acme/app", "repository_owner_id": "1342004", "repository_id": "672510318",
+           "ref": "refs/heads/main", "event_name": "push", "environment": "production",
+           "job_workflow_ref": "acme/release-workflows/.github/workflows/release.yml@refs/heads/main"}
+    assert rule("github", job, "app") == "app-release"
+    assert rule("github", {**job, "repository_id": "672510999"}, "app") is None, "another repository of acme"
+    assert rule("github", {**job, "environment": "staging"}, "app") == "app-ci-read"
+    assert rule("github", {**job, "repository_owner_id": 1342004}, "app") is None, "an ID as a number"
