@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 import pytest
+import yaml
 
 from ccweb.cli import parser
 from ccweb.helper_dist import helper_zipapp
@@ -421,3 +422,19 @@ def test_dockerignore_lets_in_every_file_the_build_copies() -> None:
         assert files, source
         kept = [f for f in files if not ignored(f)]
         assert kept == files, f"COPY {source}: .dockerignore leaves out {sorted(set(files) - set(kept))}"
+
+
+# -- the pins are refreshed -------------------------------------------------------------------------------------
+
+
+def test_dependabot_refreshes_the_base_images_digest_and_keeps_python_3_11() -> None:
+    """Dependabot's docker updates take the Dockerfile's FROM digests to the tag's newest, within Python 3.11 (a new
+    minor needs the lock made again: scripts/lock)."""
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    assert config["version"] == 2
+    (docker,) = [u for u in config["updates"] if u["package-ecosystem"] == "docker"]
+    assert docker["directory"] == "/" and (ROOT / docker["directory"].lstrip("/") / "Dockerfile").is_file()
+    assert docker["schedule"]["interval"] in ("daily", "weekly")
+    (python,) = [i for i in docker.get("ignore", []) if i["dependency-name"] == "python"]
+    assert set(python["update-types"]) == {"version-update:semver-major", "version-update:semver-minor"}
+    assert all(i.args.split()[0].startswith("python:3.11") for i in DOCKER if i.keyword == "FROM")
