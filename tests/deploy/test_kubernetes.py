@@ -18,8 +18,7 @@ import yaml
 
 from ccweb.cli import parser
 from ccweb.config import ROLE_ARN, parse_config
-from deploy.k8s import (BASE, COMPONENTS, KUBE, OVERLAY, OVERLAYS, Object, Peer, Pod, admits, main_container, rel,
-                        render)
+from deploy.k8s import BASE, COMPONENTS, KUBE, OVERLAY, OVERLAYS, Object, Peer, Pod, admits, main_container, rel, render
 
 KUSTOMIZATIONS = [BASE, *OVERLAYS]
 COMPONENT_DIRS = sorted(d for d in COMPONENTS.iterdir() if (d / "kustomization.yaml").is_file())
