@@ -13,7 +13,6 @@ import pytest
 
 from deploy.test_cloudformation import (
     ACCOUNT,
-    REGION,
     SERVICE,
     SERVICE_PARAMETERS,
     SERVICE_ROLE_ARN,
@@ -42,8 +41,6 @@ POD_IDENTITY = {**SERVICE_PARAMETERS, "ClusterOidcIssuerUrl": "", "Trust": "pod-
 POD_IDENTITY_TAGS = ["eks-cluster-arn", "eks-cluster-name", "kubernetes-namespace", "kubernetes-service-account",
                      "kubernetes-pod-name", "kubernetes-pod-uid"]
 """The session tags EKS Pod Identity sets (Amazon EKS User Guide), all transitive."""
-CLUSTER_ARNS = [f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod",
-                f"arn:aws:eks:{REGION}:{ACCOUNT}:podidentityassociation/prod/*"]
 
 
 def render_service(**parameters: str) -> dict[str, dict[str, Any]]:
@@ -60,7 +57,6 @@ def test_pod_identity_trusts_eks_pod_identity_for_this_account_and_cluster_only(
         "Action": ["sts:AssumeRole", "sts:TagSession"],
         "Condition": {
             "StringEquals": {"aws:SourceAccount": ACCOUNT},
-            "ArnLike": {"aws:SourceArn": CLUSTER_ARNS},
         },
     }
     assert resources["ServiceRole"]["Properties"]["Description"].startswith("ccweb service (EKS Pod Identity)")
@@ -76,7 +72,6 @@ def test_pod_identity_with_session_tags_also_requires_this_namespace_and_service
             "aws:RequestTag/kubernetes-namespace": "platform",
             "aws:RequestTag/kubernetes-service-account": "ccweb-api",
         },
-        "ArnLike": {"aws:SourceArn": CLUSTER_ARNS},
     }
     assert resources["PodIdentityAssociation"]["Properties"]["DisableSessionTags"] is False
 
