@@ -110,7 +110,7 @@ def issuer_of(name: str) -> str:
 def test_every_shape_names_the_documentation_it_follows() -> None:
     names = sorted(path.stem for path in DATA.glob("*.json"))
     assert names == ["auth0", "entra-v2", "entra-v2-hasgroups", "entra-v2-overage", "google", "google-personal",
-                     "keycloak", "okta-custom-as", "okta-org"]
+                     "keycloak", "okta-custom-as", "okta-org", "okta-org-scopes"]
     for name in names:
         document = json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
         assert document["_source"].startswith("https://"), name
