@@ -362,14 +362,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return value
 
 
+MAX_YAML_CHARACTERS = 8 * 1024 * 1024
+"""The most a policy or cases file may hold: eight times a ConfigMap's limit. Read no further, so that a file
+without end (``/dev/zero``, a pipe that never closes) is a sentence, not a process reading until memory runs out."""
+
+
 def read_yaml(path: str | Path, what: str) -> Any:
     """The YAML document in the file at ``path`` (``what`` it is, for messages); ConfigError naming the line."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(MAX_YAML_CHARACTERS + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the {what}: {exc.strerror}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: the {what} is not UTF-8 text"]) from None
+    if len(text) > MAX_YAML_CHARACTERS:
+        raise ConfigError([f"{path}: the {what} is larger than {MAX_YAML_CHARACTERS} characters; no policy or "
+                           "table of cases is"])
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:

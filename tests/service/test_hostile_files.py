@@ -1,0 +1,66 @@
+"""A policy or cases file that is not one: ``ccweb test-policy`` and ``check-config`` exit 2 with a sentence.
+
+A CI gate runs ``test-policy`` on files a pull request brings. A file without end (``/dev/zero``) or one far larger
+than any policy must be refused in a sentence naming its size, never read into memory until the runner dies.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ccweb.cli import main
+from ccweb.config import MAX_YAML_CHARACTERS
+
+POLICY = {
+    "issuers": [{"name": "corp", "issuer": "https://login.example.com", "audiences": ["ccweb"]}],
+    "rules": [{"name": "developers", "issuer": "corp", "claims": {"groups": "engineering"},
+               "role_arn": "arn:aws:iam::111122223333:role/ccweb/developers", "repositories": ["app"]}],
+}
+CASE = "cases:\n  - name: alice\n    claims: {sub: alice, groups: [engineering]}\n    repository: app\n" \
+       "    expect: developers\n"
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(POLICY), encoding="utf-8")
+    return path
+
+
+def test_a_cases_file_just_under_the_limit_is_read(policy: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASE + "#" * (MAX_YAML_CHARACTERS - len(CASE) - 1) + "\n", encoding="utf-8")
+    assert main(["test-policy", "--config", str(policy), str(cases)]) == 0
+    assert "1 of 1 case(s) hold" in capsys.readouterr().out
+
+
+def test_a_cases_file_over_the_limit_is_refused_in_a_sentence(policy: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text(CASE + "#" * MAX_YAML_CHARACTERS + "\n", encoding="utf-8")
+    assert main(["test-policy", "--config", str(policy), str(cases)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"the cases file is larger than {MAX_YAML_CHARACTERS} characters" in captured.err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+@pytest.mark.parametrize(("command", "status"), [
+    pytest.param(lambda policy: ["test-policy", "--config", str(policy), "/dev/zero"], 2, id="test-policy-cases"),
+    pytest.param(lambda policy: ["test-policy", "--config", "/dev/zero", str(policy)], 2, id="test-policy-config"),
+    pytest.param(lambda policy: ["check-config", "/dev/zero"], 1, id="check-config"),  # its "invalid" status
+])
+def test_a_file_without_end_is_refused(policy: Path, command: object, status: int,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert callable(command)
+    assert main(command(policy)) == status
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "/dev/zero: the " in captured.err
+    assert f"is larger than {MAX_YAML_CHARACTERS} characters" in captured.err
+    assert "Traceback" not in captured.err
