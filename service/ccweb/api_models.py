@@ -124,8 +124,18 @@ class PolicyInfo(BaseModel):
     reload_refused_at: str | None = Field(default=None, description="When the file named by reload_error was refused.")
 
 
+class StsState(BaseModel):
+    state: str = Field(description="'ok', or 'failing' while STS fails or throttles after the retries.")
+    last_error: str | None = Field(description="The AWS error code of the last such failure.")
+    endpoint: str | None = Field(description="The STS endpoint the service calls, without a user name, password or "
+                                 "query (AWS_ENDPOINT_URL_STS, else the region's endpoint).")
+    region: str | None = Field(description="The region its requests are signed for (aws.region, AWS_DEFAULT_REGION, "
+                               "the profile's region or AWS_REGION; us-east-1 when none is set).")
+
+
 class Readiness(BaseModel):
     status: str
     issuers: dict[str, IssuerKeys] = Field(description="Each issuer's key set, by issuer name.")
+    sts: StsState = Field(description="AWS STS: its state, and which endpoint and signing region the service uses.")
     cached_sessions: int
     policy: PolicyInfo

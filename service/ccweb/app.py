@@ -36,7 +36,7 @@ from ccweb.responses import install_error_handlers
 from ccweb.retry import RetryPolicy
 from ccweb.routes import api_router
 from ccweb.sessions import SessionCache
-from ccweb.sts import STSClient
+from ccweb.sts import STSClient, target_of
 from ccweb.textapi import GIT_CREDENTIAL_PATH, MAX_TEXT_BODY_BYTES, TEXT_WIRE
 from ccweb.web.routes import LOGOUT_PATH, MAX_LOGOUT_BODY_BYTES, install_web
 
@@ -98,7 +98,7 @@ def create_app(
     credentials = CredentialsRoute(CredentialsEndpoint(flow))
     git_credential = CredentialsRoute(CredentialsEndpoint(flow, TEXT_WIRE), GIT_CREDENTIAL_PATH)
     app.router.routes[0:0] = [credentials, git_credential]
-    app.include_router(api_router(flow, metrics_route=metrics_route))
+    app.include_router(api_router(flow, metrics_route=metrics_route, sts_target=target_of(sts)))
     install_web(app, running, http=client, clock=clock, session_secret=web_session_secret)  # after the API's routes
     app.add_middleware(FastRoutes, routes=[credentials, git_credential])  # first added: the innermost middleware
     # sizes and media type, before routing: see ccweb.limits

@@ -41,6 +41,7 @@ from ccweb.policy import Distributed, Entitled, Granted, Suspended
 from ccweb.reload import RunningPolicy
 from ccweb.responses import JsonAnswer
 from ccweb.shell_dist import SHELL_HELPER_PATH, shell_download
+from ccweb.sts import StsTarget
 from ccweb.textapi import DISCOVERY_TEXT_PATH, TEXT_CONTENT_TYPE, discovery_text
 
 HELPER_PATH = "/helper/ccweb-helper"
@@ -83,8 +84,9 @@ def _policy_info(running: RunningPolicy) -> dict[str, Any]:
                       reload_refused_at=None if refused is None else iso_time(refused.at)).model_dump()
 
 
-def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter:
-    """``metrics_route``: serve ``/metrics`` (not when a listener of its own does, ``ccweb serve --metrics-port``)."""
+def api_router(flow: CredentialFlow, *, metrics_route: bool = True, sts_target: StsTarget | None = None) -> APIRouter:
+    """``metrics_route``: serve ``/metrics`` (not when a listener of its own does, ``ccweb serve --metrics-port``).
+    ``sts_target``: the STS endpoint and signing region ``/readyz`` shows (null there without one)."""
     running, sessions, metrics = flow.running, flow.sessions, flow.metrics
     router = APIRouter()
     bearer = HTTPBearer(auto_error=False, description="An OIDC ID token (JWT) from a trusted issuer.")
@@ -170,7 +172,9 @@ def api_router(flow: CredentialFlow, *, metrics_route: bool = True) -> APIRouter
         issuers = {name: {**state, "last_error": _shown(state["last_error"])}
                    for name, state in (await running.current.verifier.readiness()).items()}
         sts_state = {"state": "failing" if sessions.upstream_error else "ok",
-                     "last_error": _shown(sessions.upstream_error)}
+                     "last_error": _shown(sessions.upstream_error),
+                     "endpoint": None if sts_target is None else _shown(sts_target.endpoint),
+                     "region": None if sts_target is None else _shown(sts_target.region)}
         if not any(i["keys_loaded"] for i in issuers.values()):
             status = "unavailable"
         elif sessions.upstream_error or any(i["state"] != "ok" for i in issuers.values()):

@@ -25,10 +25,11 @@ import asyncio
 import logging
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import httpx
@@ -54,7 +55,8 @@ RETRYABLE_CODES = frozenset(
 )
 """STS's error codes that trying again may cure (any 5xx and 429 are retryable too)."""
 DEFAULT_REGION = "us-east-1"
-"""The region of a service told none (no ``aws.region``, ``AWS_DEFAULT_REGION``, profile region): a WARNING says so."""
+"""The region of a service told none (no ``aws.region``, ``AWS_DEFAULT_REGION``, profile region or ``AWS_REGION``):
+a WARNING says so."""
 NO_CREDENTIALS = "NoCredentials"
 """The code of the ``StsError`` of a service that found no AWS credentials of its own."""
 
@@ -70,6 +72,15 @@ class AssumeRoleRequest:
     """Session tags (key, value), in the rule's order."""
     transitive_tag_keys: tuple[str, ...] = ()
     """Keys of ``tags`` that pass on to the sessions chained from this one (STS's transitive session tags)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StsTarget:
+    """The STS a service calls, as ``/readyz`` shows it: the endpoint's URL (never a user name, password, query or
+    fragment an ``AWS_ENDPOINT_URL_STS`` may carry) and the region its requests are signed for."""
+
+    endpoint: str
+    region: str
 
 
 class StsError(Exception):
@@ -91,9 +102,12 @@ class BotoSTS:
 
     boto3 serves once, at construction, for what it resolves: the service's credentials chain (environment,
     IRSA web identity, instance role, …), the endpoint (``AWS_ENDPOINT_URL_STS``, regional and FIPS settings
-    included) and the signing region. No call runs in a thread, except the refresh of refreshable service
-    credentials when one is due (IMDS or web identity I/O). The client and the bound on calls in flight
-    belong to the event loop that first uses them (a later loop gets its own); ``aclose()`` closes them.
+    included) and the signing region. The region is ``region`` (``aws.region``), else the session's
+    (``AWS_DEFAULT_REGION``, the profile's), else ``AWS_REGION``, which boto3 never reads but other AWS SDKs,
+    Lambda and many platforms set, else us-east-1 with a WARNING. No call runs in a thread, except the refresh
+    of refreshable service credentials when one is due (IMDS or web identity I/O). The client and the bound on
+    calls in flight belong to the event loop that first uses them (a later loop gets its own); ``aclose()``
+    closes them.
     """
 
     def __init__(
@@ -105,9 +119,11 @@ class BotoSTS:
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
         concurrency: int = STS_CONCURRENCY,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         """Each call is one HTTP attempt (``RetryPolicy`` retries, inside its budget). ``concurrency``: calls in
-        flight at once (and pooled connections)."""
+        flight at once (and pooled connections). ``environ``: where ``AWS_REGION`` and ``AWS_CA_BUNDLE`` are read
+        (the process's environment by default; the session reads its own)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         import boto3  # noqa: PLC0415 (heavy; only the service needs it)
@@ -118,20 +134,22 @@ class BotoSTS:
             logger = logging.getLogger(name)
             if logger.level < logging.INFO:
                 logger.setLevel(logging.INFO)
+        environ = os.environ if environ is None else environ
         session = session or boto3.session.Session()
+        chosen = region or session.region_name or environ.get("AWS_REGION") or None
         # Never called: it resolves the endpoint and the signing region as boto3 would.
-        client = session.client("sts", region_name=region or session.region_name or DEFAULT_REGION,
-                                endpoint_url=endpoint_url)
+        client = session.client("sts", region_name=chosen or DEFAULT_REGION, endpoint_url=endpoint_url)
         self.endpoint_url: str = client.meta.endpoint_url
         self.region: str = _signing_region(client)
-        if not (region or session.region_name):
-            _warn_defaulted_region(self.endpoint_url)
+        self.target = StsTarget(_shown_url(self.endpoint_url), self.region)
+        if chosen is None:
+            _warn_defaulted_region(self.target.endpoint)
         self._credentials: Any = session.get_credentials()  # botocore resolved them for the client already
         self.concurrency = concurrency
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
         # Made once, here (loading a CA bundle takes milliseconds), and shared by every client.
-        bundle = _ca_bundle(session)
+        bundle = _ca_bundle(session, environ)
         self._tls = ssl.create_default_context(cafile=bundle) if bundle else httpx.create_ssl_context(trust_env=True)
         self._transport: _Transport | None = None
 
@@ -205,6 +223,12 @@ class BotoSTS:
         return _parse_assume_role(response.status_code, response.content)
 
 
+def target_of(sts: object) -> StsTarget | None:
+    """The STS ``sts`` calls, if it names one (``BotoSTS`` does; a stand-in in tests need not)."""
+    target = getattr(sts, "target", None)
+    return target if isinstance(target, StsTarget) else None
+
+
 def assume_role_form(request: AssumeRoleRequest) -> dict[str, str]:
     """The AssumeRole request as STS's Query API form: session tags as ``Tags.member.N.Key`` and
     ``Tags.member.N.Value``, transitive keys as ``TransitiveTagKeys.member.N`` (N from 1), each only when there are
@@ -253,17 +277,22 @@ def _signing_region(client: Any) -> str:
         return assumed
 
 
+def _shown_url(url: str) -> str:
+    """``url`` without what may be a secret: its user name and password, query and fragment."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
 def _warn_defaulted_region(endpoint_url: str) -> None:
-    """Say, once at start, that no region was given: EKS Pod Identity, unlike IRSA, sets none, and boto3 reads
-    ``AWS_DEFAULT_REGION`` and the profile's ``region``, never ``AWS_REGION``."""
+    """Say, once at start, that no region was given: EKS Pod Identity, unlike IRSA, sets none."""
     log.warning(
-        "no AWS region configured (aws.region, AWS_DEFAULT_REGION or the profile's region; boto3 does not read "
-        "AWS_REGION): STS is called for %s at %s; set aws.region or AWS_DEFAULT_REGION to the cluster's region",
+        "no AWS region configured (aws.region, AWS_DEFAULT_REGION, the profile's region or AWS_REGION): STS is "
+        "called for %s at %s; set aws.region or AWS_REGION to the cluster's region",
         DEFAULT_REGION, endpoint_url,
     )
 
 
-def _ca_bundle(session: Any) -> str | None:
+def _ca_bundle(session: Any, environ: Mapping[str, str]) -> str | None:
     """The CA bundle to trust for STS: ``ca_bundle`` of the boto3 session's configuration chain (environment,
     then profile), else ``AWS_CA_BUNDLE``; none means the system's trust store.
 
@@ -274,11 +303,11 @@ def _ca_bundle(session: Any) -> str | None:
         log.warning(
             "could not read ca_bundle from the AWS configuration (session._session.get_config_variable is "
             "missing); a profile's ca_bundle is ignored, trusting %s",
-            "AWS_CA_BUNDLE" if os.environ.get("AWS_CA_BUNDLE") else "the system's certificate authorities",
+            "AWS_CA_BUNDLE" if environ.get("AWS_CA_BUNDLE") else "the system's certificate authorities",
         )
-        return os.environ.get("AWS_CA_BUNDLE") or None
+        return environ.get("AWS_CA_BUNDLE") or None
     value = read("ca_bundle")
-    return value if isinstance(value, str) and value else os.environ.get("AWS_CA_BUNDLE") or None
+    return value if isinstance(value, str) and value else environ.get("AWS_CA_BUNDLE") or None
 
 
 @dataclass(slots=True)

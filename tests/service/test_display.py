@@ -257,4 +257,5 @@ def test_readyz_shows_an_error_text_without_acting_on_it() -> None:
             ready = httpx.get(f"{url}/readyz")
     assert ready.status_code == 200
     assert drives_no_terminal(ready.text), ready.text
-    assert ready.json()["sts"] == {"state": "failing", "last_error": SHOWN + r"\x9b2J\u2028"}
+    assert ready.json()["sts"] == {"state": "failing", "last_error": SHOWN + r"\x9b2J\u2028",
+                                   "endpoint": None, "region": None}  # a stand-in names no endpoint
