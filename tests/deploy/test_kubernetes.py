@@ -402,7 +402,7 @@ PROMETHEUS = Peer("10.40.50.5", MONITORING, {"app.kubernetes.io/name": "promethe
 def scrape_findings(docs: list[Object]) -> list[str]:
     """What is wrong with how ``docs`` (a Deployment, its Service and NetworkPolicies) expose ``/metrics``."""
     (deployment,) = [o for o in docs if o["kind"] == "Deployment"]
-    (service,) = [o for o in docs if o["kind"] == "Service"]
+    (service,) = [o for o in docs if o["kind"] == "Service" and o["metadata"]["name"] == "ccweb"]  # the API's
     policies = [o for o in docs if o["kind"] == "NetworkPolicy"]
     template = deployment["spec"]["template"]
     container = main_container(deployment)
@@ -532,9 +532,9 @@ EXPECTED_KINDS = {
            "ServiceAccount"},
 }
 EXPECTED_KINDS[OVERLAY] = EXPECTED_KINDS[BASE] | {
-    "Namespace", "Ingress", "PodMonitor", "PrometheusRule", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
+    "Namespace", "Ingress", "ServiceMonitor", "PrometheusRule", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding"}
-EXPECTED_KINDS[OVERLAYS[1]] = EXPECTED_KINDS[BASE] | {"Namespace", "Ingress", "PodMonitor", "PrometheusRule"}
+EXPECTED_KINDS[OVERLAYS[1]] = EXPECTED_KINDS[BASE] | {"Namespace", "Ingress", "ServiceMonitor", "PrometheusRule"}
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS, ids=[rel(d) for d in KUSTOMIZATIONS])
