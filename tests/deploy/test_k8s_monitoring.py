@@ -189,52 +189,11 @@ def test_the_metrics_service_passes_strict_validation(directory: Path) -> None:
         kubernetes_validate.validate(service, KUBERNETES_VERSION, strict=True)
 
 
-def _service(name: str) -> Callable[[list[Object]], Object]:
-    return lambda docs: the(docs, "Service", name)
+def _spec(kind: str, name: str | None = None) -> Callable[[list[Object]], Object]:
+    return lambda docs: the(docs, kind, name)["spec"]
 
 
-def _monitor(docs: list[Object]) -> Object:
-    return the(docs, "ServiceMonitor")
-
-
-def _route_metrics(docs: list[Object]) -> None:
-    backend = the(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
-    backend["service"] = {"name": METRICS_SERVICE, "port": {"name": "metrics"}}
-
-
-def _metrics_on_the_api_service(docs: list[Object]) -> None:
-    _service(API_SERVICE)(docs)["spec"]["ports"].append({"name": "metrics", "port": 9090, "targetPort": "metrics"})
-
-
-def _http_on_the_metrics_service(docs: list[Object]) -> None:
-    _service(METRICS_SERVICE)(docs)["spec"]["ports"].append({"name": "http", "port": 80, "targetPort": "http"})
-
-
-def _cluster_ip(docs: list[Object]) -> None:
-    del _service(METRICS_SERVICE)(docs)["spec"]["clusterIP"]
-
-
-def _selector(labels: dict[str, str]) -> Callable[[list[Object]], None]:
-    def edit(docs: list[Object]) -> None:
-        _monitor(docs)["spec"]["selector"] = {"matchLabels": labels}
-    return edit
-
-
-def _namespace_selector(where: Object) -> Callable[[list[Object]], None]:
-    def edit(docs: list[Object]) -> None:
-        _monitor(docs)["spec"]["namespaceSelector"] = where
-    return edit
-
-
-def _scrape_port(port: str) -> Callable[[list[Object]], None]:
-    def edit(docs: list[Object]) -> None:
-        _monitor(docs)["spec"]["endpoints"][0]["port"] = port
-    return edit
-
-
-def _pod_monitor_too(docs: list[Object]) -> None:
-    docs.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "ccweb"},
-                 "spec": {"podMetricsEndpoints": [{"port": "metrics"}]}})
+_API, _METRICS, _MONITOR = _spec("Service", API_SERVICE), _spec("Service", METRICS_SERVICE), _spec("ServiceMonitor")
 
 
 def _metrics_from_everywhere(docs: list[Object]) -> None:
@@ -243,24 +202,32 @@ def _metrics_from_everywhere(docs: list[Object]) -> None:
             rule.pop("from", None)
 
 
-MONITOR_MUTATIONS: dict[str, Callable[[list[Object]], None]] = {
-    "an-ingress-routes-the-metrics-service": _route_metrics,
-    "the-api-service-exposes-metrics": _metrics_on_the_api_service,
-    "the-metrics-service-exposes-http": _http_on_the_metrics_service,
-    "the-metrics-service-not-headless": _cluster_ip,
-    "selector-matches-no-service": _selector({"app.kubernetes.io/name": "ccweb", "app.kubernetes.io/component": "x"}),
-    "selector-matches-the-api-service-too": _selector({"app.kubernetes.io/name": "ccweb"}),
-    "services-of-every-namespace": _namespace_selector({"any": True}),
-    "services-of-another-namespace": _namespace_selector({"matchNames": [MONITORING_NAMESPACE]}),
-    "scrapes-the-http-port": _scrape_port("http"),
-    "a-pod-monitor-beside-it": _pod_monitor_too,
+MONITOR_MUTATIONS: dict[str, Callable[[list[Object]], object]] = {
+    "an-ingress-routes-the-metrics-service": lambda docs: _spec("Ingress")(docs)["rules"][0]["http"]["paths"][0][
+        "backend"].update(service={"name": METRICS_SERVICE, "port": {"name": "metrics"}}),
+    "the-api-service-exposes-metrics": lambda docs: _API(docs)["ports"].append(
+        {"name": "metrics", "port": 9090, "targetPort": "metrics"}),
+    "the-metrics-service-exposes-http": lambda docs: _METRICS(docs)["ports"].append(
+        {"name": "http", "port": 80, "targetPort": "http"}),
+    "the-metrics-service-not-headless": lambda docs: _METRICS(docs).pop("clusterIP"),
+    "selector-matches-no-service": lambda docs: _MONITOR(docs).update(
+        selector={"matchLabels": {"app.kubernetes.io/name": "ccweb", "app.kubernetes.io/component": "x"}}),
+    "selector-matches-the-api-service-too": lambda docs: _MONITOR(docs).update(
+        selector={"matchLabels": {"app.kubernetes.io/name": "ccweb"}}),
+    "services-of-every-namespace": lambda docs: _MONITOR(docs).update(namespaceSelector={"any": True}),
+    "services-of-another-namespace": lambda docs: _MONITOR(docs).update(
+        namespaceSelector={"matchNames": [MONITORING_NAMESPACE]}),
+    "scrapes-the-http-port": lambda docs: _MONITOR(docs)["endpoints"][0].update(port="http"),
+    "a-pod-monitor-beside-it": lambda docs: docs.append(
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor", "metadata": {"name": "ccweb"},
+         "spec": {"podMetricsEndpoints": [{"port": "metrics"}]}}),
     "metrics-port-from-everywhere": _metrics_from_everywhere,
 }
 
 
 @pytest.mark.parametrize("mutate", MONITOR_MUTATIONS.values(), ids=MONITOR_MUTATIONS.keys())
 @pytest.mark.parametrize("directory", OVERLAYS, ids=[rel(d) for d in OVERLAYS])
-def test_a_wrong_scrape_is_caught(directory: Path, mutate: Callable[[list[Object]], None]) -> None:
+def test_a_wrong_scrape_is_caught(directory: Path, mutate: Callable[[list[Object]], object]) -> None:
     docs = rendered(directory)
     mutate(docs)
     assert monitor_findings(docs)
