@@ -274,8 +274,11 @@ def guard_findings(docs: list[Object]) -> list[str]:
     (rule,) = spec["matchConstraints"]["resourceRules"]
     if set(rule["operations"]) != {"CREATE", "UPDATE", "DELETE"} or rule["resources"] != ["configmaps"]:
         found.append(f"the admission policy matches {rule['operations']} on {rule['resources']}")
-    if rule.get("resourceNames") != [configmap["metadata"]["name"]]:
-        found.append(f"the admission policy guards {rule.get('resourceNames')}")
+    conditions = [c["expression"] for c in spec.get("matchConditions", [])]  # the name, in the objects: a
+    guarded = ("(request.operation == 'DELETE' ? oldObject : object).metadata.name == "  # deletecollection has
+               f"'{configmap['metadata']['name']}'")  # no request name (tests/deploy/test_k8s_guard.py)
+    if rule.get("resourceNames") or conditions != [guarded]:
+        found.append(f"the admission policy guards {rule.get('resourceNames')} {conditions}")
     namespace = spec["matchConstraints"].get("namespaceSelector", {}).get("matchLabels", {})
     if namespace != {"kubernetes.io/metadata.name": configmap["metadata"]["namespace"]}:
         found.append(f"the admission policy watches the namespace {namespace}")
