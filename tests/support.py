@@ -420,3 +420,16 @@ def assume(sts: BotoSTS, *requests: AssumeRoleRequest) -> list[AwsCredentials]:
             await sts.aclose()
 
     return asyncio.run(scenario())
+
+
+@contextlib.contextmanager
+def serve_downloads() -> Iterator[str]:
+    """The service on loopback for what it serves everyone: the helper's downloads, their checksums, its page (one
+    rule; its issuer is never asked)."""
+    config = parse_config({
+        "issuers": [{"name": "corp", "issuer": "http://127.0.0.1:9", "audiences": ["ccweb"]}],
+        "rules": [{"name": "all", "issuer": "corp", "role_arn": "arn:aws:iam::111122223333:role/all",
+                   "repositories": ["*"]}],
+    })
+    with serve(create_app(config, sts=RecordingSTS())) as served:
+        yield served

@@ -15,10 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ccweb.app import create_app
-from ccweb.config import parse_config
 from ccweb.downloads import make_download
-from support import RecordingSTS, serve
+from support import serve_downloads
 
 DOWNLOADS = [pytest.param("/helper/ccweb-helper", "ccweb-helper", id="zipapp"),
              pytest.param("/helper/ccweb-helper.sh", "ccweb-helper.sh", id="sh")]
@@ -31,12 +29,7 @@ if shutil.which("shasum"):
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    config = parse_config({
-        "issuers": [{"name": "corp", "issuer": "http://127.0.0.1:9", "audiences": ["ccweb"]}],
-        "rules": [{"name": "all", "issuer": "corp", "role_arn": "arn:aws:iam::111122223333:role/all",
-                   "repositories": ["*"]}],
-    })
-    with serve(create_app(config, sts=RecordingSTS())) as served:
+    with serve_downloads() as served:
         yield served
 
 
