@@ -1,8 +1,9 @@
 """``GET /``: the service's own page — who you are, what you can reach and why, set-up for this service.
 
-    home(request, ctx)                        the edge: one policy snapshot, the session, the query → HTML
-    page_view(policy, signed, question, url)  pure: what the page shows, decided only through ``Policy.decide``
-                                              (access, identity) and ``explain`` (the "can I reach …?" box)
+    home(request, ctx)                                the edge: one policy snapshot, the session, the query → HTML
+    page_view(policy, signed, question, url, pinned)  pure: what the page shows, decided only through
+                                                      ``Policy.decide`` (access, identity) and ``explain`` (the
+                                                      "can I reach …?" box); the helper's SHA-256 in the CI snippets
 
 A signed-in person's claims are the ones kept at sign-in (``Policy.kept_claims``), so the page decides exactly as
 the API would on their ID token. A deny entry that now matches them ends the session on this very render.
@@ -20,14 +21,17 @@ from starlette.responses import Response
 
 from ccweb.credentials import iso_time
 from ccweb.explain import DEFAULT_REGION, ExplainError, Explanation, Step, explain, repository_target
+from ccweb.helper_dist import helper_zipapp
 from ccweb.iam import sts_name
 from ccweb.policy import CompiledRule, Distributed, Entitled, Granted, Policy, RuleOutcome, Suspended, Untagged
 from ccweb.reload import RunningPolicy
+from ccweb.shell_dist import shell_download
 from ccweb.web import session
 from ccweb.web.render import link_base, render
 from ccweb.web.session import SignedIn
 from ccweb.web.snippets import (
     Clone,
+    Pinned,
     Platform,
     ci_platforms,
     clone_url,
@@ -180,8 +184,9 @@ class PageView:
     default_region: str = DEFAULT_REGION
 
 
-def page_view(policy: Policy, signed: SignedIn | None, question: Question, url: str) -> PageView:
-    """What the page shows to ``signed`` (None: signed out), for the service at ``url``. Pure."""
+def page_view(policy: Policy, signed: SignedIn | None, question: Question, url: str, pinned: Pinned) -> PageView:
+    """What the page shows to ``signed`` (None: signed out), for the service at ``url`` whose downloads have the
+    SHA-256s ``pinned``. Pure."""
     config = policy.config
     who: Who | None = None
     rules: tuple[RuleView, ...] = ()
@@ -216,8 +221,8 @@ def page_view(policy: Policy, signed: SignedIn | None, question: Question, url: 
         policy_changed=signed is not None and signed.claims_digest != policy.kept_claims_digest(signed.issuer),
         answer=answer,
         question=question, clone=clone, setup=setup_platforms(url, clone, login=login),
-        ci=ci_platforms(url, config.audience_for_ci, clone.url), ci_audience=config.audience_for_ci,
-        without_python=without_python(url), csrf=signed.csrf if signed else None,
+        ci=ci_platforms(url, config.audience_for_ci, clone.url, pinned), ci_audience=config.audience_for_ci,
+        without_python=without_python(url, pinned), csrf=signed.csrf if signed else None,
     )
 
 
@@ -241,7 +246,8 @@ async def home(request: Request, ctx: PageContext) -> Response:
         session.end(request, ISSUER_GONE)
         signed = None
     url = service_url(request, policy.config.web.public_url)
-    view = page_view(policy, signed, Question.of(request.query_params), url)
+    pinned = Pinned(helper_zipapp().sha256, shell_download().sha256)  # the Downloads the helper routes serve
+    view = page_view(policy, signed, Question.of(request.query_params), url, pinned)
     if signed is not None and view.suspended is not None:
         session.end(request, None)  # the deny list applies to the page too: the session ends now
     notice = session.take_notice(request)

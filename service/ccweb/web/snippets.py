@@ -1,13 +1,18 @@
 """The page's copyable set-up: the helper on a person's machine, and a CI job, filled in for this service. Pure.
 
-    setup_platforms(url, clone, login=…)   → macOS and Linux, Windows: install, `ccweb-helper setup`, `git clone`
-    ci_platforms(url, audience, clone)     → GitHub Actions … Kubernetes: the job's snippet and the claims
-    first_clone(policy, issuer, claims)    → a repository the person can reach, as a clone URL (else a placeholder)
+    setup_platforms(url, clone, login=…)        → macOS and Linux, Windows: install, `ccweb-helper setup`, `git clone`
+    ci_platforms(url, audience, clone, pinned)  → GitHub Actions … Kubernetes: the job's snippet and the claims
+    without_python(url, pinned)                 → the sh helper's download, check, install and `setup`
+    first_clone(policy, issuer, claims)         → a repository the person can reach, as a clone URL (else a
+                                                  placeholder)
 
 The CI snippets and claims say what docs/ci.md says (a test renders them for ``https://ccweb.example.com`` and
 finds each in that file). Text fields may hold `code` spans in backquotes, as the docs do; the template shows
 them as ``<code>``, escaped like everything else. Values from the configuration or the request (the URL, the
 audience) are quoted for the shell or YAML they land in whenever they hold more than plain URL characters.
+
+Every CI snippet that downloads the helper checks it against a pinned SHA-256 before anything runs it: on the
+page the service's own (``Pinned``, from the ``Download`` its route serves), in docs/ci.md a CI variable.
 """
 
 from __future__ import annotations
@@ -185,19 +190,82 @@ def setup_platforms(url: str, clone: Clone, *, login: bool) -> tuple[Platform, .
     return unix, windows
 
 
-def _download(url: str) -> str:
-    return (f"curl -fsSL {sh_word(url)}/helper/ccweb-helper -o /usr/local/bin/ccweb-helper && "
-            "chmod +x /usr/local/bin/ccweb-helper")
+HELPER = "ccweb-helper"
+SH_HELPER = "ccweb-helper.sh"
+VARIABLES = {HELPER: "CCWEB_HELPER_SHA256", SH_HELPER: "CCWEB_HELPER_SH_SHA256"}
+"""The CI variables docs/ci.md keeps each download's pinned SHA-256 in."""
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """The SHA-256 each CI snippet checks its download against before running it: the page's are this service's own
+    (``Download.sha256`` of what ``GET /helper/ccweb-helper`` and ``…sh`` serve), copied into the CI configuration
+    with the snippet; None (docs/ci.md's form) is the CI variable of ``VARIABLES``, set once per release."""
+
+    helper: str | None = None
+    sh_helper: str | None = None
+
+    def __post_init__(self) -> None:
+        for value in (self.helper, self.sh_helper):
+            if value is not None and not _HEX.fullmatch(value):
+                raise ValueError(f"not a SHA-256 in lower-case hex: {value!r}")
+
+    def of(self, name: str) -> str | None:
+        return self.helper if name == HELPER else self.sh_helper
+
+    def comment(self, name: str, reference: str) -> str:
+        """The comment above the download: what the value pins, and when to change it."""
+        if self.of(name) is not None:
+            return f"# pins this release's {name} by its SHA-256: update it when the service's helper changes"
+        return f"# {reference}: a CI variable, set from GET /helper/{name}.sha256 as each release rolls out"
+
+
+
+IN_CI_VARIABLES = Pinned()
+"""docs/ci.md's form: each snippet checks against the CI variable that holds the pinned value."""
+
+def _checked(url: str, pinned: Pinned, name: str = HELPER, github: bool = False) -> list[str]:
+    """The comment, then download ``name``, check it against the pinned SHA-256 (``sha256sum -c -``: GNU coreutils
+    and BusyBox) and only then make it ``/usr/local/bin/ccweb-helper``, as separate commands."""
+    variable = VARIABLES[name]
+    reference = f"vars.{variable}" if github else variable
+    expected = pinned.of(name) or ("${{ " + reference + " }}" if github else f"${variable}")
+    return [pinned.comment(name, reference),
+            f"curl -fsSL {sh_word(url)}/helper/{name} -o {name}",
+            f'echo "{expected}  {name}" | sha256sum -c -',
+            f"chmod +x {name} && mv {name} /usr/local/bin/ccweb-helper"]
+
+
+def _chained(lines: list[str]) -> list[str]:
+    """``_checked``'s commands as one ``&&`` list, so a failed check stops it whether or not the platform's shell
+    stops at the first failing command (Azure Pipelines' ``script`` does not)."""
+    comment, *commands = lines
+    return [comment, *(("  " if i else "") + c + (" &&" if i < len(commands) - 1 else "")
+                       for i, c in enumerate(commands))]
+
+
+def _powershell(url: str, pinned: Pinned) -> list[str]:
+    """The same check in PowerShell (``Get-FileHash``; ``-ne`` ignores the hex's case) on a Windows agent."""
+    expected = f"'{pinned.helper}'" if pinned.helper else f"$env:{VARIABLES[HELPER]}"
+    return [pinned.comment(HELPER, VARIABLES[HELPER]),
+            f'$helper = "$env:AGENT_TEMPDIRECTORY\\{HELPER}"   # outside the work tree, removed after the job',
+            f"curl.exe -fsSL {ps_word(url)}/helper/{HELPER} -o $helper",
+            f"if ((Get-FileHash $helper -Algorithm SHA256).Hash -ne {expected}) {{ throw '{HELPER}: FAILED' }}",
+            f"python $helper setup --url {ps_word(url)}"]
 
 
 def _indented(lines: list[str], spaces: int) -> str:
     return "\n".join(" " * spaces + line for line in lines)
 
 
-def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
-    """Each CI platform's job, filled in with the service's ``url``, its CI ``audience`` and a ``clone`` URL, and the
-    claims its tokens carry (docs/ci.md)."""
-    steps = [_download(url), f"ccweb-helper setup --url {sh_word(url)}", f"git clone {sh_word(clone)}"]
+def ci_platforms(url: str, audience: str, clone: str, pinned: Pinned = IN_CI_VARIABLES) -> tuple[Platform, ...]:
+    """Each CI platform's job, filled in with the service's ``url``, its CI ``audience``, a ``clone`` URL and the
+    helper's ``pinned`` SHA-256 (unset: docs/ci.md's CI variable), and the claims its tokens carry (docs/ci.md)."""
+    setup, git_clone = f"ccweb-helper setup --url {sh_word(url)}", f"git clone {sh_word(clone)}"
+    steps = [*_chained(_checked(url, pinned)), setup, git_clone]
+    comment, *commands = _checked(url, pinned)
+    items = [*commands, setup, git_clone]  # one command each: GitLab and Bitbucket stop at the first that fails
     aud = yaml_scalar(audience)
     aud_example = f"the service's CI audience, e.g. `{audience}`"
     github = Platform("github-actions", "GitHub Actions", (
@@ -205,7 +273,8 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
         "from forks), and the helper says so."), (Block("ci-github-actions", "A job", "\n".join([
             "jobs:", "  build:", "    runs-on: ubuntu-latest", "    permissions:",
             "      id-token: write        # the job's OIDC token", "      contents: read", "    steps:",
-            "      - run: |", _indented(steps[:2], 10), f"      - run: {steps[2]}"])),), (
+            "      - run: |", _indented([*_chained(_checked(url, pinned, github=True)), setup], 10),
+            f"      - run: {git_clone}"])),), (
         ("`iss`", "`https://token.actions.githubusercontent.com` (GitHub Enterprise Server: "
                   "`https://<host>/_services/token`)"),
         ("`aud`", aud_example),
@@ -219,7 +288,7 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
         "`CCWEB_TOKEN`:"), (Block("ci-gitlab", "A job", "\n".join([
             "clone:", "  id_tokens:", "    CCWEB_TOKEN:",
             f"      aud: {aud}   # the service's CI audience (GET {url}/.well-known/ccweb)",
-            "  script:", *(f"    - {step}" for step in steps)])),), (
+            "  script:", f"    {comment}", *(f"    - {item}" for item in items)])),), (
         ("`iss`", "`https://gitlab.com`, or your GitLab's URL"),
         ("`aud`", "what `id_tokens` asked for"),
         ("`sub`", "`project_path:acme/app:ref_type:branch:ref:main`"),
@@ -264,7 +333,7 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
         f"for the service's audience with `oidc: audiences: [{aud}]` (its URL: then no other service is sent the "
         "token)."), (Block("ci-bitbucket", "A pipeline", "\n".join([
             "pipelines:", "  default:", "    - step:", "        oidc: true", "        script:",
-            *(f"          - {step}" for step in steps)])),), (
+            f"          {comment}", *(f"          - {item}" for item in items)])),), (
         ("`iss`", "`https://api.bitbucket.org/2.0/workspaces/<workspace>/pipelines-config/identity/oidc`"),
         ("`aud`", "`ari:cloud:bitbucket::workspace/<workspace uuid>`, or the step's `oidc: audiences`"),
         ("`sub`", "`{<repository uuid>}:{<step uuid>}` (with a deployment environment: "
@@ -279,7 +348,12 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
             "steps:", "  - script: |", _indented(steps, 6), "    env:",
             "      SYSTEM_ACCESSTOKEN: $(System.AccessToken)",
             "      CCWEB_AZURE_SERVICE_CONNECTION_ID: 5f0c9b2e-1d3a-4c8e-9b7f-2a6e4d1c0b93   "
-            "# Project settings → Service connections"])),), (
+            "# Project settings → Service connections"])),
+        Block("ci-azure-pipelines-windows", "On a Windows agent (PowerShell)", "\n".join([
+            "steps:", "  - powershell: |", _indented([*_powershell(url, pinned), f"git clone {ps_word(clone)}"], 6),
+            "    env:",
+            "      SYSTEM_ACCESSTOKEN: $(System.AccessToken)",
+            "      CCWEB_AZURE_SERVICE_CONNECTION_ID: 5f0c9b2e-1d3a-4c8e-9b7f-2a6e4d1c0b93"])),), (
         ("`iss`", "`https://vstoken.dev.azure.com/<organization id>`"),
         ("`aud`", "`api://AzureADTokenExchange` (fixed: list it in the issuer's `audiences`)"),
         ("`sub`", "`sc://<organization>/<project>/<service connection name>`"),
@@ -302,7 +376,8 @@ def ci_platforms(url: str, audience: str, clone: str) -> tuple[Platform, ...]:
     return github, gitlab, circleci, buildkite, bitbucket, azure, kubernetes
 
 
-def without_python(url: str) -> str:
-    """The sh helper for CI images without Python: download and ``setup`` in one line (docs/ci.md)."""
-    return (f"curl -fsSL {sh_word(url)}/helper/ccweb-helper.sh -o /usr/local/bin/ccweb-helper && chmod +x "
-            f"/usr/local/bin/ccweb-helper && ccweb-helper setup --url {sh_word(url)}")
+def without_python(url: str, pinned: Pinned = IN_CI_VARIABLES) -> str:
+    """The sh helper for CI images without Python: download, check against its ``pinned`` SHA-256, install and
+    ``setup``, as one ``&&`` list (docs/ci.md)."""
+    *chain, last = _chained(_checked(url, pinned, SH_HELPER))
+    return "\n".join([*chain, f"{last} &&", f"  ccweb-helper setup --url {sh_word(url)}"])

@@ -15,9 +15,10 @@ def test_every_copy_button_is_named_after_its_own_block(sandbox: Sandbox, browse
     element(browser, "#reach-answer")
     wait(browser).until(lambda b: elements(b, "button.copy"))
     names = [str(button.get_attribute("aria-label")) for button in elements(browser, "button.copy")]
-    assert len(names) == len(elements(browser, "pre[data-copy]")) == 16
+    assert len(names) == len(elements(browser, "pre[data-copy]")) == 17
     assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
     assert "Copy: GitLab CI, A job" in names
     assert "Copy: macOS and Linux, With pip, in a checkout of ccweb's source" in names
     assert "Copy: Clone it" in names, "the reach box's git clone"
     assert "Copy: Images without Python" in names
+    assert "Copy: Azure Pipelines, On a Windows agent (PowerShell)" in names

@@ -220,10 +220,11 @@ def test_each_copyable_block_has_a_name_of_its_own(page: PageClient) -> None:
     texts = {str(e.get("id")): e.all_text for e in shown.all(id=None)}
     blocks = shown.all("pre", data_copy=None)
     names = [", ".join(texts[i].rstrip(":") for i in str(pre.get("aria-labelledby") or "").split()) for pre in blocks]
-    assert len(blocks) == 16 and all(names), names
+    assert len(blocks) == 17 and all(names), names
     assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
     assert "GitLab CI, A job" in names and "Windows (PowerShell), With pip, in a checkout of ccweb's source" in names
     assert "Clone it" in names, "the reach box's git clone"
+    assert "Azure Pipelines, On a Windows agent (PowerShell)" in names
 
 
 def test_head_answers_as_get_without_a_body(page: PageClient) -> None:

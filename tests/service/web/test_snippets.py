@@ -72,7 +72,7 @@ def test_the_audience_and_url_land_where_each_belongs_read_back_exactly(audience
     assert pod["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"] == audience
     script = blocks["ci-gitlab"]["clone"]["script"]
     assert shlex.split(script[0])[2] == f"{URL}{HELPER_PATH}"
-    assert shlex.split(script[1]) == ["ccweb-helper", "setup", "--url", URL]
+    assert shlex.split(script[3]) == ["ccweb-helper", "setup", "--url", URL]
     [circleci] = [p for p in ci_platforms(URL, audience, EXAMPLE_CLONE) if p.id == "circleci"]
     [mint] = [b.code for b in circleci.blocks if b.id == "ci-circleci-audience"]
     assert yaml.safe_load(shlex.split(mint.split("--claims ", 1)[1].removesuffix(')"'))[0]) == {"aud": audience}
@@ -83,7 +83,7 @@ def test_every_ci_snippet_installs_from_this_service_and_sets_it_up() -> None:
         if platform.id == "kubernetes":
             continue  # the pod's image brings the helper; it names the service in CCWEB_URL
         code = "\n".join(b.code for b in platform.blocks)
-        assert f"curl -fsSL {URL}{HELPER_PATH} -o /usr/local/bin/ccweb-helper" in code, platform.id
+        assert f"curl -fsSL {URL}{HELPER_PATH} -o ccweb-helper" in code, platform.id
         assert f"ccweb-helper setup --url {URL}" in code, platform.id
         assert f"git clone {EXAMPLE_CLONE}" in code, platform.id
     for platform in ci_platforms(URL, "the-audience", EXAMPLE_CLONE):
