@@ -11,11 +11,15 @@
 Each case is decided by ``Policy.decide``, exactly as the service decides a verified token with those claims. A
 refusal for a session tag's claim, or for a claim the token left out (Entra ID's groups overage), is ``denied``,
 with the sentence that says why.
-A case file that does not validate is refused whole, every problem naming its key (``cases[2].expect: …``).
+A case file that does not validate is refused whole, every problem naming its key (``cases[2].expect: …``). A
+claim YAML reads as something no JSON token holds (a date, bytes, a set, NaN) is such a problem: the case would
+describe no token the service can be sent.
 """
 
 from __future__ import annotations
 
+import datetime
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +28,40 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ccweb.config import DENIED, REGION, SUSPENDED, UNIDENTIFIED, ConfigError, messages, read_yaml
 from ccweb.explain import DEFAULT_REGION, REPOSITORY_NAME
 from ccweb.policy import Distributed, Granted, Policy, Repository, Suspended, Unidentified, Untagged
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, bytes):
+        return "bytes"
+    if isinstance(value, set | frozenset):
+        return "a set"
+    return f"a {type(value).__name__}"
+
+
+def not_json(value: object) -> str | None:
+    """What in ``value`` (a parsed YAML value) no JSON document can hold, and where; None when it is all JSON.
+    Each list or mapping is visited once, so YAML's aliases (a "billion laughs") cost no more than their text."""
+    seen: set[int] = set()
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        at = f" (at {where})" if where else ""
+        if isinstance(item, dict | list):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, inner in pairs:
+                if isinstance(item, dict) and not isinstance(key, str):
+                    return f"holds a key that is not a string, {key!r}{at}"
+                stack.append((f"{where}[{key!r}]", inner))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"holds {item!r}, not a finite number{at}"
+        elif not (item is None or isinstance(item, str | int | float)):  # bool is an int
+            return f"holds {_kind(item)}{at}, which no token (JSON) can: quote the value"
+    return None
 
 
 class Case(BaseModel):
@@ -48,6 +86,10 @@ class Case(BaseModel):
     def _has_a_subject(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value.get("sub"), str) or not value["sub"]:
             raise ValueError("a token's claims have a sub, a non-empty string (the service refuses a token without)")
+        for claim, inner in value.items():
+            problem = not_json(inner)
+            if problem:
+                raise ValueError(f"claim {claim!r} {problem}")
         return value
 
 

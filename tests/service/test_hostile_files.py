@@ -64,3 +64,35 @@ def test_a_file_without_end_is_refused(policy: Path, command: object, status: in
     assert "/dev/zero: the " in captured.err
     assert f"is larger than {MAX_YAML_CHARACTERS} characters" in captured.err
     assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    pytest.param("2026-12-07", "a date", id="date"),
+    pytest.param("2026-12-07T13:00:00Z", "a date", id="timestamp"),
+    pytest.param("!!binary aGVsbG8=", "bytes", id="binary"),
+    pytest.param("!!set {a: null}", "a set", id="set"),
+    pytest.param(".nan", "not a finite number", id="nan"),
+    pytest.param("-.inf", "not a finite number", id="infinity"),
+    pytest.param("[a, {at: 2026-12-07}]", "a date", id="nested"),
+    pytest.param("{1: a}", "a key that is not a string", id="integer-key"),
+])
+def test_a_claim_no_token_can_carry_is_refused(policy: Path, tmp_path: Path, value: str, named: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A token is JSON: a case whose claim YAML reads as a date, bytes, a set or NaN describes no token, and its
+    outcome (decided on a value no token holds) would say nothing about the service. Quote such a value."""
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - name: alice\n    claims:\n      sub: alice\n      groups: [engineering]\n"
+                     f"      odd: {value}\n    repository: app\n    expect: developers\n", encoding="utf-8")
+    assert main(["test-policy", "--config", str(policy), str(cases)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "cases[0].claims: claim 'odd'" in captured.err
+    assert named in captured.err
+
+
+def test_json_claims_of_every_type_are_read(policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("cases:\n  - name: alice\n    claims:\n      sub: alice\n      groups: [engineering]\n"
+                     "      odd: {s: '2026-12-07', i: 1, f: 1.5, b: true, n: null, l: [1, x]}\n"
+                     "    repository: app\n    expect: developers\n", encoding="utf-8")
+    assert main(["test-policy", "--config", str(policy), str(cases)]) == 0, capsys.readouterr().err
