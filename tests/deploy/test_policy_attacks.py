@@ -164,6 +164,10 @@ GITLAB_UNREVIEWED: dict[str, Attack] = {
     "a job without the environment": without("environment", "deployment_tier", "environment_protected"),
     "another environment": changed(environment="review/evil", deployment_tier="development"),
 }
+GITLAB_UNPROTECTED_ENVIRONMENT: dict[str, Attack] = {  # for the rules that require a protected environment
+    "the environment's protection removed": changed(environment_protected="false"),
+    "a job without the environment": without("environment", "deployment_tier", "environment_protected"),
+}
 
 
 def attacks(issuer_url: str, table: dict[str, Attack], pinning: str | None = None) -> list[Any]:
@@ -200,7 +204,8 @@ def test_a_token_from_outside_gets_nothing(target: Target, attack: Attack) -> No
 
 @pytest.mark.parametrize(("target", "attack"),
                          attacks(GITHUB, GITHUB_UNREVIEWED) + attacks(GITLAB, GITLAB_UNREVIEWED)
-                         + attacks(GITHUB, GITHUB_UNREVIEWED_WORKFLOW, pinning="job_workflow_ref"))
+                         + attacks(GITHUB, GITHUB_UNREVIEWED_WORKFLOW, pinning="job_workflow_ref")
+                         + attacks(GITLAB, GITLAB_UNPROTECTED_ENVIRONMENT, pinning="environment_protected"))
 def test_a_token_without_review_never_writes(target: Target, attack: Attack) -> None:
     writes = [g.rule.name for g in decisions(target, attack(legitimate(target.rule))) if g.rule.access == "write"]
     assert not writes, f"{target.where}: {writes} let it push"
