@@ -9,19 +9,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ccweb.app import create_app
-from ccweb.config import parse_config
-from support import RecordingSTS, serve
+from support import serve_downloads
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    config = parse_config({
-        "issuers": [{"name": "corp", "issuer": "http://127.0.0.1:9", "audiences": ["ccweb"]}],
-        "rules": [{"name": "all", "issuer": "corp", "role_arn": "arn:aws:iam::111122223333:role/all",
-                   "repositories": ["*"]}],
-    })
-    with serve(create_app(config, sts=RecordingSTS())) as served:
+    with serve_downloads() as served:
         yield served
 
 
