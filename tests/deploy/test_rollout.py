@@ -16,12 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ccweb.app import create_app
-from ccweb.config import parse_config
 from ccweb.shell_dist import helper_script
 from ccweb_helper.cli import COMMANDS
 from ccweb_helper.setup import _parser as setup_parser
-from support import RecordingSTS, serve
+from support import serve_downloads
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "rollout.md").read_text(encoding="utf-8")
@@ -33,8 +31,7 @@ PYTHONS = ("/usr/local/bin/python3", "/opt/homebrew/bin/python3")
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    config = parse_config({"issuers": [{"name": "corp", "issuer": "http://127.0.0.1:9", "audiences": ["ccweb"]}]})
-    with serve(create_app(config, sts=RecordingSTS())) as served:
+    with serve_downloads() as served:
         yield served
 
 
