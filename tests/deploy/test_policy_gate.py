@@ -7,19 +7,24 @@
   organization denied, every deny entry suspending; every rule is expected somewhere, and each case's token is
   one the policy's issuer accepts (its iss and aud);
 - deploy/ci's GitHub Actions workflow and GitLab CI job validate against GitHub's and GitLab's schemas
-  (check-jsonschema's vendored copies, offline), pin their actions by commit, cover every overlay, and the
-  ``ccweb`` commands they run pass against this repository's overlays.
+  (check-jsonschema's vendored copies, offline), pin their actions by commit and cover every overlay; their
+  commands, run as each runner runs them (GitHub's through ``docker run`` of the image, GitLab's in the image) with
+  this repository's ``ccweb`` as the image's, pass on this repository's overlays, fail on a case decided otherwise,
+  and stop before ccweb runs when the image is not named by digest.
+
+No install without hashes, no image by tag, and the fallback's hashed install: test_policy_gate_supply.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -178,45 +183,155 @@ def gitlab_job() -> dict[str, Any]:
 
 
 def test_the_github_workflow_pins_its_actions_by_commit_and_reads_only() -> None:
+    """Every action, the ones the comments show for a private registry included, by commit and its version."""
     (job,) = github_workflow()["jobs"].values()
-    uses = [step["uses"] for step in job["steps"] if "uses" in step]
-    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses)
+    assert [step["uses"] for step in job["steps"] if "uses" in step], "the checkout"
     text = GITHUB.read_text(encoding="utf-8")
-    assert all(re.search(rf"{re.escape(u)}  # v\d+\.\d+\.\d+$", text, re.MULTILINE) for u in uses), "the version"
+    uses = re.findall(r"^[ #]*- uses: (\S+)(.*)$", text, re.MULTILINE)
+    assert len(uses) == 3, "the checkout, and the two steps that log in to ECR"
+    for action, rest in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action) and re.fullmatch(r"  # v\d+\.\d+\.\d+", rest)
     assert github_workflow()["permissions"] == {"contents": "read"}, "no id-token: the gate needs no access"
 
 
-def test_the_examples_install_the_ccweb_this_repository_is() -> None:
-    pins = re.findall(r'"ccweb-service==([^"]+)"', GITHUB.read_text(encoding="utf-8") + GITLAB.read_text(
-        encoding="utf-8"))
-    assert pins and set(pins) == {version("ccweb-service")}
-
-
-def gate_commands() -> list[tuple[str, str, str]]:
-    """(platform, overlay directory, command) for each ccweb command each example runs, per overlay of its
-    matrix, the directory as the job's OVERLAY variable names it."""
+def jobs() -> dict[str, tuple[list[str], list[str]]]:
+    """platform → (the OVERLAY directory of each job of its matrix, the shell commands each job runs, in order)."""
     (job,) = github_workflow()["jobs"].values()
     template = job["env"]["OVERLAY"]
-    runs = [step["run"] for step in job["steps"] if step.get("run", "").startswith("ccweb ")]
-    found = [("github", template.replace("${{ matrix.overlay }}", name), command)
-             for name in job["strategy"]["matrix"]["overlay"] for command in runs]
+    github = [template.replace("${{ matrix.overlay }}", name) for name in job["strategy"]["matrix"]["overlay"]]
     (matrix,) = gitlab_job()["parallel"]["matrix"]
-    scripts = [line for line in gitlab_job()["script"] if line.startswith("ccweb ")]
-    found += [("gitlab", directory, command) for directory in matrix["OVERLAY"] for command in scripts]
-    return found
+    return {"github": (github, [step["run"] for step in job["steps"] if "run" in step]),
+            "gitlab": (matrix["OVERLAY"], list(gitlab_job()["script"]))}
 
 
-GATE = gate_commands()
+JOBS = jobs()
+PLATFORMS = list(JOBS)
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+PINNED = f"444455556666.dkr.ecr.eu-west-1.amazonaws.com/ccweb@{DIGEST}"
+IMAGE_CCWEB = '''#!{python}
+"""ccweb as the image runs it: records each call, then runs this repository's."""
+import json, os, sys
+with open(os.environ["GATE_LOG"], "a", encoding="utf-8") as log:
+    log.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\\n")
+os.execv({ccweb!r}, [{ccweb!r}, *sys.argv[1:]])
+'''
+RUNNER_DOCKER = '''#!{python}
+"""docker on the runner, for the one command the gate runs: the image's ccweb, the checkout mounted read-only at
+/policies, as uid 10001 (others' read permission), offline."""
+import json, os, re, sys
+args, options = sys.argv[1:], {{}}
+if args[:2] != ["run", "--rm"]:
+    sys.exit(f"docker: not the gate's command: {{args}}")
+args = args[2:]
+while args[0].startswith("-"):
+    options[args[0]], args = args[1], args[2:]
+image, argv = args[0], args[1:]
+if not image or re.search(r"\\s", image):  # a tag runs, as docker runs it: only the job's own check refuses it
+    print(f"docker: invalid reference format: {{image!r}}", file=sys.stderr); sys.exit(125)
+source, _, mode = options["-v"].partition(":/policies:")
+assert mode == "ro" and options["--network"] == "none" and options["--entrypoint"] == "ccweb", options
+workdir = options["-w"]
+assert workdir == "/policies" or workdir.startswith("/policies/"), workdir
+mapped = []
+for arg in argv:
+    if arg.startswith("/"):
+        assert arg.startswith("/policies/"), f"{{arg}}: not in the container"
+        arg = source + arg[len("/policies"):]
+    path = os.path.join(source, workdir[len("/policies/"):], arg)
+    if os.path.exists(path):
+        assert os.stat(path).st_mode & 0o004, f"{{arg}}: uid 10001 cannot read it"
+    mapped.append(arg)
+os.chdir(os.path.join(source, workdir[len("/policies/"):]))
+with open(os.environ["GATE_LOG"] + ".images", "a", encoding="utf-8") as log:
+    log.write(json.dumps(image) + "\\n")
+ccweb = os.path.join(os.environ["IMAGE_BIN"], "ccweb")  # the image's, not the runner's: it has none
+os.execv(ccweb, [ccweb, *mapped])
+'''
 
 
-def test_each_example_runs_both_checks_on_every_overlay() -> None:
-    for platform in ("github", "gitlab"):
-        mine = [(d, c) for p, d, c in GATE if p == platform]
-        assert {d for d, _ in mine} == {str(o.relative_to(ROOT)) for o in OVERLAYS}, platform
-        assert {c.split()[1] for _, c in mine} == {"check-config", "test-policy"}, platform
+class Job(NamedTuple):
+    results: list[subprocess.CompletedProcess[str]]  # each command's, up to the first that failed
+    calls: list[dict[str, Any]]  # each ccweb command the image ran: argv and working directory
+
+    @property
+    def passed(self) -> bool:
+        return all(r.returncode == 0 for r in self.results)
 
 
-@pytest.mark.parametrize(("platform", "overlay", "command"), GATE, ids=[f"{p}:{o}:{c.split()[1]}" for p, o, c in GATE])
-def test_the_examples_commands_pass_on_this_repository(platform: str, overlay: str, command: str) -> None:
-    result = run(["bash", "-ec", command], env={"OVERLAY": overlay})
-    assert result.returncode == 0, f"{platform}: {command}\n{result.stdout}{result.stderr}"
+def run_job(platform: str, overlay: str, image: str, tmp_path: Path, cwd: Path = ROOT) -> Job:
+    """The platform's job for ``overlay`` as its runner runs it: each command with ``bash -ec`` in the checkout,
+    stopping at the first that fails. On GitHub's runner ccweb is only in the image (docker runs it); on GitLab the
+    job runs in the image, so ccweb is on the PATH. Neither has this virtual environment's."""
+    image_bin, runner_bin, log = tmp_path / "image", tmp_path / "runner", tmp_path / "calls.jsonl"
+    for directory, name, program in [(image_bin, "ccweb", IMAGE_CCWEB), (runner_bin, "docker", RUNNER_DOCKER)]:
+        directory.mkdir(exist_ok=True)
+        (directory / name).write_text(program.format(python=sys.executable, ccweb=str(BIN / "ccweb")),
+                                      encoding="utf-8")
+        (directory / name).chmod(0o755)
+    system = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != BIN.resolve()]
+    path = [str(runner_bin if platform == "github" else image_bin), *system]
+    environment = {**os.environ, "PATH": os.pathsep.join(path), "OVERLAY": overlay, "CCWEB_IMAGE": image,
+                   "GATE_LOG": str(log), "IMAGE_BIN": str(image_bin)}
+    results = []
+    for command in JOBS[platform][1]:
+        results.append(subprocess.run(["bash", "-ec", command], cwd=cwd, env=environment, capture_output=True,
+                                      text=True, timeout=120, check=False))
+        if results[-1].returncode:
+            break
+    calls = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+    return Job(results, calls)
+
+
+def test_each_example_covers_every_overlay() -> None:
+    for platform, (overlays, _) in JOBS.items():
+        assert sorted(overlays) == [str(o.relative_to(ROOT)) for o in OVERLAYS], platform
+
+
+GATE = [(platform, overlay) for platform, (overlays, _) in JOBS.items() for overlay in overlays]
+
+
+@pytest.mark.parametrize(("platform", "overlay"), GATE, ids=[f"{p}:{o.rpartition('/')[2]}" for p, o in GATE])
+def test_the_examples_job_passes_on_this_repository(platform: str, overlay: str, tmp_path: Path) -> None:
+    """Both checks, in the image, on the overlay's files: the commands exactly as the file has them."""
+    job = run_job(platform, overlay, PINNED, tmp_path)
+    assert job.passed, "\n".join(r.stdout + r.stderr for r in job.results)
+    assert [call["argv"] for call in job.calls] == [
+        ["check-config", f"{overlay}/policy.yaml"],
+        ["test-policy", "--config", f"{overlay}/policy.yaml", f"{overlay}/policy-cases.yaml"]]
+    assert {call["cwd"] for call in job.calls} == {str(ROOT)}
+    images = tmp_path / "calls.jsonl.images"
+    assert platform == "gitlab" or images.read_text(encoding="utf-8").splitlines() == [json.dumps(PINNED)] * 2
+    assert "case(s) hold: the policy decides as expected" in job.results[-1].stdout
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_examples_job_fails_on_a_case_the_policy_decides_otherwise(platform: str, tmp_path: Path) -> None:
+    overlays, _ = JOBS[platform]
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / overlays[0], checkout / overlays[0])
+    table = cases(ROOT / overlays[0])
+    table[0]["expect"] = "denied" if table[0]["expect"] != "denied" else config(ROOT / overlays[0]).rules[0].name
+    (checkout / overlays[0] / "policy-cases.yaml").write_text(yaml.safe_dump({"cases": table}), encoding="utf-8")
+    job = run_job(platform, overlays[0], PINNED, tmp_path, cwd=checkout)
+    assert not job.passed and job.results[-1].returncode == 1
+    assert job.results[-1].stdout.startswith(f"cases[0] {table[0]['name']!r}: expected {table[0]['expect']}, got ")
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("image", ["444455556666.dkr.ecr.eu-west-1.amazonaws.com/ccweb:0.1.0", "", "ccweb",
+                                   PINNED[:-1], f"{PINNED}\nccweb:latest", f"ccweb:latest\n{PINNED}",
+                                   f"{PINNED} ", PINNED.replace("@sha256:", "@sha512:")])
+def test_an_image_not_pinned_by_digest_stops_the_job_before_ccweb_runs(platform: str, image: str,
+                                                                       tmp_path: Path) -> None:
+    overlays, _ = JOBS[platform]
+    job = run_job(platform, overlays[0], image, tmp_path)
+    assert not job.passed and job.calls == [] and len(job.results) == 1, "the first command refuses it"
+    assert job.results[0].stderr.endswith("not <registry>/ccweb@sha256:<digest>\n")
+
+
+def test_both_jobs_run_the_image_a_variable_names() -> None:
+    """The digest lives in a CI/CD variable the operators set, which a pull or merge request cannot change."""
+    (job,) = github_workflow()["jobs"].values()
+    assert job["env"]["CCWEB_IMAGE"] == "${{ vars.CCWEB_IMAGE }}" and "container" not in job
+    assert gitlab_job()["image"] == {"name": "$CCWEB_IMAGE", "entrypoint": [""]}, "ccweb's entrypoint emptied"
+    assert "variables" not in gitlab_job() or "CCWEB_IMAGE" not in gitlab_job()["variables"]
