@@ -1,7 +1,11 @@
 """The signing keys of each configured issuer: discovery document and key set, fetched and cached (I/O).
 
 Discovery documents and key sets are capped at ``MAX_DOCUMENT_BYTES`` and never redirected; a discovery
-document must name its own issuer and an https ``jwks_uri`` (http only on loopback) of printable ASCII. Only
+document must name its own issuer and an https ``jwks_uri`` of printable ASCII (``discovered_jwks_uri``); http
+only when both it and the issuer itself are on loopback (the ``ccweb dev`` sandbox, tests), and loopback only
+for an issuer on loopback, so that no identity provider elsewhere can send ccweb to the pod's own loopback (the
+cluster-keys proxy, the metrics listener). A
+``jwks_uri`` the policy names is the operator's choice, http on loopback included (as the config allows). Only
 RSA and EC signature keys are kept, by ``kid``; a key ccweb cannot use (another key type, a curve it does not
 know, a malformed or private key) is skipped and named in one log line per fetch, and the others serve. A key
 set with no key ccweb can use is a failed fetch, as an HTTP error is: the keys fetched before stay.
@@ -146,6 +150,36 @@ def fetch_wait(now: float, last: float, recent: deque[float]) -> float:
     return max(0.0, wait)
 
 
+def discovered_jwks_uri(discovery: dict[str, Any], issuer: str, url: str) -> str:
+    """The ``jwks_uri`` that ``issuer``'s discovery document (fetched from ``url``) names, if ccweb may fetch it;
+    else a ``DocumentError`` that names the document and never quotes it. Pure.
+
+    It must be a URL of printable ASCII, https; plain http only when both the issuer and the ``jwks_uri`` are on
+    loopback (the ``ccweb dev`` sandbox, tests); and only an issuer on loopback may name loopback at all. An
+    identity provider elsewhere (or whoever answers for its discovery URL) that names ``http://127.0.0.1:…``
+    would otherwise have every replica send a GET to its own pod: the cluster-keys ``kubectl proxy``, the
+    metrics listener.
+    """
+    if discovery.get("issuer") != issuer:
+        raise DocumentError(f"{url} names a different issuer")
+    jwks_uri = discovery.get("jwks_uri")
+    if not isinstance(jwks_uri, str):
+        raise DocumentError(f"{url} has no jwks_uri")
+    if not jwks_uri.isascii() or not jwks_uri.isprintable() or " " in jwks_uri:
+        raise DocumentError(f"{url} names a jwks_uri that is not a URL of printable ASCII characters")
+    try:
+        parts = urlsplit(jwks_uri)
+        loopback = is_loopback(parts.hostname or "")
+    except ValueError:  # "https://[::1/jwks": an unclosed IPv6 address, a bad port
+        raise DocumentError(f"{url} names a jwks_uri that is not a URL") from None
+    issuer_on_loopback = is_loopback(urlsplit(issuer).hostname or "")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback and issuer_on_loopback):
+        raise DocumentError(f"{url} names a jwks_uri that is not https")
+    if loopback and not issuer_on_loopback:
+        raise DocumentError(f"{url} names a jwks_uri on loopback, which only an issuer on loopback may")
+    return jwks_uri
+
+
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.warning("key set fetch failed: %s", type(exc).__name__)
@@ -183,21 +217,7 @@ class IssuerKeys:
             return self.issuer.jwks_uri, self.issuer.jwks_uri
         url = self.issuer.issuer.rstrip("/") + "/.well-known/openid-configuration"
         discovery = await fetch_json(self.http, url)
-        if discovery.get("issuer") != self.issuer.issuer:
-            raise DocumentError(f"{url} names a different issuer")
-        jwks_uri = discovery.get("jwks_uri")
-        if not isinstance(jwks_uri, str):
-            raise DocumentError(f"{url} has no jwks_uri")
-        if not jwks_uri.isascii() or not jwks_uri.isprintable() or " " in jwks_uri:
-            raise DocumentError(f"{url} names a jwks_uri that is not a URL of printable ASCII characters")
-        try:
-            parts = urlsplit(jwks_uri)
-            loopback = parts.scheme == "http" and is_loopback(parts.hostname or "")
-        except ValueError:  # "https://[::1/jwks": an unclosed IPv6 address, a bad port
-            raise DocumentError(f"{url} names a jwks_uri that is not a URL") from None
-        if parts.scheme != "https" and not loopback:
-            raise DocumentError(f"{url} names a jwks_uri that is not https")
-        return jwks_uri, f"the jwks_uri that {url} names"
+        return discovered_jwks_uri(discovery, self.issuer.issuer, url), f"the jwks_uri that {url} names"
 
     def next_attempt_in(self) -> float:
         """Seconds until a fetch may reach the identity provider again."""

@@ -1,15 +1,18 @@
 """When an issuer's keys may be fetched again (``ccweb.keys.fetch_wait``, pure): a few seconds after the last
 fetch, at most a handful a minute. And what one fetch makes of what the identity provider answers (a fake
 transport, a clock moved by hand): keys ccweb cannot use skipped and named, a key set with none it can use a
-failed fetch, anything a fetch raises a failed fetch. Fetching against loopback issuers is exercised in
-test_tokens.py and test_faults.py."""
+failed fetch, anything a fetch raises a failed fetch. Where a key set may be fetched from (real loopback
+servers): a remote issuer's discovery document naming plain http on the pod's own loopback is refused and that
+server never asked; a policy's jwks_uri there, and a loopback issuer's, are followed. More fetching against
+loopback issuers is exercised in test_tokens.py and test_faults.py."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -18,8 +21,16 @@ from joserfc.jwk import ECKey, RSAKey
 
 from ccweb.config import parse_config
 from ccweb.errors import UpstreamUnavailable
-from ccweb.keys import KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE, IssuerKeys, fetch_wait
+from ccweb.keys import (
+    KEY_FETCH_SPACING_SECONDS,
+    KEY_FETCHES_PER_MINUTE,
+    DocumentError,
+    IssuerKeys,
+    discovered_jwks_uri,
+    fetch_wait,
+)
 from ccweb.metrics import Metrics
+from support import Asked, serve_issuer, serve_json
 
 SPACING, PER_MINUTE = KEY_FETCH_SPACING_SECONDS, KEY_FETCHES_PER_MINUTE
 
@@ -190,3 +201,126 @@ def test_a_first_key_set_with_no_usable_key_leaves_the_issuer_unavailable() -> N
             await keys.candidates("good")
 
     fetching(Answers({"keys": [BP_256]}), scenario)
+
+
+# --- where the keys may be fetched from: a remote issuer never sends ccweb to the pod's own loopback ------------
+
+REMOTE = "https://login.example.com"
+DISCOVERY = f"{REMOTE}/.well-known/openid-configuration"
+
+
+@contextlib.contextmanager
+def loopback_keys() -> Iterator[tuple[str, list[str]]]:
+    """A real loopback server standing for what listens in the pod (the cluster-keys proxy, the metrics
+    listener): it answers GOOD's key set to every request; yield its URL and the paths it was asked."""
+    asked: list[str] = []
+
+    def answer(request: Asked) -> tuple[int, dict[str, Any]]:
+        asked.append(request.path)
+        return 200, {"keys": [GOOD.as_dict(private=False)]}
+
+    with serve_json(answer) as url:
+        yield url, asked
+
+
+def keys_of(issuer: dict[str, Any], remote: Callable[[httpx.Request], httpx.Response] | None,
+            scenario: Callable[[IssuerKeys], Awaitable[None]]) -> None:
+    """Run ``scenario`` with the keys of ``issuer`` (a policy's entry): requests to ``REMOTE`` go to ``remote`` (a
+    fake transport), all others over the network (loopback only, here)."""
+    parsed = parse_config({"issuers": [{"name": "corp", "audiences": ["ccweb"], **issuer}]}).issuers[0]
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"nothing is to be asked of {request.url}")
+
+    async def run() -> None:
+        mounts = {REMOTE: httpx.MockTransport(remote or refuse)}
+        async with httpx.AsyncClient(mounts=mounts, trust_env=False) as http:
+            await scenario(IssuerKeys(parsed, http, lambda: 1000.0))
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("spelling", [
+    pytest.param("http://127.0.0.1:{port}/openid/v1/jwks", id="127.0.0.1"),
+    pytest.param("http://localhost:{port}/openid/v1/jwks", id="localhost"),
+    pytest.param("http://[::ffff:127.0.0.1]:{port}/openid/v1/jwks", id="ipv4-mapped-ipv6"),
+])
+def test_a_remote_issuer_naming_an_http_jwks_uri_on_loopback_sends_nothing_there(
+        spelling: str, caplog: pytest.LogCaptureFixture) -> None:
+    """An https issuer's discovery document (hostile, or answered by someone else) names the pod's own loopback:
+    the fetch fails with the usual sentence, and the server there is never asked."""
+    with loopback_keys() as (url, asked):
+        jwks_uri = spelling.format(port=url.rsplit(":", 1)[1])
+
+        def discovery(request: httpx.Request) -> httpx.Response:
+            assert str(request.url) == DISCOVERY
+            return httpx.Response(200, json={"issuer": REMOTE, "jwks_uri": jwks_uri})
+
+        async def scenario(keys: IssuerKeys) -> None:
+            await keys.warm(5.0)
+            assert keys.state() == {"state": "unavailable", "keys_loaded": False, "keys_age_seconds": None,
+                                    "last_error": f"{DISCOVERY} names a jwks_uri that is not https"}
+            with pytest.raises(UpstreamUnavailable):
+                await keys.candidates("good")
+
+        with caplog.at_level(logging.WARNING, logger="ccweb.tokens"):
+            keys_of({"issuer": REMOTE}, discovery, scenario)
+    assert asked == []
+    assert [r.getMessage() for r in caplog.records if r.name == "ccweb.tokens"] == [
+        f"issuer corp: no key set yet: {DISCOVERY} names a jwks_uri that is not https"]
+
+
+def test_a_policy_naming_an_http_jwks_uri_on_loopback_is_followed() -> None:
+    """The cluster-keys component: the policy names ``http://127.0.0.1:8001/openid/v1/jwks`` for an https issuer
+    (docs/ci.md); the keys come from there, and the issuer's discovery document is not asked for."""
+    with loopback_keys() as (url, asked):
+        async def scenario(keys: IssuerKeys) -> None:
+            assert await keys.candidates("good")
+            assert keys.state()["state"] == "ok"
+
+        keys_of({"issuer": REMOTE, "jwks_uri": f"{url}/openid/v1/jwks"}, None, scenario)
+    assert asked == ["/openid/v1/jwks"]
+
+
+def test_a_loopback_issuer_s_http_jwks_uri_is_followed() -> None:
+    """The ``ccweb dev`` sandbox's issuer: on loopback itself, over http, its discovery document names its key set
+    there too."""
+    asked: list[str] = []
+    with serve_issuer(asked) as issuer:
+        async def scenario(keys: IssuerKeys) -> None:
+            assert await keys.candidates(issuer.key.kid)
+            assert keys.state()["state"] == "ok"
+
+        keys_of({"issuer": issuer.issuer_url}, None, scenario)
+    assert asked == ["/.well-known/openid-configuration", "/jwks"]
+
+
+NOT_HTTPS = "{d} names a jwks_uri that is not https"
+ON_LOOPBACK = "{d} names a jwks_uri on loopback, which only an issuer on loopback may"
+
+
+@pytest.mark.parametrize(("issuer", "jwks_uri", "refused"), [
+    pytest.param(REMOTE, f"{REMOTE}/jwks", None, id="remote-https"),
+    pytest.param(REMOTE, "https://keys.example.net:8443/jwks", None, id="remote-naming-another-host"),
+    pytest.param(REMOTE, "http://127.0.0.1:8001/openid/v1/jwks", NOT_HTTPS, id="remote-naming-the-cluster-keys-proxy"),
+    pytest.param(REMOTE, "http://[::1]:9090/metrics", NOT_HTTPS, id="remote-naming-ipv6-loopback"),
+    pytest.param(REMOTE, "http://LocalHost:9090/", NOT_HTTPS, id="remote-naming-localhost"),
+    pytest.param(REMOTE, "http://login.example.com/jwks", NOT_HTTPS, id="remote-http"),
+    pytest.param(REMOTE, "https://127.0.0.1:8001/openid/v1/jwks", ON_LOOPBACK, id="remote-naming-https-on-loopback"),
+    pytest.param(REMOTE, "https://[::ffff:127.0.0.1]:9090/", ON_LOOPBACK, id="remote-naming-ipv4-mapped-loopback"),
+    pytest.param("http://127.0.0.1:5556", "http://127.0.0.1:5556/jwks", None, id="loopback-http"),
+    pytest.param("http://localhost:5556", "http://127.0.0.1:5557/jwks", None, id="loopback-naming-another-port"),
+    pytest.param("https://127.0.0.1:5556", "http://[::1]:5556/jwks", None, id="loopback-https-naming-http"),
+    pytest.param("http://127.0.0.1:5556", "https://keys.example.com/jwks", None, id="loopback-naming-remote-https"),
+    pytest.param("http://127.0.0.1:5556", "http://keys.example.com/jwks", NOT_HTTPS, id="loopback-naming-remote-http"),
+    pytest.param("http://127.0.0.1:5556", "ftp://127.0.0.1/jwks", NOT_HTTPS, id="loopback-naming-ftp"),
+])
+def test_which_discovered_jwks_uri_may_be_fetched(issuer: str, jwks_uri: str, refused: str | None) -> None:
+    """``discovered_jwks_uri`` (pure): http only from an issuer on loopback to loopback; loopback only from one."""
+    url = f"{issuer}/.well-known/openid-configuration"
+    if refused is None:
+        assert discovered_jwks_uri({"issuer": issuer, "jwks_uri": jwks_uri}, issuer, url) == jwks_uri
+    else:
+        with pytest.raises(DocumentError) as error:
+            discovered_jwks_uri({"issuer": issuer, "jwks_uri": jwks_uri}, issuer, url)
+        assert str(error.value) == refused.format(d=url)
