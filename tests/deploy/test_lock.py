@@ -155,3 +155,45 @@ def test_the_header_says_how_to_regenerate_it() -> None:
     assert script.is_file() and os.access(script, os.X_OK)
     text = script.read_text(encoding="utf-8")
     assert "--generate-hashes" in text and "requirements.lock" in text
+
+
+# --- the tool that writes the lock: pip-tools, itself pinned with hashes ----------------------------------------
+
+TOOLS = ROOT / "requirements" / "lock-tools.txt"
+TOOL_ENTRIES, TOOL_OPTIONS = parse(TOOLS.read_text(encoding="utf-8"))
+
+
+def test_the_lock_tool_is_pinned_exactly_with_sha256_hashes() -> None:
+    """A new pip-tools release (or one that is not what it says) writes no lock until it is reviewed into
+    requirements/lock-tools.txt: every package scripts/lock runs is named there once, ``==``, with its hashes."""
+    names = [canonicalize_name(e.requirement.name) for e in TOOL_ENTRIES]
+    assert "pip-tools" in names and len(names) == len(set(names)), names
+    for entry in TOOL_ENTRIES:
+        (specifier,) = entry.requirement.specifier
+        assert specifier.operator == "==" and "*" not in specifier.version, f"{entry.requirement}: pin it with =="
+        assert entry.hashes, f"{entry.requirement}: no --hash=sha256: (pip --require-hashes refuses it)"
+        assert entry.requirement.url is None and not entry.options, entry.requirement
+    assert TOOL_OPTIONS == []
+    wanted = logical_lines((ROOT / "requirements" / "lock-tools.in").read_text(encoding="utf-8"))
+    pins = {canonicalize_name(e.requirement.name): next(iter(e.requirement.specifier)).version for e in TOOL_ENTRIES}
+    for requirement in map(Requirement, wanted):
+        assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)]), requirement
+
+
+def test_scripts_lock_installs_the_tool_only_from_its_hashed_requirements() -> None:
+    """Every ``pip install`` of scripts/lock (its commands, ``\\`` continuations joined) takes the hashed file,
+    with --require-hashes and --no-deps: no package by name, no version pip-tools' release alone decides."""
+    commands = logical_lines((ROOT / "scripts" / "lock").read_text(encoding="utf-8"))
+    installs = [c for c in commands if re.search(r"\bpip install\b", c)]
+    assert installs, "scripts/lock installs pip-tools somewhere"
+    for command in installs:
+        words = command.split()
+        assert "--require-hashes" in words and "--no-deps" in words, command
+        assert "-r" in words and words[words.index("-r") + 1] == '"$TOOL_REQUIREMENTS"', command
+    assert "TOOL_REQUIREMENTS=requirements/lock-tools.txt" in commands
+
+
+def test_the_tool_s_header_says_how_to_refresh_it() -> None:
+    comments = [line for line in TOOLS.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    assert any(line.strip("# ") == "./scripts/lock --tools" for line in comments), comments
+    assert "./scripts/lock --tools --upgrade" in (ROOT / "scripts" / "lock").read_text(encoding="utf-8")
