@@ -43,8 +43,8 @@ with warnings.catch_warnings():
     from authlib.integrations.starlette_client import StarletteOAuth2App
     from authlib.integrations.starlette_client.integration import StarletteIntegration
 
-__all__ = ["START_AGAIN", "Discovery", "Endpoints", "OAuthError", "SignInFailed", "WebClient", "error_code",
-           "quiet_authlib"]
+__all__ = ["START_AGAIN", "Discovery", "Endpoints", "OAuthError", "SignInFailed", "WebClient", "discovered_endpoints",
+           "error_code", "quiet_authlib"]
 
 log = logging.getLogger("ccweb.web")
 
@@ -89,27 +89,35 @@ class Endpoints:
     """``token_endpoint_auth_methods_supported``; None when the document does not say (client_secret_basic)."""
 
 
-def _endpoint(document: Mapping[str, Any], name: str, where: str) -> str:
+def _endpoint(document: Mapping[str, Any], name: str, where: str, issuer: str) -> str:
+    """``name``'s URL in the discovery document: https, and on loopback (then plain http too) only when ``issuer``
+    itself is (the ``ccweb dev`` sandbox, tests). An identity provider elsewhere that named ``127.0.0.1`` would
+    have every replica post the code exchange, client credentials included, to its own pod's listeners."""
     value = document.get(name)
     if not isinstance(value, str) or not value.isascii() or not value.isprintable() or " " in value:
         raise DocumentError(f"{where} names no {name} that is a URL of printable ASCII characters")
     try:
         parts = urlsplit(value)
-        loopback = parts.scheme == "http" and is_loopback(parts.hostname or "")
+        loopback = is_loopback(parts.hostname or "")
     except ValueError:
         raise DocumentError(f"{where} names a {name} that is not a URL") from None
-    if not parts.hostname or parts.fragment or (parts.scheme != "https" and not loopback):
+    issuer_on_loopback = is_loopback(urlsplit(issuer).hostname or "")
+    plain_allowed = parts.scheme == "http" and loopback and issuer_on_loopback
+    if not parts.hostname or parts.fragment or (parts.scheme != "https" and not plain_allowed):
         raise DocumentError(f"{where} names a {name} that is not an https URL")
+    if loopback and not issuer_on_loopback:
+        raise DocumentError(f"{where} names a {name} on loopback, which only an issuer on loopback may")
     return value
 
 
-def _endpoints(document: Mapping[str, Any], issuer: Issuer, url: str) -> Endpoints:
+def discovered_endpoints(document: Mapping[str, Any], issuer: Issuer, url: str) -> Endpoints:
     """What the discovery document at ``url`` says of signing in at ``issuer``; DocumentError if it cannot say."""
     if document.get("issuer") != issuer.issuer:
         raise DocumentError(f"{url} names a different issuer")
     methods = document.get("token_endpoint_auth_methods_supported")
     return Endpoints(
-        _endpoint(document, "authorization_endpoint", url), _endpoint(document, "token_endpoint", url),
+        _endpoint(document, "authorization_endpoint", url, issuer.issuer),
+        _endpoint(document, "token_endpoint", url, issuer.issuer),
         tuple(m for m in methods if isinstance(m, str)) if isinstance(methods, list) else None,
     )
 
@@ -151,7 +159,7 @@ class Discovery:
         url = issuer.issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
             async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-                endpoints = _endpoints(await fetch_json(self._http, url), issuer, url)
+                endpoints = discovered_endpoints(await fetch_json(self._http, url), issuer, url)
         except (DocumentError, TimeoutError) as exc:
             problem = str(exc) if isinstance(exc, DocumentError) else f"no answer within {FETCH_TIMEOUT_SECONDS:g} s"
             log.warning("sign-in at issuer %s: its discovery document: %s", issuer.name, problem)
